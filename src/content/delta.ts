@@ -142,8 +142,9 @@ export function buildDelta(basis: DeltaBasis, newBytes: Uint8Array, options: Bui
   const instructions: DeltaInstruction[] = plan.ranges.map((range) =>
     range.kind === "copy"
       ? { kind: "copy", chunkId: range.chunkId, offset: range.basisOffset, length: range.length }
-      : // slice, not subarray: a view would drag the whole new file through structuredClone
-        { kind: "literal", bytes: newBytes.slice(range.offset, range.offset + range.length) },
+      : // A copy, not a view (Buffer#slice is a view): a view would drag the whole new file
+        // through structuredClone and pin it in memory.
+        { kind: "literal", bytes: new Uint8Array(newBytes.subarray(range.offset, range.offset + range.length)) },
   );
   return { baseId: basis.contentId, resultId: contentIdOf(newBytes), resultSize: newBytes.length, instructions };
 }
