@@ -1,0 +1,239 @@
+import { randomUUID } from "node:crypto";
+import Database from "better-sqlite3";
+import { z } from "zod";
+import {
+  type DetectedBy,
+  DetectedBySchema,
+  type Operation,
+  OperationSchema,
+  type Position,
+  PositionSchema,
+} from "./operation.js";
+import { type ApplyOutcome, ApplyOutcomeSchema } from "./protocol.js";
+
+/** One operation as the log holds it. */
+export interface LogEntry {
+  position: Position;
+  /** Milliseconds since the epoch when the operation was appended. */
+  loggedAt: number;
+  operation: Operation;
+  detectedBy: DetectedBy;
+}
+
+/** What happened when a logged operation reached the target. */
+export interface LoggedResult {
+  position: Position;
+  outcome: ApplyOutcome;
+  reason?: string;
+  /** Encoded bytes of the operation and its content on the wire. */
+  wireBytes: number;
+  /** Bytes written to the target file. */
+  bytesWritten: number;
+  appliedAt: number;
+}
+
+/** An operation to append, with how its change was detected. */
+export interface NewEntry {
+  operation: Operation;
+  detectedBy: DetectedBy;
+}
+
+/** One epoch of the log and why it began. */
+export interface Epoch {
+  epoch: number;
+  startedAt: number;
+  reason: string;
+}
+
+const EntryRowSchema = z.object({
+  epoch: z.number(),
+  seq: z.number(),
+  logged_at: z.number(),
+  operation: z.string(),
+  detected_by: DetectedBySchema,
+});
+
+const ResultRowSchema = z.object({
+  epoch: z.number(),
+  seq: z.number(),
+  outcome: ApplyOutcomeSchema,
+  reason: z.string().nullable(),
+  wire_bytes: z.number(),
+  bytes_written: z.number(),
+  applied_at: z.number(),
+});
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+  CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, reason TEXT NOT NULL) STRICT;
+  CREATE TABLE IF NOT EXISTS operations (
+    epoch INTEGER NOT NULL, seq INTEGER NOT NULL, logged_at INTEGER NOT NULL,
+    path TEXT NOT NULL, operation TEXT NOT NULL, detected_by TEXT NOT NULL,
+    PRIMARY KEY (epoch, seq)) STRICT, WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS operations_by_path ON operations (path);
+  CREATE TABLE IF NOT EXISTS results (
+    epoch INTEGER NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    wire_bytes INTEGER NOT NULL, bytes_written INTEGER NOT NULL, applied_at INTEGER NOT NULL,
+    PRIMARY KEY (epoch, seq)) STRICT, WITHOUT ROWID;
+`;
+
+/**
+ * The append-only operation log on SQLite. Positions are `(epoch, seq)`; nothing is ever rewritten or
+ * renumbered. Each `append` is one transaction. In memory by default; a file path makes it durable
+ * (WAL, synchronous=FULL, so an acknowledged append survives power loss).
+ */
+export class OperationLog {
+  /** Identifies this log to targets; a target following another log id re-establishes from scratch. */
+  readonly logId: string;
+  private readonly db: Database.Database;
+  private readonly insertEntry: Database.Statement;
+  private readonly insertResult: Database.Statement;
+  private head: Position;
+
+  /** Opens (or creates) a log; `path` undefined or ":memory:" keeps it in memory. */
+  constructor(path?: string) {
+    this.db = new Database(path ?? ":memory:");
+    if (path !== undefined && path !== ":memory:") {
+      this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = FULL");
+    }
+    this.db.exec(SCHEMA);
+    const storedId = this.db.prepare("SELECT value FROM meta WHERE key = 'log_id'").pluck().get();
+    this.logId = typeof storedId === "string" ? storedId : randomUUID();
+    if (storedId === undefined) this.db.prepare("INSERT INTO meta (key, value) VALUES ('log_id', ?)").run(this.logId);
+    this.insertEntry = this.db.prepare(
+      "INSERT INTO operations (epoch, seq, logged_at, path, operation, detected_by) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    this.insertResult = this.db.prepare(
+      "INSERT OR REPLACE INTO results (epoch, seq, outcome, reason, wire_bytes, bytes_written, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    this.head = this.readHead();
+  }
+
+  private readHead(): Position {
+    const epoch = this.db.prepare("SELECT MAX(epoch) FROM epochs").pluck().get();
+    if (typeof epoch !== "number") return { epoch: 0, seq: 0 };
+    const seq = this.db.prepare("SELECT MAX(seq) FROM operations WHERE epoch = ?").pluck().get(epoch);
+    return { epoch, seq: typeof seq === "number" ? seq : 0 };
+  }
+
+  /** The last position appended (`seq` 0 when the current epoch is empty; `epoch` 0 before any epoch). */
+  lastPosition(): Position {
+    return { ...this.head };
+  }
+
+  /** Starts a new epoch with the reason continuity could not be proven, and returns its number. */
+  startEpoch(reason: string, now: number): number {
+    const epoch = this.head.epoch + 1;
+    this.db.prepare("INSERT INTO epochs (epoch, started_at, reason) VALUES (?, ?, ?)").run(epoch, now, reason);
+    this.head = { epoch, seq: 0 };
+    return epoch;
+  }
+
+  /** All epochs, oldest first. */
+  epochs(): Epoch[] {
+    const rows = this.db.prepare("SELECT epoch, started_at, reason FROM epochs ORDER BY epoch").all() as {
+      epoch: number;
+      started_at: number;
+      reason: string;
+    }[];
+    return rows.map((r) => ({ epoch: r.epoch, startedAt: r.started_at, reason: r.reason }));
+  }
+
+  /** Appends a batch of operations to the current epoch in one transaction and returns the logged entries. */
+  append(batch: readonly NewEntry[], now: number): LogEntry[] {
+    if (this.head.epoch === 0) throw new Error("OperationLog.append: no epoch started");
+    const epoch = this.head.epoch;
+    let seq = this.head.seq;
+    const entries: LogEntry[] = batch.map(({ operation, detectedBy }) => ({
+      position: { epoch, seq: ++seq },
+      loggedAt: now,
+      operation: OperationSchema.parse(operation),
+      detectedBy,
+    }));
+    this.db.transaction(() => {
+      for (const e of entries) {
+        this.insertEntry.run(epoch, e.position.seq, now, e.operation.path, JSON.stringify(e.operation), e.detectedBy);
+      }
+    })();
+    this.head = { epoch, seq };
+    return entries;
+  }
+
+  /** Entries of `epoch` with `seq > afterSeq`, in order, at most `limit`. */
+  readAfter(epoch: number, afterSeq: number, limit = 10_000): LogEntry[] {
+    const rows = this.db
+      .prepare(
+        "SELECT epoch, seq, logged_at, operation, detected_by FROM operations WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT ?",
+      )
+      .all(epoch, afterSeq, limit);
+    return rows.map(parseEntryRow);
+  }
+
+  /** Records what the target did with logged operations (one transaction). */
+  recordResults(results: readonly LoggedResult[]): void {
+    this.db.transaction(() => {
+      for (const r of results) {
+        this.insertResult.run(
+          r.position.epoch,
+          r.position.seq,
+          r.outcome,
+          r.reason ?? null,
+          r.wireBytes,
+          r.bytesWritten,
+          r.appliedAt,
+        );
+      }
+    })();
+  }
+
+  /** Entries touching `path` or anything below it, oldest first, each with its result when known. */
+  history(path: string): { entry: LogEntry; result?: LoggedResult }[] {
+    const escaped = path.replaceAll("\\", "\\\\").replaceAll("%", "\\%").replaceAll("_", "\\_");
+    const rows = this.db
+      .prepare(
+        `SELECT o.epoch, o.seq, o.logged_at, o.operation, o.detected_by,
+                r.outcome, r.reason, r.wire_bytes, r.bytes_written, r.applied_at
+           FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
+          WHERE ? = '' OR o.path = ? OR o.path LIKE ? ESCAPE '\\'
+          ORDER BY o.epoch, o.seq`,
+      )
+      .all(path, path, `${escaped}/%`) as Record<string, unknown>[];
+    return rows.map((row) => {
+      const entry = parseEntryRow(row);
+      if (row.outcome === null || row.outcome === undefined) return { entry };
+      const r = ResultRowSchema.parse(row);
+      return {
+        entry,
+        result: {
+          position: entry.position,
+          outcome: r.outcome,
+          ...(r.reason === null ? {} : { reason: r.reason }),
+          wireBytes: r.wire_bytes,
+          bytesWritten: r.bytes_written,
+          appliedAt: r.applied_at,
+        },
+      };
+    });
+  }
+
+  /** Runs SQLite's quick_check; "ok" when the file is consistent. */
+  quickCheck(): string {
+    return String(this.db.pragma("quick_check", { simple: true }));
+  }
+
+  /** Closes the database. */
+  close(): void {
+    this.db.close();
+  }
+}
+
+function parseEntryRow(row: unknown): LogEntry {
+  const r = EntryRowSchema.parse(row);
+  return {
+    position: PositionSchema.parse({ epoch: r.epoch, seq: r.seq }),
+    loggedAt: r.logged_at,
+    operation: OperationSchema.parse(JSON.parse(r.operation)),
+    detectedBy: r.detected_by,
+  };
+}

@@ -1,0 +1,180 @@
+import { posix } from "node:path";
+import { contentIdOf } from "../content/contentId.js";
+import { childOf, RESERVED_PREFIX, relativePathProblem } from "../events/paths.js";
+import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
+import { type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
+
+/** A per-path problem: reported next to results, never stopping the rest. */
+export interface Problem {
+  path: string;
+  reason: string;
+}
+
+/** What the restart scan remembers of a file so an unchanged one is not read again. */
+export interface IndexedFile {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  hash: string;
+}
+
+/** Cheap-check index: relative path → what the file looked like when last hashed. A Map fits. */
+export interface ContentIndex {
+  get(path: string): IndexedFile | undefined;
+  set(path: string, entry: IndexedFile): void;
+  delete(path: string): void;
+}
+
+/** How to scan a tree. */
+export interface ScanOptions {
+  fs: FileSystem;
+  /** Absolute, normalised root of the tree. */
+  root: string;
+  /** When given, unchanged files (size, mtime, ctime, inode) are not read again. */
+  index?: ContentIndex;
+  /** True for paths neither sent nor deleted (the ignore rules); they are left out of the result. */
+  isExcluded?: (path: string, isDir: boolean) => boolean;
+  /** Files up to this size keep their bytes in `contents` for shipping without a second read. */
+  keepContentUpTo?: number;
+}
+
+/** The observed state of one path, the bytes read on the way, and the problems met. */
+export interface ScanResult {
+  /** Undefined when nothing replicable is at the path. */
+  node: TreeNode | undefined;
+  contents: Map<string, Uint8Array>;
+  problems: Problem[];
+}
+
+/** How often a file that keeps changing while read is retried before it is reported. */
+const TORN_READ_ATTEMPTS = 3;
+const DEFAULT_KEEP_CONTENT = 1024 * 1024;
+/** A path that exists but could not be read: the planner leaves the target's copy alone. */
+const UNREADABLE: TreeNode = { kind: "unknown" };
+
+/** True when `fs` offers mirrorlog's extensions (lstat, symlinks, metadata). */
+export function isMirrorFileSystem(fs: FileSystem): fs is MirrorFileSystem {
+  return typeof (fs as Partial<MirrorFileSystem>).lstat === "function";
+}
+
+/**
+ * Reads the tree at relative `path` below the root, recursively, without following symlinks.
+ * Special files, unreadable entries and names that cannot travel are reported as problems and left out.
+ */
+export function scanPath(options: ScanOptions, path: string): ScanResult {
+  const result: ScanResult = { node: undefined, contents: new Map(), problems: [] };
+  result.node = scanEntry(options, path, result);
+  return result;
+}
+
+function scanEntry(options: ScanOptions, path: string, out: ScanResult): TreeNode | undefined {
+  const { fs } = options;
+  const absolute = path === "" ? options.root : posix.join(options.root, path);
+  try {
+    if (isMirrorFileSystem(fs)) {
+      const stat = fs.lstat(absolute);
+      if (path !== "" && options.isExcluded?.(path, stat.kind === "dir")) return undefined;
+      switch (stat.kind) {
+        case "dir":
+          return scanDir(options, path, absolute, stat.mode, out);
+        case "symlink":
+          return { kind: "symlink", target: fs.readLink(absolute) };
+        case "file":
+          return scanFile(options, fs, path, absolute, out);
+        case "special":
+          out.problems.push({ path, reason: "skipped: FIFO, socket or device" });
+          return UNREADABLE;
+      }
+    }
+    if (!fs.exists(absolute)) return undefined;
+    const isDir = fs.isDir(absolute);
+    if (path !== "" && options.isExcluded?.(path, isDir)) return undefined;
+    if (isDir) return scanDir(options, path, absolute, undefined, out);
+    const bytes = fs.readFile(absolute);
+    keepContent(options, out, path, bytes);
+    return { kind: "file", hash: contentIdOf(bytes), size: bytes.length };
+  } catch (error) {
+    if (error instanceof FileSystemError && error.code === "ENOENT") return undefined; // vanished mid-scan
+    out.problems.push({ path, reason: describeError(error) });
+    return UNREADABLE;
+  }
+}
+
+function scanDir(
+  options: ScanOptions,
+  path: string,
+  absolute: string,
+  mode: number | undefined,
+  out: ScanResult,
+): DirNode {
+  const dir = emptyDir(mode);
+  for (const name of options.fs.listDir(absolute).sort()) {
+    if (name.startsWith(RESERVED_PREFIX)) continue;
+    const child = childOf(path, name);
+    const problem = relativePathProblem(child);
+    if (problem !== null) {
+      out.problems.push({ path: child, reason: `skipped: name ${problem}` });
+      continue;
+    }
+    const node = scanEntry(options, child, out);
+    if (node !== undefined) dir.children.set(name, node);
+  }
+  return dir;
+}
+
+function scanFile(
+  options: ScanOptions,
+  fs: MirrorFileSystem,
+  path: string,
+  absolute: string,
+  out: ScanResult,
+): TreeNode | undefined {
+  let before = fs.lstat(absolute);
+  const indexed = options.index?.get(path);
+  if (
+    indexed !== undefined &&
+    indexed.size === before.size &&
+    indexed.mtimeMs === before.mtimeMs &&
+    indexed.ctimeMs === before.ctimeMs &&
+    indexed.ino === before.ino
+  ) {
+    return { kind: "file", hash: indexed.hash, size: before.size, mode: before.mode, mtimeMs: before.mtimeMs };
+  }
+  for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
+    const bytes = fs.readFile(absolute);
+    const after = fs.lstat(absolute);
+    const steady =
+      after.kind === "file" &&
+      after.size === bytes.length &&
+      after.size === before.size &&
+      after.mtimeMs === before.mtimeMs &&
+      after.ino === before.ino;
+    if (steady) {
+      const hash = contentIdOf(bytes);
+      options.index?.set(path, {
+        size: after.size,
+        mtimeMs: after.mtimeMs,
+        ctimeMs: after.ctimeMs,
+        ino: after.ino,
+        hash,
+      });
+      keepContent(options, out, path, bytes);
+      return { kind: "file", hash, size: after.size, mode: after.mode, mtimeMs: after.mtimeMs };
+    }
+    if (after.kind !== "file") return scanEntry(options, path, out); // replaced by another kind
+    before = after;
+  }
+  out.problems.push({ path, reason: `changed while being read (${TORN_READ_ATTEMPTS} attempts); will retry` });
+  return UNREADABLE;
+}
+
+function keepContent(options: ScanOptions, out: ScanResult, path: string, bytes: Uint8Array): void {
+  if (bytes.length <= (options.keepContentUpTo ?? DEFAULT_KEEP_CONTENT)) out.contents.set(path, bytes);
+}
+
+/** One line naming the error's code and message, for problem reports. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,94 @@
+import { posix } from "node:path";
+import type { LogEntry, OperationLog } from "../events/operationLog.js";
+import type { Request, Response } from "../events/protocol.js";
+import type { FileSystem, FileSystemEvent } from "../fs/fileSystem.js";
+import { SessionRefusedError, SourceSession, type SyncStats } from "./sourceSession.js";
+
+/** The seed's RPC handle: one request in, one response out, synchronously. */
+export type RpcHandle = (request: Request) => Response;
+
+/** Options of a source beyond the seed's constructor. */
+export interface ReplicatorSourceOptions {
+  /** The operation log (a file for durability); a fresh in-memory log when not given. */
+  log?: OperationLog;
+  now?: () => number;
+  isExcluded?: (path: string, isDir: boolean) => boolean;
+}
+
+/** Rounds of re-planning paths the target reported missing before giving up until the next event. */
+const MAX_RETRY_ROUNDS = 3;
+/** Times a session is re-established after the target refused a request, per call. */
+const MAX_REESTABLISH = 2;
+
+/**
+ * The source side of the seed's contract. The constructor returns once the target equals the source;
+ * `handleEvent` (the callback given to `watchDir`) returns once it does again. Every change passes
+ * through the operation log: scan, plan, append, ship, settle.
+ */
+export class ReplicatorSource {
+  private readonly session: SourceSession;
+
+  constructor(
+    fs: FileSystem,
+    dirPath: string,
+    private readonly rpcHandle: RpcHandle,
+    options: ReplicatorSourceOptions = {},
+  ) {
+    this.session = new SourceSession({
+      fs,
+      root: posix.normalize(dirPath),
+      onWatchEvent: (event) => this.handleEvent(event),
+      ...options,
+    });
+    this.establish("new source session");
+  }
+
+  /** Replicates what the event hints at; returns when the target matches the source again. */
+  handleEvent(event: FileSystemEvent): void {
+    this.ship(this.session.planEvent(event), 0);
+  }
+
+  /** The operation log behind this source. */
+  get log(): OperationLog {
+    return this.session.log;
+  }
+
+  /** Totals since construction. */
+  get stats(): SyncStats {
+    return this.session.stats;
+  }
+
+  /** Releases every watch (the seed's sources live forever; tests and the CLI may not). */
+  close(): void {
+    this.session.releaseWatches();
+  }
+
+  private establish(reason: string): void {
+    this.session.acceptHello(this.rpcHandle(this.session.beginEpoch(reason)));
+    this.session.acceptManifest(this.rpcHandle({ type: "manifest" }));
+    this.ship(this.session.planPath("", "initial"), 0);
+  }
+
+  private ship(entries: readonly LogEntry[], round: number, reestablished = 0): void {
+    const retry: string[] = [];
+    for (const request of this.session.requestsFor(entries)) {
+      const response = this.rpcHandle(request);
+      if (response.type === "error" && reestablished < MAX_REESTABLISH) {
+        // The target cannot continue this epoch (a gap, a restart): a new epoch re-establishes from its manifest.
+        this.session.acceptHello(this.rpcHandle(this.session.beginEpoch(`target refused: ${response.message}`)));
+        this.session.acceptManifest(this.rpcHandle({ type: "manifest" }));
+        this.ship(this.session.planPath("", "rescan"), 0, reestablished + 1);
+        return;
+      }
+      if (response.type === "error") throw new SessionRefusedError(response.code, response.message);
+      retry.push(...this.session.settle(request, response));
+    }
+    if (retry.length > 0 && round < MAX_RETRY_ROUNDS) {
+      this.ship(
+        retry.flatMap((path) => this.session.planPath(path, "retry")),
+        round + 1,
+        reestablished,
+      );
+    }
+  }
+}

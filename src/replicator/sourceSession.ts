@@ -1,0 +1,370 @@
+import { posix } from "node:path";
+import { encodeLiteral } from "../content/compression.js";
+import { contentIdOf } from "../content/contentId.js";
+import type { DetectedBy, Operation } from "../events/operation.js";
+import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
+import { isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
+import { planChanges } from "../events/plan.js";
+import {
+  type ApplyEntry,
+  type ApplyRequest,
+  type HelloRequest,
+  PROTOCOL_VERSION,
+  type Response,
+  ResponseSchema,
+} from "../events/protocol.js";
+import { type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
+import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
+import { foldExpectedTree, treeFromManifest } from "../projections/expectedTree.js";
+import { type ContentIndex, isMirrorFileSystem, type Problem, scanPath } from "./scan.js";
+
+/** Totals of one source session, as `--stats`/`--json` report them. */
+export interface SyncStats {
+  filesScanned: number;
+  filesWritten: number;
+  filesDeleted: number;
+  dirsCreated: number;
+  dirsDeleted: number;
+  /** Bytes written to target files. */
+  bytesWritten: number;
+  operationsLogged: number;
+  problems: Problem[];
+}
+
+/** How a source session reads, logs and watches. */
+export interface SourceSessionOptions {
+  fs: FileSystem;
+  /** Absolute root of the source tree. */
+  root: string;
+  /** The operation log; a fresh in-memory one when not given. */
+  log?: OperationLog;
+  now?: () => number;
+  index?: ContentIndex;
+  isExcluded?: (path: string, isDir: boolean) => boolean;
+  /** When given, every directory of the source tree is watched with this callback, and nothing else. */
+  onWatchEvent?: WatchCallback;
+  /** Content bytes per apply request before a new one starts (default 4 MiB). */
+  maxRequestContentBytes?: number;
+}
+
+/** The target refused a whole request (position gap, stale epoch, ...): the session must be re-established. */
+export class SessionRefusedError extends Error {
+  override readonly name = "SessionRefusedError";
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`target refused the request (${code}): ${message}`);
+  }
+}
+
+/** The source root is gone: stop rather than propagate "delete everything" to the target. */
+export class SourceRootMissingError extends Error {
+  override readonly name = "SourceRootMissingError";
+  constructor(readonly root: string) {
+    super(`source root ${root} is missing or not a directory; refusing to mirror its absence`);
+  }
+}
+
+/** What the session remembers of a logged operation until the target has answered for it. */
+interface PendingEntry {
+  beforeKind: TreeNode["kind"] | undefined;
+  needsContent: boolean;
+}
+
+const DEFAULT_MAX_REQUEST_CONTENT = 4 * 1024 * 1024;
+const MAX_ENTRIES_PER_REQUEST = 4096;
+
+/**
+ * The source's synchronous core, shared by the seed's `ReplicatorSource` and the CLI: scan what a hint
+ * names, plan against the expected target tree, append to the log, fold the expected tree, keep
+ * the watches exact, and turn logged entries into apply requests. It sends nothing itself.
+ */
+export class SourceSession {
+  readonly log: OperationLog;
+  readonly root: string;
+  readonly stats: SyncStats = {
+    filesScanned: 0,
+    filesWritten: 0,
+    filesDeleted: 0,
+    dirsCreated: 0,
+    dirsDeleted: 0,
+    bytesWritten: 0,
+    operationsLogged: 0,
+    problems: [],
+  };
+  private expected: DirNode = emptyDir();
+  private readonly contents = new Map<string, Uint8Array>();
+  private readonly pending = new Map<number, PendingEntry>();
+  /** Relative paths of watched directories: the file system does not tell us what we watch. */
+  private readonly watched = new Set<string>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: SourceSessionOptions) {
+    this.root = posix.normalize(options.root);
+    this.log = options.log ?? new OperationLog();
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The expected target tree: what the target holds once every logged operation is applied. */
+  expectedTree(): DirNode {
+    return this.expected;
+  }
+
+  /** Number of directories this session watches. */
+  watchedDirCount(): number {
+    return this.watched.size;
+  }
+
+  /** Starts a new epoch (continuity with the target cannot be proven) and returns the hello to send. */
+  beginEpoch(reason: string): HelloRequest {
+    const epoch = this.log.startEpoch(reason, this.now());
+    this.pending.clear();
+    return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch };
+  }
+
+  /** Checks the target's hello answer. */
+  acceptHello(response: Response): void {
+    const hello = this.expectType(response, "hello");
+    if (hello.version !== PROTOCOL_VERSION) {
+      throw new SessionRefusedError("version-mismatch", `target speaks ${hello.version}, we speak ${PROTOCOL_VERSION}`);
+    }
+  }
+
+  /** Takes the target's manifest as the expected tree (excluded paths left out: they are never touched). */
+  acceptManifest(response: Response): void {
+    const manifest = this.expectType(response, "manifest");
+    const isExcluded = this.options.isExcluded;
+    const entries =
+      isExcluded === undefined
+        ? manifest.entries
+        : manifest.entries.filter(
+            (e) =>
+              !segmentsOf(e.path).some((_, i, all) =>
+                isExcluded(all.slice(0, i + 1).join("/"), i < all.length - 1 || e.kind === "dir"),
+              ),
+          );
+    this.expected = treeFromManifest(entries);
+  }
+
+  /** Plans the change a watch event hints at; events outside the root are ignored. */
+  planEvent(event: FileSystemEvent, detectedBy: DetectedBy = "watch"): LogEntry[] {
+    const absolute = posix.normalize(event.path);
+    if (!isWithin(this.root, absolute)) return [];
+    return this.planPath(this.planRootFor(posix.relative(this.root, absolute)), detectedBy);
+  }
+
+  /**
+   * Re-reads relative `path` (recursively for a directory), logs the operations that make the target
+   * match it, folds them into the expected tree and keeps the watches exact. Returns the new entries.
+   */
+  planPath(path: string, detectedBy: DetectedBy): LogEntry[] {
+    const scan = scanPath(
+      {
+        fs: this.options.fs,
+        root: this.root,
+        ...(this.options.index === undefined ? {} : { index: this.options.index }),
+        ...(this.options.isExcluded === undefined ? {} : { isExcluded: this.options.isExcluded }),
+      },
+      path,
+    );
+    if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
+    this.stats.problems.push(...scan.problems);
+    this.stats.filesScanned += countFiles(scan.node);
+    for (const [p, bytes] of scan.contents) this.contents.set(p, bytes);
+
+    const operations = planChanges(nodeAt(this.expected, path), scan.node, path);
+    const entries = this.log.append(
+      operations.map((operation) => ({ operation, detectedBy })),
+      this.now(),
+    );
+    for (const entry of entries) this.pending.set(entry.position.seq, this.pendingFor(entry.operation));
+    this.expected = foldExpectedTree(this.expected, operations);
+    this.stats.operationsLogged += entries.length;
+    this.updateWatches(path, scan.node);
+    return entries;
+  }
+
+  /** Groups entries into apply requests, attaching the bytes of every file the target lacks. */
+  requestsFor(entries: readonly LogEntry[]): ApplyRequest[] {
+    const requests: ApplyRequest[] = [];
+    let batch: ApplyEntry[] = [];
+    let batchBytes = 0;
+    const maxBytes = this.options.maxRequestContentBytes ?? DEFAULT_MAX_REQUEST_CONTENT;
+    const flush = (): void => {
+      if (batch.length === 0) return;
+      const epoch = entries[0]!.position.epoch;
+      requests.push({ type: "apply", logId: this.log.logId, epoch, entries: batch });
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const entry of entries) {
+      const shipped = this.shippedEntry(entry);
+      const size = shipped.content?.data.length ?? 0;
+      if (batch.length > 0 && (batchBytes + size > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) flush();
+      batch.push(shipped);
+      batchBytes += size;
+    }
+    flush();
+    return requests;
+  }
+
+  /**
+   * Records the target's answer to `request`: results go to the log, totals to the stats, and a failed
+   * path becomes unknown in the expected tree. Returns the paths to plan again (the target lacked
+   * content we assumed it had, or the source changed while we read it).
+   */
+  settle(request: ApplyRequest, response: Response, wireBytes = 0): string[] {
+    const applied = this.expectType(response, "applied");
+    const operations = new Map(request.entries.map((e) => [e.seq, e.operation]));
+    const appliedAt = this.now();
+    const perEntryWire = request.entries.length === 0 ? 0 : Math.round(wireBytes / request.entries.length);
+    const logged: LoggedResult[] = [];
+    const unknown: { type: "unknown"; path: string }[] = [];
+    const retry: string[] = [];
+    for (const result of applied.results) {
+      const operation = operations.get(result.seq);
+      if (operation === undefined) continue;
+      const pending = this.pending.get(result.seq);
+      this.pending.delete(result.seq);
+      logged.push({
+        position: { epoch: request.epoch, seq: result.seq },
+        outcome: result.outcome,
+        ...(result.reason === undefined ? {} : { reason: result.reason }),
+        wireBytes: perEntryWire,
+        bytesWritten: result.bytesWritten,
+        appliedAt,
+      });
+      if (result.outcome === "failed") {
+        unknown.push({ type: "unknown", path: operation.path });
+        this.stats.problems.push({ path: operation.path, reason: result.reason ?? "apply failed" });
+        if (result.reason?.includes("missing") || result.reason?.includes("hash mismatch")) retry.push(operation.path);
+        continue;
+      }
+      if (result.outcome === "applied") this.count(operation, pending, result.wroteFile, result.bytesWritten);
+    }
+    this.log.recordResults(logged);
+    this.expected = foldExpectedTree(this.expected, unknown);
+    return retry;
+  }
+
+  /** Releases every watch this session holds. */
+  releaseWatches(): void {
+    for (const dir of this.watched) this.options.fs.unwatchDir(this.absolute(dir));
+    this.watched.clear();
+  }
+
+  private count(operation: Operation, pending: PendingEntry | undefined, wroteFile: boolean, bytes: number): void {
+    const before = pending?.beforeKind;
+    if (before === "dir" && operation.type !== "ensureDir") this.stats.dirsDeleted++;
+    else if (
+      before !== undefined &&
+      before !== "dir" &&
+      (operation.type === "remove" || operation.type === "ensureDir")
+    ) {
+      this.stats.filesDeleted++;
+    }
+    if (operation.type === "ensureDir" && before !== "dir" && operation.path !== "") this.stats.dirsCreated++;
+    if (wroteFile) {
+      this.stats.filesWritten++;
+      this.stats.bytesWritten += bytes;
+    }
+  }
+
+  private pendingFor(operation: Operation): PendingEntry {
+    const before = nodeAt(this.expected, operation.path);
+    return {
+      beforeKind: before?.kind,
+      needsContent: operation.type === "writeFile" && !(before?.kind === "file" && before.hash === operation.hash),
+    };
+  }
+
+  private shippedEntry(entry: LogEntry): ApplyEntry {
+    const { operation } = entry;
+    const seq = entry.position.seq;
+    if (operation.type !== "writeFile" || this.pending.get(seq)?.needsContent === false) return { seq, operation };
+    const bytes = this.contents.get(operation.path) ?? this.readIfUnchanged(operation.path, operation.hash);
+    this.contents.delete(operation.path);
+    // A file that changed since it was scanned ships without content: the target answers "missing",
+    // the path is planned again, and the newer bytes go then. Never ship bytes under the wrong hash.
+    if (bytes === undefined) return { seq, operation };
+    const literal = encodeLiteral(bytes);
+    return { seq, operation, content: { kind: "inline", encoding: literal.encoding, data: literal.data } };
+  }
+
+  private readIfUnchanged(path: string, hash: string): Uint8Array | undefined {
+    try {
+      const bytes = this.options.fs.readFile(this.absolute(path));
+      return contentIdOf(bytes) === hash ? bytes : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Where to re-read for a hint at `path`: the path itself when its parent is a directory on both sides,
+   * otherwise the nearest ancestor that is (an event may arrive before the one for its new parent).
+   */
+  private planRootFor(path: string): string {
+    let candidate = path;
+    while (candidate !== "") {
+      const parent = parentOf(candidate);
+      if (nodeAt(this.expected, parent)?.kind === "dir" && this.isSourceDir(parent)) return candidate;
+      candidate = parent;
+    }
+    return "";
+  }
+
+  private isSourceDir(path: string): boolean {
+    const { fs } = this.options;
+    const absolute = this.absolute(path);
+    try {
+      if (isMirrorFileSystem(fs)) return fs.lstat(absolute).kind === "dir";
+      return fs.exists(absolute) && fs.isDir(absolute);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Watches exactly the directories now under `path`, releasing those that are gone. */
+  private updateWatches(path: string, node: TreeNode | undefined): void {
+    const callback = this.options.onWatchEvent;
+    if (callback === undefined) return;
+    const present = new Set(dirPaths(node, path));
+    for (const dir of [...this.watched]) {
+      if (isAtOrBelow(path, dir) && !present.has(dir)) {
+        this.watched.delete(dir);
+        this.options.fs.unwatchDir(this.absolute(dir));
+      }
+    }
+    for (const dir of present) {
+      if (this.watched.has(dir)) continue;
+      try {
+        this.options.fs.watchDir(this.absolute(dir), callback);
+        this.watched.add(dir);
+      } catch (error) {
+        this.stats.problems.push({ path: dir, reason: `cannot watch: ${String(error)}` });
+      }
+    }
+  }
+
+  private absolute(path: string): string {
+    return path === "" ? this.root : posix.join(this.root, path);
+  }
+
+  private expectType<T extends Response["type"]>(response: Response, type: T): Extract<Response, { type: T }> {
+    const valid = ResponseSchema.parse(response);
+    if (valid.type === "error") throw new SessionRefusedError(valid.code, valid.message);
+    if (valid.type !== type)
+      throw new SessionRefusedError("invalid-request", `expected a ${type} response, got ${valid.type}`);
+    return valid as Extract<Response, { type: T }>;
+  }
+}
+
+function countFiles(node: TreeNode | undefined): number {
+  if (node === undefined) return 0;
+  if (node.kind !== "dir") return node.kind === "file" ? 1 : 0;
+  let count = 0;
+  for (const child of node.children.values()) count += countFiles(child);
+  return count;
+}

@@ -1,0 +1,356 @@
+import { posix } from "node:path";
+import type { ZodError } from "zod";
+import { decodeLiteral } from "../content/compression.js";
+import { contentIdOf } from "../content/contentId.js";
+import type { Operation, WriteFile } from "../events/operation.js";
+import { childOf, RESERVED_PREFIX, relativePathProblem, segmentsOf } from "../events/paths.js";
+import {
+  type AppliedPosition,
+  type ApplyEntry,
+  type ApplyRequest,
+  type ApplyResult,
+  type ErrorCode,
+  type ErrorResponse,
+  type HelloRequest,
+  type ManifestEntry,
+  PROTOCOL_VERSION,
+  RequestSchema,
+  type Response,
+} from "../events/protocol.js";
+import { type EntryKind, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
+import { describeError, isMirrorFileSystem } from "./scan.js";
+
+/** Where a target keeps its applied position so it survives a restart (memory when not given). */
+export interface PositionStore {
+  load(): AppliedPosition | null;
+  save(position: AppliedPosition): void;
+}
+
+/** Options of a target beyond the seed's constructor. */
+export interface ReplicatorTargetOptions {
+  positionStore?: PositionStore;
+  /** Largest file the target accepts, in bytes (default 4 GiB · 16). */
+  maxFileBytes?: number;
+}
+
+const DEFAULT_MAX_FILE_BYTES = 2 ** 36;
+
+/**
+ * The target side of the seed's contract: `handleRequest` validates every request with zod,
+ * confines every path to the root (no `..`, no absolute path, never through a symlink), and
+ * applies the log's operations in order, idempotently. A request it refuses changes nothing.
+ */
+export class ReplicatorTarget {
+  private readonly root: string;
+  private readonly mirror: MirrorFileSystem | undefined;
+  private readonly store: PositionStore | undefined;
+  private readonly maxFileBytes: number;
+  private applied: AppliedPosition | null;
+  private session: { logId: string; epoch: number } | null = null;
+
+  constructor(
+    private readonly fs: FileSystem,
+    dirPath: string,
+    options: ReplicatorTargetOptions = {},
+  ) {
+    this.root = posix.normalize(dirPath);
+    this.mirror = isMirrorFileSystem(fs) ? fs : undefined;
+    this.store = options.positionStore;
+    this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    this.applied = this.store?.load() ?? null;
+    if (!fs.exists(this.root)) fs.makeDirs(this.root);
+  }
+
+  /** Handles one request; anything malformed or unsafe gets an error response and changes nothing. */
+  handleRequest(request: unknown): Response {
+    const parsed = RequestSchema.safeParse(request);
+    if (!parsed.success) return refusal(parsed.error, request);
+    const valid = parsed.data;
+    try {
+      switch (valid.type) {
+        case "hello":
+          return this.hello(valid);
+        case "manifest":
+          return { type: "manifest", entries: this.manifest() };
+        case "apply":
+          return this.apply(valid);
+      }
+    } catch (error) {
+      return errorResponse("internal", describeError(error));
+    }
+  }
+
+  /** The last position applied, or null before the first session. */
+  appliedPosition(): AppliedPosition | null {
+    return this.applied === null ? null : { ...this.applied };
+  }
+
+  private hello(request: HelloRequest): Response {
+    if (request.version !== PROTOCOL_VERSION) {
+      return errorResponse(
+        "version-mismatch",
+        `source speaks protocol version ${request.version}, this target speaks ${PROTOCOL_VERSION}`,
+      );
+    }
+    const current = this.applied;
+    if (current !== null && current.logId === request.logId && request.epoch < current.epoch) {
+      return errorResponse("stale-epoch", `epoch ${request.epoch} is older than the applied epoch ${current.epoch}`);
+    }
+    if (current === null || current.logId !== request.logId || current.epoch !== request.epoch) {
+      this.recordApplied({ logId: request.logId, epoch: request.epoch, seq: 0 });
+    }
+    this.session = { logId: request.logId, epoch: request.epoch };
+    return { type: "hello", version: PROTOCOL_VERSION, applied: this.appliedPosition() };
+  }
+
+  private apply(request: ApplyRequest): Response {
+    const session = this.session;
+    const applied = this.applied;
+    if (session === null || applied === null) return errorResponse("no-session", "apply before hello");
+    if (request.logId !== session.logId || request.epoch !== session.epoch) {
+      return errorResponse(
+        "stale-epoch",
+        `apply for epoch ${request.epoch} outside the session's epoch ${session.epoch}`,
+      );
+    }
+    // Positions must be consecutive, starting at or before the next expected one: a gap means lost operations.
+    const first = request.entries[0]!.seq;
+    if (first > applied.seq + 1) {
+      return errorResponse("position-gap", `next position is ${applied.seq + 1}, request starts at ${first}`);
+    }
+    for (let i = 1; i < request.entries.length; i++) {
+      if (request.entries[i]!.seq !== first + i) {
+        return errorResponse("position-gap", `positions in the request are not consecutive at index ${i}`);
+      }
+    }
+    const results: ApplyResult[] = [];
+    for (const entry of request.entries) {
+      if (entry.seq <= this.applied!.seq) {
+        results.push({ seq: entry.seq, outcome: "duplicate", wroteFile: false, bytesWritten: 0 });
+        continue;
+      }
+      results.push({ seq: entry.seq, ...this.applyEntry(entry) });
+      this.recordApplied({ ...this.applied!, seq: entry.seq });
+    }
+    return { type: "applied", results, applied: this.appliedPosition()! };
+  }
+
+  private recordApplied(position: AppliedPosition): void {
+    this.applied = position;
+    this.store?.save(position);
+  }
+
+  private applyEntry(entry: ApplyEntry): Omit<ApplyResult, "seq"> {
+    const { operation } = entry;
+    const absolute = posix.join(this.root, operation.path);
+    const parentProblem = this.parentProblem(operation.path);
+    if (parentProblem !== null) return failed(parentProblem);
+    try {
+      return this.applyOperation(operation, absolute, entry);
+    } catch (error) {
+      return failed(describeError(error));
+    }
+  }
+
+  /** Why the parent chain of `path` cannot be used: a missing parent, a non-directory, or a symlink. */
+  private parentProblem(path: string): string | null {
+    let current = this.root;
+    for (const segment of segmentsOf(path).slice(0, -1)) {
+      current = posix.join(current, segment);
+      const kind = this.kindOf(current);
+      if (kind === undefined) return `parent directory ${posix.relative(this.root, current)} does not exist`;
+      if (kind === "symlink") return `path traverses symlink ${posix.relative(this.root, current)}`;
+      if (kind !== "dir") return `parent ${posix.relative(this.root, current)} is not a directory`;
+    }
+    return null;
+  }
+
+  private applyOperation(operation: Operation, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
+    const existing = this.kindOf(absolute);
+    switch (operation.type) {
+      case "remove":
+        if (existing === undefined) return unchanged();
+        this.removeEntry(absolute, existing);
+        return done();
+      case "ensureDir": {
+        if (operation.path === "" || existing === "dir") {
+          if (
+            operation.mode !== undefined &&
+            this.mirror !== undefined &&
+            this.mirror.lstat(absolute).mode !== operation.mode
+          ) {
+            this.mirror.setMetadata(absolute, { mode: operation.mode });
+            return done();
+          }
+          return unchanged();
+        }
+        if (existing !== undefined) this.removeEntry(absolute, existing);
+        this.fs.makeDir(absolute);
+        if (operation.mode !== undefined) this.mirror?.setMetadata(absolute, { mode: operation.mode });
+        return done();
+      }
+      case "writeSymlink": {
+        if (existing === "symlink" && this.mirror!.readLink(absolute) === operation.target) return unchanged();
+        if (this.mirror === undefined) return failed("this file system cannot hold symlinks");
+        if (existing !== undefined) this.removeEntry(absolute, existing);
+        this.mirror.makeSymlink(absolute, operation.target);
+        return done();
+      }
+      case "writeFile":
+        return this.writeFile(operation, absolute, existing, entry);
+    }
+  }
+
+  private writeFile(
+    operation: WriteFile,
+    absolute: string,
+    existing: EntryKind | undefined,
+    entry: ApplyEntry,
+  ): Omit<ApplyResult, "seq"> {
+    const metadata = {
+      ...(operation.mode === undefined ? {} : { mode: operation.mode }),
+      ...(operation.mtimeMs === undefined ? {} : { mtimeMs: operation.mtimeMs }),
+    };
+    if (existing === "file" && contentIdOf(this.fs.readFile(absolute)) === operation.hash) {
+      // Same bytes already there: never rewrite them; bring the metadata in line if it differs.
+      if (this.mirror === undefined || !metadataDiffers(this.mirror, absolute, metadata)) return unchanged();
+      this.mirror.setMetadata(absolute, metadata);
+      return done();
+    }
+    if (entry.content === undefined) return failed(`content ${operation.hash} missing: the target does not hold it`);
+    if (operation.size > this.maxFileBytes) return failed(`file of ${operation.size} bytes exceeds the target's limit`);
+    const bytes = decodeLiteral(
+      { encoding: entry.content.encoding, data: entry.content.data, size: operation.size },
+      this.maxFileBytes,
+    );
+    const actual = contentIdOf(bytes);
+    if (actual !== operation.hash)
+      return failed(`hash mismatch: received ${actual}, operation declares ${operation.hash}`);
+    if (existing === "dir") this.fs.removeDir(absolute);
+    if (this.mirror === undefined) {
+      this.fs.writeFile(absolute, bytes);
+    } else {
+      // Atomic replace: a symlink, FIFO or older file under the final name is swapped out by rename.
+      this.mirror.writeFileWith(absolute, bytes, metadata);
+    }
+    return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
+  }
+
+  private removeEntry(absolute: string, kind: EntryKind): void {
+    if (kind === "dir") this.fs.removeDir(absolute);
+    else this.fs.removeFile(absolute);
+  }
+
+  private kindOf(absolute: string): EntryKind | undefined {
+    if (this.mirror !== undefined) {
+      try {
+        return this.mirror.lstat(absolute).kind;
+      } catch (error) {
+        if (error instanceof FileSystemError && (error.code === "ENOENT" || error.code === "ENOTDIR")) return undefined;
+        throw error;
+      }
+    }
+    if (!this.fs.exists(absolute)) return undefined;
+    return this.fs.isDir(absolute) ? "dir" : "file";
+  }
+
+  /** Every entry below the root, parents first, with hashes; our temp files are left out. */
+  private manifest(): ManifestEntry[] {
+    const entries: ManifestEntry[] = [];
+    const rootMode = this.mirror?.lstat(this.root).mode;
+    entries.push(rootMode === undefined ? { kind: "dir", path: "" } : { kind: "dir", path: "", mode: rootMode });
+    this.listInto(entries, "");
+    return entries;
+  }
+
+  private listInto(entries: ManifestEntry[], dir: string): void {
+    for (const name of this.fs.listDir(posix.join(this.root, dir)).sort()) {
+      if (name.startsWith(RESERVED_PREFIX)) continue;
+      const path = childOf(dir, name);
+      const absolute = posix.join(this.root, path);
+      // A name no operation can spell (e.g. with a backslash) can be neither replaced nor removed.
+      if (relativePathProblem(path) !== null) continue;
+      const entry = this.manifestEntry(path, absolute);
+      entries.push(entry);
+      if (entry.kind === "dir") this.listInto(entries, path);
+    }
+  }
+
+  private manifestEntry(path: string, absolute: string): ManifestEntry {
+    try {
+      if (this.mirror === undefined) {
+        if (this.fs.isDir(absolute)) return { kind: "dir", path };
+        const bytes = this.fs.readFile(absolute);
+        return { kind: "file", path, hash: contentIdOf(bytes), size: bytes.length };
+      }
+      const stat = this.mirror.lstat(absolute);
+      switch (stat.kind) {
+        case "dir":
+          return { kind: "dir", path, mode: stat.mode };
+        case "symlink":
+          return { kind: "symlink", path, target: this.mirror.readLink(absolute) };
+        case "file": {
+          const bytes = this.fs.readFile(absolute);
+          return {
+            kind: "file",
+            path,
+            hash: contentIdOf(bytes),
+            size: bytes.length,
+            mode: stat.mode,
+            mtimeMs: stat.mtimeMs,
+          };
+        }
+        case "special":
+          return { kind: "unknown", path };
+      }
+    } catch {
+      return { kind: "unknown", path };
+    }
+  }
+}
+
+function metadataDiffers(fs: MirrorFileSystem, absolute: string, wanted: { mode?: number; mtimeMs?: number }): boolean {
+  const stat = fs.lstat(absolute);
+  return (
+    (wanted.mode !== undefined && stat.mode !== wanted.mode) ||
+    (wanted.mtimeMs !== undefined && Math.abs(stat.mtimeMs - wanted.mtimeMs) >= 1)
+  );
+}
+
+function done(): Omit<ApplyResult, "seq"> {
+  return { outcome: "applied", wroteFile: false, bytesWritten: 0 };
+}
+
+function unchanged(): Omit<ApplyResult, "seq"> {
+  return { outcome: "unchanged", wroteFile: false, bytesWritten: 0 };
+}
+
+function failed(reason: string): Omit<ApplyResult, "seq"> {
+  return { outcome: "failed", wroteFile: false, bytesWritten: 0, reason };
+}
+
+function errorResponse(code: ErrorCode, message: string, path?: string): ErrorResponse {
+  return path === undefined ? { type: "error", code, message } : { type: "error", code, message, path };
+}
+
+/** The error response for a request that failed validation, naming the offending path if there is one. */
+function refusal(error: ZodError, request: unknown): ErrorResponse {
+  for (const issue of error.issues) {
+    if (issue.message.startsWith("unsafe path")) {
+      const value = valueAt(request, issue.path);
+      return errorResponse("unsafe-path", issue.message, typeof value === "string" ? value : undefined);
+    }
+  }
+  const first = error.issues[0];
+  const where = first === undefined || first.path.length === 0 ? "" : ` at ${first.path.join(".")}`;
+  return errorResponse("invalid-request", `invalid request${where}: ${first?.message ?? "unknown problem"}`);
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
