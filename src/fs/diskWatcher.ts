@@ -1,5 +1,5 @@
 import { Buffer } from "node:buffer";
-import { type FSWatcher, lstatSync, readFileSync, watch } from "node:fs";
+import { type FSWatcher, lstatSync, readFileSync, type Stats, watch } from "node:fs";
 import { posix } from "node:path";
 import { type FileSystemEvent, FileSystemEventType, type WatchCallback } from "./fileSystem.js";
 
@@ -142,7 +142,7 @@ export class DiskWatcher {
   private onPollTick(entry: WatchEntry): void {
     if (!this.isCurrent(entry)) return;
     if (entry.retryKernelWatch) {
-      const stat = lstatSync(entry.dir, { throwIfNoEntry: false });
+      const stat = lstatQuietly(entry.dir);
       if (stat?.isDirectory()) {
         entry.ino = stat.ino;
         try {
@@ -201,7 +201,7 @@ export class DiskWatcher {
       this.emit(entry, { path, eventType: FileSystemEventType.FILE_MODIFIED });
       return;
     }
-    const present = lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+    const present = lstatQuietly(path) !== undefined;
     this.emit(entry, {
       path,
       eventType: present ? FileSystemEventType.FILE_OR_SUBDIR_ADDED : FileSystemEventType.FILE_OR_SUBDIR_REMOVED,
@@ -209,12 +209,8 @@ export class DiskWatcher {
   }
 
   private stillWatchesSameDirectory(entry: WatchEntry): boolean {
-    try {
-      const stat = lstatSync(entry.dir, { throwIfNoEntry: false });
-      return stat?.isDirectory() === true && stat.ino === entry.ino;
-    } catch {
-      return false;
-    }
+    const stat = lstatQuietly(entry.dir);
+    return stat?.isDirectory() === true && stat.ino === entry.ino;
   }
 
   /** Counts notifications delivered in one macrotask (libuv drains the inotify queue in one go). */
@@ -275,4 +271,16 @@ function decodeName(filename: string | Buffer | null): string | undefined {
   if (typeof filename === "string") return filename;
   const name = filename.toString("utf8");
   return Buffer.from(name, "utf8").equals(filename) ? name : undefined;
+}
+
+/**
+ * lstat for hint decisions inside event-loop callbacks, where a throw would crash the process: any failure
+ * (gone, a file in the path, no permission) counts as "not there", and the consumer's re-read finds out more.
+ */
+function lstatQuietly(path: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
 }

@@ -524,6 +524,19 @@ describe("watch notifications to hints (fake kernel)", () => {
     expect(events).toEqual([{ path: `${root}/same/same`, eventType: ADDED }]);
   });
 
+  it("a notification whose child path no longer resolves (dir replaced by a file) is a REMOVED hint, not a crash", () => {
+    const kernel = new FakeKernel();
+    const fs = makeFileSystem({ watchFactory: kernel.factory });
+    mkdirSync(`${root}/d`);
+    const events: FileSystemEvent[] = [];
+    fs.watchDir(`${root}/d`, (event) => events.push(event));
+    rmSync(`${root}/d`, { recursive: true });
+    writeFileSync(`${root}/d`, "now a file");
+    // lstat of d/x fails with ENOTDIR here; thrown inside an fs.watch listener it would kill the process.
+    expect(() => kernel.notify(`${root}/d`, "rename", "x")).not.toThrow();
+    expect(events).toEqual([{ path: `${root}/d/x`, eventType: REMOVED }]);
+  });
+
   it("a watcher error is reported, hints a rescan and never throws", () => {
     const kernel = new FakeKernel();
     const fs = makeFileSystem({ watchFactory: kernel.factory });
