@@ -1,0 +1,212 @@
+// Length-prefixed msgpack frames: the byte format of every stream transport (stdio, ssh).
+// A frame is a 4-byte big-endian u32 payload length followed by that many bytes of msgpack.
+// The decoder treats its input as hostile: it checks a declared length against the local cap
+// before it waits for, or allocates, anything of that size, and it only yields plain data
+// (no Buffers, Dates, Maps or msgpackr extension objects) so decoded values survive
+// structuredClone and zod validation unchanged.
+import { Packr } from "msgpackr";
+
+/** The largest payload a frame may carry unless a caller sets its own cap (16 MiB). */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** Bytes in a frame header: one big-endian u32 payload length. */
+export const FRAME_HEADER_BYTES = 4;
+
+/** A frame that cannot be encoded or decoded: oversized, zero-length or malformed. */
+export class FrameError extends Error {
+  override readonly name = "FrameError";
+}
+
+// useRecords: false keeps objects as plain msgpack maps (records would make the stream stateful);
+// moreTypes: false keeps the encoder to the standard msgpack types plus msgpackr's defaults.
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+
+/** Encodes one message as header + payload in a single buffer, so a stream gets it in one write. */
+export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
+  let payload: Uint8Array;
+  try {
+    payload = packr.pack(message);
+  } catch (cause) {
+    throw new FrameError(`cannot encode message: ${describeError(cause)}`, { cause });
+  }
+  if (payload.length > maxFrameBytes) {
+    throw new FrameError(`oversized frame: ${payload.length} bytes > max ${maxFrameBytes}`);
+  }
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/** Decodes one frame payload (without its header) into plain data; throws FrameError if it is not exactly one value. */
+export function decodeFramePayload(payload: Uint8Array): unknown {
+  let value: unknown;
+  try {
+    value = packr.unpack(payload);
+  } catch (cause) {
+    throw new FrameError(`malformed frame: ${describeError(cause)}`, { cause });
+  }
+  return toPlainValue(value, 0);
+}
+
+// Deep enough for any message this project sends, shallow enough that a hostile nesting
+// cannot blow the stack of the walk below.
+const MAX_NESTING = 256;
+
+/** Rebuilds a decoded value as plain data: Buffers become Uint8Arrays; anything non-plain is malformed. */
+function toPlainValue(value: unknown, depth: number): unknown {
+  if (depth > MAX_NESTING) throw new FrameError(`malformed frame: nesting deeper than ${MAX_NESTING}`);
+  if (value === null || value === undefined) return value;
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+    case "bigint":
+      return value;
+    case "object":
+      break;
+    default:
+      throw new FrameError(`malformed frame: unexpected ${typeof value}`);
+  }
+  if (value instanceof Uint8Array) {
+    // msgpackr yields Buffers that are views into the frame; a plain Uint8Array is what the rest
+    // of the code and structuredClone expect. Copy unless the view already owns its whole buffer,
+    // so a small value never pins (or clones) a large frame.
+    // (Explicit constructors: slice() on a Buffer would make another Buffer through its species.)
+    if (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) {
+      return new Uint8Array(value.buffer, 0, value.byteLength);
+    }
+    const copy = new Uint8Array(value.byteLength);
+    copy.set(value);
+    return copy;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = toPlainValue(value[i], depth + 1);
+    return value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) {
+    const kind = (value as { constructor?: { name?: string } }).constructor?.name ?? "object";
+    throw new FrameError(`malformed frame: ${kind} is not plain data`);
+  }
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) record[key] = toPlainValue(record[key], depth + 1);
+  return record;
+}
+
+/**
+ * Reassembles frames from arbitrarily split chunks. Chunks are kept in a list and only the
+ * bytes of one frame are ever joined, so many small chunks cost O(total bytes), not O(n^2).
+ * After it throws, the decoder is poisoned: the stream position is unknown, so every later
+ * push throws the same error.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  /** Index of the first chunk with unread bytes; consumed chunks before it are dropped in batches. */
+  private headIndex = 0;
+  /** Offset of the first unread byte inside chunks[headIndex]. */
+  private headOffset = 0;
+  private buffered = 0;
+  /** Payload length of the frame being assembled, once its header has been read. */
+  private pendingLength: number | undefined;
+  private failure: FrameError | undefined;
+
+  /** Creates a decoder that rejects any frame whose payload is larger than `maxFrameBytes`. */
+  constructor(private readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+    if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes > 0xffffffff) {
+      throw new RangeError(`maxFrameBytes must be an integer in 1..2^32-1, got ${maxFrameBytes}`);
+    }
+  }
+
+  /** Bytes received but not yet returned as part of a decoded frame. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** True while a frame has started (header or payload bytes buffered) but is not complete. */
+  get inFrame(): boolean {
+    return this.buffered > 0 || this.pendingLength !== undefined;
+  }
+
+  /** Adds received bytes and returns every message completed by them, in order. */
+  push(chunk: Uint8Array): unknown[] {
+    if (this.failure) throw this.failure;
+    if (chunk.length > 0) {
+      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.buffered += chunk.length;
+    }
+    const messages: unknown[] = [];
+    try {
+      for (;;) {
+        if (this.pendingLength === undefined) {
+          if (this.buffered < FRAME_HEADER_BYTES) break;
+          const header = this.take(FRAME_HEADER_BYTES);
+          const length = header.readUInt32BE(0);
+          // Checked before waiting for (or allocating) the payload: a hostile length costs nothing.
+          if (length === 0) throw new FrameError("malformed frame: zero-length payload");
+          if (length > this.maxFrameBytes) {
+            throw new FrameError(`oversized frame: ${length} bytes > max ${this.maxFrameBytes}`);
+          }
+          this.pendingLength = length;
+        }
+        if (this.buffered < this.pendingLength) break;
+        const payload = this.take(this.pendingLength);
+        this.pendingLength = undefined;
+        messages.push(decodeFramePayload(payload));
+      }
+    } catch (error) {
+      this.failure =
+        error instanceof FrameError
+          ? error
+          : new FrameError(`malformed frame: ${describeError(error)}`, { cause: error });
+      this.chunks = [];
+      this.headIndex = 0;
+      this.buffered = 0;
+      throw this.failure;
+    }
+    return messages;
+  }
+
+  /** Removes exactly `length` buffered bytes (caller checked they are there); zero-copy when one chunk holds them. */
+  private take(length: number): Buffer {
+    const first = this.chunks[this.headIndex]!;
+    const available = first.length - this.headOffset;
+    if (available >= length) {
+      const out = first.subarray(this.headOffset, this.headOffset + length);
+      this.advance(first, length);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(length);
+    let written = 0;
+    while (written < length) {
+      const chunk = this.chunks[this.headIndex]!;
+      const count = Math.min(chunk.length - this.headOffset, length - written);
+      chunk.copy(out, written, this.headOffset, this.headOffset + count);
+      written += count;
+      this.advance(chunk, count);
+    }
+    return out;
+  }
+
+  private advance(chunk: Buffer, count: number): void {
+    this.headOffset += count;
+    this.buffered -= count;
+    if (this.headOffset === chunk.length) {
+      this.headIndex++;
+      this.headOffset = 0;
+      // Dropping consumed chunks one shift at a time would be O(n^2) for a frame arriving in many
+      // tiny chunks; drop them in one splice once they are the larger part of the list.
+      if (this.headIndex === this.chunks.length) {
+        this.chunks = [];
+        this.headIndex = 0;
+      } else if (this.headIndex >= 1024 && this.headIndex * 2 >= this.chunks.length) {
+        this.chunks = this.chunks.slice(this.headIndex);
+        this.headIndex = 0;
+      }
+    }
+  }
+}
+
+/** A short human description of a thrown value. */
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,235 @@
+import { fc, test } from "@fast-check/vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  decodeFramePayload,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  FrameError,
+} from "../../src/transport/frames.js";
+
+/** Plain wire values: what requests and responses are made of. */
+const plainValue = fc.letrec<{ value: unknown }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    fc.constant(null),
+    fc.boolean(),
+    fc.integer(),
+    fc.double({ noNaN: true }).filter((n) => !Object.is(n, -0)),
+    fc.string(),
+    fc.string({ unit: "binary" }),
+    fc.uint8Array({ maxLength: 300 }),
+    fc.array(tie("value"), { maxLength: 5 }),
+    fc.dictionary(
+      fc.string().filter((k) => k !== "__proto__"),
+      tie("value"),
+      { maxKeys: 5 },
+    ),
+  ),
+})).value;
+
+/** Splits bytes at arbitrary cut points (sorted, possibly repeated, so empty chunks occur too). */
+function splitAt(bytes: Buffer, cuts: number[]): Buffer[] {
+  const points = [0, ...cuts.map((c) => c % (bytes.length + 1)).sort((a, b) => a - b), bytes.length];
+  const chunks: Buffer[] = [];
+  for (let i = 1; i < points.length; i++) chunks.push(bytes.subarray(points[i - 1], points[i]));
+  return chunks;
+}
+
+function header(length: number): Buffer {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(length, 0);
+  return bytes;
+}
+
+describe("frame codec", () => {
+  test.prop([plainValue])("encode then decode gives the same plain value", (value) => {
+    const decoded = new FrameDecoder().push(encodeFrame(value));
+    expect(decoded).toEqual([value]);
+    // structuredClone-stable: the decoded value is plain data, no Buffer subclass left.
+    expect(structuredClone(decoded[0])).toEqual(value);
+  });
+
+  test.prop([fc.array(plainValue, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 })])(
+    "any split of a stream of frames decodes to the same messages in order",
+    (messages, cuts) => {
+      const stream = Buffer.concat(messages.map((m) => encodeFrame(m)));
+      const decoder = new FrameDecoder();
+      const decoded = splitAt(stream, cuts).flatMap((chunk) => decoder.push(chunk));
+      expect(decoded).toEqual(messages);
+      expect(decoder.bufferedBytes).toBe(0);
+      expect(decoder.inFrame).toBe(false);
+    },
+  );
+
+  test.prop([fc.uint8Array({ maxLength: 5000 })])("byte arrays come back as plain Uint8Array", (bytes) => {
+    const [decoded] = new FrameDecoder().push(encodeFrame({ bytes }));
+    const value = (decoded as { bytes: Uint8Array }).bytes;
+    expect(Object.getPrototypeOf(value)).toBe(Uint8Array.prototype);
+    expect(Buffer.isBuffer(value)).toBe(false);
+    expect(Array.from(value)).toEqual(Array.from(bytes));
+  });
+
+  it("writes header and payload as one buffer whose header is the payload length", () => {
+    const frame = encodeFrame({ hello: "world" });
+    expect(frame.readUInt32BE(0)).toBe(frame.length - FRAME_HEADER_BYTES);
+  });
+
+  it("accepts a frame of exactly the max size and refuses one byte more when encoding", () => {
+    const payloadOf = (n: number) => encodeFrame(new Uint8Array(n)).length - FRAME_HEADER_BYTES;
+    const size = payloadOf(100);
+    expect(() => encodeFrame(new Uint8Array(100), size)).not.toThrow();
+    expect(() => encodeFrame(new Uint8Array(101), size)).toThrow(FrameError);
+    expect(() => encodeFrame(new Uint8Array(101), size)).toThrow(/oversized frame: \d+ bytes > max \d+/);
+  });
+
+  it("keeps the default cap at 16 MiB", () => {
+    expect(DEFAULT_MAX_FRAME_BYTES).toBe(16 * 1024 * 1024);
+  });
+
+  it("decodes a large frame delivered one byte at a time in linear time", () => {
+    const payload = new Uint8Array(200_000).map((_, i) => i % 251);
+    const frame = encodeFrame(payload);
+    const decoder = new FrameDecoder();
+    let decoded: unknown[] = [];
+    const started = performance.now();
+    for (let i = 0; i < frame.length; i++) decoded = decoded.concat(decoder.push(frame.subarray(i, i + 1)));
+    const elapsedMs = performance.now() - started;
+    expect(decoded).toHaveLength(1);
+    expect(Buffer.from(decoded[0] as Uint8Array).equals(Buffer.from(payload))).toBe(true);
+    // Quadratic joining would copy ~2*10^10 bytes here; linear decoding takes well under a second.
+    expect(elapsedMs).toBeLessThan(5_000);
+  });
+});
+
+describe("hostile frames", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("rejects a declared length above the max from the header alone", () => {
+    const decoder = new FrameDecoder(1024);
+    expect(() => decoder.push(header(1025))).toThrow("oversized frame: 1025 bytes > max 1024");
+  });
+
+  it("rejects length 0xFFFFFFFF with the default cap without allocating it", () => {
+    const allocations = spyOnAllocations();
+    const decoder = new FrameDecoder();
+    expect(() => decoder.push(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]))).toThrow(FrameError);
+    expect(largestAllocation(allocations)).toBeLessThan(1024);
+  });
+
+  it("rejects a zero-length frame", () => {
+    expect(() => new FrameDecoder().push(header(0))).toThrow(/zero-length/);
+  });
+
+  it("does not allocate a declared size that has not arrived yet", () => {
+    const allocations = spyOnAllocations();
+    const decoder = new FrameDecoder();
+    const declared = DEFAULT_MAX_FRAME_BYTES; // legal, but only 10 bytes of it ever come
+    for (let i = 0; i < 10; i++) expect(decoder.push(i === 0 ? header(declared) : Buffer.from([0x90]))).toEqual([]);
+    expect(decoder.inFrame).toBe(true);
+    expect(decoder.bufferedBytes).toBe(9);
+    expect(largestAllocation(allocations)).toBeLessThan(1024);
+  });
+
+  it("reports a truncated frame as still in progress, never as a message", () => {
+    const frame = encodeFrame({ a: "b".repeat(100) });
+    const decoder = new FrameDecoder();
+    expect(decoder.push(frame.subarray(0, frame.length - 1))).toEqual([]);
+    expect(decoder.inFrame).toBe(true);
+    expect(decoder.bufferedBytes).toBe(frame.length - 1 - 4);
+  });
+
+  it.each([
+    ["reserved byte 0xc1", [0xc1]],
+    ["truncated map", [0x81, 0xa1]],
+    ["trailing bytes after the value", [0xc0, 0xc0]],
+    ["msgpack timestamp (a Date is not plain data)", [0xd6, 0xff, 0, 0, 0, 1]],
+    ["string header longer than the payload", [0xdb, 0xff, 0xff, 0xff, 0xff]],
+  ])("rejects a garbage payload: %s", (_name, payload) => {
+    const decoder = new FrameDecoder();
+    const bytes = Buffer.concat([header(payload.length), Buffer.from(payload)]);
+    expect(() => decoder.push(bytes)).toThrow(FrameError);
+    expect(() => decoder.push(bytes)).toThrow(/malformed frame/);
+  });
+
+  it("stays failed after an error: the stream position is lost", () => {
+    const decoder = new FrameDecoder(16);
+    expect(() => decoder.push(header(17))).toThrow(FrameError);
+    expect(() => decoder.push(encodeFrame(1))).toThrow(/oversized frame/);
+  });
+
+  test.prop([fc.uint8Array({ minLength: 1, maxLength: 200 })])(
+    "random payload bytes decode to plain data or fail with FrameError, never anything else",
+    (payload) => {
+      try {
+        const value = decodeFramePayload(payload);
+        expect(() => structuredClone(value)).not.toThrow();
+      } catch (error) {
+        expect(error).toBeInstanceOf(FrameError);
+      }
+    },
+  );
+
+  test.prop([fc.uint8Array({ maxLength: 400 }), fc.array(fc.nat(), { maxLength: 6 })])(
+    "random byte streams only ever produce FrameError or plain messages",
+    (bytes, cuts) => {
+      const decoder = new FrameDecoder(1 << 20);
+      try {
+        for (const chunk of splitAt(Buffer.from(bytes), cuts)) decoder.push(chunk);
+      } catch (error) {
+        expect(error).toBeInstanceOf(FrameError);
+      }
+    },
+  );
+
+  it("refuses nesting deep enough to threaten the stack", () => {
+    let value: unknown = 1;
+    for (let i = 0; i < 300; i++) value = [value];
+    expect(() => new FrameDecoder().push(encodeFrame(value))).toThrow(/nesting/);
+  });
+});
+
+function spyOnAllocations(): number[] {
+  const sizes: number[] = [];
+  const record =
+    <A extends unknown[]>(size: (...args: A) => number) =>
+    (...args: A) => {
+      sizes.push(size(...args));
+    };
+  const allocUnsafe = Buffer.allocUnsafe;
+  const alloc = Buffer.alloc;
+  const concat = Buffer.concat;
+  vi.spyOn(Buffer, "allocUnsafe").mockImplementation((size: number) => {
+    record((n: number) => n)(size);
+    return allocUnsafe(size);
+  });
+  vi.spyOn(Buffer, "alloc").mockImplementation(((size: number, ...rest: never[]) => {
+    record((n: number) => n)(size);
+    return alloc(size, ...rest);
+  }) as typeof Buffer.alloc);
+  vi.spyOn(Buffer, "concat").mockImplementation((list: readonly Uint8Array[], total?: number) => {
+    sizes.push(total ?? list.reduce((sum, b) => sum + b.length, 0));
+    return concat(list, total);
+  });
+  return sizes;
+}
+
+function largestAllocation(sizes: number[]): number {
+  return sizes.reduce((max, n) => Math.max(max, n), 0);
+}
+
+describe("decoder statelessness", () => {
+  it("ignores msgpackr record definitions: a later 0x40 byte is still the number 64", () => {
+    // A record definition from one peer must not change how later frames (of any connection) decode.
+    const recordDefinition = Buffer.from([0xd4, 0x72, 0x40, 0x92, 0xa1, 0x78, 0xa1, 0x79, 0x01, 0x02]);
+    try {
+      decodeFramePayload(recordDefinition);
+    } catch (error) {
+      expect(error).toBeInstanceOf(FrameError);
+    }
+    expect(decodeFramePayload(Buffer.from([0x40]))).toBe(64);
+  });
+});
