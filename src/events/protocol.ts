@@ -39,9 +39,13 @@ export const HelloRequestSchema = z.strictObject({
   epoch: PositionSchema.shape.epoch,
 });
 
-/** Asks for the target's tree: every entry below the root with its kind, hash and metadata. */
+/**
+ * Asks for the target's tree: every entry with its kind, hash and metadata, parents first, in pages.
+ * Offset 0 walks the tree afresh; later offsets page through that same walk.
+ */
 export const ManifestRequestSchema = z.strictObject({
   type: z.literal("manifest"),
+  offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
 });
 
 /** One logged operation as shipped: its position, the operation, and the bytes when it writes a file. */
@@ -71,6 +75,8 @@ export const RequestSchema = z.discriminatedUnion("type", [
 export type Request = z.infer<typeof RequestSchema>;
 /** The hello request. */
 export type HelloRequest = z.infer<typeof HelloRequestSchema>;
+/** The manifest request. */
+export type ManifestRequest = z.infer<typeof ManifestRequestSchema>;
 /** The apply request. */
 export type ApplyRequest = z.infer<typeof ApplyRequestSchema>;
 
@@ -99,10 +105,11 @@ export const ManifestEntrySchema = z.discriminatedUnion("kind", [
 /** A manifest entry. */
 export type ManifestEntry = z.infer<typeof ManifestEntrySchema>;
 
-/** The target's tree, parents before children. */
+/** One page of the target's tree, parents before children; `complete` on the last page. */
 export const ManifestResponseSchema = z.strictObject({
   type: z.literal("manifest"),
   entries: z.array(ManifestEntrySchema),
+  complete: z.boolean(),
 });
 
 /**

@@ -1,29 +1,14 @@
 import { posix } from "node:path";
 import { contentIdOf } from "../content/contentId.js";
 import { childOf, RESERVED_PREFIX, relativePathProblem } from "../events/paths.js";
+import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
-import { type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
+import { type EntryStat, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
 export interface Problem {
   path: string;
   reason: string;
-}
-
-/** What the restart scan remembers of a file so an unchanged one is not read again. */
-export interface IndexedFile {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  hash: string;
-}
-
-/** Cheap-check index: relative path → what the file looked like when last hashed. A Map fits. */
-export interface ContentIndex {
-  get(path: string): IndexedFile | undefined;
-  set(path: string, entry: IndexedFile): void;
-  delete(path: string): void;
 }
 
 /** How to scan a tree. */
@@ -131,16 +116,9 @@ function scanFile(
   out: ScanResult,
 ): TreeNode | undefined {
   let before = fs.lstat(absolute);
-  const indexed = options.index?.get(path);
-  if (
-    indexed !== undefined &&
-    indexed.size === before.size &&
-    indexed.mtimeMs === before.mtimeMs &&
-    indexed.ctimeMs === before.ctimeMs &&
-    indexed.ino === before.ino
-  ) {
-    return { kind: "file", hash: indexed.hash, size: before.size, mode: before.mode, mtimeMs: before.mtimeMs };
-  }
+  const known = indexedHash(options.index, path, before);
+  if (known !== undefined)
+    return { kind: "file", hash: known, size: before.size, mode: before.mode, mtimeMs: before.mtimeMs };
   for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
     const bytes = fs.readFile(absolute);
     const after = fs.lstat(absolute);
@@ -152,13 +130,7 @@ function scanFile(
       after.ino === before.ino;
     if (steady) {
       const hash = contentIdOf(bytes);
-      options.index?.set(path, {
-        size: after.size,
-        mtimeMs: after.mtimeMs,
-        ctimeMs: after.ctimeMs,
-        ino: after.ino,
-        hash,
-      });
+      options.index?.set(path, indexEntry(after, hash));
       keepContent(options, out, path, bytes);
       return { kind: "file", hash, size: after.size, mode: after.mode, mtimeMs: after.mtimeMs };
     }
@@ -171,6 +143,23 @@ function scanFile(
 
 function keepContent(options: ScanOptions, out: ScanResult, path: string, bytes: Uint8Array): void {
   if (bytes.length <= (options.keepContentUpTo ?? DEFAULT_KEEP_CONTENT)) out.contents.set(path, bytes);
+}
+
+/** The hash the index holds for `path` if the file still looks as it did then (size, mtime, ctime, inode). */
+export function indexedHash(index: ContentIndex | undefined, path: string, stat: EntryStat): string | undefined {
+  const indexed = index?.get(path);
+  if (indexed === undefined) return undefined;
+  const unchanged =
+    indexed.size === stat.size &&
+    indexed.mtimeMs === stat.mtimeMs &&
+    indexed.ctimeMs === stat.ctimeMs &&
+    indexed.ino === stat.ino;
+  return unchanged ? indexed.hash : undefined;
+}
+
+/** The index entry for a file with `stat` whose bytes hash to `hash`. */
+export function indexEntry(stat: EntryStat, hash: string): IndexedFile {
+  return { size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, hash };
 }
 
 /** One line naming the error's code and message, for problem reports. */

@@ -63,10 +63,11 @@ export class ReplicatorSource {
     this.session.releaseWatches();
   }
 
-  private establish(reason: string): void {
+  /** Starts an epoch, learns what the target holds, and mirrors the whole tree onto it. */
+  private establish(reason: string, reestablished = 0): void {
     this.session.acceptHello(this.rpcHandle(this.session.beginEpoch(reason)));
-    this.session.acceptManifest(this.rpcHandle({ type: "manifest" }));
-    this.ship(this.session.planPath("", "initial"), 0);
+    while (!this.session.acceptManifest(this.rpcHandle(this.session.manifestRequest()))) {}
+    this.ship(this.session.planPath("", reestablished === 0 ? "initial" : "rescan"), 0, reestablished);
   }
 
   private ship(entries: readonly LogEntry[], round: number, reestablished = 0): void {
@@ -75,9 +76,7 @@ export class ReplicatorSource {
       const response = this.rpcHandle(request);
       if (response.type === "error" && reestablished < MAX_REESTABLISH) {
         // The target cannot continue this epoch (a gap, a restart): a new epoch re-establishes from its manifest.
-        this.session.acceptHello(this.rpcHandle(this.session.beginEpoch(`target refused: ${response.message}`)));
-        this.session.acceptManifest(this.rpcHandle({ type: "manifest" }));
-        this.ship(this.session.planPath("", "rescan"), 0, reestablished + 1);
+        this.establish(`target refused: ${response.message}`, reestablished + 1);
         return;
       }
       if (response.type === "error") throw new SessionRefusedError(response.code, response.message);

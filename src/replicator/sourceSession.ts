@@ -9,14 +9,17 @@ import {
   type ApplyEntry,
   type ApplyRequest,
   type HelloRequest,
+  type ManifestEntry,
+  type ManifestRequest,
   PROTOCOL_VERSION,
   type Response,
   ResponseSchema,
 } from "../events/protocol.js";
+import type { ContentIndex } from "../events/stateStore.js";
 import { type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
 import { foldExpectedTree, treeFromManifest } from "../projections/expectedTree.js";
-import { type ContentIndex, isMirrorFileSystem, type Problem, scanPath } from "./scan.js";
+import { isMirrorFileSystem, type Problem, scanPath } from "./scan.js";
 
 /** Totals of one source session, as `--stats`/`--json` report them. */
 export interface SyncStats {
@@ -94,6 +97,7 @@ export class SourceSession {
     problems: [],
   };
   private expected: DirNode = emptyDir();
+  private manifestEntries: ManifestEntry[] = [];
   private readonly contents = new Map<string, Uint8Array>();
   private readonly pending = new Map<number, PendingEntry>();
   /** Relative paths of watched directories: the file system does not tell us what we watch. */
@@ -131,20 +135,27 @@ export class SourceSession {
     }
   }
 
-  /** Takes the target's manifest as the expected tree (excluded paths left out: they are never touched). */
-  acceptManifest(response: Response): void {
-    const manifest = this.expectType(response, "manifest");
+  /** The request for the next page of the target's manifest. */
+  manifestRequest(): ManifestRequest {
+    return { type: "manifest", offset: this.manifestEntries.length };
+  }
+
+  /**
+   * Takes one page of the target's manifest; on the last page the manifest becomes the expected tree
+   * (excluded paths left out: they are never touched). Returns true once the manifest is complete.
+   */
+  acceptManifest(response: Response): boolean {
+    const page = this.expectType(response, "manifest");
+    this.manifestEntries.push(...page.entries);
+    if (!page.complete) return false;
     const isExcluded = this.options.isExcluded;
-    const entries =
+    const kept =
       isExcluded === undefined
-        ? manifest.entries
-        : manifest.entries.filter(
-            (e) =>
-              !segmentsOf(e.path).some((_, i, all) =>
-                isExcluded(all.slice(0, i + 1).join("/"), i < all.length - 1 || e.kind === "dir"),
-              ),
-          );
-    this.expected = treeFromManifest(entries);
+        ? this.manifestEntries
+        : this.manifestEntries.filter((e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"));
+    this.expected = treeFromManifest(kept);
+    this.manifestEntries = [];
+    return true;
   }
 
   /** Plans the change a watch event hints at; events outside the root are ignored. */
@@ -359,6 +370,15 @@ export class SourceSession {
       throw new SessionRefusedError("invalid-request", `expected a ${type} response, got ${valid.type}`);
     return valid as Extract<Response, { type: T }>;
   }
+}
+
+/** True when `path` or any of its ancestors is excluded. */
+function isExcludedPath(isExcluded: (path: string, isDir: boolean) => boolean, path: string, isDir: boolean): boolean {
+  const segments = segmentsOf(path);
+  for (let i = 1; i <= segments.length; i++) {
+    if (isExcluded(segments.slice(0, i).join("/"), i < segments.length || isDir)) return true;
+  }
+  return false;
 }
 
 function countFiles(node: TreeNode | undefined): number {

@@ -17,23 +17,23 @@ import {
   RequestSchema,
   type Response,
 } from "../events/protocol.js";
+import type { ContentIndex, PositionStore } from "../events/stateStore.js";
 import { type EntryKind, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
-import { describeError, isMirrorFileSystem } from "./scan.js";
-
-/** Where a target keeps its applied position so it survives a restart (memory when not given). */
-export interface PositionStore {
-  load(): AppliedPosition | null;
-  save(position: AppliedPosition): void;
-}
+import { describeError, indexEntry, indexedHash, isMirrorFileSystem } from "./scan.js";
 
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
+  /** Keeps the applied position durable (memory when not given); saved once per apply request, before the answer. */
   positionStore?: PositionStore;
+  /** Lets the manifest skip re-reading files that have not changed since they were hashed. */
+  index?: ContentIndex;
   /** Largest file the target accepts, in bytes (default 4 GiB · 16). */
   maxFileBytes?: number;
 }
 
 const DEFAULT_MAX_FILE_BYTES = 2 ** 36;
+/** Manifest entries per response page: keeps each frame far below the frame limit. */
+const MANIFEST_PAGE_ENTRIES = 20_000;
 
 /**
  * The target side of the seed's contract: `handleRequest` validates every request with zod,
@@ -45,6 +45,9 @@ export class ReplicatorTarget {
   private readonly mirror: MirrorFileSystem | undefined;
   private readonly store: PositionStore | undefined;
   private readonly maxFileBytes: number;
+  private readonly index: ContentIndex | undefined;
+  /** The walk behind the manifest pages being read. */
+  private manifestWalk: ManifestEntry[] = [];
   private applied: AppliedPosition | null;
   private session: { logId: string; epoch: number } | null = null;
 
@@ -57,6 +60,7 @@ export class ReplicatorTarget {
     this.mirror = isMirrorFileSystem(fs) ? fs : undefined;
     this.store = options.positionStore;
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    this.index = options.index;
     this.applied = this.store?.load() ?? null;
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
   }
@@ -70,8 +74,12 @@ export class ReplicatorTarget {
       switch (valid.type) {
         case "hello":
           return this.hello(valid);
-        case "manifest":
-          return { type: "manifest", entries: this.manifest() };
+        case "manifest": {
+          if (valid.offset === 0) this.manifestWalk = this.manifest();
+          const end = valid.offset + MANIFEST_PAGE_ENTRIES;
+          const entries = this.manifestWalk.slice(valid.offset, end);
+          return { type: "manifest", entries, complete: end >= this.manifestWalk.length };
+        }
         case "apply":
           return this.apply(valid);
       }
@@ -97,7 +105,8 @@ export class ReplicatorTarget {
       return errorResponse("stale-epoch", `epoch ${request.epoch} is older than the applied epoch ${current.epoch}`);
     }
     if (current === null || current.logId !== request.logId || current.epoch !== request.epoch) {
-      this.recordApplied({ logId: request.logId, epoch: request.epoch, seq: 0 });
+      this.applied = { logId: request.logId, epoch: request.epoch, seq: 0 };
+      this.store?.save(this.applied);
     }
     this.session = { logId: request.logId, epoch: request.epoch };
     return { type: "hello", version: PROTOCOL_VERSION, applied: this.appliedPosition() };
@@ -130,14 +139,11 @@ export class ReplicatorTarget {
         continue;
       }
       results.push({ seq: entry.seq, ...this.applyEntry(entry) });
-      this.recordApplied({ ...this.applied!, seq: entry.seq });
+      this.applied = { ...this.applied!, seq: entry.seq };
     }
+    // Apply, then record, then answer: a crash before this line replays operations that are idempotent.
+    this.store?.save(this.applied!);
     return { type: "applied", results, applied: this.appliedPosition()! };
-  }
-
-  private recordApplied(position: AppliedPosition): void {
-    this.applied = position;
-    this.store?.save(position);
   }
 
   private applyEntry(entry: ApplyEntry): Omit<ApplyResult, "seq"> {
@@ -211,7 +217,7 @@ export class ReplicatorTarget {
       ...(operation.mode === undefined ? {} : { mode: operation.mode }),
       ...(operation.mtimeMs === undefined ? {} : { mtimeMs: operation.mtimeMs }),
     };
-    if (existing === "file" && contentIdOf(this.fs.readFile(absolute)) === operation.hash) {
+    if (existing === "file" && this.hashOf(operation.path, absolute) === operation.hash) {
       // Same bytes already there: never rewrite them; bring the metadata in line if it differs.
       if (this.mirror === undefined || !metadataDiffers(this.mirror, absolute, metadata)) return unchanged();
       this.mirror.setMetadata(absolute, metadata);
@@ -232,6 +238,7 @@ export class ReplicatorTarget {
     } else {
       // Atomic replace: a symlink, FIFO or older file under the final name is swapped out by rename.
       this.mirror.writeFileWith(absolute, bytes, metadata);
+      this.index?.set(operation.path, indexEntry(this.mirror.lstat(absolute), actual));
     }
     return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
   }
@@ -252,6 +259,16 @@ export class ReplicatorTarget {
     }
     if (!this.fs.exists(absolute)) return undefined;
     return this.fs.isDir(absolute) ? "dir" : "file";
+  }
+
+  /** The content hash of the file at `path`, from the index when the file has not changed since. */
+  private hashOf(path: string, absolute: string, stat = this.mirror?.lstat(absolute)): string {
+    const known = stat === undefined ? undefined : indexedHash(this.index, path, stat);
+    if (known !== undefined) return known;
+    const bytes = this.fs.readFile(absolute);
+    const hash = contentIdOf(bytes);
+    if (stat !== undefined && stat.size === bytes.length) this.index?.set(path, indexEntry(stat, hash));
+    return hash;
   }
 
   /** Every entry below the root, parents first, with hashes; our temp files are left out. */
