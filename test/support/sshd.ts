@@ -74,7 +74,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
   const sshd = findSshd();
   if (!sshd) {
     throw new Error(
-      `sshd not found (looked in ${SSHD_CANDIDATES.join(", ")}): ` + "apt-get install -y openssh-server openssh-client",
+      `sshd not found (looked in ${SSHD_CANDIDATES.join(", ")}): apt-get install -y openssh-server openssh-client`,
     );
   }
   // The privilege-separation directory sshd insists on when run as root.
