@@ -148,6 +148,9 @@ describe("hostile frames", () => {
     ["trailing bytes after the value", [0xc0, 0xc0]],
     ["msgpack timestamp (a Date is not plain data)", [0xd6, 0xff, 0, 0, 0, 1]],
     ["string header longer than the payload", [0xdb, 0xff, 0xff, 0xff, 0xff]],
+    ["array32 declaring 2^32-1 elements", [0xdd, 0xff, 0xff, 0xff, 0xff]],
+    ["map32 declaring 10^8 entries", [0xdf, 0x05, 0xf5, 0xe1, 0x00]],
+    ["bin32 declaring 10^8 bytes", [0xc6, 0x05, 0xf5, 0xe1, 0x00]],
   ])("rejects a garbage payload: %s", (_name, payload) => {
     const decoder = new FrameDecoder();
     const bytes = Buffer.concat([header(payload.length), Buffer.from(payload)]);
