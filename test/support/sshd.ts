@@ -65,8 +65,6 @@ export async function pickFreePort(): Promise<number> {
 export interface StartSshdOptions {
   /** How long to wait for the port to accept connections (default 15 s). */
   readyDeadlineMs?: number;
-  /** Text sshd sends before authentication (ssh prints it on stderr), to check stdout stays clean. */
-  banner?: string;
 }
 
 /** Starts sshd on a free port of 127.0.0.1 and waits until it accepts connections. */
@@ -107,8 +105,6 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
     // sshd gives sessions a compiled-in PATH; SetEnv puts the running node's directory first so
     // `node` on the far side is the same binary the tests run with.
     const remotePath = [dirname(process.execPath), "/usr/local/bin", "/usr/bin", "/bin"].join(":");
-    const bannerPath = join(dir, "banner");
-    if (options.banner !== undefined) await writeFile(bannerPath, options.banner);
     await writeFile(
       serverConfig,
       [
@@ -129,7 +125,6 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
         "X11Forwarding no",
         "AllowTcpForwarding no",
         `SetEnv PATH=${remotePath}`,
-        options.banner !== undefined ? `Banner ${bannerPath}` : "",
         "LogLevel VERBOSE",
         "",
       ].join("\n"),
