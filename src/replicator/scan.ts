@@ -20,6 +20,8 @@ export interface ScanOptions {
   index?: ContentIndex;
   /** True for paths neither sent nor deleted (the ignore rules); they are left out of the result. */
   isExcluded?: (path: string, isDir: boolean) => boolean;
+  /** Called for every file scanned (progress display). */
+  onFileScanned?: () => void;
   /** Files up to this size keep their bytes in `contents` for shipping without a second read. */
   keepContentUpTo?: number;
 }
@@ -66,6 +68,7 @@ function scanEntry(options: ScanOptions, path: string, out: ScanResult): TreeNod
         case "symlink":
           return { kind: "symlink", target: fs.readLink(absolute) };
         case "file":
+          options.onFileScanned?.();
           return scanFile(options, fs, path, absolute, out);
         case "special":
           out.problems.push({ path, reason: "skipped: FIFO, socket or device" });

@@ -46,6 +46,8 @@ export interface SourceSessionOptions {
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** When given, every directory of the source tree is watched with this callback, and nothing else. */
   onWatchEvent?: WatchCallback;
+  /** Called for every file a scan reads or checks (progress display). */
+  onFileScanned?: () => void;
   /** Content bytes per apply request before a new one starts (default 4 MiB). */
   maxRequestContentBytes?: number;
 }
@@ -77,6 +79,8 @@ interface PendingEntry {
 
 const DEFAULT_MAX_REQUEST_CONTENT = 4 * 1024 * 1024;
 const MAX_ENTRIES_PER_REQUEST = 4096;
+/** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
+const CONTENT_CACHE_BYTES = 64 * 1024 * 1024;
 
 /**
  * The source's synchronous core, shared by the seed's `ReplicatorSource` and the CLI: scan what a hint
@@ -98,7 +102,9 @@ export class SourceSession {
   };
   private expected: DirNode = emptyDir();
   private manifestEntries: ManifestEntry[] = [];
+  /** Bytes read by scans, waiting to be shipped (bounded by CONTENT_CACHE_BYTES). */
   private readonly contents = new Map<string, Uint8Array>();
+  private contentBytes = 0;
   private readonly pending = new Map<number, PendingEntry>();
   /** Relative paths of watched directories: the file system does not tell us what we watch. */
   private readonly watched = new Set<string>();
@@ -170,19 +176,11 @@ export class SourceSession {
    * match it, folds them into the expected tree and keeps the watches exact. Returns the new entries.
    */
   planPath(path: string, detectedBy: DetectedBy): LogEntry[] {
-    const scan = scanPath(
-      {
-        fs: this.options.fs,
-        root: this.root,
-        ...(this.options.index === undefined ? {} : { index: this.options.index }),
-        ...(this.options.isExcluded === undefined ? {} : { isExcluded: this.options.isExcluded }),
-      },
-      path,
-    );
+    const scan = scanPath({ ...this.options, root: this.root }, path);
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     this.stats.problems.push(...scan.problems);
     this.stats.filesScanned += countFiles(scan.node);
-    for (const [p, bytes] of scan.contents) this.contents.set(p, bytes);
+    for (const [p, bytes] of scan.contents) this.keepContent(p, bytes);
 
     const operations = planChanges(nodeAt(this.expected, path), scan.node, path);
     const entries = this.log.append(
@@ -196,28 +194,30 @@ export class SourceSession {
     return entries;
   }
 
-  /** Groups entries into apply requests, attaching the bytes of every file the target lacks. */
-  requestsFor(entries: readonly LogEntry[]): ApplyRequest[] {
-    const requests: ApplyRequest[] = [];
+  /**
+   * Groups entries into apply requests, attaching the bytes of every file the target lacks. Lazy: each
+   * request's content is read only when the caller takes it, so memory holds a few requests, not the tree.
+   */
+  *requestsFor(entries: readonly LogEntry[]): Generator<ApplyRequest> {
+    const maxBytes = this.options.maxRequestContentBytes ?? DEFAULT_MAX_REQUEST_CONTENT;
     let batch: ApplyEntry[] = [];
     let batchBytes = 0;
-    const maxBytes = this.options.maxRequestContentBytes ?? DEFAULT_MAX_REQUEST_CONTENT;
-    const flush = (): void => {
-      if (batch.length === 0) return;
-      const epoch = entries[0]!.position.epoch;
-      requests.push({ type: "apply", logId: this.log.logId, epoch, entries: batch });
-      batch = [];
-      batchBytes = 0;
-    };
     for (const entry of entries) {
       const shipped = this.shippedEntry(entry);
       const size = shipped.content?.data.length ?? 0;
-      if (batch.length > 0 && (batchBytes + size > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) flush();
+      if (batch.length > 0 && (batchBytes + size > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) {
+        yield this.applyRequest(batch);
+        batch = [];
+        batchBytes = 0;
+      }
       batch.push(shipped);
       batchBytes += size;
     }
-    flush();
-    return requests;
+    if (batch.length > 0) yield this.applyRequest(batch);
+  }
+
+  private applyRequest(entries: ApplyEntry[]): ApplyRequest {
+    return { type: "apply", logId: this.log.logId, epoch: this.log.lastPosition().epoch, entries };
   }
 
   /**
@@ -294,13 +294,30 @@ export class SourceSession {
     const { operation } = entry;
     const seq = entry.position.seq;
     if (operation.type !== "writeFile" || this.pending.get(seq)?.needsContent === false) return { seq, operation };
-    const bytes = this.contents.get(operation.path) ?? this.readIfUnchanged(operation.path, operation.hash);
-    this.contents.delete(operation.path);
+    const cached = this.contents.get(operation.path);
+    if (cached !== undefined) {
+      this.contents.delete(operation.path);
+      this.contentBytes -= cached.length;
+    }
+    const bytes =
+      cached !== undefined && contentIdOf(cached) === operation.hash
+        ? cached
+        : this.readIfUnchanged(operation.path, operation.hash);
     // A file that changed since it was scanned ships without content: the target answers "missing",
     // the path is planned again, and the newer bytes go then. Never ship bytes under the wrong hash.
     if (bytes === undefined) return { seq, operation };
     const literal = encodeLiteral(bytes);
     return { seq, operation, content: { kind: "inline", encoding: literal.encoding, data: literal.data } };
+  }
+
+  /** Keeps bytes read by the scan for shipping, within a budget; beyond it they are read again when shipped. */
+  private keepContent(path: string, bytes: Uint8Array): void {
+    const previous = this.contents.get(path);
+    if (previous !== undefined) this.contentBytes -= previous.length;
+    this.contents.delete(path);
+    if (this.contentBytes + bytes.length > CONTENT_CACHE_BYTES) return;
+    this.contents.set(path, bytes);
+    this.contentBytes += bytes.length;
   }
 
   private readIfUnchanged(path: string, hash: string): Uint8Array | undefined {

@@ -1,0 +1,76 @@
+// The composition root of the `mirrorlog` command: argument parsing only; each command lives in its own file.
+import { Command, InvalidArgumentError, Option } from "commander";
+import { CliError } from "./cliError.js";
+import { runSeedDemo } from "./demo.js";
+import { runMirror } from "./mirror.js";
+import { serve } from "./serve.js";
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a positive number");
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function mirrorCommand(program: Command, mode: "sync" | "watch", description: string): void {
+  program
+    .command(`${mode} <SRC> <DST>`)
+    .description(description)
+    .option("--dry-run", "print the planned operations and change nothing", false)
+    .option("--exclude <PATTERN>", "exclude paths matching PATTERN (gitignore syntax, repeatable)", collect, [])
+    .option("--state <PATH>", "the SQLite state file of this source/target pair")
+    .option("--json", "print one JSON summary object on stdout", false)
+    .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
+    .addOption(
+      new Option("--rescan-interval <SECONDS>", "watch: seconds between reconcile scans")
+        .default(300)
+        .argParser(positiveNumber),
+    )
+    .action(async (src: string, dst: string, options) => {
+      process.exitCode = await runMirror(mode, src, dst, options);
+    });
+}
+
+/** Builds the command-line program. */
+export function buildProgram(): Command {
+  const program = new Command("mirrorlog")
+    .description("Keep a directory an exact, live mirror of another, locally or over ssh.")
+    .version("0.1.0")
+    .showHelpAfterError();
+  mirrorCommand(program, "sync", "mirror SRC onto DST once; exit 0 only when DST equals SRC");
+  mirrorCommand(program, "watch", "mirror SRC onto DST, then keep it mirrored until interrupted");
+  program
+    .command("serve")
+    .description("run a target on stdin/stdout (what sync and watch start, locally or through ssh)")
+    .requiredOption("--stdio", "speak the protocol on stdin/stdout")
+    .requiredOption("--root <DIR>", "the target directory")
+    .option("--state <PATH>", "the target's state file")
+    .action(async (options: { root: string; state?: string }) => {
+      await serve(options);
+    });
+  program
+    .command("demo")
+    .description("the seed demo: mirror a sample tree between two in-memory file systems")
+    .action(() => {
+      process.stdout.write(`${runSeedDemo()}\n`);
+    });
+  return program;
+}
+
+/** Runs the program; a CliError becomes one line on stderr and its exit code. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CliError) {
+      process.stderr.write(`mirrorlog: ${error.message}\n`);
+      process.exitCode = error.exitCode;
+      return;
+    }
+    process.stderr.write(`mirrorlog: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 70;
+  }
+}

@@ -1,0 +1,234 @@
+import { existsSync, lstatSync, mkdirSync, realpathSync } from "node:fs";
+import { posix } from "node:path";
+import { fileURLToPath } from "node:url";
+import { OperationLog } from "../events/operationLog.js";
+import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
+import { StateStore } from "../events/stateStore.js";
+import { isWithin } from "../fs/fileSystem.js";
+import { NodeFileSystem } from "../fs/nodeFileSystem.js";
+import { SourceSession } from "../replicator/sourceSession.js";
+import { StreamingSource } from "../replicator/streamingSource.js";
+import { parseTargetSpec, spawnTarget, TargetSpecError } from "../transport/sshCommand.js";
+import { StreamClient } from "../transport/streamConnection.js";
+import { CliError } from "./cliError.js";
+import { exclusionRules } from "./ignoreRules.js";
+import { progressDisplay } from "./progress.js";
+import { formatSummary, type RunSummary, summarize } from "./report.js";
+import { defaultSourceStatePath, statePathProblem } from "./statePaths.js";
+
+/** Options shared by `sync` and `watch`. */
+export interface MirrorOptions {
+  dryRun: boolean;
+  exclude: string[];
+  state?: string;
+  json: boolean;
+  /** The command that runs mirrorlog on the far side of ssh (like rsync's --rsync-path). */
+  remoteCommand: string;
+  /** Seconds between reconcile scans in watch mode (the safety net under the watches). */
+  rescanInterval: number;
+}
+
+/** Where a run's output goes; injectable so tests can capture it. */
+export interface MirrorOutput {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const defaultOutput: MirrorOutput = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+/** The executable this process runs as; a local target is a child running `serve` from it. */
+const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
+
+/** How often the transfer bar and watch-mode counters refresh, in files scanned. */
+const SCAN_PROGRESS_EVERY = 500;
+
+/**
+ * `mirrorlog sync SRC DST` (mode "sync") and `mirrorlog watch SRC DST` (mode "watch"): mirror SRC onto
+ * DST through a target process (local child or ssh), then, for watch, follow changes until SIGINT or
+ * SIGTERM. Returns the exit code: 0 only when DST ended equal to SRC with no problem.
+ */
+export async function runMirror(
+  mode: "sync" | "watch",
+  src: string,
+  dst: string,
+  options: MirrorOptions,
+  output: MirrorOutput = defaultOutput,
+): Promise<number> {
+  const started = performance.now();
+  const sourceRoot = resolveSourceRoot(src);
+  let spec: ReturnType<typeof parseTargetSpec>;
+  try {
+    spec = parseTargetSpec(dst);
+  } catch (error) {
+    throw new CliError(error instanceof TargetSpecError ? error.message : String(error));
+  }
+  if (spec.kind === "local") {
+    const targetRoot = posix.resolve(spec.path);
+    if (isWithin(sourceRoot, targetRoot) || isWithin(targetRoot, sourceRoot)) {
+      throw new CliError(`target ${targetRoot} and source ${sourceRoot} overlap; they must be separate trees`);
+    }
+    if (existsSync(targetRoot) && !lstatSync(targetRoot).isDirectory()) {
+      throw new CliError(`target ${targetRoot} exists and is not a directory`);
+    }
+    spec = { kind: "local", path: targetRoot };
+  }
+  const targetKey = spec.kind === "local" ? spec.path : dst;
+  const statePath = options.state ? posix.resolve(options.state) : defaultSourceStatePath(sourceRoot, targetKey);
+  const stateProblem = statePathProblem(statePath, spec.kind === "local" ? [sourceRoot, spec.path] : [sourceRoot]);
+  if (stateProblem !== null) throw new CliError(stateProblem);
+  if (!options.dryRun) mkdirSync(posix.dirname(statePath), { recursive: true });
+
+  const progress = progressDisplay(!options.json);
+  const fs = new NodeFileSystem({
+    root: sourceRoot,
+    onProblem: (problem) => session.stats.problems.push(problem),
+  });
+  // A dry run keeps its log and index in memory: it changes nothing, not even our own state.
+  const log = options.dryRun ? new OperationLog() : new OperationLog(statePath);
+  const state = options.dryRun ? new StateStore() : new StateStore(statePath);
+  let scanned = 0;
+  const isExcluded = exclusionRules(fs, sourceRoot, options.exclude);
+  const session: SourceSession = new SourceSession({
+    fs,
+    root: sourceRoot,
+    log,
+    index: state,
+    ...(isExcluded === undefined ? {} : { isExcluded }),
+    onFileScanned: () => {
+      if (++scanned % SCAN_PROGRESS_EVERY === 0) progress.scanned(scanned);
+    },
+    ...(mode === "watch" ? { onWatchEvent: (event) => driver.hint(event) } : {}),
+  });
+
+  const child = spawnTarget(spec, {
+    localCommand: (root) => [MIRRORLOG_BIN, "serve", "--stdio", "--root", root],
+    remoteCommand: (root) => [options.remoteCommand, "serve", "--stdio", "--root", root],
+    forwardStderr: process.stderr,
+  });
+  let client: StreamClient<Request, Response>;
+  try {
+    client = await StreamClient.connect<Request, Response>({
+      input: child.input,
+      output: child.output,
+      version: PROTOCOL_VERSION,
+      validateResponse: (value) => ResponseSchema.parse(value),
+      diagnose: () => child.diagnose(),
+    });
+  } catch (error) {
+    child.kill();
+    log.close();
+    state.close();
+    fs.close();
+    throw new CliError(`cannot reach target ${dst}: ${(error as Error).message}`);
+  }
+  const driver: StreamingSource = new StreamingSource(
+    session,
+    { request: (request) => client.request(request) },
+    {
+      onProgress: (p) => progress.transferred(p.operationsShipped, p.operationsPlanned, p.contentBytesShipped),
+      onError: (error) => output.stderr(`mirrorlog: ${(error as Error).message}\n`),
+    },
+  );
+
+  let finished: Promise<RunSummary> | undefined;
+  const finish = (): Promise<RunSummary> => {
+    finished ??= closeAll();
+    return finished;
+  };
+  const closeAll = async (): Promise<RunSummary> => {
+    progress.stop();
+    session.releaseWatches();
+    state.flush();
+    await client.close().catch(() => {});
+    child.kill();
+    const summary = summarize(session.stats, client.stats, performance.now() - started);
+    log.close();
+    state.close();
+    fs.close();
+    return summary;
+  };
+
+  try {
+    if (options.dryRun) {
+      const entries = await planDryRun(session, client);
+      const summary = await finish();
+      if (options.json) output.stdout(`${JSON.stringify({ ...summary, plannedOperations: entries })}\n`);
+      else output.stdout(`${entries.map(describeOperation).join("\n")}${entries.length > 0 ? "\n" : ""}`);
+      return 0;
+    }
+    await driver.establish(mode === "watch" ? "watch run started" : "sync run started");
+    if (mode === "sync") return report(await finish(), options, output);
+    await followChanges(driver, options, output, () =>
+      summarize(session.stats, client.stats, performance.now() - started),
+    );
+    return report(await finish(), options, output);
+  } catch (error) {
+    await finish().catch(() => {});
+    throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, 1);
+  }
+}
+
+/** Watch mode: keeps replicating until SIGINT/SIGTERM; SIGUSR1 prints the summary so far. */
+async function followChanges(
+  driver: StreamingSource,
+  options: MirrorOptions,
+  output: MirrorOutput,
+  summarySoFar: () => RunSummary,
+): Promise<void> {
+  output.stderr(`mirrorlog: watching ${driver.session.root} (Ctrl-C to stop)\n`);
+  const reconcile = setInterval(() => driver.rescan("rescan"), options.rescanInterval * 1000);
+  const onSummary = (): void => output.stderr(`${formatSummary(summarySoFar())}\n`);
+  process.on("SIGUSR1", onSummary);
+  try {
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+        resolve();
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+  } finally {
+    clearInterval(reconcile);
+    process.off("SIGUSR1", onSummary);
+  }
+  // Finish what is in flight: the log and the target stay consistent.
+  await driver.idle();
+}
+
+async function planDryRun(session: SourceSession, client: StreamClient<Request, Response>) {
+  while (!session.acceptManifest(await client.request(session.manifestRequest()))) {}
+  session.log.startEpoch("dry run", Date.now());
+  return session.planPath("", "initial").map((e) => e.operation);
+}
+
+function describeOperation(operation: { type: string; path: string; size?: number }): string {
+  const size = operation.size === undefined ? "" : ` (${operation.size} bytes)`;
+  return `${operation.type} ${JSON.stringify(operation.path)}${size}`;
+}
+
+function report(summary: RunSummary, options: MirrorOptions, output: MirrorOutput): number {
+  if (options.json) output.stdout(`${JSON.stringify(summary)}\n`);
+  else output.stdout(`${formatSummary(summary)}\n`);
+  return summary.problems.length === 0 ? 0 : 1;
+}
+
+function resolveSourceRoot(src: string): string {
+  const absolute = posix.resolve(src);
+  let stat: ReturnType<typeof lstatSync>;
+  try {
+    // The root itself may be reached through a symlink (like rsync's "src/"); nothing below it is followed.
+    stat = lstatSync(realpathSync(absolute));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new CliError(`source ${absolute}: no such directory`);
+    if (code === "EACCES") throw new CliError(`source ${absolute}: permission denied`);
+    throw new CliError(`source ${absolute}: ${(error as Error).message}`);
+  }
+  if (!stat.isDirectory()) throw new CliError(`source ${absolute} is not a directory`);
+  return realpathSync(absolute);
+}
