@@ -8,7 +8,7 @@ import { isWithin } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { SourceSession } from "../replicator/sourceSession.js";
 import { StreamingSource } from "../replicator/streamingSource.js";
-import { parseTargetSpec, spawnTarget, TargetSpecError } from "../transport/sshCommand.js";
+import { parseTargetSpec, spawnTarget, splitCommandWords, TargetSpecError } from "../transport/sshCommand.js";
 import { StreamClient } from "../transport/streamConnection.js";
 import { CliError } from "./cliError.js";
 import { exclusionRules } from "./ignoreRules.js";
@@ -104,8 +104,8 @@ export async function runMirror(
   });
 
   const child = spawnTarget(spec, {
-    localCommand: (root) => [MIRRORLOG_BIN, "serve", "--stdio", "--root", root],
-    remoteCommand: (root) => [options.remoteCommand, "serve", "--stdio", "--root", root],
+    localCommand: (root) => [MIRRORLOG_BIN, "serve", "--stdio", `--root=${root}`],
+    remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), "serve", "--stdio", `--root=${root}`],
     forwardStderr: process.stderr,
   });
   let client: StreamClient<Request, Response>;
