@@ -1,0 +1,231 @@
+// One contract for both OperationLog backends (house rule 4): an in-memory SQLite log and a durable
+// file log. Positions, epochs, batches, reads, results and per-path history must behave identically;
+// the file log must also come back whole after being closed and reopened.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Operation } from "../../src/events/operation.js";
+import { type LoggedResult, type NewEntry, OperationLog } from "../../src/events/operationLog.js";
+
+const HASH = "ab".repeat(32);
+
+function write(path: string): NewEntry {
+  return { operation: { type: "writeFile", path, hash: HASH, size: 3 }, detectedBy: "watch" };
+}
+
+function ensure(path: string): NewEntry {
+  return { operation: { type: "ensureDir", path }, detectedBy: "initial" };
+}
+
+/** How a backend is opened, and (for durable ones) reopened from where the last one left off. */
+interface Backend {
+  name: string;
+  open(): OperationLog;
+  reopen?: () => OperationLog;
+  cleanup(): void;
+}
+
+function memoryBackend(): Backend {
+  return { name: "in-memory", open: () => new OperationLog(), cleanup: () => {} };
+}
+
+function fileBackend(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), "mirrorlog-log-"));
+  const file = join(dir, "log.sqlite");
+  return {
+    name: "file",
+    open: () => new OperationLog(file),
+    reopen: () => new OperationLog(file),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+for (const makeBackend of [memoryBackend, fileBackend]) {
+  describe(`OperationLog contract (${makeBackend().name})`, () => {
+    const opened: OperationLog[] = [];
+    const backends: Backend[] = [];
+
+    function setup(): { backend: Backend; log: OperationLog } {
+      const backend = makeBackend();
+      backends.push(backend);
+      const log = backend.open();
+      opened.push(log);
+      return { backend, log };
+    }
+
+    afterEach(() => {
+      for (const log of opened.splice(0)) {
+        try {
+          log.close();
+        } catch {
+          // already closed by the test
+        }
+      }
+      for (const backend of backends.splice(0)) backend.cleanup();
+    });
+
+    it("starts empty, without an epoch, and refuses appends until one starts", () => {
+      const { log } = setup();
+      expect(log.lastPosition()).toEqual({ epoch: 0, seq: 0 });
+      expect(log.epochs()).toEqual([]);
+      expect(log.logId).toMatch(/^[0-9a-f-]{8,64}$/);
+      expect(() => log.append([write("a")], 1)).toThrow(/no epoch/);
+      expect(log.lastPosition()).toEqual({ epoch: 0, seq: 0 });
+    });
+
+    it("numbers epochs from 1 and keeps each one's reason and start time", () => {
+      const { log } = setup();
+      expect(log.startEpoch("new source session", 100)).toBe(1);
+      expect(log.lastPosition()).toEqual({ epoch: 1, seq: 0 });
+      log.append([write("a")], 101);
+      expect(log.startEpoch("target refused: position gap", 200)).toBe(2);
+      expect(log.lastPosition()).toEqual({ epoch: 2, seq: 0 });
+      expect(log.epochs()).toEqual([
+        { epoch: 1, startedAt: 100, reason: "new source session" },
+        { epoch: 2, startedAt: 200, reason: "target refused: position gap" },
+      ]);
+    });
+
+    it("appends batches at consecutive positions, restarting seq at 1 in a new epoch", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      const first = log.append([ensure("d"), write("d/f")], 10);
+      const second = log.append([{ operation: { type: "remove", path: "d/f" }, detectedBy: "rescan" }], 11);
+      expect(first.map((e) => e.position)).toEqual([
+        { epoch: 1, seq: 1 },
+        { epoch: 1, seq: 2 },
+      ]);
+      expect(second.map((e) => e.position)).toEqual([{ epoch: 1, seq: 3 }]);
+      expect(first[0]).toEqual({
+        position: { epoch: 1, seq: 1 },
+        loggedAt: 10,
+        operation: { type: "ensureDir", path: "d" },
+        detectedBy: "initial",
+      });
+      expect(log.lastPosition()).toEqual({ epoch: 1, seq: 3 });
+      expect(log.append([], 12)).toEqual([]);
+      expect(log.lastPosition()).toEqual({ epoch: 1, seq: 3 });
+
+      log.startEpoch("again", 20);
+      expect(log.append([write("x")], 21).map((e) => e.position)).toEqual([{ epoch: 2, seq: 1 }]);
+    });
+
+    it("appends nothing of a batch that holds an invalid operation", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      log.append([write("kept")], 2);
+      const invalid = { type: "remove", path: "../escape" } as Operation;
+      expect(() => log.append([write("b1"), { operation: invalid, detectedBy: "watch" }, write("b3")], 3)).toThrow();
+      expect(log.lastPosition()).toEqual({ epoch: 1, seq: 1 });
+      expect(log.readAfter(1, 0).map((e) => e.operation.path)).toEqual(["kept"]);
+      // The next batch continues where the last good one ended: no hole was left behind.
+      expect(log.append([write("next")], 4).map((e) => e.position.seq)).toEqual([2]);
+    });
+
+    it("reads after a position, in order, within one epoch, at most `limit`", () => {
+      const { log } = setup();
+      log.startEpoch("one", 1);
+      log.append(["a", "b", "c", "d", "e"].map(write), 2);
+      log.startEpoch("two", 3);
+      log.append([write("z")], 4);
+      expect(log.readAfter(1, 0).map((e) => e.operation.path)).toEqual(["a", "b", "c", "d", "e"]);
+      expect(log.readAfter(1, 2).map((e) => e.position.seq)).toEqual([3, 4, 5]);
+      expect(log.readAfter(1, 1, 2).map((e) => e.position.seq)).toEqual([2, 3]);
+      expect(log.readAfter(1, 5)).toEqual([]);
+      expect(log.readAfter(2, 0).map((e) => e.operation.path)).toEqual(["z"]);
+      expect(log.readAfter(3, 0)).toEqual([]);
+    });
+
+    it("answers history for a file and for a directory prefix, with results once recorded", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      log.append([ensure("a"), write("a/x"), write("ab/x"), write("a/y/z"), write("b")], 5);
+      const result: LoggedResult = {
+        position: { epoch: 1, seq: 2 },
+        outcome: "failed",
+        reason: "hash mismatch",
+        wireBytes: 40,
+        bytesWritten: 0,
+        appliedAt: 9,
+      };
+      log.recordResults([result, { ...result, position: { epoch: 1, seq: 1 }, outcome: "applied", reason: undefined }]);
+
+      const ofA = log.history("a");
+      expect(ofA.map((h) => h.entry.operation.path)).toEqual(["a", "a/x", "a/y/z"]);
+      expect(ofA[0]!.result).toEqual({
+        position: { epoch: 1, seq: 1 },
+        outcome: "applied",
+        wireBytes: 40,
+        bytesWritten: 0,
+        appliedAt: 9,
+      });
+      expect(ofA[1]!.result).toEqual(result);
+      expect(ofA[2]!.result).toBeUndefined();
+      expect(log.history("a/x").map((h) => h.entry.position.seq)).toEqual([2]);
+      expect(log.history("ab").map((h) => h.entry.operation.path)).toEqual(["ab/x"]);
+      expect(log.history("missing")).toEqual([]);
+      expect(log.history("").map((h) => h.entry.operation.path)).toEqual(["a", "a/x", "ab/x", "a/y/z", "b"]);
+    });
+
+    it("keeps the latest result recorded for a position", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      log.append([write("f")], 2);
+      const base = { position: { epoch: 1, seq: 1 }, wireBytes: 1, bytesWritten: 0, appliedAt: 3 };
+      log.recordResults([{ ...base, outcome: "failed", reason: "content missing" }]);
+      log.recordResults([{ ...base, outcome: "applied", bytesWritten: 3, appliedAt: 4 }]);
+      expect(log.history("f")[0]!.result).toEqual({ ...base, outcome: "applied", bytesWritten: 3, appliedAt: 4 });
+    });
+
+    it("treats LIKE wildcards in names literally", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      log.append(["a%/1", "ab/2", "a_/3", "a%b/4", "%/5", "_/6", "x/7"].map(write), 2);
+      const pathsOf = (prefix: string) => log.history(prefix).map((h) => h.entry.operation.path);
+      expect(pathsOf("a%")).toEqual(["a%/1"]);
+      expect(pathsOf("a_")).toEqual(["a_/3"]);
+      expect(pathsOf("%")).toEqual(["%/5"]);
+      expect(pathsOf("_")).toEqual(["_/6"]);
+      expect(pathsOf("a")).toEqual([]);
+    });
+
+    it("passes SQLite's quick check", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      log.append([write("a")], 2);
+      expect(log.quickCheck()).toBe("ok");
+    });
+
+    if (makeBackend().reopen !== undefined) {
+      it("comes back after reopening with the same log id, head, epochs, entries and results", () => {
+        const { backend, log } = setup();
+        log.startEpoch("first", 1);
+        log.append([ensure("d"), write("d/f")], 2);
+        log.startEpoch("second", 3);
+        log.append([write("g")], 4);
+        log.recordResults([
+          { position: { epoch: 2, seq: 1 }, outcome: "applied", wireBytes: 7, bytesWritten: 3, appliedAt: 5 },
+        ]);
+        const id = log.logId;
+        const entries = [...log.readAfter(1, 0), ...log.readAfter(2, 0)];
+        const history = log.history("");
+        log.close();
+
+        const again = backend.reopen!();
+        opened.push(again);
+        expect(again.logId).toBe(id);
+        expect(again.lastPosition()).toEqual({ epoch: 2, seq: 1 });
+        expect(again.epochs().map((e) => e.reason)).toEqual(["first", "second"]);
+        expect([...again.readAfter(1, 0), ...again.readAfter(2, 0)]).toEqual(entries);
+        expect(again.history("")).toEqual(history);
+        expect(again.quickCheck()).toBe("ok");
+        expect(again.append([write("h")], 6).map((e) => e.position)).toEqual([{ epoch: 2, seq: 2 }]);
+      });
+    } else {
+      it("gives every new log its own id", () => {
+        expect(setup().log.logId).not.toBe(setup().log.logId);
+      });
+    }
+  });
+}
