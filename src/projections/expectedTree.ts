@@ -32,6 +32,7 @@ function applyChange(root: DirNode, change: TreeChange): void {
   for (const segment of segments) {
     let next = parent.children.get(segment);
     if (next?.kind !== "dir") {
+      if (change.type === "remove") return; // nothing stands at a path below a non-directory: already removed
       // Only reached for an unknown change below a path that is no longer a directory.
       next = emptyDir();
       parent.children.set(segment, next);

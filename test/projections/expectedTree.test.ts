@@ -1,0 +1,197 @@
+// The expected target tree is a pure fold of confirmed operations: each operation type's after-state,
+// unknown marking for failed paths, manifest loading, and structural sharing across one batch.
+import { describe, expect, it } from "vitest";
+import type { ManifestEntry } from "../../src/events/protocol.js";
+import { type DirNode, emptyDir, nodeAt, sameNode, type TreeNode } from "../../src/events/tree.js";
+import { foldExpectedTree, treeFromManifest } from "../../src/projections/expectedTree.js";
+
+const H1 = "1".repeat(64);
+const H2 = "2".repeat(64);
+
+function dir(children: Record<string, TreeNode>, mode?: number): DirNode {
+  const node = emptyDir(mode);
+  for (const [name, child] of Object.entries(children)) node.children.set(name, child);
+  return node;
+}
+
+function file(hash: string, size = 1): TreeNode {
+  return { kind: "file", hash, size };
+}
+
+/** a/ (with f and deep/g), b/ (with h), top file t. */
+function sampleTree(): DirNode {
+  return dir({
+    a: dir({ f: file(H1), deep: dir({ g: file(H2) }) }),
+    b: dir({ h: file(H1) }),
+    t: file(H2),
+  });
+}
+
+describe("foldExpectedTree", () => {
+  it("ensureDir creates a directory, replaces a file, and keeps an existing directory's children", () => {
+    const tree = foldExpectedTree(sampleTree(), [
+      { type: "ensureDir", path: "new" },
+      { type: "ensureDir", path: "t", mode: 0o700 },
+      { type: "ensureDir", path: "a", mode: 0o750 },
+    ]);
+    expect(nodeAt(tree, "new")).toEqual(emptyDir());
+    expect(nodeAt(tree, "t")).toEqual(emptyDir(0o700));
+    const a = nodeAt(tree, "a") as DirNode;
+    expect(a.mode).toBe(0o750);
+    expect([...a.children.keys()].sort()).toEqual(["deep", "f"]);
+  });
+
+  it("ensureDir of the root only sets its mode", () => {
+    const base = sampleTree();
+    const withMode = foldExpectedTree(base, [{ type: "ensureDir", path: "", mode: 0o711 }]);
+    expect(withMode.mode).toBe(0o711);
+    expect(sameNode(withMode, base)).toBe(true);
+    expect(foldExpectedTree(base, [{ type: "ensureDir", path: "" }])).toBe(base);
+  });
+
+  it("writeFile records hash, size and metadata, replacing whatever stood there", () => {
+    const tree = foldExpectedTree(sampleTree(), [
+      { type: "writeFile", path: "a/f", hash: H2, size: 5 },
+      { type: "writeFile", path: "b", hash: H1, size: 7, mode: 0o600, mtimeMs: 1234.5 },
+      { type: "writeFile", path: "a/deep/new", hash: H1, size: 0 },
+    ]);
+    expect(nodeAt(tree, "a/f")).toEqual({ kind: "file", hash: H2, size: 5 });
+    expect(nodeAt(tree, "b")).toEqual({ kind: "file", hash: H1, size: 7, mode: 0o600, mtimeMs: 1234.5 });
+    expect(nodeAt(tree, "b/h")).toBeUndefined();
+    expect(nodeAt(tree, "a/deep/new")).toEqual({ kind: "file", hash: H1, size: 0 });
+  });
+
+  it("writeSymlink records the link text", () => {
+    const tree = foldExpectedTree(sampleTree(), [{ type: "writeSymlink", path: "a", target: "../elsewhere" }]);
+    expect(nodeAt(tree, "a")).toEqual({ kind: "symlink", target: "../elsewhere" });
+    expect(nodeAt(tree, "a/f")).toBeUndefined();
+  });
+
+  it("remove drops a file or a whole directory, and a missing path is a no-op", () => {
+    const tree = foldExpectedTree(sampleTree(), [
+      { type: "remove", path: "a" },
+      { type: "remove", path: "t" },
+      { type: "remove", path: "nothing/here" },
+    ]);
+    expect([...tree.children.keys()]).toEqual(["b"]);
+  });
+
+  it("applies a batch in order: later operations see earlier ones", () => {
+    const tree = foldExpectedTree(emptyDir(), [
+      { type: "ensureDir", path: "d" },
+      { type: "writeFile", path: "d/f", hash: H1, size: 1 },
+      { type: "remove", path: "d/f" },
+      { type: "writeFile", path: "d/f", hash: H2, size: 2 },
+    ]);
+    expect(tree).toEqual(dir({ d: dir({ f: file(H2, 2) }) }));
+  });
+
+  it("marks a failed path unknown: it then equals nothing, so the planner rewrites it", () => {
+    const tree = foldExpectedTree(sampleTree(), [{ type: "unknown", path: "a/f" }]);
+    expect(nodeAt(tree, "a/f")).toEqual({ kind: "unknown" });
+    expect(sameNode(nodeAt(tree, "a/f"), file(H1))).toBe(false);
+    expect(sameNode(nodeAt(tree, "a/f"), nodeAt(tree, "a/f"))).toBe(false);
+    expect(sameNode(tree, sampleTree())).toBe(false);
+  });
+
+  it("marks a path unknown below a parent that is no longer a directory", () => {
+    const tree = foldExpectedTree(sampleTree(), [{ type: "unknown", path: "t/x/y" }]);
+    expect(nodeAt(tree, "t")?.kind).toBe("dir");
+    expect(nodeAt(tree, "t/x/y")).toEqual({ kind: "unknown" });
+  });
+
+  it("returns the same tree for an empty batch and never mutates its input", () => {
+    const base = sampleTree();
+    const snapshot = sampleTree();
+    expect(foldExpectedTree(base, [])).toBe(base);
+    foldExpectedTree(base, [
+      { type: "remove", path: "a/f" },
+      { type: "writeFile", path: "b/h", hash: H2, size: 9 },
+      { type: "unknown", path: "t" },
+    ]);
+    expect(base).toEqual(snapshot);
+  });
+
+  it("shares every untouched subtree with the previous tree", () => {
+    const base = sampleTree();
+    const next = foldExpectedTree(base, [
+      { type: "writeFile", path: "a/deep/g", hash: H1, size: 3 },
+      { type: "ensureDir", path: "a/deep/sub" },
+    ]);
+    const a0 = base.children.get("a") as DirNode;
+    const a1 = next.children.get("a") as DirNode;
+    expect(next).not.toBe(base);
+    expect(a1).not.toBe(a0);
+    expect(a1.children.get("deep")).not.toBe(a0.children.get("deep"));
+    // Untouched: siblings at every level along the changed path, and everything off it.
+    expect(next.children.get("b")).toBe(base.children.get("b"));
+    expect(next.children.get("t")).toBe(base.children.get("t"));
+    expect(a1.children.get("f")).toBe(a0.children.get("f"));
+  });
+
+  it("folds a large batch into a large flat directory in one pass", () => {
+    let tree = emptyDir();
+    tree = foldExpectedTree(
+      tree,
+      Array.from({ length: 5000 }, (_, i) => ({ type: "writeFile" as const, path: `f${i}`, hash: H1, size: i })),
+    );
+    const next = foldExpectedTree(
+      tree,
+      Array.from({ length: 5000 }, (_, i) => ({ type: "writeFile" as const, path: `f${i}`, hash: H2, size: i })),
+    );
+    expect(next.children.size).toBe(5000);
+    expect(nodeAt(next, "f4999")).toEqual(file(H2, 4999));
+    expect(nodeAt(tree, "f4999")).toEqual(file(H1, 4999));
+  });
+});
+
+describe("treeFromManifest", () => {
+  it("builds the tree from entries listed parents first, with the root's mode", () => {
+    const entries: ManifestEntry[] = [
+      { kind: "dir", path: "", mode: 0o755 },
+      { kind: "dir", path: "a", mode: 0o700 },
+      { kind: "file", path: "a/f", hash: H1, size: 4, mode: 0o644, mtimeMs: 17 },
+      { kind: "symlink", path: "a/l", target: "f" },
+      { kind: "unknown", path: "fifo" },
+      { kind: "file", path: "top", hash: H2, size: 0 },
+    ];
+    expect(treeFromManifest(entries)).toEqual(
+      dir(
+        {
+          a: dir(
+            {
+              f: { kind: "file", hash: H1, size: 4, mode: 0o644, mtimeMs: 17 },
+              l: { kind: "symlink", target: "f" },
+            },
+            0o700,
+          ),
+          fifo: { kind: "unknown" },
+          top: file(H2, 0),
+        },
+        0o755,
+      ),
+    );
+  });
+
+  it("gives an empty tree for an empty manifest", () => {
+    expect(treeFromManifest([])).toEqual(emptyDir());
+  });
+
+  it("refuses a child listed before its parent", () => {
+    expect(() =>
+      treeFromManifest([
+        { kind: "file", path: "a/f", hash: H1, size: 1 },
+        { kind: "dir", path: "a" },
+      ]),
+    ).toThrow(/"a\/f" before its parent/);
+  });
+
+  it("refuses a child whose parent is not a directory", () => {
+    expect(() =>
+      treeFromManifest([
+        { kind: "file", path: "a", hash: H1, size: 1 },
+        { kind: "file", path: "a/f", hash: H1, size: 1 },
+      ]),
+    ).toThrow(/"a\/f" before its parent/);
+  });
+});
