@@ -269,9 +269,23 @@ test.prop([generatedDir(MAX_DEPTH), generatedDir(MAX_DEPTH), fc.array(step, { ma
       expect(outsideState(r), `${context}: outside the roots`).toBe(outsideBefore);
     }
 
+    assertOutsideHintsAreIgnored(r);
     assertReplayIsDuplicate(r, suffixPick);
   },
 );
+
+/** Hints naming paths outside the root (one a sibling whose name extends the root's) log and change nothing. */
+function assertOutsideHintsAreIgnored(r: Replication): void {
+  r.sourceFs.writeFile("/a/b/cc", "a sibling whose name starts like the root");
+  r.sourceFs.writeFile("/a/outside/keep", "changed outside the root");
+  const head = r.source.log.lastPosition();
+  const tree = r.targetFs.debugString("/");
+  r.source.handleEvent({ path: "/a/b/cc", eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  r.source.handleEvent({ path: "/a/outside/keep", eventType: FileSystemEventType.FILE_MODIFIED });
+  r.source.handleEvent({ path: "/a/b", eventType: FileSystemEventType.FILE_MODIFIED });
+  expect(r.source.log.lastPosition()).toEqual(head);
+  expect(r.targetFs.debugString("/")).toBe(tree);
+}
 
 /** Re-sends a suffix of the source's log to the target: every entry is a duplicate and nothing changes. */
 function assertReplayIsDuplicate(r: Replication, suffixPick: number): void {
