@@ -1,0 +1,227 @@
+// Runs the real `mirrorlog` binary (bin/mirrorlog over the compiled dist/) in child processes for
+// end-to-end tests, and waits for conditions by polling with a deadline (never a fixed sleep).
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type CompareOptions, compareTrees, formatDifferences, type TreeDifference } from "./treeOracle.js";
+
+/** Absolute path of this checkout's bin/mirrorlog. */
+export const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
+
+/** How a finished run of the binary ended. */
+export interface CliResult {
+  /** Exit status, or null when killed by a signal (or the timeout). */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options of runMirrorlog. */
+export interface RunOptions {
+  /** The child's whole environment; must set XDG_STATE_HOME to a temp dir (see testEnvironment). */
+  env: NodeJS.ProcessEnv;
+  /** Kill the child after this long (default 30 s). */
+  timeoutMs?: number;
+  cwd?: string;
+  /** Run as this user/group (root only): lets permission tests run while the suite runs as root. */
+  uid?: number;
+  gid?: number;
+}
+
+/** The test process's environment with mirrorlog's state redirected to `stateHome` (never the real home). */
+export function testEnvironment(stateHome: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_STATE_HOME: stateHome, ...extra };
+  // An ssh command line inherited from the developer's shell would change which host tests reach.
+  if (extra.MIRRORLOG_SSH === undefined) delete env.MIRRORLOG_SSH;
+  return env;
+}
+
+function assertBuilt(): void {
+  const compiled = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+  if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run \`npm run build\` first`);
+}
+
+/** Runs `node bin/mirrorlog ...args` to completion. */
+export function runMirrorlog(args: readonly string[], options: RunOptions): Promise<CliResult> {
+  assertBuilt();
+  if (options.env.XDG_STATE_HOME === undefined) throw new Error("runMirrorlog: set XDG_STATE_HOME in env");
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [MIRRORLOG_BIN, ...args],
+      {
+        env: options.env,
+        timeout: options.timeoutMs ?? 30_000,
+        killSignal: "SIGKILL",
+        maxBuffer: 64 * 1024 * 1024,
+        ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+        ...(options.uid === undefined ? {} : { uid: options.uid }),
+        ...(options.gid === undefined ? {} : { gid: options.gid }),
+      },
+      (error, stdout, stderr) => {
+        const failure = error as (Error & { code?: number | string; signal?: NodeJS.Signals | null }) | null;
+        resolve({
+          code: failure === null ? 0 : typeof failure.code === "number" ? failure.code : null,
+          signal: failure?.signal ?? null,
+          stdout,
+          stderr,
+        });
+      },
+    );
+  });
+}
+
+/** A running `mirrorlog watch`. */
+export interface WatchProcess {
+  child: ChildProcess;
+  /** Output so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Sends SIGTERM and waits for the exit; rejects when it has not exited by the deadline (then SIGKILLs). */
+  stop(deadlineMs?: number): Promise<CliResult & { elapsedMs: number }>;
+}
+
+/** Options of startWatch. */
+export interface WatchOptions {
+  env: NodeJS.ProcessEnv;
+  /** Extra arguments placed before SRC and DST (e.g. --remote-command ...). */
+  args?: readonly string[];
+  /** How long the initial sync may take before "watching" must appear on stderr (default 20 s). */
+  readyDeadlineMs?: number;
+}
+
+/**
+ * Spawns `mirrorlog watch [args] SRC DST` and resolves once it reports that it is watching (the
+ * initial sync is done and the watches are in place), so changes made afterwards must be seen.
+ */
+export async function startWatch(src: string, dst: string, options: WatchOptions): Promise<WatchProcess> {
+  assertBuilt();
+  if (options.env.XDG_STATE_HOME === undefined) throw new Error("startWatch: set XDG_STATE_HOME in env");
+  const child = spawn(process.execPath, [MIRRORLOG_BIN, "watch", ...(options.args ?? []), src, dst], {
+    env: options.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    err += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("close", (code, signal) => resolve({ code, signal }));
+  });
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  void exited.then((value) => {
+    exit = value;
+  });
+
+  const watch: WatchProcess = {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    stop: async (deadlineMs = 10_000) => {
+      const started = Date.now();
+      if (exit === undefined) child.kill("SIGTERM");
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([
+        exited,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), deadlineMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (result === undefined) {
+        child.kill("SIGKILL");
+        await exited;
+        throw new Error(`mirrorlog watch did not exit within ${deadlineMs} ms of SIGTERM; stderr:\n${err}`);
+      }
+      return { ...result, stdout: out, stderr: err, elapsedMs: Date.now() - started };
+    },
+  };
+  try {
+    await pollUntil(() => exit !== undefined || err.includes("mirrorlog: watching "), {
+      deadlineMs: options.readyDeadlineMs ?? 20_000,
+      describe: () => `mirrorlog watch did not report "watching"; stderr so far:\n${err}`,
+    });
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  if (exit !== undefined) {
+    throw new Error(`mirrorlog watch exited early (${exit.signal ?? `status ${exit.code}`}); stderr:\n${err}`);
+  }
+  return watch;
+}
+
+/** Options of pollUntil. */
+export interface PollOptions {
+  deadlineMs: number;
+  /** Time between checks (default 20 ms). */
+  intervalMs?: number;
+  /** Explains the failure when the deadline passes. */
+  describe?: () => string;
+}
+
+/** Checks `condition` every intervalMs until it holds; throws with `describe()` when the deadline passes. */
+export async function pollUntil(condition: () => boolean | Promise<boolean>, options: PollOptions): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() - started > options.deadlineMs) {
+      throw new Error(`condition not met within ${options.deadlineMs} ms: ${options.describe?.() ?? ""}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 20));
+  }
+}
+
+/**
+ * Polls the oracle until the target mirrors the source; on timeout throws with the remaining
+ * differences. Returns how long convergence took. Unreadable mid-change trees count as "not yet".
+ */
+export async function waitForMirror(
+  src: string,
+  dst: string,
+  options: CompareOptions & { deadlineMs?: number; context?: () => string } = {},
+): Promise<number> {
+  const started = Date.now();
+  let last: TreeDifference[] | string = [];
+  await pollUntil(
+    () => {
+      try {
+        last = compareTrees(src, dst, options);
+        return last.length === 0;
+      } catch (error) {
+        // A path vanished between readdir and lstat while the replicator is still applying: retry.
+        last = `oracle walk failed: ${(error as Error).message}`;
+        return false;
+      }
+    },
+    {
+      deadlineMs: options.deadlineMs ?? 20_000,
+      describe: () =>
+        `target does not mirror source:\n${typeof last === "string" ? last : formatDifferences(last)}${
+          options.context ? `\n${options.context()}` : ""
+        }`,
+    },
+  );
+  return Date.now() - started;
+}
+
+/** Pids of live processes whose command line contains `text` (read from /proc; excludes this process). */
+export function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    let commandLine: string;
+    try {
+      commandLine = readFileSync(`/proc/${name}/cmdline`, "utf8").replaceAll("\0", " ");
+    } catch {
+      continue; // the process ended while we looked
+    }
+    if (commandLine.includes(text)) pids.push(Number(name));
+  }
+  return pids;
+}
