@@ -48,7 +48,8 @@ export function buildProgram(): Command {
     .requiredOption("--stdio", "speak the protocol on stdin/stdout")
     .requiredOption("--root <DIR>", "the target directory")
     .option("--state <PATH>", "the target's state file")
-    .action(async (options: { root: string; state?: string }) => {
+    .option("--dry-run", "serve read-only: create and change nothing (what `sync --dry-run` starts)", false)
+    .action(async (options: { root: string; state?: string; dryRun: boolean }) => {
       await serve(options);
     });
   program
@@ -66,7 +67,8 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (error) {
     if (error instanceof CliError) {
-      process.stderr.write(`mirrorlog: ${error.message}\n`);
+      // One line, always: a message quoting a child's stderr may span several.
+      process.stderr.write(`mirrorlog: ${error.message.trim().replace(/\s*\n\s*/g, "; ")}\n`);
       process.exitCode = error.exitCode;
       return;
     }

@@ -1,5 +1,6 @@
 import { existsSync, lstatSync, mkdirSync, realpathSync } from "node:fs";
 import { posix } from "node:path";
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { OperationLog } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
@@ -103,10 +104,13 @@ export async function runMirror(
     ...(mode === "watch" ? { onWatchEvent: (event) => driver.hint(event) } : {}),
   });
 
+  // A dry run's target serves read-only: it creates neither the target directory nor its state file.
+  const serveArgs = (root: string) => ["serve", "--stdio", `--root=${root}`, ...(options.dryRun ? ["--dry-run"] : [])];
+  const targetStderr = new HeldStderr();
   const child = spawnTarget(spec, {
-    localCommand: (root) => [MIRRORLOG_BIN, "serve", "--stdio", `--root=${root}`],
-    remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), "serve", "--stdio", `--root=${root}`],
-    forwardStderr: process.stderr,
+    localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
+    remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
+    forwardStderr: targetStderr,
   });
   let client: StreamClient<Request, Response>;
   try {
@@ -124,6 +128,7 @@ export async function runMirror(
     fs.close();
     throw new CliError(`cannot reach target ${dst}: ${(error as Error).message}`);
   }
+  targetStderr.release();
   const driver: StreamingSource = new StreamingSource(
     session,
     { request: (request) => client.request(request) },
@@ -168,6 +173,27 @@ export async function runMirror(
   } catch (error) {
     await finish().catch(() => {});
     throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, 1);
+  }
+}
+
+/**
+ * The target child's stderr on its way to ours, held back until the handshake succeeds: when the
+ * target cannot be reached, the error message already quotes that stderr, and saying it twice
+ * would break the one-line error.
+ */
+class HeldStderr extends Writable {
+  private held: Buffer[] | undefined = [];
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    if (this.held === undefined) process.stderr.write(chunk);
+    else this.held.push(chunk);
+    callback();
+  }
+
+  /** Writes what was held and forwards everything from now on. */
+  release(): void {
+    for (const chunk of this.held ?? []) process.stderr.write(chunk);
+    this.held = undefined;
   }
 }
 

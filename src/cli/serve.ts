@@ -2,6 +2,8 @@ import { existsSync, lstatSync, mkdirSync } from "node:fs";
 import { posix } from "node:path";
 import { PROTOCOL_VERSION } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
+import type { FileSystem } from "../fs/fileSystem.js";
+import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { ReplicatorTarget } from "../replicator/target.js";
 import { serveStream } from "../transport/streamConnection.js";
@@ -12,6 +14,8 @@ import { defaultTargetStatePath } from "./statePaths.js";
 export interface ServeOptions {
   root: string;
   state?: string;
+  /** Serve read-only for a dry run: create nothing (not the root, not the state file) and refuse applies. */
+  dryRun?: boolean;
 }
 
 /**
@@ -23,28 +27,36 @@ export async function serve(options: ServeOptions): Promise<void> {
   if (existsSync(root) && !lstatSync(root).isDirectory()) {
     throw new CliError(`target ${root} exists and is not a directory`);
   }
-  try {
-    mkdirSync(root, { recursive: true });
-  } catch (error) {
-    throw new CliError(`cannot create target ${root}: ${(error as Error).message}`);
+  if (!options.dryRun) {
+    try {
+      mkdirSync(root, { recursive: true });
+    } catch (error) {
+      throw new CliError(`cannot create target ${root}: ${(error as Error).message}`);
+    }
   }
   const statePath = options.state ?? defaultTargetStatePath(root);
-  mkdirSync(posix.dirname(statePath), { recursive: true });
-  const state = new StateStore(statePath);
-  const fs = new NodeFileSystem({
-    root,
-    onProblem: (problem) => process.stderr.write(`mirrorlog serve: ${problem.path}: ${problem.reason}\n`),
-  });
+  if (!options.dryRun) mkdirSync(posix.dirname(statePath), { recursive: true });
+  // A dry run keeps its position and index in memory; a target that does not exist yet is planned
+  // against as an empty in-memory directory, so that nothing appears on disk.
+  const state = options.dryRun ? new StateStore() : new StateStore(statePath);
+  const onProblem = (problem: { path: string; reason: string }) =>
+    process.stderr.write(`mirrorlog serve: ${problem.path}: ${problem.reason}\n`);
+  const fs: FileSystem & { close?: () => void } =
+    options.dryRun && !existsSync(root) ? new MemoryFileSystem() : new NodeFileSystem({ root, onProblem });
   const target = new ReplicatorTarget(fs, root, { positionStore: state, index: state });
+  const handle = (request: unknown) =>
+    options.dryRun && (request as { type?: unknown } | null)?.type === "apply"
+      ? { type: "error" as const, code: "invalid-request" as const, message: "this target serves a dry run" }
+      : target.handleRequest(request);
   try {
     await serveStream(process.stdin, process.stdout, {
       validateRequest: (value) => value, // the target validates every request with zod itself
-      handle: (request) => target.handleRequest(request),
+      handle,
       version: PROTOCOL_VERSION,
       onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
     });
   } finally {
     state.close();
-    fs.close();
+    fs.close?.();
   }
 }
