@@ -163,6 +163,35 @@ describe("a target never writes through a symlink inside its root", () => {
   });
 });
 
+describe("a request cannot swap a directory it already used for something else", () => {
+  it.each<[string, ApplyEntry]>([
+    ["a symlink to outside the root", { seq: 3, operation: { type: "writeSymlink", path: "d", target: "/x/outside" } }],
+    ["a file", writeEntry(3, "d", "now a file")],
+    ["nothing", { seq: 3, operation: { type: "remove", path: "d" } }],
+  ])("a write below a directory replaced by %s later in the same request fails", (_label, swap) => {
+    const { fs, target } = targetMachine();
+    hello(target);
+    const outside = fs.debugString("/x/outside");
+    const response = ResponseSchema.parse(
+      target.handleRequest(
+        apply([
+          { seq: 1, operation: { type: "ensureDir", path: "d" } },
+          writeEntry(2, "d/f1", "one"),
+          swap,
+          writeEntry(4, "d/f2", "two"),
+        ]),
+      ),
+    );
+    expect(response.type, JSON.stringify(response)).toBe("applied");
+    if (response.type !== "applied") return;
+    expect(response.results.map((r) => r.outcome)).toEqual(["applied", "applied", "applied", "failed"]);
+    expect(response.results[3]!.reason).toMatch(/\bd\b/);
+    expect(fs.debugString("/x/outside")).toBe(outside);
+    expect(fs.exists("/x/outside/f2")).toBe(false);
+    expect(fs.exists(`${ROOT}/d/f2`)).toBe(false);
+  });
+});
+
 describe("a target refuses malformed requests", () => {
   it.each<[string, unknown]>([
     ["an unknown operation type", apply([{ seq: 1, operation: { type: "chmod", path: "f", mode: 0o777 } }])],
