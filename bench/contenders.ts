@@ -1,0 +1,101 @@
+// How each tool is invoked for a one-shot mirror, and the shared state of one benchmark run (temp
+// directory, state directories, the throwaway sshd). Both tools get the same ssh command line, so
+// the connection cost is the same on both sides.
+import { mkdirSync } from "node:fs";
+import { posix } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { TestSshServer } from "../test/support/sshd.js";
+import { type MemoryRow, readRss, rssWrapper, type TimedRun, timeCommand } from "./measurement.js";
+
+/** The mirrorlog executable of this checkout (runs the compiled dist/, built by `npm run bench`). */
+export const MIRRORLOG_BIN = fileURLToPath(new URL("../bin/mirrorlog", import.meta.url));
+
+/** The shared state of one benchmark run. */
+export interface BenchContext {
+  /** The run's temp directory; everything the benchmark writes lives below it. */
+  dir: string;
+  /** sshd on 127.0.0.1 with throwaway keys (`localhost` in its client config). */
+  ssh: TestSshServer;
+  /** Environment of mirrorlog runs: XDG_STATE_HOME in the temp dir, MIRRORLOG_SSH the test sshd. */
+  env: NodeJS.ProcessEnv;
+  /** XDG_STATE_HOME of the serve side over ssh (sshd does not pass our environment on). */
+  remoteStateHome: string;
+  /** Peak RSS observations, appended by the scenarios. */
+  memory: MemoryRow[];
+  /** Progress lines on stderr. */
+  log: (message: string) => void;
+}
+
+/** A target of a one-shot mirror: a local path or the same path reached over ssh to localhost. */
+export interface MirrorTarget {
+  path: string;
+  overSsh: boolean;
+}
+
+let freshCounter = 0;
+
+/** A path below the run's temp dir that has never been used: every timed trial writes somewhere new. */
+export function freshPath(context: BenchContext, label: string): string {
+  freshCounter += 1;
+  return posix.join(context.dir, "runs", `${label}-${freshCounter}`);
+}
+
+/** A fresh file path for GNU time's output. */
+function freshRssFile(context: BenchContext): string {
+  mkdirSync(posix.join(context.dir, "rss"), { recursive: true });
+  freshCounter += 1;
+  return posix.join(context.dir, "rss", `${freshCounter}.txt`);
+}
+
+/** mirrorlog's `--json` summary (the fields the benchmark checks). */
+export interface MirrorlogSummary {
+  filesScanned: number;
+  filesWritten: number;
+  filesDeleted: number;
+  problems: unknown[];
+}
+
+/** One timed `mirrorlog sync`, with the peak RSS of both processes when they could be measured. */
+export interface MirrorlogRun extends TimedRun {
+  summary: MirrorlogSummary;
+  /** Peak RSS of the `serve` process on the target side (only over ssh, where it can be wrapped). */
+  serveRssKiB: number | undefined;
+}
+
+/** `mirrorlog sync SRC DST` (or `SRC localhost:DST`), timed. */
+export function runMirrorlogSync(context: BenchContext, source: string, target: MirrorTarget): MirrorlogRun {
+  const serveRssFile = freshRssFile(context);
+  const argv = [process.execPath, MIRRORLOG_BIN, "sync", "--json", source];
+  if (target.overSsh) {
+    // The far side's command line: our state home, GNU time for the serve process's peak RSS.
+    const remote = [
+      "env",
+      `XDG_STATE_HOME=${context.remoteStateHome}`,
+      ...rssWrapper(serveRssFile),
+      process.execPath,
+      MIRRORLOG_BIN,
+    ];
+    argv.push(`localhost:${target.path}`, "--remote-command", remote.join(" "));
+  } else {
+    argv.push(target.path);
+  }
+  const run = timeCommand({ argv, env: context.env, rssFile: freshRssFile(context) });
+  const summary = JSON.parse(run.stdout) as MirrorlogSummary;
+  if (summary.problems.length > 0) {
+    throw new Error(`mirrorlog reported problems: ${JSON.stringify(summary.problems.slice(0, 5))}`);
+  }
+  return { ...run, summary, serveRssKiB: target.overSsh ? readRss(serveRssFile) : undefined };
+}
+
+/** `rsync -a --delete SRC/ DST/` (with `-e <the same ssh>` and `localhost:DST/` over ssh), timed. */
+export function runRsync(context: BenchContext, source: string, target: MirrorTarget): TimedRun {
+  const argv = ["rsync", "-a", "--delete"];
+  if (target.overSsh) argv.push("-e", context.ssh.sshCommandLine, `${source}/`, `localhost:${target.path}/`);
+  else argv.push(`${source}/`, `${target.path}/`);
+  return timeCommand({ argv, rssFile: freshRssFile(context) });
+}
+
+/** `ssh localhost true`: what one connection costs, part of every ssh run of both tools. */
+export function runSshNoop(context: BenchContext): TimedRun {
+  return timeCommand({ argv: [...context.ssh.sshCommand, "localhost", "true"], rssFile: freshRssFile(context) });
+}

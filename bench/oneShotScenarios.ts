@@ -1,0 +1,245 @@
+// Scenarios 1–3: one-shot mirrors of the 20,000-file tree, mirrorlog against rsync, interleaved.
+// Every timed trial writes into a target of its own (fresh name, never delete-then-recreate), and
+// every target is checked against the source after the timed part.
+import {
+  type BenchContext,
+  freshPath,
+  type MirrorTarget,
+  runMirrorlogSync,
+  runRsync,
+  runSshNoop,
+} from "./contenders.js";
+import { interleave, largest, median, type ResultRow } from "./measurement.js";
+import {
+  filesDifference,
+  type GeneratedTree,
+  rewriteFiles,
+  SeededRandom,
+  type TreeShape,
+  treeDifference,
+} from "./workload.js";
+
+/** What a scenario adds to the report. */
+export interface ScenarioResult {
+  rows: ResultRow[];
+  /** Context lines printed under the table (baselines, what was measured how). */
+  notes: string[];
+}
+
+/** The source tree every one-shot scenario mirrors. */
+export interface OneShotSource {
+  tree: GeneratedTree;
+  shape: TreeShape;
+}
+
+/** Stops the benchmark when a target is not an exact copy of the source. */
+function assertMirrored(tool: string, source: string, target: string): void {
+  const difference = treeDifference(source, target);
+  if (difference !== null) throw new Error(`${tool} did not mirror ${source} to ${target}: ${difference}`);
+}
+
+/** The milliseconds of the named contender's trials. */
+function timesOf(times: Map<string, number[]>, name: string): number[] {
+  return times.get(name)!;
+}
+
+/** Scenario 1: initial mirror over ssh to localhost into a fresh, non-existent target per trial. */
+export function initialScenario(context: BenchContext, source: OneShotSource, trials: number): ScenarioResult {
+  const root = source.tree.root;
+  const targets: { tool: string; path: string }[] = [];
+  const rssParent: (number | undefined)[] = [];
+  const rssServe: (number | undefined)[] = [];
+  const rssRsync: (number | undefined)[] = [];
+  const times = interleave(trials, [
+    {
+      name: "mirrorlog",
+      trial: () => {
+        const target: MirrorTarget = { path: freshPath(context, "initial-mirrorlog"), overSsh: true };
+        const run = runMirrorlogSync(context, root, target);
+        if (run.summary.filesWritten !== source.tree.files.length) {
+          throw new Error(`mirrorlog wrote ${run.summary.filesWritten} files, expected ${source.tree.files.length}`);
+        }
+        targets.push({ tool: "mirrorlog", path: target.path });
+        rssParent.push(run.maxRssKiB);
+        rssServe.push(run.serveRssKiB);
+        context.log(`  initial mirrorlog ${(run.ms / 1000).toFixed(3)} s`);
+        return run.ms;
+      },
+    },
+    {
+      name: "rsync",
+      trial: () => {
+        const target: MirrorTarget = { path: freshPath(context, "initial-rsync"), overSsh: true };
+        const run = runRsync(context, root, target);
+        targets.push({ tool: "rsync", path: target.path });
+        rssRsync.push(run.maxRssKiB);
+        context.log(`  initial rsync     ${(run.ms / 1000).toFixed(3)} s`);
+        return run.ms;
+      },
+    },
+  ]);
+  for (const target of targets) assertMirrored(target.tool, root, target.path);
+  recordMemory(context, "mirrorlog sync (source side), initial over ssh", rssParent);
+  recordMemory(context, "mirrorlog serve (target side), initial over ssh", rssServe);
+  recordMemory(context, "rsync (sender, local side), initial over ssh", rssRsync);
+  return {
+    rows: [
+      {
+        scenario: `initial mirror over ssh (${source.tree.files.length} files)`,
+        peer: "rsync",
+        unit: "s",
+        mirrorlog: median(timesOf(times, "mirrorlog")),
+        peerValue: median(timesOf(times, "rsync")),
+        goal: 0.8,
+        note: `median of ${trials} interleaved trials`,
+      },
+    ],
+    notes: [],
+  };
+}
+
+/** Scenario 2: re-run with nothing changed, locally and over ssh, against targets synced beforehand. */
+export function noChangeScenario(context: BenchContext, source: OneShotSource, trials: number): ScenarioResult {
+  const root = source.tree.root;
+  const rows: ResultRow[] = [];
+  const notes: string[] = [];
+  for (const overSsh of [false, true]) {
+    const where = overSsh ? "over ssh" : "local";
+    const mirrorlogTarget: MirrorTarget = { path: freshPath(context, `nochange-mirrorlog-${where}`), overSsh };
+    const rsyncTarget: MirrorTarget = { path: freshPath(context, `nochange-rsync-${where}`), overSsh };
+    context.log(`  no-change ${where}: untimed first syncs`);
+    runMirrorlogSync(context, root, mirrorlogTarget);
+    runRsync(context, root, rsyncTarget);
+    const rssParent: (number | undefined)[] = [];
+    const times = interleave(trials, [
+      {
+        name: "mirrorlog",
+        trial: () => {
+          const run = runMirrorlogSync(context, root, mirrorlogTarget);
+          if (run.summary.filesWritten !== 0) throw new Error(`no-change run wrote ${run.summary.filesWritten} files`);
+          rssParent.push(run.maxRssKiB);
+          context.log(`  no-change ${where} mirrorlog ${(run.ms / 1000).toFixed(3)} s`);
+          return run.ms;
+        },
+      },
+      {
+        name: "rsync",
+        trial: () => {
+          const run = runRsync(context, root, rsyncTarget);
+          context.log(`  no-change ${where} rsync     ${(run.ms / 1000).toFixed(3)} s`);
+          return run.ms;
+        },
+      },
+    ]);
+    assertMirrored("mirrorlog", root, mirrorlogTarget.path);
+    assertMirrored("rsync", root, rsyncTarget.path);
+    recordMemory(context, `mirrorlog sync (source side), no-change ${where}`, rssParent);
+    rows.push({
+      scenario: `no-change re-run, ${where}`,
+      peer: "rsync",
+      unit: "s",
+      mirrorlog: median(timesOf(times, "mirrorlog")),
+      peerValue: median(timesOf(times, "rsync")),
+      ...(overSsh ? { goal: 0.8 } : {}),
+      note: `median of ${trials} interleaved trials`,
+    });
+  }
+  const sshTimes = interleave(trials, [{ name: "ssh", trial: () => runSshNoop(context).ms }]);
+  notes.push(
+    `\`ssh localhost true\` (the connection both tools pay over ssh): median ${median(timesOf(sshTimes, "ssh")).toFixed(0)} ms of ${trials}.`,
+  );
+  return { rows, notes };
+}
+
+/**
+ * Scenario 3: 100 files rewritten with new random bytes, then each tool re-syncs its own
+ * up-to-date target (over ssh and locally). Each trial rewrites a different 100 files.
+ */
+export function modifiedScenario(context: BenchContext, source: OneShotSource, trials: number): ScenarioResult {
+  const root = source.tree.root;
+  const random = new SeededRandom(source.shape.seed + 100);
+  const order = random.shuffled(source.tree.files);
+  const batchSize = 100;
+  const targets = {
+    mirrorlogSsh: { path: freshPath(context, "modified-mirrorlog-ssh"), overSsh: true },
+    rsyncSsh: { path: freshPath(context, "modified-rsync-ssh"), overSsh: true },
+    mirrorlogLocal: { path: freshPath(context, "modified-mirrorlog-local"), overSsh: false },
+    rsyncLocal: { path: freshPath(context, "modified-rsync-local"), overSsh: false },
+  } satisfies Record<string, MirrorTarget>;
+  context.log("  modified: untimed first syncs");
+  runMirrorlogSync(context, root, targets.mirrorlogSsh);
+  runRsync(context, root, targets.rsyncSsh);
+  runMirrorlogSync(context, root, targets.mirrorlogLocal);
+  runRsync(context, root, targets.rsyncLocal);
+
+  const batch = (index: number): string[] => order.slice(index * batchSize, (index + 1) * batchSize);
+  const mirrorlogTrial = (target: MirrorTarget) => (index: number) => {
+    const run = runMirrorlogSync(context, root, target);
+    if (run.summary.filesWritten !== batchSize) {
+      throw new Error(`mirrorlog wrote ${run.summary.filesWritten} files after ${batchSize} were modified`);
+    }
+    const difference = filesDifference(root, target.path, batch(index));
+    if (difference !== null) throw new Error(`mirrorlog left a modified file behind: ${difference}`);
+    return run.ms;
+  };
+  const rsyncTrial = (target: MirrorTarget) => (index: number) => {
+    const run = runRsync(context, root, target);
+    const difference = filesDifference(root, target.path, batch(index));
+    if (difference !== null) throw new Error(`rsync left a modified file behind: ${difference}`);
+    return run.ms;
+  };
+  const times = interleave(trials, [
+    {
+      name: "modify",
+      trial: (index) => {
+        // Not timed for either tool: the source changes before the four runs of this trial.
+        rewriteFiles(root, batch(index), random, source.shape);
+        return 0;
+      },
+    },
+    { name: "mirrorlog ssh", trial: mirrorlogTrial(targets.mirrorlogSsh) },
+    { name: "rsync ssh", trial: rsyncTrial(targets.rsyncSsh) },
+    { name: "mirrorlog local", trial: mirrorlogTrial(targets.mirrorlogLocal) },
+    { name: "rsync local", trial: rsyncTrial(targets.rsyncLocal) },
+  ]);
+  for (const name of ["mirrorlog ssh", "rsync ssh", "mirrorlog local", "rsync local"]) {
+    context.log(
+      `  modified ${name}: ${timesOf(times, name)
+        .map((ms) => (ms / 1000).toFixed(3))
+        .join(" ")} s`,
+    );
+  }
+  assertMirrored("mirrorlog", root, targets.mirrorlogSsh.path);
+  assertMirrored("rsync", root, targets.rsyncSsh.path);
+  assertMirrored("mirrorlog", root, targets.mirrorlogLocal.path);
+  assertMirrored("rsync", root, targets.rsyncLocal.path);
+  const note = `median of ${trials} interleaved trials, a different ${batchSize} files each`;
+  return {
+    rows: [
+      {
+        scenario: `${batchSize} files modified, over ssh`,
+        peer: "rsync",
+        unit: "s",
+        mirrorlog: median(timesOf(times, "mirrorlog ssh")),
+        peerValue: median(timesOf(times, "rsync ssh")),
+        goal: 0.7,
+        note,
+      },
+      {
+        scenario: `${batchSize} files modified, local`,
+        peer: "rsync",
+        unit: "s",
+        mirrorlog: median(timesOf(times, "mirrorlog local")),
+        peerValue: median(timesOf(times, "rsync local")),
+        note,
+      },
+    ],
+    notes: [],
+  };
+}
+
+/** Appends the largest of `observations` to the run's peak-RSS list (nothing when none was measured). */
+export function recordMemory(context: BenchContext, what: string, observations: readonly (number | undefined)[]): void {
+  const peakKiB = largest(observations);
+  if (peakKiB !== undefined) context.memory.push({ what, peakKiB });
+}

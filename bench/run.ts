@@ -1,0 +1,133 @@
+// `npm run bench [-- SCENARIO... | --quick | --keep | --files N]`: mirrorlog against rsync and
+// lsyncd on the same machine in the same run. Progress goes to stderr; the report (Markdown, the
+// format of bench/README.md) to stdout. Scenarios: initial, nochange, modified, live (all four by
+// default) and profile (only when named). Needs rsync, lsyncd, openssh-server and GNU time.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { posix } from "node:path";
+import { parseArgs } from "node:util";
+import { startSshd } from "../test/support/sshd.js";
+import { type BenchContext, runSshNoop } from "./contenders.js";
+import { profileScenario } from "./cpuProfile.js";
+import { liveScenario } from "./liveScenarios.js";
+import { canMeasureRss, formatMemoryTable, formatResultsTable, type ResultRow } from "./measurement.js";
+import {
+  initialScenario,
+  modifiedScenario,
+  noChangeScenario,
+  type OneShotSource,
+  type ScenarioResult,
+} from "./oneShotScenarios.js";
+import { FULL_TREE, generateTree, type TreeShape } from "./workload.js";
+
+const SCENARIOS = ["initial", "nochange", "modified", "live", "profile"] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const DEFAULT_SCENARIOS: Scenario[] = ["initial", "nochange", "modified", "live"];
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    keep: { type: "boolean", default: false },
+    quick: { type: "boolean", default: false },
+    files: { type: "string" },
+  },
+});
+
+const unknown = positionals.filter((name) => !(SCENARIOS as readonly string[]).includes(name));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown scenario ${unknown.join(", ")}; choose from ${SCENARIOS.join(", ")}\n`);
+  process.exit(2);
+}
+const chosen = positionals.length > 0 ? (positionals as Scenario[]) : DEFAULT_SCENARIOS;
+/** --quick: fewer trials, for checking the benchmark itself; its numbers are not results. */
+const trials = flags.quick
+  ? { initial: 1, nochange: 2, modified: 2, latency: 5, warmup: 1, bursts: 1 }
+  : { initial: 3, nochange: 5, modified: 5, latency: 30, warmup: 3, bursts: 3 };
+const files = flags.files === undefined ? FULL_TREE.files : Number(flags.files);
+const shape: TreeShape = { ...FULL_TREE, files, directories: Math.max(1, Math.round(files / 10)) };
+
+const benchStarted = performance.now();
+const elapsed = (): string => `${((performance.now() - benchStarted) / 1000).toFixed(1)} s`;
+const log = (message: string): void => {
+  process.stderr.write(`[${elapsed()}] ${message}\n`);
+};
+
+/** Versions of the peers, for the report header. */
+function versionOf(argv: string[]): string {
+  try {
+    return execFileSync(argv[0]!, argv.slice(1), { encoding: "utf8" }).split("\n")[0]!.trim();
+  } catch {
+    return `${argv[0]} not found`;
+  }
+}
+
+const dir = mkdtempSync(posix.join(tmpdir(), "mirrorlog-bench-"));
+const loadAtStart = loadavg()[0]!.toFixed(2);
+const ssh = await startSshd();
+const context: BenchContext = {
+  dir,
+  ssh,
+  env: {
+    ...process.env,
+    XDG_STATE_HOME: posix.join(dir, "state"),
+    MIRRORLOG_SSH: ssh.sshCommandLine,
+  },
+  remoteStateHome: posix.join(dir, "state-remote"),
+  memory: [],
+  log,
+};
+const rows: ResultRow[] = [];
+const notes: string[] = [];
+let profileLines: string[] = [];
+try {
+  mkdirSync(posix.join(dir, "runs"));
+  log(`bench dir ${dir}; scenarios: ${chosen.join(", ")}${flags.quick ? " (--quick: not results)" : ""}`);
+  runSshNoop(context); // the first connection pays sshd's start-up; no trial should
+  let source: OneShotSource | undefined;
+  if (chosen.some((name) => name !== "live")) {
+    log(`generating ${shape.files} files in ${shape.directories} directories (seed ${shape.seed})`);
+    const tree = generateTree(posix.join(dir, "source"), shape);
+    source = { tree, shape };
+    log(`generated ${(tree.bytes / 1024 / 1024).toFixed(1)} MiB`);
+  }
+  for (const scenario of SCENARIOS.filter((name) => chosen.includes(name))) {
+    log(`scenario ${scenario}`);
+    let result: ScenarioResult | undefined;
+    if (scenario === "initial") result = initialScenario(context, source!, trials.initial);
+    if (scenario === "nochange") result = noChangeScenario(context, source!, trials.nochange);
+    if (scenario === "modified") result = modifiedScenario(context, source!, trials.modified);
+    if (scenario === "live") result = await liveScenario(context, trials);
+    if (scenario === "profile") profileLines = profileScenario(context, source!, 15);
+    if (result) {
+      rows.push(...result.rows);
+      notes.push(...result.notes);
+    }
+  }
+} finally {
+  await ssh.stop();
+  if (flags.keep) log(`kept ${dir}`);
+  else {
+    log(`removing ${dir}`);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const report = [
+  `## Results (${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, Node ${process.version}, load ${loadAtStart} at start)`,
+  "",
+  `Peers: ${versionOf(["rsync", "--version"])}; lsyncd ${versionOf(["lsyncd", "--version"])}.${
+    chosen.some((name) => name !== "live")
+      ? ` Workload: ${shape.files} files of ${shape.minFileBytes}–${shape.maxFileBytes} bytes in ${shape.directories} directories up to depth ${shape.maxDepth}, seed ${shape.seed}.`
+      : ""
+  }`,
+  "",
+];
+if (rows.length > 0) report.push(formatResultsTable(rows), "");
+if (context.memory.length > 0)
+  report.push("Peak RSS (largest of the observed runs):", "", formatMemoryTable(context.memory), "");
+else if (!canMeasureRss()) report.push("Peak RSS not measured: /usr/bin/time (Debian package `time`) is missing.", "");
+for (const note of notes) report.push(`- ${note}`);
+if (profileLines.length > 0) report.push("", "## CPU profiles (self time)", "", "```", ...profileLines, "```");
+report.push("", `Total benchmark time: ${elapsed()}.`);
+process.stdout.write(`${report.join("\n")}\n`);
