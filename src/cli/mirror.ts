@@ -43,6 +43,9 @@ const defaultOutput: MirrorOutput = {
 /** The executable this process runs as; a local target is a child running `serve` from it. */
 const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
 
+/** How long a target may take to exit after the connection closes before it is killed. */
+const TARGET_EXIT_GRACE_MS = 5_000;
+
 /** How often the transfer bar and watch-mode counters refresh, in files scanned. */
 const SCAN_PROGRESS_EVERY = 500;
 
@@ -148,6 +151,8 @@ export async function runMirror(
     session.releaseWatches();
     state.flush();
     await client.close().catch(() => {});
+    // The target ends by itself once its input closes (after saving its state); only a stuck one is killed.
+    await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, TARGET_EXIT_GRACE_MS).unref())]);
     child.kill();
     const summary = summarize(session.stats, client.stats, performance.now() - started);
     log.close();
@@ -222,6 +227,8 @@ async function followChanges(
     clearInterval(reconcile);
     process.off("SIGUSR1", onSummary);
   }
+  // Stop taking hints first: under continuous activity new hints would keep idle() from ever resolving.
+  driver.session.releaseWatches();
   // Finish what is in flight: the log and the target stay consistent.
   await driver.idle();
 }

@@ -42,7 +42,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   const onProblem = (problem: { path: string; reason: string }) =>
     process.stderr.write(`mirrorlog serve: ${problem.path}: ${problem.reason}\n`);
   const fs: FileSystem & { close?: () => void } =
-    options.dryRun && !existsSync(root) ? new MemoryFileSystem() : new NodeFileSystem({ root, onProblem });
+    options.dryRun && !existsSync(root)
+      ? new MemoryFileSystem()
+      : // Each apply request ends with one flush, before its position is saved and answered.
+        new NodeFileSystem({ root, onProblem, durability: "batched" });
   const target = new ReplicatorTarget(fs, root, { positionStore: state, index: state });
   const handle = (request: unknown) =>
     options.dryRun && (request as { type?: unknown } | null)?.type === "apply"

@@ -44,7 +44,8 @@ export const WriteSymlinkSchema = z.strictObject({
     .string()
     .min(1)
     .max(4095)
-    .refine((t) => !t.includes("\0"), "symlink target contains a NUL byte"),
+    .refine((t) => !t.includes("\0"), "symlink target contains a NUL byte")
+    .refine((t) => t.isWellFormed(), "symlink target is not well-formed Unicode"),
 });
 
 /** After-state: nothing exists at `path` (a directory goes with everything below it). */

@@ -5,8 +5,9 @@
  * segment using mirrorlog's reserved temp prefix. The empty string names the root itself.
  */
 
-/** Prefix of mirrorlog's own temp files; scans ignore it and no operation may name it. */
-export const RESERVED_PREFIX = ".mirrorlog-tmp-";
+import { isReservedName } from "../fs/fileSystem.js";
+
+export { RESERVED_PREFIX } from "../fs/fileSystem.js";
 
 /** Longest file-name segment Linux file systems accept (NAME_MAX). */
 export const MAX_SEGMENT_BYTES = 255;
@@ -25,7 +26,7 @@ export function relativePathProblem(path: string): string | null {
   for (const segment of path.split("/")) {
     if (segment === "") return "has an empty segment";
     if (segment === "." || segment === "..") return `has a "${segment}" segment`;
-    if (segment.startsWith(RESERVED_PREFIX)) return "uses mirrorlog's reserved temp prefix";
+    if (isReservedName(segment)) return "uses mirrorlog's reserved temp prefix";
     if (encoder.encode(segment).length > MAX_SEGMENT_BYTES) return `has a segment over ${MAX_SEGMENT_BYTES} bytes`;
     if (!segment.isWellFormed()) return "is not well-formed Unicode";
   }

@@ -13,6 +13,14 @@ export interface FileSystemEvent {
   eventType: FileSystemEventType;
 }
 
+/** Prefix of mirrorlog's own temp files: listings, scans and watches ignore it; no operation may name it. */
+export const RESERVED_PREFIX = ".mirrorlog-tmp-";
+
+/** True for names mirrorlog reserves for its temp files. */
+export function isReservedName(name: string): boolean {
+  return name.startsWith(RESERVED_PREFIX);
+}
+
 /** Callback given to `watchDir`. */
 export type WatchCallback = (event: FileSystemEvent) => void;
 
@@ -64,6 +72,18 @@ export interface EntryMetadata {
   mtimeMs?: number;
 }
 
+/** A child of a directory with its lstat. */
+export interface DirEntryStat {
+  name: string;
+  stat: EntryStat;
+}
+
+/** A file written to a hidden temp beside its final path, not yet visible under that path. */
+export interface StagedFile {
+  readonly path: string;
+  readonly tempPath: string;
+}
+
 /**
  * The port mirrorlog's engine uses: the seed's operations plus metadata, symlinks and rename.
  * No method follows a symlink; a symlink is an entry of its own.
@@ -71,12 +91,30 @@ export interface EntryMetadata {
 export interface MirrorFileSystem extends FileSystem {
   /** Like lstat(2): never follows a symlink. Throws ENOENT when missing. */
   lstat(path: string): EntryStat;
+  /** Like `lstat`, but undefined when nothing is there (or a parent is not a directory). */
+  lstatIfExists(path: string): EntryStat | undefined;
+  /**
+   * The immediate children of a directory with their lstat, sorted by name, read through one handle on
+   * the directory (no path walk per child). Entries that vanish while being read are left out.
+   */
+  listDirStats(path: string): DirEntryStat[];
   /** The target text of a symlink, as stored. */
   readLink(path: string): string;
   /** Creates a symlink; `path` must not exist. */
   makeSymlink(path: string, target: string): void;
   /** Atomically replaces `path` with `content`, applying `metadata` before the new bytes become visible. */
   writeFileWith(path: string, content: Uint8Array, metadata: EntryMetadata): void;
+  /** Writes `content` to a hidden temp beside `path` with `metadata`; nothing visible changes until commit. */
+  stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile;
+  /**
+   * Makes staged files durable, renames each onto its final path (replacing a file or symlink, never a
+   * directory: EISDIR), then makes the renames durable. Many files share one flush where the platform allows.
+   */
+  commitStaged(files: readonly StagedFile[]): void;
+  /** Removes the temps of staged files that will not be committed. */
+  discardStaged(files: readonly StagedFile[]): void;
+  /** Makes every change made so far durable (a no-op where each change already is). */
+  flush(): void;
   /** Sets mode and/or mtime of a file or directory (never through a symlink). */
   setMetadata(path: string, metadata: EntryMetadata): void;
   /** rename(2) within the same file system. */

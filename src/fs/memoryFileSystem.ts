@@ -1,5 +1,6 @@
 import { posix } from "node:path";
 import {
+  type DirEntryStat,
   type EntryKind,
   type EntryMetadata,
   type EntryStat,
@@ -7,6 +8,8 @@ import {
   type FileSystemEvent,
   type MirrorFileSystem,
   normalizePath,
+  RESERVED_PREFIX,
+  type StagedFile,
   type WatchCallback,
 } from "./fileSystem.js";
 
@@ -69,6 +72,8 @@ export class MemoryFileSystem implements MirrorFileSystem {
   private readonly root: MemoryDir;
   private readonly watches = new Map<string, WatchCallback>();
   private readonly operationCounts = new Map<string, number>();
+  private readonly staged = new Map<string, { bytes: Uint8Array; metadata: EntryMetadata }>();
+  private nextStage = 1;
 
   constructor(options: MemoryFileSystemOptions = {}) {
     let tick = 0;
@@ -304,6 +309,50 @@ export class MemoryFileSystem implements MirrorFileSystem {
     parent.children.set(name, this.newFile(bytes, mode, metadata.mtimeMs));
     this.touch(parent);
   }
+
+  /** Staged bytes are held aside (like the disk's hidden temps); counted as "writeFile" only when committed. */
+  stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile {
+    this.count("stageFile");
+    const normalized = normalizePath(path);
+    const { parent, name } = this.parentOf(normalized);
+    if (parent.children.get(name)?.kind === "dir") throw new FileSystemError("EISDIR", normalized);
+    const tempPath = posix.join(posix.dirname(normalized), `${RESERVED_PREFIX}${this.nextStage++}`);
+    this.staged.set(tempPath, { bytes: toOwnedBytes(content), metadata });
+    return { path: normalized, tempPath };
+  }
+
+  commitStaged(files: readonly StagedFile[]): void {
+    for (const file of files) {
+      const staged = this.staged.get(file.tempPath);
+      if (staged === undefined) throw new FileSystemError("ENOENT", file.tempPath, "no such staged file");
+      this.staged.delete(file.tempPath);
+      this.writeFileWith(file.path, staged.bytes, staged.metadata);
+    }
+  }
+
+  discardStaged(files: readonly StagedFile[]): void {
+    for (const file of files) this.staged.delete(file.tempPath);
+  }
+
+  lstatIfExists(path: string): EntryStat | undefined {
+    const normalized = normalizePath(path);
+    try {
+      return this.lstat(normalized);
+    } catch (error) {
+      if (error instanceof FileSystemError && (error.code === "ENOENT" || error.code === "ENOTDIR")) return undefined;
+      throw error;
+    }
+  }
+
+  listDirStats(path: string): DirEntryStat[] {
+    const normalized = normalizePath(path);
+    return this.listDir(normalized)
+      .sort()
+      .map((name) => ({ name, stat: this.lstat(posix.join(normalized, name)) }));
+  }
+
+  /** Memory has nothing to make durable. */
+  flush(): void {}
 
   setMetadata(path: string, metadata: EntryMetadata): void {
     this.count("setMetadata");

@@ -1,9 +1,15 @@
 import { posix } from "node:path";
 import { contentIdOf } from "../content/contentId.js";
-import { childOf, RESERVED_PREFIX, relativePathProblem } from "../events/paths.js";
+import { childOf, relativePathProblem } from "../events/paths.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
-import { type EntryStat, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
+import {
+  type EntryStat,
+  type FileSystem,
+  FileSystemError,
+  isReservedName,
+  type MirrorFileSystem,
+} from "../fs/fileSystem.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
 export interface Problem {
@@ -46,30 +52,38 @@ export function isMirrorFileSystem(fs: FileSystem): fs is MirrorFileSystem {
 }
 
 /**
- * Reads the tree at relative `path` below the root, recursively, without following symlinks.
+ * Reads the tree at relative `path` below the root without following symlinks: recursively, or with
+ * `recursive: false` one directory level (child directories come back empty, their mode only).
  * Special files, unreadable entries and names that cannot travel are reported as problems and left out.
  */
-export function scanPath(options: ScanOptions, path: string): ScanResult {
+export function scanPath(options: ScanOptions, path: string, recursive = true): ScanResult {
   const result: ScanResult = { node: undefined, contents: new Map(), problems: [] };
-  result.node = scanEntry(options, path, result);
+  result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1);
   return result;
 }
 
-function scanEntry(options: ScanOptions, path: string, out: ScanResult): TreeNode | undefined {
+/** Scans one entry; `listed` is its lstat when the directory listing already read it. */
+function scanEntry(
+  options: ScanOptions,
+  path: string,
+  out: ScanResult,
+  depth: number,
+  listed?: EntryStat,
+): TreeNode | undefined {
   const { fs } = options;
   const absolute = path === "" ? options.root : posix.join(options.root, path);
   try {
     if (isMirrorFileSystem(fs)) {
-      const stat = fs.lstat(absolute);
+      const stat = listed ?? fs.lstat(absolute);
       if (path !== "" && options.isExcluded?.(path, stat.kind === "dir")) return undefined;
       switch (stat.kind) {
         case "dir":
-          return scanDir(options, path, absolute, stat.mode, out);
+          return depth === 0 ? emptyDir(stat.mode) : scanDir(options, path, absolute, stat.mode, out, depth);
         case "symlink":
           return { kind: "symlink", target: fs.readLink(absolute) };
         case "file":
           options.onFileScanned?.();
-          return scanFile(options, fs, path, absolute, out);
+          return scanFile(options, fs, { path, absolute, stat }, out, depth);
         case "special":
           out.problems.push({ path, reason: "skipped: FIFO, socket or device" });
           return UNREADABLE;
@@ -78,7 +92,7 @@ function scanEntry(options: ScanOptions, path: string, out: ScanResult): TreeNod
     if (!fs.exists(absolute)) return undefined;
     const isDir = fs.isDir(absolute);
     if (path !== "" && options.isExcluded?.(path, isDir)) return undefined;
-    if (isDir) return scanDir(options, path, absolute, undefined, out);
+    if (isDir) return depth === 0 ? emptyDir() : scanDir(options, path, absolute, undefined, out, depth);
     const bytes = fs.readFile(absolute);
     keepContent(options, out, path, bytes);
     return { kind: "file", hash: contentIdOf(bytes), size: bytes.length };
@@ -95,17 +109,25 @@ function scanDir(
   absolute: string,
   mode: number | undefined,
   out: ScanResult,
+  depth: number,
 ): DirNode {
   const dir = emptyDir(mode);
-  for (const name of options.fs.listDir(absolute).sort()) {
-    if (name.startsWith(RESERVED_PREFIX)) continue;
+  const { fs } = options;
+  const listing: { name: string; stat?: EntryStat }[] = isMirrorFileSystem(fs)
+    ? fs.listDirStats(absolute)
+    : fs
+        .listDir(absolute)
+        .sort()
+        .map((name) => ({ name }));
+  for (const { name, stat } of listing) {
+    if (isReservedName(name)) continue;
     const child = childOf(path, name);
     const problem = relativePathProblem(child);
     if (problem !== null) {
       out.problems.push({ path: child, reason: `skipped: name ${problem}` });
       continue;
     }
-    const node = scanEntry(options, child, out);
+    const node = scanEntry(options, child, out, depth - 1, stat);
     if (node !== undefined) dir.children.set(name, node);
   }
   return dir;
@@ -114,11 +136,12 @@ function scanDir(
 function scanFile(
   options: ScanOptions,
   fs: MirrorFileSystem,
-  path: string,
-  absolute: string,
+  file: { path: string; absolute: string; stat: EntryStat },
   out: ScanResult,
+  depth: number,
 ): TreeNode | undefined {
-  let before = fs.lstat(absolute);
+  const { path, absolute } = file;
+  let before = file.stat;
   const known = indexedHash(options.index, path, before);
   if (known !== undefined)
     return { kind: "file", hash: known, size: before.size, mode: before.mode, mtimeMs: before.mtimeMs };
@@ -137,7 +160,7 @@ function scanFile(
       keepContent(options, out, path, bytes);
       return { kind: "file", hash, size: after.size, mode: after.mode, mtimeMs: after.mtimeMs };
     }
-    if (after.kind !== "file") return scanEntry(options, path, out); // replaced by another kind
+    if (after.kind !== "file") return scanEntry(options, path, out, depth); // replaced by another kind
     before = after;
   }
   out.problems.push({ path, reason: `changed while being read (${TORN_READ_ATTEMPTS} attempts); will retry` });

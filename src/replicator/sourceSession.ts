@@ -1,9 +1,9 @@
 import { posix } from "node:path";
-import { encodeLiteral } from "../content/compression.js";
+import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
 import type { DetectedBy, Operation } from "../events/operation.js";
 import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
-import { isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
+import { childOf, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
 import { planChanges } from "../events/plan.js";
 import {
   type ApplyEntry,
@@ -77,8 +77,13 @@ interface PendingEntry {
   needsContent: boolean;
 }
 
-const DEFAULT_MAX_REQUEST_CONTENT = 4 * 1024 * 1024;
-const MAX_ENTRIES_PER_REQUEST = 4096;
+/** Content per apply request: large enough that one flush on the target covers many files, far below the frame limit. */
+const DEFAULT_MAX_REQUEST_CONTENT = 8 * 1024 * 1024;
+const MAX_ENTRIES_PER_REQUEST = 8192;
+/** Consecutive files that did not compress before compression is only probed... */
+const COMPRESSION_MISSES_BEFORE_PROBING = 8;
+/** ...on one file in this many. */
+const COMPRESSION_PROBE_EVERY = 16;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
 const CONTENT_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -105,7 +110,11 @@ export class SourceSession {
   /** Bytes read by scans, waiting to be shipped (bounded by CONTENT_CACHE_BYTES). */
   private readonly contents = new Map<string, Uint8Array>();
   private contentBytes = 0;
+  private compressionMisses = 0;
+  private skippedCompressions = 0;
   private readonly pending = new Map<number, PendingEntry>();
+  /** Planned operations waiting for `logPlanned`. */
+  private unlogged: { operation: Operation; detectedBy: DetectedBy; pending: PendingEntry }[] = [];
   /** Relative paths of watched directories: the file system does not tell us what we watch. */
   private readonly watched = new Set<string>();
   private readonly now: () => number;
@@ -130,6 +139,7 @@ export class SourceSession {
   beginEpoch(reason: string): HelloRequest {
     const epoch = this.log.startEpoch(reason, this.now());
     this.pending.clear();
+    this.unlogged = [];
     return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch };
   }
 
@@ -175,23 +185,62 @@ export class SourceSession {
    * Re-reads relative `path` (recursively for a directory), logs the operations that make the target
    * match it, folds them into the expected tree and keeps the watches exact. Returns the new entries.
    */
-  planPath(path: string, detectedBy: DetectedBy): LogEntry[] {
-    const scan = scanPath({ ...this.options, root: this.root }, path);
+  planPath(path: string, detectedBy: DetectedBy, recursive = true): LogEntry[] {
+    this.planUnlogged(path, detectedBy, recursive);
+    return this.logPlanned();
+  }
+
+  /**
+   * Like `planPath`, but the operations wait in memory until `logPlanned` appends them all in one
+   * transaction (a walk of many directories costs one durable commit per batch, not per directory).
+   * The expected tree and the watches are updated at once, so the next plan builds on this one.
+   */
+  planUnlogged(path: string, detectedBy: DetectedBy, recursive = true): void {
+    const scan = scanPath({ ...this.options, root: this.root }, path, recursive);
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     this.stats.problems.push(...scan.problems);
     this.stats.filesScanned += countFiles(scan.node);
-    for (const [p, bytes] of scan.contents) this.keepContent(p, bytes);
-
-    const operations = planChanges(nodeAt(this.expected, path), scan.node, path);
-    const entries = this.log.append(
-      operations.map((operation) => ({ operation, detectedBy })),
-      this.now(),
-    );
-    for (const entry of entries) this.pending.set(entry.position.seq, this.pendingFor(entry.operation));
+    const operations = planChanges(nodeAt(this.expected, path), scan.node, path, { recursive });
+    for (const operation of operations) {
+      const pending = this.pendingFor(operation);
+      this.unlogged.push({ operation, detectedBy, pending });
+      const bytes = pending.needsContent ? scan.contents.get(operation.path) : undefined;
+      if (bytes !== undefined) this.keepContent(operation.path, bytes);
+    }
     this.expected = foldExpectedTree(this.expected, operations);
+    this.updateWatches(path, scan.node, recursive);
+  }
+
+  /** Number of planned operations not yet logged, and the file bytes they will ship. */
+  unloggedSize(): { operations: number; contentBytes: number } {
+    let contentBytes = 0;
+    for (const { operation, pending } of this.unlogged) {
+      if (operation.type === "writeFile" && pending.needsContent) contentBytes += operation.size;
+    }
+    return { operations: this.unlogged.length, contentBytes };
+  }
+
+  /** Appends every planned operation to the log in one transaction and returns the entries to ship. */
+  logPlanned(): LogEntry[] {
+    const planned = this.unlogged;
+    this.unlogged = [];
+    if (planned.length === 0) return [];
+    const entries = this.log.append(planned, this.now());
+    entries.forEach((entry, i) => {
+      this.pending.set(entry.position.seq, planned[i]!.pending);
+    });
     this.stats.operationsLogged += entries.length;
-    this.updateWatches(path, scan.node);
     return entries;
+  }
+
+  /** Relative paths of the directories directly below `path` in the expected tree (for a walk that streams). */
+  childDirsOf(path: string): string[] {
+    const node = nodeAt(this.expected, path);
+    if (node?.kind !== "dir") return [];
+    return [...node.children]
+      .filter(([, child]) => child.kind === "dir")
+      .map(([name]) => childOf(path, name))
+      .sort();
   }
 
   /**
@@ -306,8 +355,23 @@ export class SourceSession {
     // A file that changed since it was scanned ships without content: the target answers "missing",
     // the path is planned again, and the newer bytes go then. Never ship bytes under the wrong hash.
     if (bytes === undefined) return { seq, operation };
-    const literal = encodeLiteral(bytes);
+    const literal = this.encodeContent(bytes);
     return { seq, operation, content: { kind: "inline", encoding: literal.encoding, data: literal.data } };
+  }
+
+  /**
+   * Compresses when it pays. After a run of incompressible files (media, archives, random data) only every
+   * COMPRESSION_PROBE_EVERY-th file is tried, until one compresses again: no CPU spent for nothing.
+   */
+  private encodeContent(bytes: Uint8Array): EncodedLiteral {
+    const probe =
+      this.compressionMisses < COMPRESSION_MISSES_BEFORE_PROBING ||
+      ++this.skippedCompressions >= COMPRESSION_PROBE_EVERY;
+    if (!probe) return { encoding: "raw", data: bytes, size: bytes.length };
+    this.skippedCompressions = 0;
+    const literal = encodeLiteral(bytes);
+    this.compressionMisses = literal.encoding === "raw" ? this.compressionMisses + 1 : 0;
+    return literal;
   }
 
   /** Keeps bytes read by the scan for shipping, within a budget; beyond it they are read again when shipped. */
@@ -355,12 +419,21 @@ export class SourceSession {
   }
 
   /** Watches exactly the directories now under `path`, releasing those that are gone. */
-  private updateWatches(path: string, node: TreeNode | undefined): void {
+  /**
+   * Watches exactly the directories now under `path`, releasing those that are gone. A one-level scan
+   * only judges `path` and its child directories; deeper ones are judged when their level is planned.
+   */
+  private updateWatches(path: string, node: TreeNode | undefined, recursive: boolean): void {
     const callback = this.options.onWatchEvent;
     if (callback === undefined) return;
     const present = new Set(dirPaths(node, path));
+    const judged = (dir: string): string => {
+      if (recursive || dir === path) return dir;
+      const below = path === "" ? dir : dir.slice(path.length + 1);
+      return childOf(path, below.split("/")[0]!);
+    };
     for (const dir of [...this.watched]) {
-      if (isAtOrBelow(path, dir) && !present.has(dir)) {
+      if (isAtOrBelow(path, dir) && !present.has(judged(dir))) {
         this.watched.delete(dir);
         this.options.fs.unwatchDir(this.absolute(dir));
       }

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { DetectedBy } from "../events/operation.js";
 import type { LogEntry } from "../events/operationLog.js";
 import type { ApplyRequest, Request, Response } from "../events/protocol.js";
@@ -18,21 +19,26 @@ export interface ShipProgress {
 
 /** Options of the streaming driver. */
 export interface StreamingSourceOptions {
-  /** Apply requests in flight at once; bounds memory (each carries at most a few MiB). Default 8. */
+  /** Apply requests in flight at once; bounds memory (each carries at most a few MiB). Default 4. */
   maxInFlight?: number;
   onProgress?: (progress: ShipProgress) => void;
   /** Told about failures of background work (watch-triggered shipping). */
   onError?: (error: unknown) => void;
 }
 
-const DEFAULT_MAX_IN_FLIGHT = 8;
+const DEFAULT_MAX_IN_FLIGHT = 4;
 const MAX_RETRY_ROUNDS = 3;
 const MAX_REESTABLISH = 2;
+/** Planned operations are sent once this many are buffered (or BUFFER_CONTENT_BYTES of content)... */
+const BUFFER_ENTRIES = 4096;
+/** ...so that one request, and one flush on the target, covers many files. */
+const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
 
 /**
- * Drives a SourceSession over an asynchronous connection: the CLI's source. Requests are pipelined
- * (no round trip per file); responses come back in order and are settled in order. Watch hints that
- * arrive while a batch ships are coalesced and planned together once the current batch is out.
+ * Drives a SourceSession over an asynchronous connection: the CLI's source. A whole-tree pass walks
+ * the source directory by directory, so the target applies the first directories while later ones are
+ * still being read. Requests are pipelined (no round trip per file) and settled in order. Watch hints
+ * that arrive while a batch ships are coalesced and planned together once the current batch is out.
  */
 export class StreamingSource {
   readonly progress: ShipProgress = { operationsShipped: 0, operationsPlanned: 0, contentBytesShipped: 0 };
@@ -40,6 +46,10 @@ export class StreamingSource {
   private pendingHints = new Map<string, DetectedBy>();
   private running: Promise<void> = Promise.resolve();
   private flushScheduled = false;
+  private buffer: LogEntry[] = [];
+  private readonly inFlight: { request: ApplyRequest; response: Promise<Response> }[] = [];
+  private retryPaths: string[] = [];
+  private refused: SessionRefusedError | undefined;
 
   constructor(
     readonly session: SourceSession,
@@ -51,8 +61,19 @@ export class StreamingSource {
 
   /** Starts an epoch, reads the target's manifest and mirrors the whole source onto it. */
   async establish(reason: string, detectedBy: DetectedBy = "initial"): Promise<void> {
-    await this.handshake(reason);
-    await this.ship(this.session.planPath("", detectedBy), 0, 0);
+    let why = reason;
+    for (let attempt = 0; ; attempt++) {
+      await this.handshake(why);
+      await this.walk("", attempt === 0 ? detectedBy : "rescan");
+      await this.drain();
+      const refused = this.refused;
+      if (refused === undefined) break;
+      if (attempt >= MAX_REESTABLISH) throw refused;
+      // The target cannot continue this epoch (a gap, a restart): a new epoch re-establishes from its manifest.
+      this.refused = undefined;
+      why = `target refused: ${refused.message}`;
+    }
+    await this.retryFailures();
   }
 
   /** Queues a watch hint; hints arriving together are planned and shipped as one batch. */
@@ -81,13 +102,21 @@ export class StreamingSource {
     this.flushScheduled = false;
     const hints = this.pendingHints;
     this.pendingHints = new Map();
-    const entries: LogEntry[] = [];
     for (const [path, detectedBy] of hints) {
-      entries.push(
-        ...this.session.planEvent({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy),
-      );
+      if (path === this.session.root) {
+        await this.walk("", detectedBy);
+      } else {
+        this.enqueue(this.session.planEvent({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy));
+      }
     }
-    await this.ship(entries, 0, 0);
+    await this.drain();
+    const refused = this.refused;
+    if (refused !== undefined) {
+      this.refused = undefined;
+      await this.establish(`target refused: ${refused.message}`, "rescan");
+      return;
+    }
+    await this.retryFailures();
   }
 
   private async handshake(reason: string): Promise<void> {
@@ -95,45 +124,65 @@ export class StreamingSource {
     while (!this.session.acceptManifest(await this.connection.request(this.session.manifestRequest()))) {}
   }
 
-  /** Ships entries with up to `maxInFlight` requests outstanding, settling responses in order. */
-  private async ship(entries: readonly LogEntry[], round: number, reestablished: number): Promise<void> {
-    if (entries.length === 0) return;
-    this.progress.operationsPlanned += entries.length;
-    const inFlight: { request: ApplyRequest; response: Promise<Response> }[] = [];
-    const retry: string[] = [];
-    let refused: SessionRefusedError | undefined;
-    const settleOldest = async (): Promise<void> => {
-      const { request, response } = inFlight.shift()!;
-      const answer = await response;
-      if (answer.type === "error") {
-        refused ??= new SessionRefusedError(answer.code, answer.message);
-        return;
-      }
-      if (refused !== undefined) return;
-      retry.push(...this.session.settle(request, answer));
-      this.progress.operationsShipped += request.entries.length;
-      this.options.onProgress?.(this.progress);
-    };
-    for (const request of this.session.requestsFor(entries)) {
-      if (refused !== undefined) break;
-      this.progress.contentBytesShipped += request.entries.reduce((n, e) => n + (e.content?.data.length ?? 0), 0);
-      inFlight.push({ request, response: this.connection.request(request) });
-      if (inFlight.length >= this.maxInFlight) await settleOldest();
+  /** Plans the tree below `root` one directory at a time, shipping as it goes (depth first: a short stack). */
+  private async walk(root: string, detectedBy: DetectedBy): Promise<void> {
+    const stack = [root];
+    while (stack.length > 0 && this.refused === undefined) {
+      const dir = stack.pop()!;
+      this.session.planUnlogged(dir, detectedBy, false);
+      stack.push(...this.session.childDirsOf(dir).reverse());
+      const planned = this.session.unloggedSize();
+      if (planned.operations >= BUFFER_ENTRIES || planned.contentBytes >= BUFFER_CONTENT_BYTES) await this.sendBuffer();
+      // Let responses and pipe writes through between directories: scanning is synchronous.
+      await nextTurn();
     }
-    while (inFlight.length > 0) await settleOldest();
-    if (refused !== undefined) {
-      if (reestablished >= MAX_REESTABLISH) throw refused;
-      // The target cannot continue this epoch (a gap, a restart): a new epoch re-establishes from its manifest.
-      await this.handshake(`target refused: ${refused.message}`);
-      await this.ship(this.session.planPath("", "rescan"), 0, reestablished + 1);
+  }
+
+  private enqueue(entries: readonly LogEntry[]): void {
+    this.buffer.push(...entries);
+    this.progress.operationsPlanned += entries.length;
+  }
+
+  /** Logs what is planned and sends it with what is buffered, waiting for the oldest response whenever the window is full. */
+  private async sendBuffer(): Promise<void> {
+    this.enqueue(this.session.logPlanned());
+    const entries = this.buffer;
+    this.buffer = [];
+    for (const request of this.session.requestsFor(entries)) {
+      if (this.refused !== undefined) return;
+      this.progress.contentBytesShipped += request.entries.reduce((n, e) => n + (e.content?.data.length ?? 0), 0);
+      this.inFlight.push({ request, response: this.connection.request(request) });
+      while (this.inFlight.length >= this.maxInFlight) await this.settleOldest();
+    }
+  }
+
+  /** Sends the rest and settles every response. */
+  private async drain(): Promise<void> {
+    await this.sendBuffer();
+    while (this.inFlight.length > 0) await this.settleOldest();
+  }
+
+  private async settleOldest(): Promise<void> {
+    const { request, response } = this.inFlight.shift()!;
+    const answer = await response;
+    if (answer.type === "error") {
+      this.refused ??= new SessionRefusedError(answer.code, answer.message);
       return;
     }
-    if (retry.length > 0 && round < MAX_RETRY_ROUNDS) {
-      await this.ship(
-        retry.flatMap((path) => this.session.planPath(path, "retry")),
-        round + 1,
-        reestablished,
-      );
+    if (this.refused !== undefined) return;
+    this.retryPaths.push(...this.session.settle(request, answer));
+    this.progress.operationsShipped += request.entries.length;
+    this.options.onProgress?.(this.progress);
+  }
+
+  /** Plans again the paths the target reported missing content for (it lacked what we assumed). */
+  private async retryFailures(): Promise<void> {
+    for (let round = 0; round < MAX_RETRY_ROUNDS && this.retryPaths.length > 0; round++) {
+      const paths = this.retryPaths;
+      this.retryPaths = [];
+      for (const path of paths) this.enqueue(this.session.planPath(path, "retry"));
+      await this.drain();
     }
+    this.retryPaths = [];
   }
 }

@@ -3,7 +3,7 @@ import type { ZodError } from "zod";
 import { decodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
 import type { Operation, WriteFile } from "../events/operation.js";
-import { childOf, RESERVED_PREFIX, relativePathProblem, segmentsOf } from "../events/paths.js";
+import { childOf, parentOf, relativePathProblem, segmentsOf } from "../events/paths.js";
 import {
   type AppliedPosition,
   type ApplyEntry,
@@ -18,7 +18,13 @@ import {
   type Response,
 } from "../events/protocol.js";
 import type { ContentIndex, PositionStore } from "../events/stateStore.js";
-import { type EntryKind, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
+import {
+  type EntryKind,
+  type FileSystem,
+  isReservedName,
+  type MirrorFileSystem,
+  type StagedFile,
+} from "../fs/fileSystem.js";
 import { describeError, indexEntry, indexedHash, isMirrorFileSystem } from "./scan.js";
 
 /** Options of a target beyond the seed's constructor. */
@@ -48,6 +54,12 @@ export class ReplicatorTarget {
   private readonly index: ContentIndex | undefined;
   /** The walk behind the manifest pages being read. */
   private manifestWalk: ManifestEntry[] = [];
+  /** Directories of this request already checked to be real directories below the root. */
+  private readonly verifiedDirs = new Set<string>();
+  /** Writes of this request staged beside their final names, by relative path, committed together. */
+  private readonly staged = new Map<string, { file: StagedFile; hash: string; result: Omit<ApplyResult, "seq"> }>();
+  /** Every directory above a staged write: replacing or removing one must commit the writes first. */
+  private readonly stagedDirs = new Set<string>();
   private applied: AppliedPosition | null;
   private session: { logId: string; epoch: number } | null = null;
 
@@ -133,46 +145,82 @@ export class ReplicatorTarget {
       }
     }
     const results: ApplyResult[] = [];
+    this.verifiedDirs.clear();
     for (const entry of request.entries) {
       if (entry.seq <= this.applied!.seq) {
         results.push({ seq: entry.seq, outcome: "duplicate", wroteFile: false, bytesWritten: 0 });
         continue;
       }
-      results.push({ seq: entry.seq, ...this.applyEntry(entry) });
+      if (this.touchesStaged(entry.operation)) this.commitStaged();
+      results.push(this.applyEntry(entry));
       this.applied = { ...this.applied!, seq: entry.seq };
     }
+    this.commitStaged();
+    this.mirror?.flush();
     // Apply, then record, then answer: a crash before this line replays operations that are idempotent.
     this.store?.save(this.applied!);
     return { type: "applied", results, applied: this.appliedPosition()! };
   }
 
-  private applyEntry(entry: ApplyEntry): Omit<ApplyResult, "seq"> {
+  private applyEntry(entry: ApplyEntry): ApplyResult {
     const { operation } = entry;
     const absolute = posix.join(this.root, operation.path);
     const parentProblem = this.parentProblem(operation.path);
-    if (parentProblem !== null) return failed(parentProblem);
+    if (parentProblem !== null) return { seq: entry.seq, ...failed(parentProblem) };
     try {
-      return this.applyOperation(operation, absolute, entry);
+      // Object.assign keeps the object: a staged write's result may still turn into a failure at commit.
+      return Object.assign(this.applyOperation(operation, absolute, entry), { seq: entry.seq });
     } catch (error) {
-      return failed(describeError(error));
+      return { seq: entry.seq, ...failed(describeError(error)) };
     }
   }
 
-  /** Why the parent chain of `path` cannot be used: a missing parent, a non-directory, or a symlink. */
+  /**
+   * Why the parent chain of `path` cannot be used: a missing parent, a non-directory, or a symlink.
+   * Directories checked earlier in the same request are not checked again until something is removed.
+   */
   private parentProblem(path: string): string | null {
     let current = this.root;
     for (const segment of segmentsOf(path).slice(0, -1)) {
       current = posix.join(current, segment);
+      if (this.verifiedDirs.has(current)) continue;
       const kind = this.kindOf(current);
       if (kind === undefined) return `parent directory ${posix.relative(this.root, current)} does not exist`;
       if (kind === "symlink") return `path traverses symlink ${posix.relative(this.root, current)}`;
       if (kind !== "dir") return `parent ${posix.relative(this.root, current)} is not a directory`;
+      this.verifiedDirs.add(current);
     }
     return null;
   }
 
+  /** True when `operation` names a path with a staged write or a directory holding one (it may replace it). */
+  private touchesStaged(operation: Operation): boolean {
+    return this.staged.has(operation.path) || this.stagedDirs.has(operation.path);
+  }
+
+  /**
+   * Makes every staged write visible at once (one flush for many files). A failure fails each staged
+   * result: the source plans those paths again, and a file already renamed is then found unchanged.
+   */
+  private commitStaged(): void {
+    if (this.staged.size === 0 || this.mirror === undefined) return;
+    const mirror = this.mirror;
+    const staged = [...this.staged.entries()];
+    this.staged.clear();
+    this.stagedDirs.clear();
+    try {
+      mirror.commitStaged(staged.map(([, s]) => s.file));
+    } catch (error) {
+      for (const [, s] of staged) Object.assign(s.result, failed(describeError(error)));
+      return;
+    }
+    for (const [path, s] of staged) this.index?.set(path, indexEntry(mirror.lstat(s.file.path), s.hash));
+  }
+
   private applyOperation(operation: Operation, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
     const existing = this.kindOf(absolute);
+    // Removing or replacing anything may remove a directory verified earlier in this request.
+    if (existing !== undefined && operation.type !== "writeFile") this.verifiedDirs.clear();
     switch (operation.type) {
       case "remove":
         if (existing === undefined) return unchanged();
@@ -232,15 +280,20 @@ export class ReplicatorTarget {
     const actual = contentIdOf(bytes);
     if (actual !== operation.hash)
       return failed(`hash mismatch: received ${actual}, operation declares ${operation.hash}`);
-    if (existing === "dir") this.fs.removeDir(absolute);
+    if (existing === "dir") {
+      this.fs.removeDir(absolute);
+      this.verifiedDirs.clear();
+    }
     if (this.mirror === undefined) {
       this.fs.writeFile(absolute, bytes);
-    } else {
-      // Atomic replace: a symlink, FIFO or older file under the final name is swapped out by rename.
-      this.mirror.writeFileWith(absolute, bytes, metadata);
-      this.index?.set(operation.path, indexEntry(this.mirror.lstat(absolute), actual));
+      return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
     }
-    return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
+    // Atomic replace, committed with the rest of the request: a symlink, FIFO or older file under the
+    // final name is swapped out by rename, and nothing is visible before its bytes are durable.
+    const result = { outcome: "applied" as const, wroteFile: true, bytesWritten: bytes.length };
+    this.staged.set(operation.path, { file: this.mirror.stageFile(absolute, bytes, metadata), hash: actual, result });
+    for (let dir = parentOf(operation.path); dir !== ""; dir = parentOf(dir)) this.stagedDirs.add(dir);
+    return result;
   }
 
   private removeEntry(absolute: string, kind: EntryKind): void {
@@ -249,14 +302,7 @@ export class ReplicatorTarget {
   }
 
   private kindOf(absolute: string): EntryKind | undefined {
-    if (this.mirror !== undefined) {
-      try {
-        return this.mirror.lstat(absolute).kind;
-      } catch (error) {
-        if (error instanceof FileSystemError && (error.code === "ENOENT" || error.code === "ENOTDIR")) return undefined;
-        throw error;
-      }
-    }
+    if (this.mirror !== undefined) return this.mirror.lstatIfExists(absolute)?.kind;
     if (!this.fs.exists(absolute)) return undefined;
     return this.fs.isDir(absolute) ? "dir" : "file";
   }
@@ -282,7 +328,7 @@ export class ReplicatorTarget {
 
   private listInto(entries: ManifestEntry[], dir: string): void {
     for (const name of this.fs.listDir(posix.join(this.root, dir)).sort()) {
-      if (name.startsWith(RESERVED_PREFIX)) continue;
+      if (isReservedName(name)) continue;
       const path = childOf(dir, name);
       const absolute = posix.join(this.root, path);
       // A name no operation can spell (e.g. with a backslash) can be neither replaced nor removed.

@@ -20,12 +20,11 @@ import {
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type FileSystemEvent, FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { type FileSystemEvent, FileSystemEventType, RESERVED_PREFIX } from "../../src/fs/fileSystem.js";
 import {
   type FileSystemProblem,
   NodeFileSystem,
   type NodeFileSystemOptions,
-  RESERVED_PREFIX,
   type WatchFactory,
   type WatchListener,
 } from "../../src/fs/nodeFileSystem.js";
