@@ -22,12 +22,17 @@ export function relativePathProblem(path: string): string | null {
   if (path.includes("\0")) return "contains a NUL byte";
   if (path.includes("\\")) return "contains a backslash";
   if (path.startsWith("/")) return "is absolute";
-  if (encoder.encode(path).length > MAX_PATH_BYTES) return `is longer than ${MAX_PATH_BYTES} bytes`;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: short strings need no encoding to be measured.
+  if (path.length * 3 > MAX_PATH_BYTES && encoder.encode(path).length > MAX_PATH_BYTES) {
+    return `is longer than ${MAX_PATH_BYTES} bytes`;
+  }
   for (const segment of path.split("/")) {
     if (segment === "") return "has an empty segment";
     if (segment === "." || segment === "..") return `has a "${segment}" segment`;
     if (isReservedName(segment)) return "uses mirrorlog's reserved temp prefix";
-    if (encoder.encode(segment).length > MAX_SEGMENT_BYTES) return `has a segment over ${MAX_SEGMENT_BYTES} bytes`;
+    if (segment.length * 3 > MAX_SEGMENT_BYTES && encoder.encode(segment).length > MAX_SEGMENT_BYTES) {
+      return `has a segment over ${MAX_SEGMENT_BYTES} bytes`;
+    }
     if (!segment.isWellFormed()) return "is not well-formed Unicode";
   }
   return null;

@@ -88,6 +88,43 @@ export function treeFromManifest(entries: readonly ManifestEntry[]): DirNode {
   return root;
 }
 
+/** The manifest of a tree: every entry, parents first, children by name (the inverse of treeFromManifest). */
+export function manifestFromTree(root: DirNode): ManifestEntry[] {
+  const entries: ManifestEntry[] = [
+    root.mode === undefined ? { kind: "dir", path: "" } : { kind: "dir", path: "", mode: root.mode },
+  ];
+  const visit = (dir: DirNode, prefix: string): void => {
+    for (const name of [...dir.children.keys()].sort()) {
+      const node = dir.children.get(name)!;
+      const path = prefix === "" ? name : `${prefix}/${name}`;
+      entries.push(manifestEntryOf(node, path));
+      if (node.kind === "dir") visit(node, path);
+    }
+  };
+  visit(root, "");
+  return entries;
+}
+
+function manifestEntryOf(node: TreeNode, path: string): ManifestEntry {
+  switch (node.kind) {
+    case "dir":
+      return node.mode === undefined ? { kind: "dir", path } : { kind: "dir", path, mode: node.mode };
+    case "file":
+      return {
+        kind: "file",
+        path,
+        hash: node.hash,
+        size: node.size,
+        ...(node.mode === undefined ? {} : { mode: node.mode }),
+        ...(node.mtimeMs === undefined ? {} : { mtimeMs: node.mtimeMs }),
+      };
+    case "symlink":
+      return { kind: "symlink", path, target: node.target };
+    case "unknown":
+      return { kind: "unknown", path };
+  }
+}
+
 function manifestNode(entry: ManifestEntry): TreeNode {
   switch (entry.kind) {
     case "dir":

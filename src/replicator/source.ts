@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import type { LogEntry, OperationLog } from "../events/operationLog.js";
-import type { Request, Response } from "../events/protocol.js";
+import { type Request, type Response, ResponseSchema } from "../events/protocol.js";
 import type { FileSystem, FileSystemEvent } from "../fs/fileSystem.js";
 import { SessionRefusedError, SourceSession, type SyncStats } from "./sourceSession.js";
 
@@ -28,12 +28,11 @@ const MAX_REESTABLISH = 2;
 export class ReplicatorSource {
   private readonly session: SourceSession;
 
-  constructor(
-    fs: FileSystem,
-    dirPath: string,
-    private readonly rpcHandle: RpcHandle,
-    options: ReplicatorSourceOptions = {},
-  ) {
+  private readonly rpcHandle: RpcHandle;
+
+  constructor(fs: FileSystem, dirPath: string, rpcHandle: RpcHandle, options: ReplicatorSourceOptions = {}) {
+    // Whatever the handle is, its answers are validated here, at the edge.
+    this.rpcHandle = (request) => ResponseSchema.parse(rpcHandle(request));
     this.session = new SourceSession({
       fs,
       root: posix.normalize(dirPath),

@@ -13,13 +13,12 @@ import {
   type ManifestRequest,
   PROTOCOL_VERSION,
   type Response,
-  ResponseSchema,
 } from "../events/protocol.js";
 import type { ContentIndex } from "../events/stateStore.js";
 import { type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
 import { foldExpectedTree, treeFromManifest } from "../projections/expectedTree.js";
-import { isMirrorFileSystem, type Problem, scanPath } from "./scan.js";
+import { isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
 
 /** Totals of one source session, as `--stats`/`--json` report them. */
 export interface SyncStats {
@@ -196,10 +195,20 @@ export class SourceSession {
    * The expected tree and the watches are updated at once, so the next plan builds on this one.
    */
   planUnlogged(path: string, detectedBy: DetectedBy, recursive = true): void {
+    this.planScanned(path, this.scan(path, recursive), detectedBy, recursive);
+  }
+
+  /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
+  scan(path: string, recursive: boolean): ScanResult {
     const scan = scanPath({ ...this.options, root: this.root }, path, recursive);
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     this.stats.problems.push(...scan.problems);
     this.stats.filesScanned += countFiles(scan.node);
+    return scan;
+  }
+
+  /** Plans what an earlier `scan` of `path` found (see planUnlogged). */
+  planScanned(path: string, scan: ScanResult, detectedBy: DetectedBy, recursive: boolean): void {
     const operations = planChanges(nodeAt(this.expected, path), scan.node, path, { recursive });
     for (const operation of operations) {
       const pending = this.pendingFor(operation);
@@ -231,16 +240,6 @@ export class SourceSession {
     });
     this.stats.operationsLogged += entries.length;
     return entries;
-  }
-
-  /** Relative paths of the directories directly below `path` in the expected tree (for a walk that streams). */
-  childDirsOf(path: string): string[] {
-    const node = nodeAt(this.expected, path);
-    if (node?.kind !== "dir") return [];
-    return [...node.children]
-      .filter(([, child]) => child.kind === "dir")
-      .map(([name]) => childOf(path, name))
-      .sort();
   }
 
   /**
@@ -453,12 +452,13 @@ export class SourceSession {
     return path === "" ? this.root : posix.join(this.root, path);
   }
 
+  /** Responses arrive validated by the transport (zod at the edge); this only checks which one it is. */
   private expectType<T extends Response["type"]>(response: Response, type: T): Extract<Response, { type: T }> {
-    const valid = ResponseSchema.parse(response);
-    if (valid.type === "error") throw new SessionRefusedError(valid.code, valid.message);
-    if (valid.type !== type)
-      throw new SessionRefusedError("invalid-request", `expected a ${type} response, got ${valid.type}`);
-    return valid as Extract<Response, { type: T }>;
+    if (response.type === "error") throw new SessionRefusedError(response.code, response.message);
+    if (response.type !== type) {
+      throw new SessionRefusedError("invalid-request", `expected a ${type} response, got ${response.type}`);
+    }
+    return response as Extract<Response, { type: T }>;
   }
 }
 

@@ -3,7 +3,7 @@ import type { ZodError } from "zod";
 import { decodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
 import type { Operation, WriteFile } from "../events/operation.js";
-import { childOf, parentOf, relativePathProblem, segmentsOf } from "../events/paths.js";
+import { parentOf, segmentsOf } from "../events/paths.js";
 import {
   type AppliedPosition,
   type ApplyEntry,
@@ -18,14 +18,10 @@ import {
   type Response,
 } from "../events/protocol.js";
 import type { ContentIndex, PositionStore } from "../events/stateStore.js";
-import {
-  type EntryKind,
-  type FileSystem,
-  isReservedName,
-  type MirrorFileSystem,
-  type StagedFile,
-} from "../fs/fileSystem.js";
-import { describeError, indexEntry, indexedHash, isMirrorFileSystem } from "./scan.js";
+import { emptyDir } from "../events/tree.js";
+import type { EntryKind, FileSystem, MirrorFileSystem, StagedFile } from "../fs/fileSystem.js";
+import { manifestFromTree } from "../projections/expectedTree.js";
+import { describeError, indexEntry, indexedHash, isMirrorFileSystem, scanPath } from "./scan.js";
 
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
@@ -317,58 +313,16 @@ export class ReplicatorTarget {
     return hash;
   }
 
-  /** Every entry below the root, parents first, with hashes; our temp files are left out. */
+  /**
+   * Every entry below the root, parents first, with hashes (unchanged files from the index, not re-read);
+   * our temp files are left out, and what cannot be described (a FIFO, an unreadable file) is "unknown".
+   */
   private manifest(): ManifestEntry[] {
-    const entries: ManifestEntry[] = [];
-    const rootMode = this.mirror?.lstat(this.root).mode;
-    entries.push(rootMode === undefined ? { kind: "dir", path: "" } : { kind: "dir", path: "", mode: rootMode });
-    this.listInto(entries, "");
-    return entries;
-  }
-
-  private listInto(entries: ManifestEntry[], dir: string): void {
-    for (const name of this.fs.listDir(posix.join(this.root, dir)).sort()) {
-      if (isReservedName(name)) continue;
-      const path = childOf(dir, name);
-      const absolute = posix.join(this.root, path);
-      // A name no operation can spell (e.g. with a backslash) can be neither replaced nor removed.
-      if (relativePathProblem(path) !== null) continue;
-      const entry = this.manifestEntry(path, absolute);
-      entries.push(entry);
-      if (entry.kind === "dir") this.listInto(entries, path);
-    }
-  }
-
-  private manifestEntry(path: string, absolute: string): ManifestEntry {
-    try {
-      if (this.mirror === undefined) {
-        if (this.fs.isDir(absolute)) return { kind: "dir", path };
-        const bytes = this.fs.readFile(absolute);
-        return { kind: "file", path, hash: contentIdOf(bytes), size: bytes.length };
-      }
-      const stat = this.mirror.lstat(absolute);
-      switch (stat.kind) {
-        case "dir":
-          return { kind: "dir", path, mode: stat.mode };
-        case "symlink":
-          return { kind: "symlink", path, target: this.mirror.readLink(absolute) };
-        case "file": {
-          const bytes = this.fs.readFile(absolute);
-          return {
-            kind: "file",
-            path,
-            hash: contentIdOf(bytes),
-            size: bytes.length,
-            mode: stat.mode,
-            mtimeMs: stat.mtimeMs,
-          };
-        }
-        case "special":
-          return { kind: "unknown", path };
-      }
-    } catch {
-      return { kind: "unknown", path };
-    }
+    const scan = scanPath(
+      { fs: this.fs, root: this.root, keepContentUpTo: -1, ...(this.index ? { index: this.index } : {}) },
+      "",
+    );
+    return manifestFromTree(scan.node?.kind === "dir" ? scan.node : emptyDir());
   }
 }
 
