@@ -1,8 +1,11 @@
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { DetectedBy } from "../events/operation.js";
 import type { LogEntry } from "../events/operationLog.js";
+import { childOf } from "../events/paths.js";
 import type { ApplyRequest, Request, Response } from "../events/protocol.js";
+import type { TreeNode } from "../events/tree.js";
 import { type FileSystemEvent, FileSystemEventType } from "../fs/fileSystem.js";
+import type { ScanResult } from "./scan.js";
 import { SessionRefusedError, type SourceSession } from "./sourceSession.js";
 
 /** An asynchronous, pipelining request channel to a target (a stream client, or a wrapped rpcHandle). */
@@ -33,6 +36,10 @@ const MAX_REESTABLISH = 2;
 const BUFFER_ENTRIES = 4096;
 /** ...so that one request, and one flush on the target, covers many files. */
 const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
+/** Directories read ahead while the target is still listing itself (their small files' bytes are kept). */
+const PRESCAN_LIMIT = 4096;
+/** ...and at most this many bytes of file content held by them. */
+const PRESCAN_BYTES = 64 * 1024 * 1024;
 
 /**
  * Drives a SourceSession over an asynchronous connection: the CLI's source. A whole-tree pass walks
@@ -63,8 +70,8 @@ export class StreamingSource {
   async establish(reason: string, detectedBy: DetectedBy = "initial"): Promise<void> {
     let why = reason;
     for (let attempt = 0; ; attempt++) {
-      await this.handshake(why);
-      await this.walk("", attempt === 0 ? detectedBy : "rescan");
+      // The source is read while the target lists itself; planning starts once its manifest is in.
+      await this.walk("", attempt === 0 ? detectedBy : "rescan", this.handshake(why));
       await this.drain();
       const refused = this.refused;
       if (refused === undefined) break;
@@ -124,18 +131,39 @@ export class StreamingSource {
     while (!this.session.acceptManifest(await this.connection.request(this.session.manifestRequest()))) {}
   }
 
-  /** Plans the tree below `root` one directory at a time, shipping as it goes (depth first: a short stack). */
-  private async walk(root: string, detectedBy: DetectedBy): Promise<void> {
+  /**
+   * Plans the tree below `root` one directory at a time, shipping as it goes (depth first: a short stack).
+   * Until `ready` (the handshake) settles, directories are only read, up to PRESCAN_LIMIT of them.
+   */
+  private async walk(root: string, detectedBy: DetectedBy, ready: Promise<void> = Promise.resolve()): Promise<void> {
+    let handshakeDone = false;
+    const handshake = ready.finally(() => {
+      handshakeDone = true;
+    });
+    handshake.catch(() => {}); // awaited below; a rejection is handled there
+    let scanned: { dir: string; scan: ScanResult }[] = [];
+    let scannedBytes = 0;
     const stack = [root];
     while (stack.length > 0 && this.refused === undefined) {
       const dir = stack.pop()!;
-      this.session.planUnlogged(dir, detectedBy, false);
-      stack.push(...this.session.childDirsOf(dir).reverse());
-      const planned = this.session.unloggedSize();
-      if (planned.operations >= BUFFER_ENTRIES || planned.contentBytes >= BUFFER_CONTENT_BYTES) await this.sendBuffer();
+      const scan = this.session.scan(dir, false);
+      scanned.push({ dir, scan });
+      for (const bytes of scan.contents.values()) scannedBytes += bytes.length;
+      stack.push(...childDirs(scan.node, dir).reverse());
+      if (handshakeDone || scanned.length >= PRESCAN_LIMIT || scannedBytes >= PRESCAN_BYTES) {
+        await handshake;
+        for (const level of scanned) this.session.planScanned(level.dir, level.scan, detectedBy, false);
+        scanned = [];
+        scannedBytes = 0;
+        const planned = this.session.unloggedSize();
+        if (planned.operations >= BUFFER_ENTRIES || planned.contentBytes >= BUFFER_CONTENT_BYTES)
+          await this.sendBuffer();
+      }
       // Let responses and pipe writes through between directories: scanning is synchronous.
       await nextTurn();
     }
+    await handshake;
+    for (const level of scanned) this.session.planScanned(level.dir, level.scan, detectedBy, false);
   }
 
   private enqueue(entries: readonly LogEntry[]): void {
@@ -192,4 +220,12 @@ export class StreamingSource {
     }
     this.retryPaths = [];
   }
+}
+
+/** The child directories of a one-level scan, by relative path. */
+function childDirs(node: TreeNode | undefined, path: string): string[] {
+  if (node?.kind !== "dir") return [];
+  const dirs: string[] = [];
+  for (const [name, child] of node.children) if (child.kind === "dir") dirs.push(childOf(path, name));
+  return dirs.sort();
 }
