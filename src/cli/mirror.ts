@@ -9,7 +9,14 @@ import { isWithin } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { SourceSession } from "../replicator/sourceSession.js";
 import { StreamingSource } from "../replicator/streamingSource.js";
-import { parseTargetSpec, spawnTarget, splitCommandWords, TargetSpecError } from "../transport/sshCommand.js";
+import {
+  parseTargetSpec,
+  type SpawnedTarget,
+  spawnTarget,
+  splitCommandWords,
+  type TargetSpec,
+  TargetSpecError,
+} from "../transport/sshCommand.js";
 import { StreamClient } from "../transport/streamConnection.js";
 import { CliError } from "./cliError.js";
 import { exclusionRules } from "./ignoreRules.js";
@@ -62,27 +69,7 @@ export async function runMirror(
   output: MirrorOutput = defaultOutput,
 ): Promise<number> {
   const started = performance.now();
-  const sourceRoot = resolveSourceRoot(src);
-  let spec: ReturnType<typeof parseTargetSpec>;
-  try {
-    spec = parseTargetSpec(dst);
-  } catch (error) {
-    throw new CliError(error instanceof TargetSpecError ? error.message : String(error));
-  }
-  if (spec.kind === "local") {
-    const targetRoot = posix.resolve(spec.path);
-    if (isWithin(sourceRoot, targetRoot) || isWithin(targetRoot, sourceRoot)) {
-      throw new CliError(`target ${targetRoot} and source ${sourceRoot} overlap; they must be separate trees`);
-    }
-    if (existsSync(targetRoot) && !lstatSync(targetRoot).isDirectory()) {
-      throw new CliError(`target ${targetRoot} exists and is not a directory`);
-    }
-    spec = { kind: "local", path: targetRoot };
-  }
-  const targetKey = spec.kind === "local" ? spec.path : dst;
-  const statePath = options.state ? posix.resolve(options.state) : defaultSourceStatePath(sourceRoot, targetKey);
-  const stateProblem = statePathProblem(statePath, spec.kind === "local" ? [sourceRoot, spec.path] : [sourceRoot]);
-  if (stateProblem !== null) throw new CliError(stateProblem);
+  const { sourceRoot, spec, targetKey, statePath } = resolvePair(src, dst, options.state);
   if (!options.dryRun) mkdirSync(posix.dirname(statePath), { recursive: true });
 
   const progress = progressDisplay(!options.json);
@@ -92,6 +79,7 @@ export async function runMirror(
   });
   // A dry run keeps its log and index in memory: it changes nothing, not even our own state.
   const log = options.dryRun ? new OperationLog() : new OperationLog(statePath);
+  if (!options.dryRun) log.describePair(sourceRoot, targetKey);
   const state = options.dryRun ? new StateStore() : new StateStore(statePath);
   let scanned = 0;
   const isExcluded = exclusionRules(fs, sourceRoot, options.exclude);
@@ -107,31 +95,16 @@ export async function runMirror(
     ...(mode === "watch" ? { onWatchEvent: (event) => driver.hint(event) } : {}),
   });
 
-  // A dry run's target serves read-only: it creates neither the target directory nor its state file.
-  const serveArgs = (root: string) => ["serve", "--stdio", `--root=${root}`, ...(options.dryRun ? ["--dry-run"] : [])];
-  const targetStderr = new HeldStderr();
-  const child = spawnTarget(spec, {
-    localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
-    remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
-    forwardStderr: targetStderr,
-  });
-  let client: StreamClient<Request, Response>;
+  let connection: TargetProcess;
   try {
-    client = await StreamClient.connect<Request, Response>({
-      input: child.input,
-      output: child.output,
-      version: PROTOCOL_VERSION,
-      validateResponse: (value) => ResponseSchema.parse(value),
-      diagnose: () => child.diagnose(),
-    });
+    connection = await connectTarget(spec, dst, options);
   } catch (error) {
-    child.kill();
     log.close();
     state.close();
     fs.close();
-    throw new CliError(`cannot reach target ${dst}: ${(error as Error).message}`);
+    throw error;
   }
-  targetStderr.release();
+  const { client } = connection;
   const driver: StreamingSource = new StreamingSource(
     session,
     { request: (request) => client.request(request) },
@@ -150,10 +123,7 @@ export async function runMirror(
     progress.stop();
     session.releaseWatches();
     state.flush();
-    await client.close().catch(() => {});
-    // The target ends by itself once its input closes (after saving its state); only a stuck one is killed.
-    await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, TARGET_EXIT_GRACE_MS).unref())]);
-    child.kill();
+    await disconnectTarget(connection);
     const summary = summarize(session.stats, client.stats, performance.now() - started);
     log.close();
     state.close();
@@ -179,6 +149,93 @@ export async function runMirror(
     await finish().catch(() => {});
     throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, 1);
   }
+}
+
+/** Both ends of a replication as the command line named them, resolved, and the pair's state file. */
+export interface ResolvedPair {
+  /** The source root with symlinks resolved. */
+  sourceRoot: string;
+  spec: TargetSpec;
+  /** How the target is recorded and keyed: a local target's absolute path, a remote one as given. */
+  targetKey: string;
+  statePath: string;
+}
+
+/**
+ * Resolves SRC and DST as `sync` does: the source must be a directory, a local target must not overlap
+ * it or be a non-directory, and the state file (`--state` or the default) must lie outside both trees.
+ */
+export function resolvePair(src: string, dst: string, stateOption: string | undefined): ResolvedPair {
+  const sourceRoot = resolveSourceRoot(src);
+  let spec: TargetSpec;
+  try {
+    spec = parseTargetSpec(dst);
+  } catch (error) {
+    throw new CliError(error instanceof TargetSpecError ? error.message : String(error));
+  }
+  if (spec.kind === "local") {
+    const targetRoot = posix.resolve(spec.path);
+    if (isWithin(sourceRoot, targetRoot) || isWithin(targetRoot, sourceRoot)) {
+      throw new CliError(`target ${targetRoot} and source ${sourceRoot} overlap; they must be separate trees`);
+    }
+    if (existsSync(targetRoot) && !lstatSync(targetRoot).isDirectory()) {
+      throw new CliError(`target ${targetRoot} exists and is not a directory`);
+    }
+    spec = { kind: "local", path: targetRoot };
+  }
+  const targetKey = spec.kind === "local" ? spec.path : dst;
+  const statePath = stateOption ? posix.resolve(stateOption) : defaultSourceStatePath(sourceRoot, targetKey);
+  const stateProblem = statePathProblem(statePath, spec.kind === "local" ? [sourceRoot, spec.path] : [sourceRoot]);
+  if (stateProblem !== null) throw new CliError(stateProblem);
+  return { sourceRoot, spec, targetKey, statePath };
+}
+
+/** A target process (local child or ssh) and the protocol client connected to it. */
+export interface TargetProcess {
+  child: SpawnedTarget;
+  client: StreamClient<Request, Response>;
+}
+
+/**
+ * Starts `mirrorlog serve` for `spec` (locally or through ssh; read-only when `dryRun`) and completes
+ * the handshake. The target's stderr is forwarded once connected; an unreachable target is a CliError.
+ */
+export async function connectTarget(
+  spec: TargetSpec,
+  dst: string,
+  options: { dryRun: boolean; remoteCommand: string },
+): Promise<TargetProcess> {
+  // A dry run's target serves read-only: it creates neither the target directory nor its state file.
+  const serveArgs = (root: string) => ["serve", "--stdio", `--root=${root}`, ...(options.dryRun ? ["--dry-run"] : [])];
+  const targetStderr = new HeldStderr();
+  const child = spawnTarget(spec, {
+    localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
+    remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
+    forwardStderr: targetStderr,
+  });
+  let client: StreamClient<Request, Response>;
+  try {
+    client = await StreamClient.connect<Request, Response>({
+      input: child.input,
+      output: child.output,
+      version: PROTOCOL_VERSION,
+      validateResponse: (value) => ResponseSchema.parse(value),
+      diagnose: () => child.diagnose(),
+    });
+  } catch (error) {
+    child.kill();
+    throw new CliError(`cannot reach target ${dst}: ${(error as Error).message}`);
+  }
+  targetStderr.release();
+  return { child, client };
+}
+
+/** Closes the connection and lets the target exit by itself; only a stuck one is killed. */
+export async function disconnectTarget({ child, client }: TargetProcess): Promise<void> {
+  await client.close().catch(() => {});
+  // The target ends by itself once its input closes (after saving its state).
+  await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, TARGET_EXIT_GRACE_MS).unref())]);
+  child.kill();
 }
 
 /**

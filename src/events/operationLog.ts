@@ -38,6 +38,37 @@ export interface NewEntry {
   detectedBy: DetectedBy;
 }
 
+/** The source root and target a log replicates between (the target as the user named it). */
+export interface ReplicationPair {
+  sourceRoot: string;
+  target: string;
+}
+
+/** How one epoch stands: its last logged and last answered seq, and how many operations await an answer. */
+export interface EpochProgress {
+  epoch: number;
+  lastSeq: number;
+  /** The highest seq with a recorded result, 0 when none has one. */
+  lastAnsweredSeq: number;
+  /** Operations of the epoch without a recorded result. */
+  unanswered: number;
+}
+
+/** Results recorded since a moment: how many, and their bytes. */
+export interface ResultTotals {
+  operations: number;
+  bytesWritten: number;
+  wireBytes: number;
+}
+
+/** A failed apply that no later answered operation on the same path has superseded. */
+export interface OpenFailure {
+  position: Position;
+  path: string;
+  reason: string | null;
+  appliedAt: number;
+}
+
 /** One epoch of the log and why it began. */
 export interface Epoch {
   epoch: number;
@@ -90,17 +121,28 @@ export class OperationLog {
   private readonly insertResult: Database.Statement;
   private head: Position;
 
-  /** Opens (or creates) a log; `path` undefined or ":memory:" keeps it in memory. */
-  constructor(path?: string) {
-    this.db = new Database(path ?? ":memory:");
-    if (path !== undefined && path !== ":memory:") {
-      this.db.pragma("journal_mode = WAL");
-      this.db.pragma("synchronous = FULL");
+  /**
+   * Opens (or creates) a log; `path` undefined or ":memory:" keeps it in memory. `readOnly` opens an
+   * existing file for audit without creating or changing anything (appends then throw).
+   */
+  constructor(path?: string, options: { readOnly?: boolean } = {}) {
+    const readOnly = options.readOnly === true && path !== undefined && path !== ":memory:";
+    this.db = new Database(path ?? ":memory:", readOnly ? { readonly: true, fileMustExist: true } : {});
+    if (readOnly) {
+      // Fails at once on a file that is not a log, instead of on the first query.
+      this.db.prepare("SELECT 1 FROM operations JOIN results USING (epoch, seq) JOIN epochs USING (epoch) LIMIT 0");
+    } else {
+      if (path !== undefined && path !== ":memory:") {
+        this.db.pragma("journal_mode = WAL");
+        this.db.pragma("synchronous = FULL");
+      }
+      this.db.exec(SCHEMA);
     }
-    this.db.exec(SCHEMA);
     const storedId = this.db.prepare("SELECT value FROM meta WHERE key = 'log_id'").pluck().get();
     this.logId = typeof storedId === "string" ? storedId : randomUUID();
-    if (storedId === undefined) this.db.prepare("INSERT INTO meta (key, value) VALUES ('log_id', ?)").run(this.logId);
+    if (storedId === undefined && !readOnly) {
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('log_id', ?)").run(this.logId);
+    }
     this.insertEntry = this.db.prepare(
       "INSERT INTO operations (epoch, seq, logged_at, path, operation, detected_by) VALUES (?, ?, ?, ?, ?, ?)",
     );
@@ -215,6 +257,72 @@ export class OperationLog {
         },
       };
     });
+  }
+
+  /** Records which source root and target this log replicates between (audit commands find logs by it). */
+  describePair(sourceRoot: string, target: string): void {
+    const put = this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    this.db.transaction(() => {
+      put.run("source_root", sourceRoot);
+      put.run("target", target);
+    })();
+  }
+
+  /** The pair recorded by `describePair`, or null for a log that never recorded one. */
+  pair(): ReplicationPair | null {
+    const rows = this.db.prepare("SELECT key, value FROM meta WHERE key IN ('source_root', 'target')").all() as {
+      key: string;
+      value: string;
+    }[];
+    const sourceRoot = rows.find((r) => r.key === "source_root")?.value;
+    const target = rows.find((r) => r.key === "target")?.value;
+    return sourceRoot === undefined || target === undefined ? null : { sourceRoot, target };
+  }
+
+  /** Where `epoch` stands: last logged seq, last answered seq, operations still without a result. */
+  epochProgress(epoch: number): EpochProgress {
+    const row = this.db
+      .prepare(
+        `SELECT COALESCE(MAX(o.seq), 0) AS last_seq, COALESCE(MAX(r.seq), 0) AS last_answered,
+                COUNT(*) - COUNT(r.seq) AS unanswered
+           FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
+          WHERE o.epoch = ?`,
+      )
+      .get(epoch) as { last_seq: number; last_answered: number; unanswered: number };
+    return { epoch, lastSeq: row.last_seq, lastAnsweredSeq: row.last_answered, unanswered: row.unanswered };
+  }
+
+  /** Totals of the results recorded at or after `since` (milliseconds since the epoch). */
+  resultTotalsSince(since: number): ResultTotals {
+    const row = this.db
+      .prepare(
+        `SELECT COUNT(*) AS operations, COALESCE(SUM(bytes_written), 0) AS bytes_written,
+                COALESCE(SUM(wire_bytes), 0) AS wire_bytes
+           FROM results WHERE applied_at >= ?`,
+      )
+      .get(since) as { operations: number; bytes_written: number; wire_bytes: number };
+    return { operations: row.operations, bytesWritten: row.bytes_written, wireBytes: row.wire_bytes };
+  }
+
+  /** Per path, the last failure in `epoch` when no later operation on that path has been answered since. */
+  openFailures(epoch: number): OpenFailure[] {
+    const rows = this.db
+      .prepare(
+        `SELECT o.seq, o.path, r.reason, r.applied_at
+           FROM operations o JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
+          WHERE o.epoch = ? AND r.outcome = 'failed'
+            AND NOT EXISTS (
+              SELECT 1 FROM operations later JOIN results lr ON lr.epoch = later.epoch AND lr.seq = later.seq
+               WHERE later.path = o.path AND later.epoch = o.epoch AND later.seq > o.seq)
+          ORDER BY o.seq`,
+      )
+      .all(epoch) as { seq: number; path: string; reason: string | null; applied_at: number }[];
+    return rows.map((r) => ({
+      position: { epoch, seq: r.seq },
+      path: r.path,
+      reason: r.reason,
+      appliedAt: r.applied_at,
+    }));
   }
 
   /** Runs SQLite's quick_check; "ok" when the file is consistent. */
