@@ -79,7 +79,9 @@ export function runMirrorlogSync(context: BenchContext, source: string, target: 
   } else {
     argv.push(target.path);
   }
-  const run = timeCommand({ argv, env: context.env, rssFile: freshRssFile(context) });
+  const run = withSshDiagnosis(context, target, () =>
+    timeCommand({ argv, env: context.env, rssFile: freshRssFile(context) }),
+  );
   const summary = JSON.parse(run.stdout) as MirrorlogSummary;
   if (summary.problems.length > 0) {
     throw new Error(`mirrorlog reported problems: ${JSON.stringify(summary.problems.slice(0, 5))}`);
@@ -92,7 +94,27 @@ export function runRsync(context: BenchContext, source: string, target: MirrorTa
   const argv = ["rsync", "-a", "--delete"];
   if (target.overSsh) argv.push("-e", context.ssh.sshCommandLine, `${source}/`, `localhost:${target.path}/`);
   else argv.push(`${source}/`, `${target.path}/`);
-  return timeCommand({ argv, rssFile: freshRssFile(context) });
+  return withSshDiagnosis(context, target, () => timeCommand({ argv, rssFile: freshRssFile(context) }));
+}
+
+/**
+ * Runs `attempt`; when a run over ssh fails, adds the end of sshd's own log to the error (the
+ * client only says "connection closed") and retries once, logging both, so one dropped connection
+ * on a busy machine does not discard a long run. A second failure stops the benchmark.
+ */
+function withSshDiagnosis<T>(context: BenchContext, target: MirrorTarget, attempt: () => T): T {
+  if (!target.overSsh) return attempt();
+  try {
+    return attempt();
+  } catch (error) {
+    context.log(`  ssh run failed, retrying once: ${(error as Error).message.slice(0, 600)}`);
+    context.log(`  sshd log tail:\n${context.ssh.serverLog().slice(-1500)}`);
+    try {
+      return attempt();
+    } catch (second) {
+      throw new Error(`${(second as Error).message}\nsshd log:\n${context.ssh.serverLog().slice(-3000)}`);
+    }
+  }
 }
 
 /** `ssh localhost true`: what one connection costs, part of every ssh run of both tools. */

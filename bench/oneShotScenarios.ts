@@ -180,12 +180,14 @@ export function modifiedScenario(context: BenchContext, source: OneShotSource, t
     }
     const difference = filesDifference(root, target.path, batch(index));
     if (difference !== null) throw new Error(`mirrorlog left a modified file behind: ${difference}`);
+    context.log(`  modified ${target.overSsh ? "over ssh" : "local"} mirrorlog ${(run.ms / 1000).toFixed(3)} s`);
     return run.ms;
   };
   const rsyncTrial = (target: MirrorTarget) => (index: number) => {
     const run = runRsync(context, root, target);
     const difference = filesDifference(root, target.path, batch(index));
     if (difference !== null) throw new Error(`rsync left a modified file behind: ${difference}`);
+    context.log(`  modified ${target.overSsh ? "over ssh" : "local"} rsync     ${(run.ms / 1000).toFixed(3)} s`);
     return run.ms;
   };
   const times = interleave(trials, [
@@ -202,13 +204,6 @@ export function modifiedScenario(context: BenchContext, source: OneShotSource, t
     { name: "mirrorlog local", trial: mirrorlogTrial(targets.mirrorlogLocal) },
     { name: "rsync local", trial: rsyncTrial(targets.rsyncLocal) },
   ]);
-  for (const name of ["mirrorlog ssh", "rsync ssh", "mirrorlog local", "rsync local"]) {
-    context.log(
-      `  modified ${name}: ${timesOf(times, name)
-        .map((ms) => (ms / 1000).toFixed(3))
-        .join(" ")} s`,
-    );
-  }
   assertMirrored("mirrorlog", root, targets.mirrorlogSsh.path);
   assertMirrored("rsync", root, targets.rsyncSsh.path);
   assertMirrored("mirrorlog", root, targets.mirrorlogLocal.path);
