@@ -2,8 +2,11 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { CliError } from "./cliError.js";
 import { runSeedDemo } from "./demo.js";
+import { runLog } from "./log.js";
 import { runMirror } from "./mirror.js";
 import { serve } from "./serve.js";
+import { runStatus } from "./status.js";
+import { runVerify } from "./verify.js";
 
 function positiveNumber(value: string): number {
   const n = Number(value);
@@ -34,6 +37,38 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
     });
 }
 
+/** `log`, `status` and `verify`: read-only views of a replication (see log.ts, status.ts, verify.ts). */
+function auditCommands(program: Command): void {
+  const stdout = (text: string) => process.stdout.write(text);
+  program
+    .command("log <PATH>")
+    .description(
+      "the logged operations on PATH (a file or directory in a replicated source) and below it, newest first",
+    )
+    .option("--state <FILE>", "read this state file instead of searching the state directory")
+    .option("--json", "print a JSON array of entries", false)
+    .action((path: string, options: { state?: string; json: boolean }) => {
+      process.exitCode = runLog(path, options, stdout);
+    });
+  program
+    .command("status [SRC]")
+    .description("where each replication stands (or those of source SRC): epoch, positions, lag, throughput, problems")
+    .option("--state <FILE>", "read this state file instead of searching the state directory")
+    .option("--json", "print a JSON array, one object per replication", false)
+    .action((src: string | undefined, options: { state?: string; json: boolean }) => {
+      process.exitCode = runStatus(src, options, stdout);
+    });
+  program
+    .command("verify <SRC> <DST>")
+    .description("compare DST with SRC and change nothing; exit 0 identical, 1 drift, 2 trouble")
+    .option("--exclude <PATTERN>", "exclude paths matching PATTERN (gitignore syntax, repeatable)", collect, [])
+    .option("--json", "print one JSON object: identical, filesCompared, drift, problems", false)
+    .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
+    .action(async (src: string, dst: string, options: { exclude: string[]; json: boolean; remoteCommand: string }) => {
+      process.exitCode = await runVerify(src, dst, options, stdout);
+    });
+}
+
 /** Builds the command-line program. */
 export function buildProgram(): Command {
   const program = new Command("mirrorlog")
@@ -52,6 +87,7 @@ export function buildProgram(): Command {
     .action(async (options: { root: string; state?: string; dryRun: boolean }) => {
       await serve(options);
     });
+  auditCommands(program);
   program
     .command("demo")
     .description("the seed demo: mirror a sample tree between two in-memory file systems")
