@@ -127,7 +127,7 @@ export class OperationLog {
    */
   constructor(path?: string, options: { readOnly?: boolean } = {}) {
     const readOnly = options.readOnly === true && path !== undefined && path !== ":memory:";
-    this.db = new Database(path ?? ":memory:", readOnly ? { readonly: true, fileMustExist: true } : {});
+    this.db = readOnly ? openForReading(path) : new Database(path ?? ":memory:");
     if (readOnly) {
       // Fails at once on a file that is not a log, instead of on the first query.
       this.db.prepare("SELECT 1 FROM operations JOIN results USING (epoch, seq) JOIN epochs USING (epoch) LIMIT 0");
@@ -334,6 +334,24 @@ export class OperationLog {
   close(): void {
     this.db.close();
   }
+}
+
+/**
+ * Opens an existing log so that no statement can change it. A writable connection with query_only is
+ * preferred over SQLite's read-only mode: closing it removes the WAL and shared-memory files as a
+ * writer's close does, where a read-only connection would leave them behind. Without write permission,
+ * read-only it is.
+ */
+function openForReading(path: string): Database.Database {
+  let db: Database.Database;
+  try {
+    db = new Database(path, { fileMustExist: true });
+  } catch (error) {
+    if ((error as { code?: string }).code !== "SQLITE_CANTOPEN") throw error;
+    return new Database(path, { readonly: true, fileMustExist: true });
+  }
+  db.pragma("query_only = ON");
+  return db;
 }
 
 function parseEntryRow(row: unknown): LogEntry {

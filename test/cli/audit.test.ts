@@ -1,7 +1,16 @@
 // Unit tests of the audit commands' pieces: the log's pair and audit queries (file SQLite, opened
 // read-only the way the commands open it), the path-log fold, the drift classification, status,
 // path canonicalisation and terminal-safe quoting.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -28,6 +37,16 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "mirrorlog-audit-"));
   dirs.push(dir);
   return dir;
+}
+
+/** Names, sizes and mtimes of a directory's files. */
+function snapshotDir(dir: string): string[] {
+  return readdirSync(dir)
+    .sort()
+    .map((name) => {
+      const s = statSync(join(dir, name), { bigint: true });
+      return `${name} ${s.size} ${s.mtimeNs}`;
+    });
 }
 
 function write(path: string, hash: string, size = 3): WriteFile {
@@ -71,10 +90,14 @@ describe("OperationLog: pair and audit queries", () => {
     const writer = new OperationLog(file);
     writer.startEpoch("first", 1);
     writer.close();
+    const before = snapshotDir(dir);
     const reader = new OperationLog(file, { readOnly: true });
     expect(() => reader.startEpoch("second", 2)).toThrow(/readonly/i);
+    expect(() => reader.describePair("/a", "/b")).toThrow(/readonly/i);
     expect(reader.epochs()).toEqual([{ epoch: 1, startedAt: 1, reason: "first" }]);
     reader.close();
+    // Not even the WAL's side files are left behind.
+    expect(snapshotDir(dir)).toEqual(before);
   });
 
   it("epochProgress, resultTotalsSince and openFailures over two epochs", () => {

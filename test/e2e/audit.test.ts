@@ -16,7 +16,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliResult, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { type CliResult, MIRRORLOG_BIN, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { sshEnvironment, startSshd } from "../support/sshd.js";
 
 const workspaces: string[] = [];
 
@@ -355,5 +356,40 @@ describe("mirrorlog verify", () => {
     expect(result.code).toBe(2);
     expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(result.stderr).toMatch(/no such directory/);
+  });
+});
+
+describe("audits of an ssh target", () => {
+  it("status names the remote target as given; verify reads it through ssh: 0 after sync, 1 after drift, nothing changed", async () => {
+    const server = await startSshd();
+    try {
+      const w = workspace();
+      const remoteState = join(w.base, "remote-state");
+      const args = [
+        "--remote-command",
+        ["env", `XDG_STATE_HOME=${remoteState}`, process.execPath, MIRRORLOG_BIN].join(" "),
+      ];
+      const env = testEnvironment(w.stateHome, sshEnvironment(server));
+      const target = `localhost:${w.dst}`;
+      writeFileSync(join(w.src, "f"), "over ssh");
+      const synced = await runMirrorlog(["sync", ...args, w.src, target], { env });
+      expect(synced.code, synced.stderr).toBe(0);
+
+      const status = await runMirrorlog(["status", "--json", w.src], { env });
+      expect(json<Status[]>(status)[0]).toMatchObject({ sourceRoot: w.src, target, lag: 0 });
+
+      const clean = await runMirrorlog(["verify", "--json", ...args, w.src, target], { env });
+      expect(clean.code, clean.stderr).toBe(0);
+      writeFileSync(join(w.dst, "stray"), "x");
+      const before = snapshot(w.dst);
+      const remoteBefore = snapshot(remoteState);
+      const drifted = await runMirrorlog(["verify", "--json", ...args, w.src, target], { env });
+      expect(drifted.code, drifted.stderr).toBe(1);
+      expect(json<VerifyReport>(drifted).drift.map((d) => [d.drift, d.path])).toEqual([["extra", "stray"]]);
+      expect(snapshot(w.dst)).toEqual(before);
+      expect(snapshot(remoteState)).toEqual(remoteBefore);
+    } finally {
+      await server.stop();
+    }
   });
 });
