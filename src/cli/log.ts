@@ -116,7 +116,7 @@ export function formatPathLogEntry(e: PathLogEntry): string {
   return [
     e.position,
     e.loggedAt,
-    e.type,
+    e.type.padEnd("writeSymlink".length),
     quoteText(e.path === "" ? "." : e.path),
     change,
     `size ${e.size === null ? "-" : bytes(e.size)}`,
