@@ -63,7 +63,11 @@ export interface MirrorlogRun extends TimedRun {
 }
 
 /** `mirrorlog sync SRC DST` (or `SRC localhost:DST`), timed. */
-export function runMirrorlogSync(context: BenchContext, source: string, target: MirrorTarget): MirrorlogRun {
+export async function runMirrorlogSync(
+  context: BenchContext,
+  source: string,
+  target: MirrorTarget,
+): Promise<MirrorlogRun> {
   const serveRssFile = freshRssFile(context);
   const argv = [process.execPath, MIRRORLOG_BIN, "sync", "--json", source];
   if (target.overSsh) {
@@ -79,7 +83,7 @@ export function runMirrorlogSync(context: BenchContext, source: string, target: 
   } else {
     argv.push(target.path);
   }
-  const run = withSshDiagnosis(context, target, () =>
+  const run = await withSshDiagnosis(context, target, () =>
     timeCommand({ argv, env: context.env, rssFile: freshRssFile(context) }),
   );
   const summary = JSON.parse(run.stdout) as MirrorlogSummary;
@@ -90,7 +94,7 @@ export function runMirrorlogSync(context: BenchContext, source: string, target: 
 }
 
 /** `rsync -a --delete SRC/ DST/` (with `-e <the same ssh>` and `localhost:DST/` over ssh), timed. */
-export function runRsync(context: BenchContext, source: string, target: MirrorTarget): TimedRun {
+export function runRsync(context: BenchContext, source: string, target: MirrorTarget): Promise<TimedRun> {
   const argv = ["rsync", "-a", "--delete"];
   if (target.overSsh) argv.push("-e", context.ssh.sshCommandLine, `${source}/`, `localhost:${target.path}/`);
   else argv.push(`${source}/`, `${target.path}/`);
@@ -102,15 +106,15 @@ export function runRsync(context: BenchContext, source: string, target: MirrorTa
  * client only says "connection closed") and retries once, logging both, so one dropped connection
  * on a busy machine does not discard a long run. A second failure stops the benchmark.
  */
-function withSshDiagnosis<T>(context: BenchContext, target: MirrorTarget, attempt: () => T): T {
+async function withSshDiagnosis<T>(context: BenchContext, target: MirrorTarget, attempt: () => Promise<T>): Promise<T> {
   if (!target.overSsh) return attempt();
   try {
-    return attempt();
+    return await attempt();
   } catch (error) {
     context.log(`  ssh run failed, retrying once: ${(error as Error).message.slice(0, 600)}`);
     context.log(`  sshd log tail:\n${context.ssh.serverLog().slice(-1500)}`);
     try {
-      return attempt();
+      return await attempt();
     } catch (second) {
       throw new Error(`${(second as Error).message}\nsshd log:\n${context.ssh.serverLog().slice(-3000)}`);
     }
@@ -118,6 +122,6 @@ function withSshDiagnosis<T>(context: BenchContext, target: MirrorTarget, attemp
 }
 
 /** `ssh localhost true`: what one connection costs, part of every ssh run of both tools. */
-export function runSshNoop(context: BenchContext): TimedRun {
+export function runSshNoop(context: BenchContext): Promise<TimedRun> {
   return timeCommand({ argv: [...context.ssh.sshCommand, "localhost", "true"], rssFile: freshRssFile(context) });
 }

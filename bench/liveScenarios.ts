@@ -226,13 +226,13 @@ export async function liveScenario(context: BenchContext, trials: LiveTrials): P
     };
     const [mirrorlog, lsyncd] = replicators as [LiveReplicator, LiveReplicator];
     context.log(`  live: ${trials.warmup} warm-up files each (not counted)`);
-    interleave(trials.warmup, [
+    await interleave(trials.warmup, [
       { name: "mirrorlog", trial: singleFileTrial(mirrorlog, "warmup") },
       { name: "lsyncd", trial: singleFileTrial(lsyncd, "warmup") },
     ]);
     for (const missing of missingFiles.values()) missing.length = 0;
     context.log(`  live: ${trials.latency} single-file trials each`);
-    const latency = interleave(trials.latency, [
+    const latency = await interleave(trials.latency, [
       { name: "mirrorlog", trial: singleFileTrial(mirrorlog, "single") },
       { name: "lsyncd", trial: singleFileTrial(lsyncd, "single") },
     ]);
@@ -250,7 +250,7 @@ export async function liveScenario(context: BenchContext, trials: LiveTrials): P
       pause(BURST_SETTLE_MS);
       return record(replicator, arrival);
     };
-    const bursts = interleave(trials.bursts, [
+    const bursts = await interleave(trials.bursts, [
       { name: "mirrorlog", trial: burstTrial(mirrorlog) },
       { name: "lsyncd", trial: burstTrial(lsyncd) },
     ]);

@@ -1,6 +1,6 @@
 // Timing and statistics: wall-clock runs of one command (wrapped in GNU time for its peak RSS),
 // interleaved trials of two contenders, medians and percentiles, and the results table.
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 
 /** GNU time, which reports a command's peak resident set size; runs are timed without it if missing. */
@@ -41,24 +41,29 @@ export function readRss(rssFile: string): number | undefined {
 
 /**
  * Runs `argv` to completion and returns its wall-clock time (spawn to exit, as a user would see it).
- * A failing command stops the benchmark: a number for a run that did not do its job is no result.
+ * Asynchronous on purpose: the benchmark's own event loop must keep draining the test sshd's log
+ * pipe, or sshd blocks on a full pipe and stops answering. A failing command stops the benchmark:
+ * a number for a run that did not do its job is no result.
  */
-export function timeCommand(command: TimedCommand): TimedRun {
+export async function timeCommand(command: TimedCommand): Promise<TimedRun> {
   const argv = [...rssWrapper(command.rssFile), ...command.argv];
   const started = performance.now();
-  const result = spawnSync(argv[0]!, argv.slice(1), {
-    env: command.env ?? process.env,
-    encoding: "utf8",
-    maxBuffer: 256 * 1024 * 1024,
+  const child = spawn(argv[0]!, argv.slice(1), { env: command.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+  child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+  const status = await new Promise<number | string>((resolve, reject) => {
+    child.once("error", (error) => reject(new Error(`could not run ${command.argv.join(" ")}: ${error.message}`)));
+    child.once("close", (code, signal) => resolve(code ?? signal ?? "unknown"));
   });
   const ms = performance.now() - started;
-  if (result.error) throw new Error(`could not run ${command.argv.join(" ")}: ${result.error.message}`);
-  if (result.status !== 0) {
+  if (status !== 0) {
     throw new Error(
-      `${command.argv.join(" ")} exited with ${result.status ?? result.signal}:\n${result.stderr.slice(-4000)}`,
+      `${command.argv.join(" ")} exited with ${status}:\n${Buffer.concat(stderr).toString("utf8").slice(-4000)}`,
     );
   }
-  return { ms, maxRssKiB: readRss(command.rssFile), stdout: result.stdout };
+  return { ms, maxRssKiB: readRss(command.rssFile), stdout: Buffer.concat(stdout).toString("utf8") };
 }
 
 /** The median of `values` (mean of the middle two for an even count). */
@@ -81,7 +86,7 @@ export function percentile(values: readonly number[], p: number): number {
 /** One side of an A/B comparison: a trial function returning milliseconds. */
 export interface Contender {
   name: string;
-  trial: (index: number) => number;
+  trial: (index: number) => number | Promise<number>;
 }
 
 /**
@@ -89,10 +94,10 @@ export interface Contender {
  * the machine (page cache, ext4 housekeeping, thermal) lands on both sides alike. Returns the
  * milliseconds of each contender's trials by name.
  */
-export function interleave(trials: number, contenders: readonly Contender[]): Map<string, number[]> {
+export async function interleave(trials: number, contenders: readonly Contender[]): Promise<Map<string, number[]>> {
   const times = new Map<string, number[]>(contenders.map((contender) => [contender.name, []]));
   for (let index = 0; index < trials; index++) {
-    for (const contender of contenders) times.get(contender.name)!.push(contender.trial(index));
+    for (const contender of contenders) times.get(contender.name)!.push(await contender.trial(index));
   }
   return times;
 }

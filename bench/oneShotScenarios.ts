@@ -44,18 +44,22 @@ function timesOf(times: Map<string, number[]>, name: string): number[] {
 }
 
 /** Scenario 1: initial mirror over ssh to localhost into a fresh, non-existent target per trial. */
-export function initialScenario(context: BenchContext, source: OneShotSource, trials: number): ScenarioResult {
+export async function initialScenario(
+  context: BenchContext,
+  source: OneShotSource,
+  trials: number,
+): Promise<ScenarioResult> {
   const root = source.tree.root;
   const targets: { tool: string; path: string }[] = [];
   const rssParent: (number | undefined)[] = [];
   const rssServe: (number | undefined)[] = [];
   const rssRsync: (number | undefined)[] = [];
-  const times = interleave(trials, [
+  const times = await interleave(trials, [
     {
       name: "mirrorlog",
-      trial: () => {
+      trial: async () => {
         const target: MirrorTarget = { path: freshPath(context, "initial-mirrorlog"), overSsh: true };
-        const run = runMirrorlogSync(context, root, target);
+        const run = await runMirrorlogSync(context, root, target);
         if (run.summary.filesWritten !== source.tree.files.length) {
           throw new Error(`mirrorlog wrote ${run.summary.filesWritten} files, expected ${source.tree.files.length}`);
         }
@@ -68,9 +72,9 @@ export function initialScenario(context: BenchContext, source: OneShotSource, tr
     },
     {
       name: "rsync",
-      trial: () => {
+      trial: async () => {
         const target: MirrorTarget = { path: freshPath(context, "initial-rsync"), overSsh: true };
-        const run = runRsync(context, root, target);
+        const run = await runRsync(context, root, target);
         targets.push({ tool: "rsync", path: target.path });
         rssRsync.push(run.maxRssKiB);
         context.log(`  initial rsync     ${(run.ms / 1000).toFixed(3)} s`);
@@ -99,7 +103,11 @@ export function initialScenario(context: BenchContext, source: OneShotSource, tr
 }
 
 /** Scenario 2: re-run with nothing changed, locally and over ssh, against targets synced beforehand. */
-export function noChangeScenario(context: BenchContext, source: OneShotSource, trials: number): ScenarioResult {
+export async function noChangeScenario(
+  context: BenchContext,
+  source: OneShotSource,
+  trials: number,
+): Promise<ScenarioResult> {
   const root = source.tree.root;
   const rows: ResultRow[] = [];
   const notes: string[] = [];
@@ -108,14 +116,14 @@ export function noChangeScenario(context: BenchContext, source: OneShotSource, t
     const mirrorlogTarget: MirrorTarget = { path: freshPath(context, `nochange-mirrorlog-${where}`), overSsh };
     const rsyncTarget: MirrorTarget = { path: freshPath(context, `nochange-rsync-${where}`), overSsh };
     context.log(`  no-change ${where}: untimed first syncs`);
-    runMirrorlogSync(context, root, mirrorlogTarget);
-    runRsync(context, root, rsyncTarget);
+    await runMirrorlogSync(context, root, mirrorlogTarget);
+    await runRsync(context, root, rsyncTarget);
     const rssParent: (number | undefined)[] = [];
-    const times = interleave(trials, [
+    const times = await interleave(trials, [
       {
         name: "mirrorlog",
-        trial: () => {
-          const run = runMirrorlogSync(context, root, mirrorlogTarget);
+        trial: async () => {
+          const run = await runMirrorlogSync(context, root, mirrorlogTarget);
           if (run.summary.filesWritten !== 0) throw new Error(`no-change run wrote ${run.summary.filesWritten} files`);
           rssParent.push(run.maxRssKiB);
           context.log(`  no-change ${where} mirrorlog ${(run.ms / 1000).toFixed(3)} s`);
@@ -124,8 +132,8 @@ export function noChangeScenario(context: BenchContext, source: OneShotSource, t
       },
       {
         name: "rsync",
-        trial: () => {
-          const run = runRsync(context, root, rsyncTarget);
+        trial: async () => {
+          const run = await runRsync(context, root, rsyncTarget);
           context.log(`  no-change ${where} rsync     ${(run.ms / 1000).toFixed(3)} s`);
           return run.ms;
         },
@@ -144,7 +152,7 @@ export function noChangeScenario(context: BenchContext, source: OneShotSource, t
       note: `median of ${trials} interleaved trials`,
     });
   }
-  const sshTimes = interleave(trials, [{ name: "ssh", trial: () => runSshNoop(context).ms }]);
+  const sshTimes = await interleave(trials, [{ name: "ssh", trial: async () => (await runSshNoop(context)).ms }]);
   notes.push(
     `\`ssh localhost true\` (the connection both tools pay over ssh): median ${median(timesOf(sshTimes, "ssh")).toFixed(0)} ms of ${trials}.`,
   );
@@ -155,7 +163,11 @@ export function noChangeScenario(context: BenchContext, source: OneShotSource, t
  * Scenario 3: 100 files rewritten with new random bytes, then each tool re-syncs its own
  * up-to-date target (over ssh and locally). Each trial rewrites a different 100 files.
  */
-export function modifiedScenario(context: BenchContext, source: OneShotSource, trials: number): ScenarioResult {
+export async function modifiedScenario(
+  context: BenchContext,
+  source: OneShotSource,
+  trials: number,
+): Promise<ScenarioResult> {
   const root = source.tree.root;
   const random = new SeededRandom(source.shape.seed + 100);
   const order = random.shuffled(source.tree.files);
@@ -167,14 +179,14 @@ export function modifiedScenario(context: BenchContext, source: OneShotSource, t
     rsyncLocal: { path: freshPath(context, "modified-rsync-local"), overSsh: false },
   } satisfies Record<string, MirrorTarget>;
   context.log("  modified: untimed first syncs");
-  runMirrorlogSync(context, root, targets.mirrorlogSsh);
-  runRsync(context, root, targets.rsyncSsh);
-  runMirrorlogSync(context, root, targets.mirrorlogLocal);
-  runRsync(context, root, targets.rsyncLocal);
+  await runMirrorlogSync(context, root, targets.mirrorlogSsh);
+  await runRsync(context, root, targets.rsyncSsh);
+  await runMirrorlogSync(context, root, targets.mirrorlogLocal);
+  await runRsync(context, root, targets.rsyncLocal);
 
   const batch = (index: number): string[] => order.slice(index * batchSize, (index + 1) * batchSize);
-  const mirrorlogTrial = (target: MirrorTarget) => (index: number) => {
-    const run = runMirrorlogSync(context, root, target);
+  const mirrorlogTrial = (target: MirrorTarget) => async (index: number) => {
+    const run = await runMirrorlogSync(context, root, target);
     if (run.summary.filesWritten !== batchSize) {
       throw new Error(`mirrorlog wrote ${run.summary.filesWritten} files after ${batchSize} were modified`);
     }
@@ -183,14 +195,14 @@ export function modifiedScenario(context: BenchContext, source: OneShotSource, t
     context.log(`  modified ${target.overSsh ? "over ssh" : "local"} mirrorlog ${(run.ms / 1000).toFixed(3)} s`);
     return run.ms;
   };
-  const rsyncTrial = (target: MirrorTarget) => (index: number) => {
-    const run = runRsync(context, root, target);
+  const rsyncTrial = (target: MirrorTarget) => async (index: number) => {
+    const run = await runRsync(context, root, target);
     const difference = filesDifference(root, target.path, batch(index));
     if (difference !== null) throw new Error(`rsync left a modified file behind: ${difference}`);
     context.log(`  modified ${target.overSsh ? "over ssh" : "local"} rsync     ${(run.ms / 1000).toFixed(3)} s`);
     return run.ms;
   };
-  const times = interleave(trials, [
+  const times = await interleave(trials, [
     {
       name: "modify",
       trial: (index) => {

@@ -83,7 +83,7 @@ let profileLines: string[] = [];
 try {
   mkdirSync(posix.join(dir, "runs"));
   log(`bench dir ${dir}; scenarios: ${chosen.join(", ")}${flags.quick ? " (--quick: not results)" : ""}`);
-  runSshNoop(context); // the first connection pays sshd's start-up; no trial should
+  await runSshNoop(context); // the first connection pays sshd's start-up; no trial should
   let source: OneShotSource | undefined;
   if (chosen.some((name) => name !== "live")) {
     log(`generating ${shape.files} files in ${shape.directories} directories (seed ${shape.seed})`);
@@ -94,9 +94,9 @@ try {
   for (const scenario of SCENARIOS.filter((name) => chosen.includes(name))) {
     log(`scenario ${scenario}`);
     let result: ScenarioResult | undefined;
-    if (scenario === "initial") result = initialScenario(context, source!, trials.initial);
-    if (scenario === "nochange") result = noChangeScenario(context, source!, trials.nochange);
-    if (scenario === "modified") result = modifiedScenario(context, source!, trials.modified);
+    if (scenario === "initial") result = await initialScenario(context, source!, trials.initial);
+    if (scenario === "nochange") result = await noChangeScenario(context, source!, trials.nochange);
+    if (scenario === "modified") result = await modifiedScenario(context, source!, trials.modified);
     if (scenario === "live") result = await liveScenario(context, trials);
     if (scenario === "profile") profileLines = profileScenario(context, source!, 15);
     if (result) {
