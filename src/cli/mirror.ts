@@ -75,7 +75,7 @@ export async function runMirror(
   const progress = progressDisplay(!options.json);
   const fs = new NodeFileSystem({
     root: sourceRoot,
-    onProblem: (problem) => session.stats.problems.push(problem),
+    onProblem: (problem) => session.reportProblem(problem),
   });
   // A dry run keeps its log and index in memory: it changes nothing, not even our own state.
   const log = options.dryRun ? new OperationLog() : new OperationLog(statePath);
@@ -107,7 +107,7 @@ export async function runMirror(
   const { client } = connection;
   const driver: StreamingSource = new StreamingSource(
     session,
-    { request: (request) => client.request(request) },
+    { request: (request) => client.request(request), bytesSent: () => client.stats.bytesSent + client.queuedBytes },
     {
       onProgress: (p) => progress.transferred(p.operationsShipped, p.operationsPlanned, p.contentBytesShipped),
       onError: (error) => output.stderr(`mirrorlog: ${(error as Error).message}\n`),

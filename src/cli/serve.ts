@@ -59,6 +59,7 @@ export async function serve(options: ServeOptions): Promise<void> {
       onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
     });
   } finally {
+    target.close();
     state.close();
     fs.close?.();
   }

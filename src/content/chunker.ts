@@ -283,3 +283,22 @@ export class HashingChunker {
     return pending.update(tail).digest("hex");
   }
 }
+
+/** Files smaller than this travel whole (compressed): a delta could not beat one chunk by much. */
+export const DELTA_MIN_SIZE = 64 * 1024;
+
+/** Files from this size on are chunked coarser, so chunk lists stay small (a few MB for tens of GB). */
+const LARGE_FILE_SIZE = 1024 * 1024 * 1024;
+
+/**
+ * The chunk sizes replication uses, by file size; both sides must agree, so they are part of the protocol.
+ * Up to 1 GiB: 2/8/32 KiB. An 8 KiB average keeps the bytes a small edit costs near the edit itself
+ * (1 MiB overwritten costs 1 MiB plus about two chunks; 100 inserted bytes cost one or two chunks),
+ * while a 256 MiB file's chunk list is about 32k entries. From 1 GiB: 16/64/256 KiB, so a 4 GiB file's
+ * list stays near 64k entries (bounded memory); a file crossing the line is sent whole once.
+ */
+export function replicationChunking(size: number): ChunkerOptions {
+  return size >= LARGE_FILE_SIZE
+    ? { minSize: 16 * 1024, averageSize: 64 * 1024, maxSize: 256 * 1024 }
+    : { minSize: 2 * 1024, averageSize: 8 * 1024, maxSize: 32 * 1024 };
+}

@@ -13,8 +13,10 @@ export {
   chunkBuffer,
   chunkContent,
   DEFAULT_CHUNKER_OPTIONS,
+  DELTA_MIN_SIZE,
   gearTableValues,
   HashingChunker,
+  replicationChunking,
   resolveChunkerOptions,
 } from "./chunker.js";
 export {

@@ -1,5 +1,11 @@
 import { z } from "zod";
-import { ContentHashSchema, OperationSchema, PositionSchema, RelativePathSchema } from "./operation.js";
+import {
+  ContentHashSchema,
+  EntryPathSchema,
+  OperationSchema,
+  PositionSchema,
+  RelativePathSchema,
+} from "./operation.js";
 
 /** Bumped whenever a request or response changes shape; both sides must agree exactly. */
 export const PROTOCOL_VERSION = 1;
@@ -17,8 +23,51 @@ export const InlineContentSchema = z.strictObject({
   data: BytesSchema,
 });
 
+/** Literal bytes of a piece: `data` decodes to exactly `size` bytes. */
+export const LiteralPieceSchema = z.strictObject({
+  kind: z.literal("literal"),
+  encoding: z.enum(["raw", "zstd"]),
+  size: SizeSchema,
+  data: BytesSchema,
+});
+
+/** `length` bytes at `offset` of the basis: the file the target holds at the same path, hashing to `baseHash`. */
+export const CopyPieceSchema = z.strictObject({
+  kind: z.literal("copy"),
+  offset: SizeSchema,
+  length: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+});
+
+/** One piece of a file assembled on the target, in order: literal bytes or a range of the basis. */
+export const PieceSchema = z.discriminatedUnion("kind", [LiteralPieceSchema, CopyPieceSchema]);
+/** A piece of an assembled file. */
+export type Piece = z.infer<typeof PieceSchema>;
+
+/** The target already holds these bytes (at another path, or in what this session removed): no bytes travel. */
+export const LocalContentSchema = z.strictObject({
+  kind: z.literal("local"),
+});
+
+/** The new bytes as pieces against the file at the same path, whose content must be `baseHash`. */
+export const DeltaContentSchema = z.strictObject({
+  kind: z.literal("delta"),
+  baseHash: ContentHashSchema,
+  pieces: z.array(PieceSchema).max(1_000_000),
+});
+
+/** The bytes were assembled by earlier `upload` requests under `uploadId`. */
+export const UploadContentSchema = z.strictObject({
+  kind: z.literal("upload"),
+  uploadId: z.string().regex(/^[0-9a-z]{1,32}$/),
+});
+
 /** How a written file's bytes reach the target. */
-export const ContentSchema = z.discriminatedUnion("kind", [InlineContentSchema]);
+export const ContentSchema = z.discriminatedUnion("kind", [
+  InlineContentSchema,
+  LocalContentSchema,
+  DeltaContentSchema,
+  UploadContentSchema,
+]);
 /** Content as it travels. */
 export type Content = z.infer<typeof ContentSchema>;
 
@@ -66,15 +115,45 @@ export const ApplyRequestSchema = z.strictObject({
 });
 
 /** Every request a source sends. */
+/**
+ * Appends pieces to the file being assembled under `uploadId` for `path` (a large file streams as many
+ * uploads, a bounded amount each). The first upload (offset 0) starts the file; copy pieces read the
+ * basis, the file at `path`, which must hash to `baseHash`. Nothing is visible until an apply names it.
+ */
+export const UploadRequestSchema = z.strictObject({
+  type: z.literal("upload"),
+  uploadId: UploadContentSchema.shape.uploadId,
+  path: EntryPathSchema,
+  offset: SizeSchema,
+  baseHash: ContentHashSchema.optional(),
+  pieces: z.array(PieceSchema).min(1).max(1_000_000),
+});
+/** An upload request. */
+export type UploadRequest = z.infer<typeof UploadRequestSchema>;
+
+/** Asks for the chunk lists of files the target holds (to send only what changed in them). */
+export const ChunksRequestSchema = z.strictObject({
+  type: z.literal("chunks"),
+  paths: z.array(EntryPathSchema).max(100_000),
+});
+
+/** Ends a burst of work: the target drops what it kept for reuse (removed files, unfinished uploads). */
+export const ReleaseRequestSchema = z.strictObject({ type: z.literal("release") });
+
 export const RequestSchema = z.discriminatedUnion("type", [
   HelloRequestSchema,
   ManifestRequestSchema,
   ApplyRequestSchema,
+  UploadRequestSchema,
+  ChunksRequestSchema,
+  ReleaseRequestSchema,
 ]);
 /** A request. */
 export type Request = z.infer<typeof RequestSchema>;
 /** The hello request. */
 export type HelloRequest = z.infer<typeof HelloRequestSchema>;
+/** The chunks request. */
+export type ChunksRequest = z.infer<typeof ChunksRequestSchema>;
 /** The manifest request. */
 export type ManifestRequest = z.infer<typeof ManifestRequestSchema>;
 /** The apply request. */
@@ -158,10 +237,37 @@ export const ErrorResponseSchema = z.strictObject({
 });
 
 /** Every response a target sends. */
+/** The answer to an upload: how many bytes the file being assembled now holds, or why it failed. */
+export const UploadResponseSchema = z.strictObject({
+  type: z.literal("uploaded"),
+  uploadId: UploadContentSchema.shape.uploadId,
+  size: SizeSchema,
+  reason: z.string().optional(),
+});
+
+/** A chunk of a file: its offset, length and content hash. */
+export const ChunkSchema = z.strictObject({
+  offset: SizeSchema,
+  length: SizeSchema,
+  id: ContentHashSchema,
+});
+
+/** Chunk lists by path, with each file's hash; a path the target cannot read is left out. */
+export const ChunksResponseSchema = z.strictObject({
+  type: z.literal("chunks"),
+  files: z.array(z.strictObject({ path: EntryPathSchema, hash: ContentHashSchema, chunks: z.array(ChunkSchema) })),
+});
+
+/** The answer to release. */
+export const ReleasedResponseSchema = z.strictObject({ type: z.literal("released") });
+
 export const ResponseSchema = z.discriminatedUnion("type", [
   HelloResponseSchema,
   ManifestResponseSchema,
   ApplyResponseSchema,
+  UploadResponseSchema,
+  ChunksResponseSchema,
+  ReleasedResponseSchema,
   ErrorResponseSchema,
 ]);
 /** A response. */

@@ -84,6 +84,18 @@ export interface StagedFile {
   readonly tempPath: string;
 }
 
+/** Bytes being written, in order, to a hidden temp beside their final path (a file too large for memory). */
+export interface StagedWriter {
+  readonly path: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  write(bytes: Uint8Array): void;
+  /** Applies `metadata` to the temp and closes it; the result commits like any staged file. */
+  finish(metadata: EntryMetadata): StagedFile;
+  /** Closes and removes the temp. */
+  abort(): void;
+}
+
 /**
  * The port mirrorlog's engine uses: the seed's operations plus metadata, symlinks and rename.
  * No method follows a symlink; a symlink is an entry of its own.
@@ -104,8 +116,14 @@ export interface MirrorFileSystem extends FileSystem {
   makeSymlink(path: string, target: string): void;
   /** Atomically replaces `path` with `content`, applying `metadata` before the new bytes become visible. */
   writeFileWith(path: string, content: Uint8Array, metadata: EntryMetadata): void;
+  /** Up to `length` bytes of a regular file from `offset` (fewer at its end); never through a symlink. */
+  readFileRange(path: string, offset: number, length: number): Uint8Array;
   /** Writes `content` to a hidden temp beside `path` with `metadata`; nothing visible changes until commit. */
   stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile;
+  /** Opens a hidden temp beside `path` to be written piece by piece, then finished and committed. */
+  openStaged(path: string): StagedWriter;
+  /** Moves the regular file at `from` (same file system) to a hidden temp beside `path`, with `metadata`. */
+  stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile;
   /**
    * Makes staged files durable, renames each onto its final path (replacing a file or symlink, never a
    * directory: EISDIR), then makes the renames durable. Many files share one flush where the platform allows.

@@ -6,10 +6,12 @@ import {
   type EntryStat,
   FileSystemError,
   type FileSystemEvent,
+  isReservedName,
   type MirrorFileSystem,
   normalizePath,
   RESERVED_PREFIX,
   type StagedFile,
+  type StagedWriter,
   type WatchCallback,
 } from "./fileSystem.js";
 
@@ -351,6 +353,48 @@ export class MemoryFileSystem implements MirrorFileSystem {
       .map((name) => ({ name, stat: this.lstat(posix.join(normalized, name)) }));
   }
 
+  readFileRange(path: string, offset: number, length: number): Uint8Array {
+    return this.readFile(path).slice(offset, offset + length);
+  }
+
+  openStaged(path: string): StagedWriter {
+    this.count("openStaged");
+    const normalized = normalizePath(path);
+    const { parent, name } = this.parentOf(normalized);
+    if (parent.children.get(name)?.kind === "dir") throw new FileSystemError("EISDIR", normalized);
+    const pieces: Uint8Array[] = [];
+    let size = 0;
+    let open = true;
+    return {
+      path: normalized,
+      get size() {
+        return size;
+      },
+      write: (bytes) => {
+        if (!open) throw new FileSystemError("EBADF", normalized, "staged file already closed");
+        pieces.push(toOwnedBytes(bytes));
+        size += bytes.length;
+      },
+      finish: (metadata) => {
+        if (!open) throw new FileSystemError("EBADF", normalized, "staged file already closed");
+        open = false;
+        return this.stageFile(normalized, Buffer.concat(pieces), metadata);
+      },
+      abort: () => {
+        open = false;
+      },
+    };
+  }
+
+  stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile {
+    const source = normalizePath(from);
+    const bytes = this.readFile(source);
+    const mode = metadata.mode ?? this.lstat(source).mode;
+    const staged = this.stageFile(path, bytes, { ...metadata, mode });
+    this.removeFile(source);
+    return staged;
+  }
+
   /** Memory has nothing to make durable. */
   flush(): void {}
 
@@ -455,8 +499,9 @@ function components(path: string): string[] {
   return path === "/" ? [] : path.slice(1).split("/");
 }
 
+/** Children by name; mirrorlog's own temp and stash entries are hidden, as the disk's listing hides them. */
 function sortedNames(dir: MemoryDir): string[] {
-  return [...dir.children.keys()].sort();
+  return [...dir.children.keys()].filter((name) => !isReservedName(name)).sort();
 }
 
 function sizeOf(entry: MemoryEntry): number {

@@ -45,6 +45,7 @@ import {
   normalizePath,
   RESERVED_PREFIX,
   type StagedFile,
+  type StagedWriter,
   type WatchCallback,
 } from "./fileSystem.js";
 
@@ -180,6 +181,116 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile {
     return this.stageResolved(this.resolve(path), content, metadata);
+  }
+
+  openStaged(path: string): StagedWriter {
+    const p = this.resolve(path);
+    if (this.lstatIfPresent(p, p)?.isDirectory()) throw new FileSystemError("EISDIR", p);
+    const tempPath = joinChild(posix.dirname(p), RESERVED_PREFIX + this.nextTempSuffix());
+    let fd: number | undefined;
+    try {
+      fd = openSync(tempPath, TEMP_FLAGS, 0o600);
+    } catch (error) {
+      throw toFileSystemError(error, p);
+    }
+    let size = 0;
+    const fail = (error: unknown): never => {
+      if (fd !== undefined) closeQuietly(fd);
+      fd = undefined;
+      unlinkQuietly(tempPath);
+      throw toFileSystemError(error, p);
+    };
+    const open = (): number => {
+      if (fd === undefined) throw new FileSystemError("EBADF", p, "staged file already closed");
+      return fd;
+    };
+    return {
+      path: p,
+      get size() {
+        return size;
+      },
+      write: (bytes) => {
+        const handle = open();
+        try {
+          let offset = 0;
+          while (offset < bytes.length) offset += writeSync(handle, bytes, offset, bytes.length - offset);
+        } catch (error) {
+          fail(error);
+        }
+        size += bytes.length;
+      },
+      finish: (metadata) => {
+        const handle = open();
+        try {
+          const existing = this.lstatIfPresent(p, p);
+          fchmodSync(handle, (metadata.mode ?? (existing?.isFile() ? existing.mode : DEFAULT_FILE_MODE)) & 0o777);
+          if (metadata.mtimeMs !== undefined) futimesSync(handle, this.now() / 1000, metadata.mtimeMs / 1000);
+          closeSync(handle);
+          fd = undefined;
+        } catch (error) {
+          fail(error);
+        }
+        return { path: p, tempPath };
+      },
+      abort: () => {
+        if (fd !== undefined) closeQuietly(fd);
+        fd = undefined;
+        unlinkQuietly(tempPath);
+      },
+    };
+  }
+
+  stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile {
+    const source = this.resolve(from);
+    const p = this.resolve(path);
+    if (this.lstatIfPresent(p, p)?.isDirectory()) throw new FileSystemError("EISDIR", p);
+    if (!this.lstatIfPresent(source, source)?.isFile())
+      throw new FileSystemError("EINVAL", source, "not a regular file");
+    const tempPath = joinChild(posix.dirname(p), RESERVED_PREFIX + this.nextTempSuffix());
+    try {
+      renameSync(source, tempPath);
+    } catch (error) {
+      throw toFileSystemError(error, source);
+    }
+    let fd: number | undefined;
+    try {
+      // Through an O_NOFOLLOW descriptor: metadata lands on our temp, never on what a racer swapped in.
+      fd = openSync(tempPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+      if (metadata.mode !== undefined) fchmodSync(fd, metadata.mode & 0o777);
+      if (metadata.mtimeMs !== undefined) futimesSync(fd, this.now() / 1000, metadata.mtimeMs / 1000);
+    } catch (error) {
+      unlinkQuietly(tempPath);
+      throw toFileSystemError(error, p);
+    } finally {
+      if (fd !== undefined) closeQuietly(fd);
+    }
+    return { path: p, tempPath };
+  }
+
+  readFileRange(path: string, offset: number, length: number): Uint8Array {
+    const p = this.resolve(path);
+    let fd: number;
+    try {
+      fd = openSync(p, READ_FLAGS);
+    } catch (error) {
+      throw toFileSystemError(error, p);
+    }
+    try {
+      const stat = fstatSync(fd);
+      if (!stat.isFile()) throw new FileSystemError("EINVAL", p, `not a regular file (${kindOfSpecial(stat)})`);
+      const buffer = new Uint8Array(Math.max(0, Math.min(length, stat.size - offset)));
+      let filled = 0;
+      while (filled < buffer.length) {
+        const n = readSync(fd, buffer, filled, buffer.length - filled, offset + filled);
+        if (n === 0) break;
+        filled += n;
+      }
+      return filled === buffer.length ? buffer : buffer.subarray(0, filled);
+    } catch (error) {
+      throw toFileSystemError(error, p);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   commitStaged(files: readonly StagedFile[]): void {

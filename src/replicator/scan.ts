@@ -1,4 +1,5 @@
 import { posix } from "node:path";
+import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { contentIdOf } from "../content/contentId.js";
 import { childOf, relativePathProblem } from "../events/paths.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
@@ -26,6 +27,8 @@ export interface ScanOptions {
   index?: ContentIndex;
   /** True for paths neither sent nor deleted (the ignore rules); they are left out of the result. */
   isExcluded?: (path: string, isDir: boolean) => boolean;
+  /** Called with each directory's relative path just before it is listed (to watch it first). */
+  onDirectory?: (path: string) => void;
   /** Called for every file scanned (progress display). */
   onFileScanned?: () => void;
   /** Files up to this size keep their bytes in `contents` for shipping without a second read. */
@@ -37,6 +40,8 @@ export interface ScanResult {
   /** Undefined when nothing replicable is at the path. */
   node: TreeNode | undefined;
   contents: Map<string, Uint8Array>;
+  /** Chunk lists of the files read that are large enough for deltas, by content hash. */
+  chunks: Map<string, Chunk[]>;
   problems: Problem[];
 }
 
@@ -57,7 +62,7 @@ export function isMirrorFileSystem(fs: FileSystem): fs is MirrorFileSystem {
  * Special files, unreadable entries and names that cannot travel are reported as problems and left out.
  */
 export function scanPath(options: ScanOptions, path: string, recursive = true): ScanResult {
-  const result: ScanResult = { node: undefined, contents: new Map(), problems: [] };
+  const result: ScanResult = { node: undefined, contents: new Map(), chunks: new Map(), problems: [] };
   result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1);
   return result;
 }
@@ -113,6 +118,7 @@ function scanDir(
 ): DirNode {
   const dir = emptyDir(mode);
   const { fs } = options;
+  options.onDirectory?.(path);
   const listing: { name: string; stat?: EntryStat }[] = isMirrorFileSystem(fs)
     ? fs.listDirStats(absolute)
     : fs
@@ -146,25 +152,60 @@ function scanFile(
   if (known !== undefined)
     return { kind: "file", hash: known, size: before.size, mode: before.mode, mtimeMs: before.mtimeMs };
   for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
-    const bytes = fs.readFile(absolute);
+    const read = readContent(fs, absolute, before.size);
     const after = fs.lstat(absolute);
     const steady =
       after.kind === "file" &&
-      after.size === bytes.length &&
+      after.size === read.size &&
       after.size === before.size &&
       after.mtimeMs === before.mtimeMs &&
       after.ino === before.ino;
     if (steady) {
-      const hash = contentIdOf(bytes);
-      options.index?.set(path, indexEntry(after, hash));
-      keepContent(options, out, path, bytes);
-      return { kind: "file", hash, size: after.size, mode: after.mode, mtimeMs: after.mtimeMs };
+      options.index?.set(path, indexEntry(after, read.hash));
+      if (read.bytes !== undefined) keepContent(options, out, path, read.bytes);
+      if (read.chunks !== undefined) out.chunks.set(read.hash, read.chunks);
+      return { kind: "file", hash: read.hash, size: after.size, mode: after.mode, mtimeMs: after.mtimeMs };
     }
     if (after.kind !== "file") return scanEntry(options, path, out, depth); // replaced by another kind
     before = after;
   }
   out.problems.push({ path, reason: `changed while being read (${TORN_READ_ATTEMPTS} attempts); will retry` });
   return UNREADABLE;
+}
+
+/** Files larger than this are read in pieces of STREAM_PIECE bytes: memory stays bounded whatever their size. */
+export const STREAM_THRESHOLD = 8 * 1024 * 1024;
+/** Size of one read of a streamed file. */
+export const STREAM_PIECE = 4 * 1024 * 1024;
+
+/** What reading a file gave: its hash and size, its bytes when small, its chunks when large enough for deltas. */
+interface ReadContent {
+  hash: string;
+  size: number;
+  bytes?: Uint8Array;
+  chunks?: Chunk[];
+}
+
+function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: number): ReadContent {
+  if (expectedSize < DELTA_MIN_SIZE) {
+    const bytes = fs.readFile(absolute);
+    return { hash: contentIdOf(bytes), size: bytes.length, bytes };
+  }
+  const chunking = replicationChunking(expectedSize);
+  if (expectedSize <= STREAM_THRESHOLD) {
+    const bytes = fs.readFile(absolute);
+    const chunked = chunkContent(bytes, replicationChunking(bytes.length));
+    return { hash: chunked.contentId, size: bytes.length, bytes, chunks: chunked.chunks };
+  }
+  const chunker = new HashingChunker(chunking);
+  const chunks: Chunk[] = [];
+  for (let offset = 0; ; offset += STREAM_PIECE) {
+    const piece = fs.readFileRange(absolute, offset, STREAM_PIECE);
+    if (piece.length > 0) chunks.push(...chunker.push(piece));
+    if (piece.length < STREAM_PIECE) break;
+  }
+  chunks.push(...chunker.finish());
+  return { hash: chunker.contentId, size: chunker.size, chunks };
 }
 
 function keepContent(options: ScanOptions, out: ScanResult, path: string, bytes: Uint8Array): void {

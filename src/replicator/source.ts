@@ -81,12 +81,13 @@ export class ReplicatorSource {
       if (response.type === "error") throw new SessionRefusedError(response.code, response.message);
       retry.push(...this.session.settle(request, response));
     }
-    if (retry.length > 0 && round < MAX_RETRY_ROUNDS) {
-      this.ship(
-        retry.flatMap((path) => this.session.planPath(path, "retry")),
-        round + 1,
-        reestablished,
-      );
-    }
+    // No release after a call: with the seed's one-event-per-call, a rename arrives as two calls and the
+    // removed file kept by the target is what the second one reuses (the target bounds what it keeps).
+    if (retry.length === 0 || round >= MAX_RETRY_ROUNDS) return;
+    this.ship(
+      retry.flatMap((path) => this.session.planPath(path, "retry")),
+      round + 1,
+      reestablished,
+    );
   }
 }

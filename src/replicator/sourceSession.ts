@@ -1,6 +1,4 @@
 import { posix } from "node:path";
-import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
-import { contentIdOf } from "../content/contentId.js";
 import type { DetectedBy, Operation } from "../events/operation.js";
 import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
 import { childOf, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
@@ -8,16 +6,20 @@ import { planChanges } from "../events/plan.js";
 import {
   type ApplyEntry,
   type ApplyRequest,
+  type ApplyResponse,
   type HelloRequest,
   type ManifestEntry,
   type ManifestRequest,
+  type Piece,
   PROTOCOL_VERSION,
   type Response,
+  type UploadRequest,
 } from "../events/protocol.js";
 import type { ContentIndex } from "../events/stateStore.js";
 import { type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
 import { foldExpectedTree, treeFromManifest } from "../projections/expectedTree.js";
+import { type ChunkLists, type ContentBasis, type ContentBytes, ContentShipping } from "./contentShipping.js";
 import { isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
 
 /** Totals of one source session, as `--stats`/`--json` report them. */
@@ -30,6 +32,9 @@ export interface SyncStats {
   /** Bytes written to target files. */
   bytesWritten: number;
   operationsLogged: number;
+  /** How the shipped files' bytes travelled (literal, compressed, matched by deltas, reused). */
+  content: ContentBytes;
+  /** Open problems: per-path failures not (yet) resolved by a later success. */
   problems: Problem[];
 }
 
@@ -42,6 +47,8 @@ export interface SourceSessionOptions {
   log?: OperationLog;
   now?: () => number;
   index?: ContentIndex;
+  /** Chunk lists of content versions (persisted across runs by the CLI); in memory when not given. */
+  chunkLists?: ChunkLists;
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** When given, every directory of the source tree is watched with this callback, and nothing else. */
   onWatchEvent?: WatchCallback;
@@ -73,18 +80,14 @@ export class SourceRootMissingError extends Error {
 /** What the session remembers of a logged operation until the target has answered for it. */
 interface PendingEntry {
   beforeKind: TreeNode["kind"] | undefined;
+  /** The file the target held at the path before (a delta's basis), if any. */
+  basis: ContentBasis | undefined;
   needsContent: boolean;
 }
 
 /** Content per apply request: large enough that one flush on the target covers many files, far below the frame limit. */
 const DEFAULT_MAX_REQUEST_CONTENT = 8 * 1024 * 1024;
 const MAX_ENTRIES_PER_REQUEST = 8192;
-/** Consecutive files that did not compress before compression is only probed... */
-const COMPRESSION_MISSES_BEFORE_PROBING = 8;
-/** ...on one file in this many. */
-const COMPRESSION_PROBE_EVERY = 16;
-/** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
-const CONTENT_CACHE_BYTES = 64 * 1024 * 1024;
 
 /**
  * The source's synchronous core, shared by the seed's `ReplicatorSource` and the CLI: scan what a hint
@@ -94,7 +97,7 @@ const CONTENT_CACHE_BYTES = 64 * 1024 * 1024;
 export class SourceSession {
   readonly log: OperationLog;
   readonly root: string;
-  readonly stats: SyncStats = {
+  private readonly counts = {
     filesScanned: 0,
     filesWritten: 0,
     filesDeleted: 0,
@@ -102,15 +105,14 @@ export class SourceSession {
     dirsDeleted: 0,
     bytesWritten: 0,
     operationsLogged: 0,
-    problems: [],
   };
+  /** Open problems reading the source, by path; a clean rescan of the path resolves them. */
+  private readonly readProblems = new Map<string, string>();
+  /** Open problems applying on the target, by path; a later success at the path resolves them. */
+  private readonly applyProblems = new Map<string, string>();
+  private readonly shipping: ContentShipping;
   private expected: DirNode = emptyDir();
   private manifestEntries: ManifestEntry[] = [];
-  /** Bytes read by scans, waiting to be shipped (bounded by CONTENT_CACHE_BYTES). */
-  private readonly contents = new Map<string, Uint8Array>();
-  private contentBytes = 0;
-  private compressionMisses = 0;
-  private skippedCompressions = 0;
   private readonly pending = new Map<number, PendingEntry>();
   /** Planned operations waiting for `logPlanned`. */
   private unlogged: { operation: Operation; detectedBy: DetectedBy; pending: PendingEntry }[] = [];
@@ -122,6 +124,21 @@ export class SourceSession {
     this.root = posix.normalize(options.root);
     this.log = options.log ?? new OperationLog();
     this.now = options.now ?? Date.now;
+    this.shipping = new ContentShipping(options.fs, this.root, options.chunkLists);
+  }
+
+  /** Totals since the session started. */
+  get stats(): SyncStats {
+    return {
+      ...this.counts,
+      content: { ...this.shipping.totals },
+      problems: [...this.readProblems, ...this.applyProblems].map(([path, reason]) => ({ path, reason })),
+    };
+  }
+
+  /** Records a per-path problem (e.g. from the file system's watcher) until the path is fine again. */
+  reportProblem(problem: Problem): void {
+    this.readProblems.set(problem.path, problem.reason);
   }
 
   /** The expected target tree: what the target holds once every logged operation is applied. */
@@ -170,6 +187,8 @@ export class SourceSession {
         : this.manifestEntries.filter((e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"));
     this.expected = treeFromManifest(kept);
     this.manifestEntries = [];
+    this.shipping.resetTarget();
+    this.shipping.countHeld(this.expected, 1);
     return true;
   }
 
@@ -200,10 +219,17 @@ export class SourceSession {
 
   /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
   scan(path: string, recursive: boolean): ScanResult {
-    const scan = scanPath({ ...this.options, root: this.root }, path, recursive);
+    const scan = scanPath(
+      // A directory is watched before it is listed: a change made while it is read still raises an event.
+      { ...this.options, root: this.root, onDirectory: (dir) => this.watch(dir) },
+      path,
+      recursive,
+    );
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
-    this.stats.problems.push(...scan.problems);
-    this.stats.filesScanned += countFiles(scan.node);
+    for (const p of [...this.readProblems.keys()]) if (isAtOrBelow(path, p)) this.readProblems.delete(p);
+    for (const problem of scan.problems) this.readProblems.set(problem.path, problem.reason);
+    this.counts.filesScanned += countFiles(scan.node);
+    for (const [hash, chunks] of scan.chunks) this.shipping.chunkLists.set(hash, chunks);
     return scan;
   }
 
@@ -214,7 +240,7 @@ export class SourceSession {
       const pending = this.pendingFor(operation);
       this.unlogged.push({ operation, detectedBy, pending });
       const bytes = pending.needsContent ? scan.contents.get(operation.path) : undefined;
-      if (bytes !== undefined) this.keepContent(operation.path, bytes);
+      if (bytes !== undefined) this.shipping.keepContent(operation.path, bytes);
     }
     this.expected = foldExpectedTree(this.expected, operations);
     this.updateWatches(path, scan.node, recursive);
@@ -238,7 +264,7 @@ export class SourceSession {
     entries.forEach((entry, i) => {
       this.pending.set(entry.position.seq, planned[i]!.pending);
     });
-    this.stats.operationsLogged += entries.length;
+    this.counts.operationsLogged += entries.length;
     return entries;
   }
 
@@ -246,13 +272,19 @@ export class SourceSession {
    * Groups entries into apply requests, attaching the bytes of every file the target lacks. Lazy: each
    * request's content is read only when the caller takes it, so memory holds a few requests, not the tree.
    */
-  *requestsFor(entries: readonly LogEntry[]): Generator<ApplyRequest> {
+  *requestsFor(entries: readonly LogEntry[]): Generator<ApplyRequest | UploadRequest> {
     const maxBytes = this.options.maxRequestContentBytes ?? DEFAULT_MAX_REQUEST_CONTENT;
     let batch: ApplyEntry[] = [];
     let batchBytes = 0;
     for (const entry of entries) {
-      const shipped = this.shippedEntry(entry);
-      const size = shipped.content?.data.length ?? 0;
+      const { operation } = entry;
+      const pending = this.pending.get(entry.position.seq);
+      let shipped: ApplyEntry = { seq: entry.position.seq, operation };
+      if (operation.type === "writeFile" && pending?.needsContent !== false) {
+        // Large files stream ahead of the request that names them, as uploads.
+        shipped = yield* this.shipping.ship(entry.position.seq, operation, pending?.basis);
+      }
+      const size = contentSize(shipped);
       if (batch.length > 0 && (batchBytes + size > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) {
         yield this.applyRequest(batch);
         batch = [];
@@ -273,8 +305,13 @@ export class SourceSession {
    * path becomes unknown in the expected tree. Returns the paths to plan again (the target lacked
    * content we assumed it had, or the source changed while we read it).
    */
-  settle(request: ApplyRequest, response: Response, wireBytes = 0): string[] {
-    const applied = this.expectType(response, "applied");
+  settle(request: ApplyRequest | UploadRequest, response: Response, wireBytes = 0): string[] {
+    if (request.type === "upload") {
+      // A failed upload fails the write that names it; that result is what gets settled.
+      this.expectType(response, "uploaded");
+      return [];
+    }
+    const applied: ApplyResponse = this.expectType(response, "applied");
     const operations = new Map(request.entries.map((e) => [e.seq, e.operation]));
     const appliedAt = this.now();
     const perEntryWire = request.entries.length === 0 ? 0 : Math.round(wireBytes / request.entries.length);
@@ -296,9 +333,19 @@ export class SourceSession {
       });
       if (result.outcome === "failed") {
         unknown.push({ type: "unknown", path: operation.path });
-        this.stats.problems.push({ path: operation.path, reason: result.reason ?? "apply failed" });
-        if (result.reason?.includes("missing") || result.reason?.includes("hash mismatch")) retry.push(operation.path);
+        this.applyProblems.set(operation.path, result.reason ?? "apply failed");
+        if (isDrift(result.reason)) {
+          // The target lacked what we assumed (content, basis) or the file changed while we read it:
+          // send those bytes in full next time, and plan the path again.
+          if (operation.type === "writeFile") this.shipping.markMissing(operation.hash);
+          if (pending?.basis !== undefined) this.shipping.markMissing(pending.basis.hash);
+          retry.push(operation.path);
+        }
         continue;
+      }
+      this.applyProblems.delete(operation.path);
+      if (operation.type === "writeFile") {
+        this.shipping.countHeld({ kind: "file", hash: operation.hash, size: operation.size }, 1);
       }
       if (result.outcome === "applied") this.count(operation, pending, result.wroteFile, result.bytesWritten);
     }
@@ -315,81 +362,36 @@ export class SourceSession {
 
   private count(operation: Operation, pending: PendingEntry | undefined, wroteFile: boolean, bytes: number): void {
     const before = pending?.beforeKind;
-    if (before === "dir" && operation.type !== "ensureDir") this.stats.dirsDeleted++;
+    if (before === "dir" && operation.type !== "ensureDir") this.counts.dirsDeleted++;
     else if (
       before !== undefined &&
       before !== "dir" &&
       (operation.type === "remove" || operation.type === "ensureDir")
     ) {
-      this.stats.filesDeleted++;
+      this.counts.filesDeleted++;
     }
-    if (operation.type === "ensureDir" && before !== "dir" && operation.path !== "") this.stats.dirsCreated++;
+    if (operation.type === "ensureDir" && before !== "dir" && operation.path !== "") this.counts.dirsCreated++;
     if (wroteFile) {
-      this.stats.filesWritten++;
-      this.stats.bytesWritten += bytes;
+      this.counts.filesWritten++;
+      this.counts.bytesWritten += bytes;
     }
-  }
-
-  private pendingFor(operation: Operation): PendingEntry {
-    const before = nodeAt(this.expected, operation.path);
-    return {
-      beforeKind: before?.kind,
-      needsContent: operation.type === "writeFile" && !(before?.kind === "file" && before.hash === operation.hash),
-    };
-  }
-
-  private shippedEntry(entry: LogEntry): ApplyEntry {
-    const { operation } = entry;
-    const seq = entry.position.seq;
-    if (operation.type !== "writeFile" || this.pending.get(seq)?.needsContent === false) return { seq, operation };
-    const cached = this.contents.get(operation.path);
-    if (cached !== undefined) {
-      this.contents.delete(operation.path);
-      this.contentBytes -= cached.length;
-    }
-    const bytes =
-      cached !== undefined && contentIdOf(cached) === operation.hash
-        ? cached
-        : this.readIfUnchanged(operation.path, operation.hash);
-    // A file that changed since it was scanned ships without content: the target answers "missing",
-    // the path is planned again, and the newer bytes go then. Never ship bytes under the wrong hash.
-    if (bytes === undefined) return { seq, operation };
-    const literal = this.encodeContent(bytes);
-    return { seq, operation, content: { kind: "inline", encoding: literal.encoding, data: literal.data } };
   }
 
   /**
-   * Compresses when it pays. After a run of incompressible files (media, archives, random data) only every
-   * COMPRESSION_PROBE_EVERY-th file is tried, until one compresses again: no CPU spent for nothing.
+   * What to remember of an operation until the target answers, and the bookkeeping of which content the
+   * target holds: what the operation replaces is gone (a removal is set aside by the target for reuse).
    */
-  private encodeContent(bytes: Uint8Array): EncodedLiteral {
-    const probe =
-      this.compressionMisses < COMPRESSION_MISSES_BEFORE_PROBING ||
-      ++this.skippedCompressions >= COMPRESSION_PROBE_EVERY;
-    if (!probe) return { encoding: "raw", data: bytes, size: bytes.length };
-    this.skippedCompressions = 0;
-    const literal = encodeLiteral(bytes);
-    this.compressionMisses = literal.encoding === "raw" ? this.compressionMisses + 1 : 0;
-    return literal;
-  }
-
-  /** Keeps bytes read by the scan for shipping, within a budget; beyond it they are read again when shipped. */
-  private keepContent(path: string, bytes: Uint8Array): void {
-    const previous = this.contents.get(path);
-    if (previous !== undefined) this.contentBytes -= previous.length;
-    this.contents.delete(path);
-    if (this.contentBytes + bytes.length > CONTENT_CACHE_BYTES) return;
-    this.contents.set(path, bytes);
-    this.contentBytes += bytes.length;
-  }
-
-  private readIfUnchanged(path: string, hash: string): Uint8Array | undefined {
-    try {
-      const bytes = this.options.fs.readFile(this.absolute(path));
-      return contentIdOf(bytes) === hash ? bytes : undefined;
-    } catch {
-      return undefined;
-    }
+  private pendingFor(operation: Operation): PendingEntry {
+    const before = nodeAt(this.expected, operation.path);
+    const basis = before?.kind === "file" ? { hash: before.hash, size: before.size } : undefined;
+    const replaces = before !== undefined && !(operation.type === "ensureDir" && before.kind === "dir");
+    // Content counts as held once the target confirms it (settle), so a write never references itself.
+    if (replaces) this.shipping.countHeld(before, -1, operation.type !== "writeFile" || before.kind !== "file");
+    return {
+      beforeKind: before?.kind,
+      basis,
+      needsContent: operation.type === "writeFile" && basis?.hash !== operation.hash,
+    };
   }
 
   /**
@@ -418,13 +420,25 @@ export class SourceSession {
   }
 
   /** Watches exactly the directories now under `path`, releasing those that are gone. */
+  /** Watches a directory (relative path) unless it already is; one that vanished meanwhile is not a problem. */
+  private watch(dir: string): void {
+    const callback = this.options.onWatchEvent;
+    if (callback === undefined || this.watched.has(dir)) return;
+    try {
+      this.options.fs.watchDir(this.absolute(dir), callback);
+      this.watched.add(dir);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR") this.readProblems.set(dir, `cannot watch: ${String(error)}`);
+    }
+  }
+
   /**
-   * Watches exactly the directories now under `path`, releasing those that are gone. A one-level scan
-   * only judges `path` and its child directories; deeper ones are judged when their level is planned.
+   * Releases the watches of directories no longer under `path` (scans watch what they list). A one-level
+   * scan only judges `path` and its child directories; deeper ones are judged when their level is planned.
    */
   private updateWatches(path: string, node: TreeNode | undefined, recursive: boolean): void {
-    const callback = this.options.onWatchEvent;
-    if (callback === undefined) return;
+    if (this.options.onWatchEvent === undefined) return;
     const present = new Set(dirPaths(node, path));
     const judged = (dir: string): string => {
       if (recursive || dir === path) return dir;
@@ -437,15 +451,7 @@ export class SourceSession {
         this.options.fs.unwatchDir(this.absolute(dir));
       }
     }
-    for (const dir of present) {
-      if (this.watched.has(dir)) continue;
-      try {
-        this.options.fs.watchDir(this.absolute(dir), callback);
-        this.watched.add(dir);
-      } catch (error) {
-        this.stats.problems.push({ path: dir, reason: `cannot watch: ${String(error)}` });
-      }
-    }
+    for (const dir of present) this.watch(dir);
   }
 
   private absolute(path: string): string {
@@ -460,6 +466,30 @@ export class SourceSession {
     }
     return response as Extract<Response, { type: T }>;
   }
+}
+
+/** Bytes of file content an apply entry carries. */
+function contentSize(entry: ApplyEntry): number {
+  const content = entry.content;
+  if (content === undefined) return 0;
+  if (content.kind === "inline") return content.data.length;
+  if (content.kind === "delta") return literalBytes(content.pieces);
+  return 0;
+}
+
+function literalBytes(pieces: readonly Piece[]): number {
+  return pieces.reduce((n, piece) => n + (piece.kind === "literal" ? piece.data.length : 0), 0);
+}
+
+/** Bytes of file content a request carries (for progress displays). */
+export function requestContentBytes(request: ApplyRequest | UploadRequest): number {
+  if (request.type === "upload") return literalBytes(request.pieces);
+  return request.entries.reduce((n, entry) => n + contentSize(entry), 0);
+}
+
+/** True for failures that mean the target lacked what we assumed, or the bytes changed under us: retried in full. */
+function isDrift(reason: string | undefined): boolean {
+  return reason !== undefined && /missing|mismatch|basis/.test(reason);
 }
 
 /** True when `path` or any of its ancestors is excluded. */

@@ -2,15 +2,17 @@ import { setImmediate as nextTurn } from "node:timers/promises";
 import type { DetectedBy } from "../events/operation.js";
 import type { LogEntry } from "../events/operationLog.js";
 import { childOf } from "../events/paths.js";
-import type { ApplyRequest, Request, Response } from "../events/protocol.js";
+import type { ApplyRequest, Request, Response, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
 import { type FileSystemEvent, FileSystemEventType } from "../fs/fileSystem.js";
 import type { ScanResult } from "./scan.js";
-import { SessionRefusedError, type SourceSession } from "./sourceSession.js";
+import { requestContentBytes, SessionRefusedError, type SourceSession } from "./sourceSession.js";
 
 /** An asynchronous, pipelining request channel to a target (a stream client, or a wrapped rpcHandle). */
 export interface TargetConnection {
   request(request: Request): Promise<Response>;
+  /** Bytes handed to the wire so far (encoded frames), so each request's size can be logged. */
+  bytesSent?(): number;
 }
 
 /** What the driver reports while it ships. */
@@ -54,7 +56,11 @@ export class StreamingSource {
   private running: Promise<void> = Promise.resolve();
   private flushScheduled = false;
   private buffer: LogEntry[] = [];
-  private readonly inFlight: { request: ApplyRequest; response: Promise<Response> }[] = [];
+  private readonly inFlight: {
+    request: ApplyRequest | UploadRequest;
+    response: Promise<Response>;
+    wireBytes: number;
+  }[] = [];
   private retryPaths: string[] = [];
   private refused: SessionRefusedError | undefined;
 
@@ -178,28 +184,31 @@ export class StreamingSource {
     this.buffer = [];
     for (const request of this.session.requestsFor(entries)) {
       if (this.refused !== undefined) return;
-      this.progress.contentBytesShipped += request.entries.reduce((n, e) => n + (e.content?.data.length ?? 0), 0);
-      this.inFlight.push({ request, response: this.connection.request(request) });
+      this.progress.contentBytesShipped += requestContentBytes(request);
+      const before = this.connection.bytesSent?.() ?? 0;
+      const response = this.connection.request(request);
+      this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before });
       while (this.inFlight.length >= this.maxInFlight) await this.settleOldest();
     }
   }
 
-  /** Sends the rest and settles every response. */
+  /** Sends the rest, settles every response, and lets the target drop what it kept for reuse. */
   private async drain(): Promise<void> {
     await this.sendBuffer();
     while (this.inFlight.length > 0) await this.settleOldest();
+    if (this.refused === undefined) await this.connection.request({ type: "release" });
   }
 
   private async settleOldest(): Promise<void> {
-    const { request, response } = this.inFlight.shift()!;
+    const { request, response, wireBytes } = this.inFlight.shift()!;
     const answer = await response;
     if (answer.type === "error") {
       this.refused ??= new SessionRefusedError(answer.code, answer.message);
       return;
     }
     if (this.refused !== undefined) return;
-    this.retryPaths.push(...this.session.settle(request, answer));
-    this.progress.operationsShipped += request.entries.length;
+    this.retryPaths.push(...this.session.settle(request, answer, wireBytes));
+    if (request.type === "apply") this.progress.operationsShipped += request.entries.length;
     this.options.onProgress?.(this.progress);
   }
 

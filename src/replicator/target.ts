@@ -17,11 +17,12 @@ import {
   RequestSchema,
   type Response,
 } from "../events/protocol.js";
-import type { ContentIndex, PositionStore } from "../events/stateStore.js";
+import { type ContentIndex, ContentIndexMap, type PositionStore } from "../events/stateStore.js";
 import { emptyDir } from "../events/tree.js";
 import type { EntryKind, FileSystem, MirrorFileSystem, StagedFile } from "../fs/fileSystem.js";
 import { manifestFromTree } from "../projections/expectedTree.js";
 import { describeError, indexEntry, indexedHash, isMirrorFileSystem, scanPath } from "./scan.js";
+import { TargetContent } from "./targetContent.js";
 
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
@@ -47,7 +48,9 @@ export class ReplicatorTarget {
   private readonly mirror: MirrorFileSystem | undefined;
   private readonly store: PositionStore | undefined;
   private readonly maxFileBytes: number;
-  private readonly index: ContentIndex | undefined;
+  private readonly index: ContentIndex;
+  /** Assembles written files' bytes and keeps removed ones for reuse (real or in-memory file systems). */
+  private readonly content: TargetContent | undefined;
   /** The walk behind the manifest pages being read. */
   private manifestWalk: ManifestEntry[] = [];
   /** Directories of this request already checked to be real directories below the root. */
@@ -68,9 +71,16 @@ export class ReplicatorTarget {
     this.mirror = isMirrorFileSystem(fs) ? fs : undefined;
     this.store = options.positionStore;
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-    this.index = options.index;
+    this.index = options.index ?? new ContentIndexMap();
     this.applied = this.store?.load() ?? null;
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
+    this.content =
+      this.mirror === undefined ? undefined : new TargetContent(this.mirror, this.root, this.index, this.maxFileBytes);
+  }
+
+  /** Ends the session: unfinished uploads and files set aside for reuse are removed. */
+  close(): void {
+    this.content?.close();
   }
 
   /** Handles one request; anything malformed or unsafe gets an error response and changes nothing. */
@@ -90,6 +100,13 @@ export class ReplicatorTarget {
         }
         case "apply":
           return this.apply(valid);
+        case "upload":
+          return this.content?.upload(valid) ?? errorResponse("invalid-request", "this target cannot assemble uploads");
+        case "chunks":
+          return this.content?.chunkLists(valid.paths) ?? { type: "chunks", files: [] };
+        case "release":
+          this.content?.close();
+          return { type: "released" };
       }
     } catch (error) {
       return errorResponse("internal", describeError(error));
@@ -220,7 +237,7 @@ export class ReplicatorTarget {
     switch (operation.type) {
       case "remove":
         if (existing === undefined) return unchanged();
-        this.removeEntry(absolute, existing);
+        this.removeEntry(operation.path, absolute, existing);
         return done();
       case "ensureDir": {
         if (operation.path === "" || existing === "dir") {
@@ -234,7 +251,7 @@ export class ReplicatorTarget {
           }
           return unchanged();
         }
-        if (existing !== undefined) this.removeEntry(absolute, existing);
+        if (existing !== undefined) this.removeEntry(operation.path, absolute, existing);
         this.fs.makeDir(absolute);
         if (operation.mode !== undefined) this.mirror?.setMetadata(absolute, { mode: operation.mode });
         return done();
@@ -242,7 +259,7 @@ export class ReplicatorTarget {
       case "writeSymlink": {
         if (existing === "symlink" && this.mirror!.readLink(absolute) === operation.target) return unchanged();
         if (this.mirror === undefined) return failed("this file system cannot hold symlinks");
-        if (existing !== undefined) this.removeEntry(absolute, existing);
+        if (existing !== undefined) this.removeEntry(operation.path, absolute, existing);
         this.mirror.makeSymlink(absolute, operation.target);
         return done();
       }
@@ -267,8 +284,28 @@ export class ReplicatorTarget {
       this.mirror.setMetadata(absolute, metadata);
       return done();
     }
-    if (entry.content === undefined) return failed(`content ${operation.hash} missing: the target does not hold it`);
-    if (operation.size > this.maxFileBytes) return failed(`file of ${operation.size} bytes exceeds the target's limit`);
+    if (existing === "dir") {
+      this.removeEntry(operation.path, absolute, existing);
+      this.verifiedDirs.clear();
+    }
+    if (this.content === undefined) return this.writePlainFile(operation, absolute, entry);
+    // Atomic replace, committed with the rest of the request: a symlink, FIFO or older file under the
+    // final name is swapped out by rename, and nothing is visible before its bytes are verified and durable.
+    let file: StagedFile;
+    try {
+      file = this.content.stage(operation, entry.content, metadata);
+    } catch (error) {
+      return failed(describeError(error));
+    }
+    const result = { outcome: "applied" as const, wroteFile: true, bytesWritten: operation.size };
+    this.staged.set(operation.path, { file, hash: operation.hash, result });
+    for (let dir = parentOf(operation.path); dir !== ""; dir = parentOf(dir)) this.stagedDirs.add(dir);
+    return result;
+  }
+
+  /** The seed's plain FileSystem: whole inline content only, written in place. */
+  private writePlainFile(operation: WriteFile, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
+    if (entry.content?.kind !== "inline") return failed(`content ${operation.hash} missing: send it inline`);
     const bytes = decodeLiteral(
       { encoding: entry.content.encoding, data: entry.content.data, size: operation.size },
       this.maxFileBytes,
@@ -276,23 +313,16 @@ export class ReplicatorTarget {
     const actual = contentIdOf(bytes);
     if (actual !== operation.hash)
       return failed(`hash mismatch: received ${actual}, operation declares ${operation.hash}`);
-    if (existing === "dir") {
-      this.fs.removeDir(absolute);
-      this.verifiedDirs.clear();
-    }
-    if (this.mirror === undefined) {
-      this.fs.writeFile(absolute, bytes);
-      return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
-    }
-    // Atomic replace, committed with the rest of the request: a symlink, FIFO or older file under the
-    // final name is swapped out by rename, and nothing is visible before its bytes are durable.
-    const result = { outcome: "applied" as const, wroteFile: true, bytesWritten: bytes.length };
-    this.staged.set(operation.path, { file: this.mirror.stageFile(absolute, bytes, metadata), hash: actual, result });
-    for (let dir = parentOf(operation.path); dir !== ""; dir = parentOf(dir)) this.stagedDirs.add(dir);
-    return result;
+    this.fs.writeFile(absolute, bytes);
+    return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
   }
 
-  private removeEntry(absolute: string, kind: EntryKind): void {
+  /** Removes an entry; on a mirror file system it is set aside for reuse until the session ends. */
+  private removeEntry(path: string, absolute: string, kind: EntryKind): void {
+    if (this.content !== undefined && (kind === "file" || kind === "dir")) {
+      this.content.removeToStash(path, kind);
+      return;
+    }
     if (kind === "dir") this.fs.removeDir(absolute);
     else this.fs.removeFile(absolute);
   }

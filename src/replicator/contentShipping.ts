@@ -1,0 +1,278 @@
+import { posix } from "node:path";
+import { type Chunk, DELTA_MIN_SIZE, replicationChunking } from "../content/chunker.js";
+import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
+import { contentIdOf } from "../content/contentId.js";
+import { planDelta } from "../content/delta.js";
+import type { WriteFile } from "../events/operation.js";
+import type { ApplyEntry, Content, Piece, UploadRequest } from "../events/protocol.js";
+import type { TreeNode } from "../events/tree.js";
+import type { FileSystem } from "../fs/fileSystem.js";
+import { isMirrorFileSystem, STREAM_PIECE } from "./scan.js";
+
+/** Chunk lists of content versions by hash: what a delta is computed against. A Map fits. */
+export interface ChunkLists {
+  get(hash: string): Chunk[] | undefined;
+  set(hash: string, chunks: Chunk[]): void;
+}
+
+/** How a shipped file's bytes travelled, for accounting: the four kinds of the issue. */
+export interface ContentBytes {
+  /** Literal bytes sent as they are. */
+  literal: number;
+  /** Literal bytes sent zstd-compressed (their compressed size). */
+  compressed: number;
+  /** Bytes the target copied from the previous version of the file (a delta's copy ranges). */
+  matched: number;
+  /** Bytes the target already held elsewhere (a rename, copy or earlier removal): nothing travelled. */
+  reused: number;
+}
+
+/** What the target held at a path before an operation: the basis a delta may use. */
+export interface ContentBasis {
+  hash: string;
+  size: number;
+}
+
+/** Files up to this size travel inside the apply request; larger ones stream as uploads. */
+export const INLINE_MAX = 4 * 1024 * 1024;
+/** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
+const CONTENT_CACHE_BYTES = 64 * 1024 * 1024;
+/** Consecutive files that did not compress before compression is only probed... */
+const COMPRESSION_MISSES_BEFORE_PROBING = 8;
+/** ...on one file in this many. */
+const COMPRESSION_PROBE_EVERY = 16;
+
+/**
+ * Decides how each written file's bytes reach the target, with no round trip: nothing but a reference
+ * when the target already holds the content (at any path, or among what this session removed), a
+ * delta against the file's previous version when both chunk lists are known, or the whole file,
+ * compressed when that pays; files over INLINE_MAX stream as uploads of bounded pieces.
+ */
+export class ContentShipping {
+  readonly totals: ContentBytes = { literal: 0, compressed: 0, matched: 0, reused: 0 };
+  /** How many files of each content the target holds, by hash (from its manifest and our operations). */
+  private readonly held = new Map<string, number>();
+  /** Content the target set aside when this session removed it (it keeps it for reuse until the session ends). */
+  private readonly stashed = new Set<string>();
+  /** Content the target turned out not to hold after all: never referenced again this session. */
+  private readonly missing = new Set<string>();
+  private readonly contents = new Map<string, Uint8Array>();
+  private contentBytes = 0;
+  private compressionMisses = 0;
+  private skippedCompressions = 0;
+  private nextUpload = 0;
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly root: string,
+    readonly chunkLists: ChunkLists = new Map(),
+  ) {}
+
+  /** Forgets what the target holds (a new manifest follows). */
+  resetTarget(): void {
+    this.held.clear();
+    this.stashed.clear();
+  }
+
+  /**
+   * Counts the files of a subtree as held by the target, or with -1 as gone from their paths; `stashed`
+   * says the target set them aside (it does so for what it removes, not for a file overwritten in place).
+   */
+  countHeld(node: TreeNode | undefined, delta: 1 | -1, stashed = false): void {
+    if (node === undefined) return;
+    if (node.kind === "file") {
+      const count = (this.held.get(node.hash) ?? 0) + delta;
+      if (count > 0) this.held.set(node.hash, count);
+      else this.held.delete(node.hash);
+      if (stashed) this.stashed.add(node.hash);
+    } else if (node.kind === "dir") {
+      for (const child of node.children.values()) this.countHeld(child, delta, stashed);
+    }
+  }
+
+  /** Marks content the target reported missing: it is sent in full from now on. */
+  markMissing(hash: string): void {
+    this.missing.add(hash);
+  }
+
+  /** Keeps bytes read by a scan for shipping, within a budget; beyond it they are read again when shipped. */
+  keepContent(path: string, bytes: Uint8Array): void {
+    this.dropContent(path);
+    if (this.contentBytes + bytes.length > CONTENT_CACHE_BYTES) return;
+    this.contents.set(path, bytes);
+    this.contentBytes += bytes.length;
+  }
+
+  /**
+   * The shipped form of a write (and, first, the uploads it needs). `basis` is what the target held at
+   * the path before; undefined content means the target already holds exactly these bytes there.
+   */
+  *ship(seq: number, operation: WriteFile, basis: ContentBasis | undefined): Generator<UploadRequest, ApplyEntry> {
+    if (basis?.hash === operation.hash) return { seq, operation };
+    if (operation.size > 0 && this.targetHolds(operation.hash)) {
+      this.dropContent(operation.path);
+      this.totals.reused += operation.size;
+      return { seq, operation, content: { kind: "local" } };
+    }
+    const pieces = this.deltaPieces(operation, basis) ?? this.wholePieces(operation);
+    if (operation.size <= INLINE_MAX) {
+      const content = this.inlineContent(operation, basis, [...pieces]);
+      return content === undefined ? { seq, operation } : { seq, operation, content };
+    }
+    const uploadId = (this.nextUpload++).toString(36);
+    let offset = 0;
+    let batch: Piece[] = [];
+    let batchBytes = 0;
+    const baseHash = pieces.baseHash;
+    for (const piece of pieces) {
+      if (piece === undefined) return { seq, operation }; // changed since scanned: the target answers "missing"
+      batch.push(piece);
+      batchBytes += piece.kind === "literal" ? piece.data.length : 0;
+      if (batchBytes >= STREAM_PIECE) {
+        yield this.upload(uploadId, operation.path, offset, baseHash, batch);
+        offset += sizeOfPieces(batch);
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    if (batch.length > 0 || offset === 0) yield this.upload(uploadId, operation.path, offset, baseHash, batch);
+    return { seq, operation, content: { kind: "upload", uploadId } };
+  }
+
+  private upload(uploadId: string, path: string, offset: number, baseHash: string | undefined, pieces: Piece[]) {
+    const request: UploadRequest = { type: "upload", uploadId, path, offset, pieces };
+    if (baseHash !== undefined) request.baseHash = baseHash;
+    return request;
+  }
+
+  private inlineContent(
+    operation: WriteFile,
+    basis: ContentBasis | undefined,
+    pieces: (Piece | undefined)[],
+  ): Content | undefined {
+    if (pieces.some((p) => p === undefined)) return undefined;
+    const valid = pieces as Piece[];
+    if (valid.length === 1 && valid[0]!.kind === "literal") {
+      const only = valid[0]!;
+      return { kind: "inline", encoding: only.encoding, data: only.data };
+    }
+    if (valid.length === 0) return { kind: "inline", encoding: "raw", data: new Uint8Array(0) };
+    return { kind: "delta", baseHash: basis!.hash, pieces: valid };
+  }
+
+  /** Copy and literal pieces against the previous version, or undefined when a delta cannot help. */
+  private deltaPieces(operation: WriteFile, basis: ContentBasis | undefined): PieceSource | undefined {
+    if (basis === undefined || operation.size < DELTA_MIN_SIZE || basis.size < DELTA_MIN_SIZE) return undefined;
+    if (this.missing.has(basis.hash)) return undefined;
+    // Both versions must be cut with the same chunk sizes for their chunks to match.
+    if (replicationChunking(basis.size).averageSize !== replicationChunking(operation.size).averageSize)
+      return undefined;
+    const baseChunks = this.chunkLists.get(basis.hash);
+    const newChunks = this.chunkLists.get(operation.hash);
+    if (baseChunks === undefined || newChunks === undefined) return undefined;
+    const plan = planDelta(baseChunks, newChunks);
+    if (plan.copyBytes === 0) return undefined;
+    const reader = this.reader(operation);
+    const self = this;
+    const source = (function* (): Generator<Piece | undefined> {
+      for (const range of plan.ranges) {
+        if (range.kind === "copy") {
+          self.totals.matched += range.length;
+          yield { kind: "copy", offset: range.basisOffset, length: range.length };
+          continue;
+        }
+        for (let at = range.offset; at < range.offset + range.length; at += STREAM_PIECE) {
+          const bytes = reader(at, Math.min(STREAM_PIECE, range.offset + range.length - at));
+          yield bytes === undefined ? undefined : self.literalPiece(bytes);
+        }
+      }
+    })() as PieceSource;
+    source.baseHash = basis.hash;
+    return source;
+  }
+
+  /** The whole file as literal pieces of at most STREAM_PIECE bytes. */
+  private wholePieces(operation: WriteFile): PieceSource {
+    const reader = this.reader(operation);
+    const self = this;
+    return (function* (): Generator<Piece | undefined> {
+      for (let at = 0; at < operation.size; at += STREAM_PIECE) {
+        const bytes = reader(at, Math.min(STREAM_PIECE, operation.size - at));
+        yield bytes === undefined ? undefined : self.literalPiece(bytes);
+      }
+    })() as PieceSource;
+  }
+
+  /**
+   * Reads ranges of the file as scanned: from the scan's bytes when kept, else from disk. A small file is
+   * re-hashed (it must still be the scanned version); a large one is verified by the target's final hash.
+   */
+  private reader(operation: WriteFile): (offset: number, length: number) => Uint8Array | undefined {
+    const absolute = posix.join(this.root, operation.path);
+    let whole = this.contents.get(operation.path);
+    this.dropContent(operation.path);
+    if (whole === undefined && operation.size <= INLINE_MAX) {
+      try {
+        whole = this.fs.readFile(absolute);
+      } catch {
+        return () => undefined;
+      }
+    }
+    if (whole !== undefined) {
+      const bytes = contentIdOf(whole) === operation.hash ? whole : undefined;
+      return (offset, length) => bytes?.subarray(offset, offset + length);
+    }
+    const fs = this.fs;
+    if (!isMirrorFileSystem(fs)) return () => undefined;
+    return (offset, length) => {
+      try {
+        const bytes = fs.readFileRange(absolute, offset, length);
+        return bytes.length === length ? bytes : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+  }
+
+  private literalPiece(bytes: Uint8Array): Piece {
+    const literal = this.encode(bytes);
+    if (literal.encoding === "zstd") this.totals.compressed += literal.data.length;
+    else this.totals.literal += literal.data.length;
+    return { kind: "literal", encoding: literal.encoding, size: literal.size, data: literal.data };
+  }
+
+  /**
+   * Compresses when it pays. After a run of incompressible files (media, archives, random data) only every
+   * COMPRESSION_PROBE_EVERY-th literal is tried, until one compresses again: no CPU spent for nothing.
+   */
+  private encode(bytes: Uint8Array): EncodedLiteral {
+    const probe =
+      this.compressionMisses < COMPRESSION_MISSES_BEFORE_PROBING ||
+      ++this.skippedCompressions >= COMPRESSION_PROBE_EVERY;
+    if (!probe) return { encoding: "raw", data: bytes, size: bytes.length };
+    this.skippedCompressions = 0;
+    const literal = encodeLiteral(bytes);
+    this.compressionMisses = literal.encoding === "raw" ? this.compressionMisses + 1 : 0;
+    return literal;
+  }
+
+  private targetHolds(hash: string): boolean {
+    return !this.missing.has(hash) && ((this.held.get(hash) ?? 0) > 0 || this.stashed.has(hash));
+  }
+
+  private dropContent(path: string): void {
+    const kept = this.contents.get(path);
+    if (kept === undefined) return;
+    this.contents.delete(path);
+    this.contentBytes -= kept.length;
+  }
+}
+
+/** Pieces of one file, produced lazily; undefined marks a read that no longer matches the scan. */
+type PieceSource = Generator<Piece | undefined> & { baseHash?: string };
+
+function sizeOfPieces(pieces: readonly Piece[]): number {
+  let size = 0;
+  for (const piece of pieces) size += piece.kind === "copy" ? piece.length : piece.size;
+  return size;
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, test } from "vitest";
+import { FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { renderedTrees, seedMachines, startReplication } from "../support/seedHarness.js";
+
+const { FILE_OR_SUBDIR_ADDED: ADDED, FILE_OR_SUBDIR_REMOVED: REMOVED, FILE_MODIFIED: MODIFIED } = FileSystemEventType;
+
+function expectMirrored(m: ReturnType<typeof seedMachines>): void {
+  const { source, target } = renderedTrees(m);
+  expect(target === source, "trees differ").toBe(true);
+}
+
+describe("task 5: full content is sent only when the target lacks it (MemoryFileSystem, seed API)", () => {
+  test("modifying a few bytes of a 1 MiB file sends a few KiB", () => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c");
+    const original = randomBytes(1024 * 1024);
+    m.sourceFs.writeFile("/a/b/c/big.bin", original);
+    const r = startReplication(m);
+    const before = r.transport.stats.bytesSent;
+    const changed = Buffer.from(original);
+    changed.write("a few bytes", 500_000);
+    m.sourceFs.writeFile("/a/b/c/big.bin", changed);
+    r.source.handleEvent({ path: "/a/b/c/big.bin", eventType: MODIFIED });
+    const sent = r.transport.stats.bytesSent - before;
+    expect(Buffer.from(m.targetFs.readFile("/x/y/z/big.bin")).equals(changed)).toBe(true);
+    expect(sent).toBeLessThan(16 * 1024);
+    expect(r.source.stats.content.matched).toBeGreaterThan(1000 * 1024);
+  });
+
+  test("a renamed file costs a reference, not its bytes", () => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c/old");
+    const bytes = randomBytes(512 * 1024);
+    m.sourceFs.writeFile("/a/b/c/old/file.bin", bytes);
+    const r = startReplication(m);
+    const before = r.transport.stats.bytesSent;
+    m.sourceFs.makeDirs("/a/b/c/new");
+    m.sourceFs.writeFile("/a/b/c/new/moved.bin", bytes);
+    m.sourceFs.removeDir("/a/b/c/old");
+    r.source.handleEvent({ path: "/a/b/c/old", eventType: REMOVED });
+    r.source.handleEvent({ path: "/a/b/c/new", eventType: ADDED });
+    expectMirrored(m);
+    expect(r.transport.stats.bytesSent - before).toBeLessThan(2048);
+    expect(r.source.stats.content.reused).toBe(512 * 1024);
+  });
+
+  test("a copied file costs a reference too, and the target verifies what it copies", () => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c");
+    const bytes = randomBytes(300 * 1024);
+    m.sourceFs.writeFile("/a/b/c/one.bin", bytes);
+    const r = startReplication(m);
+    const before = r.transport.stats.bytesSent;
+    m.sourceFs.writeFile("/a/b/c/two.bin", bytes);
+    r.source.handleEvent({ path: "/a/b/c/two.bin", eventType: ADDED });
+    expectMirrored(m);
+    expect(r.transport.stats.bytesSent - before).toBeLessThan(2048);
+  });
+
+  test("drift: when the target no longer holds what the source assumed, it says so and the bytes follow", () => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c");
+    const bytes = randomBytes(200 * 1024);
+    m.sourceFs.writeFile("/a/b/c/one.bin", bytes);
+    const r = startReplication(m);
+    // Someone changes the target behind mirrorlog's back: the copy the source would reference is gone.
+    m.targetFs.writeFile("/x/y/z/one.bin", "tampered");
+    m.sourceFs.writeFile("/a/b/c/two.bin", bytes);
+    r.source.handleEvent({ path: "/a/b/c/two.bin", eventType: ADDED });
+    expect(Buffer.from(m.targetFs.readFile("/x/y/z/two.bin")).equals(bytes)).toBe(true);
+    const outcomes = r.log.history("two.bin").map((h) => h.result?.outcome);
+    expect(outcomes).toEqual(["failed", "applied"]);
+  });
+
+  test("compressible content is compressed; incompressible content is not", () => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c");
+    m.sourceFs.writeFile(
+      "/a/b/c/text.json",
+      JSON.stringify(Array.from({ length: 5000 }, (_, i) => ({ id: i, name: `item ${i}` }))),
+    );
+    m.sourceFs.writeFile("/a/b/c/random.bin", randomBytes(50_000));
+    const r = startReplication(m);
+    expectMirrored(m);
+    expect(r.source.stats.content.compressed).toBeGreaterThan(0);
+    expect(r.source.stats.content.literal).toBeGreaterThanOrEqual(50_000);
+  });
+});
