@@ -343,7 +343,8 @@ export class SourceSession {
         }
         continue;
       }
-      this.applyProblems.delete(operation.path);
+      // Success at a path settles what failed there before (and below it: a removal or replacement).
+      for (const path of [...this.applyProblems.keys()]) if (isAtOrBelow(operation.path, path)) this.applyProblems.delete(path);
       if (operation.type === "writeFile") {
         this.shipping.countHeld({ kind: "file", hash: operation.hash, size: operation.size }, 1);
       }
