@@ -1,4 +1,4 @@
-// The live-replication scenario shared by test/e2e/live.test.ts and the pending strict variant: a
+// The live-replication scenario shared by test/e2e/live.test.ts: a
 // seeded random mutator of a source tree, and a driver that runs bursts of mutations against a
 // running `mirrorlog watch` and waits, after each burst, until the oracle reports no differences.
 import {
