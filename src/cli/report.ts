@@ -14,6 +14,8 @@ export interface RunSummary {
   wireBytesSent: number;
   wireBytesReceived: number;
   operationsLogged: number;
+  /** Written files' bytes by how they travelled: literal, compressed (wire size), matched by deltas, reused. */
+  content: { literal: number; compressed: number; matched: number; reused: number };
   durationMs: number;
   problems: Problem[];
 }
@@ -34,6 +36,7 @@ export function summarize(
     wireBytesSent: wire.bytesSent,
     wireBytesReceived: wire.bytesReceived,
     operationsLogged: stats.operationsLogged,
+    content: stats.content,
     durationMs: Math.round(durationMs),
     problems: dedupeProblems(stats.problems),
   };
@@ -50,6 +53,8 @@ export function formatSummary(summary: RunSummary): string {
     `Number of directories created: ${count(summary.dirsCreated)}`,
     `Number of directories deleted: ${count(summary.dirsDeleted)}`,
     `Operations logged: ${count(summary.operationsLogged)}`,
+    `File bytes sent literally: ${count(summary.content.literal)}, compressed: ${count(summary.content.compressed)}`,
+    `File bytes matched by deltas: ${count(summary.content.matched)}, reused on the target: ${count(summary.content.reused)}`,
     `Total bytes sent: ${count(summary.wireBytesSent)}`,
     `Total bytes received: ${count(summary.wireBytesReceived)}`,
     `Duration: ${seconds.toFixed(3)} s (${bytes(rate)}/s on the wire)`,

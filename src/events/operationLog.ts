@@ -30,7 +30,24 @@ export interface LoggedResult {
   /** Bytes written to the target file. */
   bytesWritten: number;
   appliedAt: number;
+  /** How a written file's bytes travelled (see ContentBytes); absent for operations without content. */
+  content?: ContentSplit;
 }
+
+/** A written file's bytes by how they travelled: literal, compressed (wire size), matched by a delta, reused. */
+export interface ContentSplit {
+  literal: number;
+  compressed: number;
+  matched: number;
+  reused: number;
+}
+
+const ContentSplitSchema = z.object({
+  literal: z.number(),
+  compressed: z.number(),
+  matched: z.number(),
+  reused: z.number(),
+});
 
 /** An operation to append, with how its change was detected. */
 export interface NewEntry {
@@ -92,6 +109,7 @@ const ResultRowSchema = z.object({
   wire_bytes: z.number(),
   bytes_written: z.number(),
   applied_at: z.number(),
+  content: z.string().nullable().optional(),
 });
 
 const SCHEMA = `
@@ -105,6 +123,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS results (
     epoch INTEGER NOT NULL, seq INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT,
     wire_bytes INTEGER NOT NULL, bytes_written INTEGER NOT NULL, applied_at INTEGER NOT NULL,
+    content TEXT,
     PRIMARY KEY (epoch, seq)) STRICT, WITHOUT ROWID;
 `;
 
@@ -137,6 +156,9 @@ export class OperationLog {
         this.db.pragma("synchronous = FULL");
       }
       this.db.exec(SCHEMA);
+      // Logs written before results carried the content split gain the column (NULL for old rows).
+      const columns = this.db.prepare("SELECT name FROM pragma_table_info('results')").pluck().all();
+      if (!columns.includes("content")) this.db.exec("ALTER TABLE results ADD COLUMN content TEXT");
     }
     const storedId = this.db.prepare("SELECT value FROM meta WHERE key = 'log_id'").pluck().get();
     this.logId = typeof storedId === "string" ? storedId : randomUUID();
@@ -147,7 +169,7 @@ export class OperationLog {
       "INSERT INTO operations (epoch, seq, logged_at, path, operation, detected_by) VALUES (?, ?, ?, ?, ?, ?)",
     );
     this.insertResult = this.db.prepare(
-      "INSERT OR REPLACE INTO results (epoch, seq, outcome, reason, wire_bytes, bytes_written, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO results (epoch, seq, outcome, reason, wire_bytes, bytes_written, applied_at, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.head = this.readHead();
   }
@@ -224,6 +246,7 @@ export class OperationLog {
           r.wireBytes,
           r.bytesWritten,
           r.appliedAt,
+          r.content === undefined ? null : JSON.stringify(r.content),
         );
       }
     })();
@@ -235,7 +258,7 @@ export class OperationLog {
     const rows = this.db
       .prepare(
         `SELECT o.epoch, o.seq, o.logged_at, o.operation, o.detected_by,
-                r.outcome, r.reason, r.wire_bytes, r.bytes_written, r.applied_at
+                r.outcome, r.reason, r.wire_bytes, r.bytes_written, r.applied_at, r.content
            FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
           WHERE ? = '' OR o.path = ? OR o.path LIKE ? ESCAPE '\\'
           ORDER BY o.epoch, o.seq`,
@@ -254,6 +277,9 @@ export class OperationLog {
           wireBytes: r.wire_bytes,
           bytesWritten: r.bytes_written,
           appliedAt: r.applied_at,
+          ...(r.content === null || r.content === undefined
+            ? {}
+            : { content: ContentSplitSchema.parse(JSON.parse(r.content)) }),
         },
       };
     });

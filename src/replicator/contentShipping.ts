@@ -4,6 +4,7 @@ import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
 import { planDelta } from "../content/delta.js";
 import type { WriteFile } from "../events/operation.js";
+import type { ContentSplit } from "../events/operationLog.js";
 import type { ApplyEntry, Content, Piece, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
 import type { FileSystem } from "../fs/fileSystem.js";
@@ -15,17 +16,8 @@ export interface ChunkLists {
   set(hash: string, chunks: Chunk[]): void;
 }
 
-/** How a shipped file's bytes travelled, for accounting: the four kinds of the issue. */
-export interface ContentBytes {
-  /** Literal bytes sent as they are. */
-  literal: number;
-  /** Literal bytes sent zstd-compressed (their compressed size). */
-  compressed: number;
-  /** Bytes the target copied from the previous version of the file (a delta's copy ranges). */
-  matched: number;
-  /** Bytes the target already held elsewhere (a rename, copy or earlier removal): nothing travelled. */
-  reused: number;
-}
+/** How a shipped file's bytes travelled, for accounting (the log keeps it per operation). */
+export type ContentBytes = ContentSplit;
 
 /** What the target held at a path before an operation: the basis a delta may use. */
 export interface ContentBasis {

@@ -83,6 +83,8 @@ interface PendingEntry {
   /** The file the target held at the path before (a delta's basis), if any. */
   basis: ContentBasis | undefined;
   needsContent: boolean;
+  /** How its bytes travelled, once shipped. */
+  content?: ContentBytes;
 }
 
 /** Content per apply request: large enough that one flush on the target covers many files, far below the frame limit. */
@@ -281,8 +283,10 @@ export class SourceSession {
       const pending = this.pending.get(entry.position.seq);
       let shipped: ApplyEntry = { seq: entry.position.seq, operation };
       if (operation.type === "writeFile" && pending?.needsContent !== false) {
+        const before = { ...this.shipping.totals };
         // Large files stream ahead of the request that names them, as uploads.
         shipped = yield* this.shipping.ship(entry.position.seq, operation, pending?.basis);
+        if (pending !== undefined) pending.content = splitSince(before, this.shipping.totals);
       }
       const size = contentSize(shipped);
       if (batch.length > 0 && (batchBytes + size > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) {
@@ -330,6 +334,7 @@ export class SourceSession {
         wireBytes: perEntryWire,
         bytesWritten: result.bytesWritten,
         appliedAt,
+        ...(pending?.content === undefined ? {} : { content: pending.content }),
       });
       if (result.outcome === "failed") {
         unknown.push({ type: "unknown", path: operation.path });
@@ -344,7 +349,8 @@ export class SourceSession {
         continue;
       }
       // Success at a path settles what failed there before (and below it: a removal or replacement).
-      for (const path of [...this.applyProblems.keys()]) if (isAtOrBelow(operation.path, path)) this.applyProblems.delete(path);
+      for (const path of [...this.applyProblems.keys()])
+        if (isAtOrBelow(operation.path, path)) this.applyProblems.delete(path);
       if (operation.type === "writeFile") {
         this.shipping.countHeld({ kind: "file", hash: operation.hash, size: operation.size }, 1);
       }
@@ -467,6 +473,16 @@ export class SourceSession {
     }
     return response as Extract<Response, { type: T }>;
   }
+}
+
+/** The content bytes counted between two snapshots of the totals. */
+function splitSince(before: ContentBytes, after: ContentBytes): ContentBytes {
+  return {
+    literal: after.literal - before.literal,
+    compressed: after.compressed - before.compressed,
+    matched: after.matched - before.matched,
+    reused: after.reused - before.reused,
+  };
 }
 
 /** Bytes of file content an apply entry carries. */
