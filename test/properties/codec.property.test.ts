@@ -88,11 +88,20 @@ const operationOf = {
 } satisfies Record<Operation["type"], fc.Arbitrary<Operation>>;
 const operation: fc.Arbitrary<Operation> = fc.oneof(...Object.values(operationOf));
 
-const content = plainRecord({
-  kind: fc.constant("inline" as const),
-  encoding: fc.constantFrom("raw" as const, "zstd" as const),
-  data: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ minLength: 200, maxLength: 1200 })),
-});
+const bytes = fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ minLength: 200, maxLength: 1200 }));
+const encoding = fc.constantFrom("raw" as const, "zstd" as const);
+const piece = fc.oneof(
+  plainRecord({ kind: fc.constant("literal" as const), encoding, size, data: bytes }),
+  plainRecord({ kind: fc.constant("copy" as const), offset: size, length: fc.integer({ min: 1, max: 1 << 30 }) }),
+);
+const uploadId = fc.string({ unit: fc.constantFrom(..."0123456789abcdefxyz"), minLength: 1, maxLength: 32 });
+
+const content = fc.oneof(
+  plainRecord({ kind: fc.constant("inline" as const), encoding, data: bytes }),
+  plainRecord({ kind: fc.constant("local" as const) }),
+  plainRecord({ kind: fc.constant("delta" as const), baseHash: hash, pieces: fc.array(piece, { maxLength: 4 }) }),
+  plainRecord({ kind: fc.constant("upload" as const), uploadId }),
+);
 
 const applyEntry = plainRecord({ seq, operation, content }, { requiredKeys: ["seq", "operation"] });
 
@@ -105,6 +114,19 @@ const requestOf = {
     epoch,
     entries: fc.array(applyEntry, { minLength: 1, maxLength: 5 }),
   }),
+  upload: plainRecord(
+    {
+      type: fc.constant("upload" as const),
+      uploadId,
+      path: entryPath,
+      offset: size,
+      baseHash: hash,
+      pieces: fc.array(piece, { minLength: 1, maxLength: 4 }),
+    },
+    { requiredKeys: ["type", "uploadId", "path", "offset", "pieces"] },
+  ),
+  chunks: plainRecord({ type: fc.constant("chunks" as const), paths: fc.array(entryPath, { maxLength: 4 }) }),
+  release: plainRecord({ type: fc.constant("release" as const) }),
 } satisfies Record<Request["type"], fc.Arbitrary<Request>>;
 
 const appliedPosition = plainRecord({ logId, epoch, seq });
@@ -166,6 +188,22 @@ const responseOf = {
     },
     { requiredKeys: ["type", "code", "message"] },
   ),
+  uploaded: plainRecord(
+    { type: fc.constant("uploaded" as const), uploadId, size, reason: text },
+    { requiredKeys: ["type", "uploadId", "size"] },
+  ),
+  chunks: plainRecord({
+    type: fc.constant("chunks" as const),
+    files: fc.array(
+      plainRecord({
+        path: entryPath,
+        hash,
+        chunks: fc.array(plainRecord({ offset: size, length: size, id: hash }), { maxLength: 3 }),
+      }),
+      { maxLength: 3 },
+    ),
+  }),
+  released: plainRecord({ type: fc.constant("released" as const) }),
 } satisfies Record<Response["type"], fc.Arbitrary<Response>>;
 
 // ---- the round trips ------------------------------------------------------------------------
