@@ -153,12 +153,28 @@ export class ContentShipping {
   }
 
   /** Copy and literal pieces against the previous version, or undefined when a delta cannot help. */
-  private deltaPieces(operation: WriteFile, basis: ContentBasis | undefined): PieceSource | undefined {
-    if (basis === undefined || operation.size < DELTA_MIN_SIZE || basis.size < DELTA_MIN_SIZE) return undefined;
-    if (this.missing.has(basis.hash)) return undefined;
+  /**
+   * True when a delta for this write is possible but the basis's chunk list is unknown (the target held
+   * that version before this source ever read it): worth one `chunks` request for a whole batch.
+   */
+  needsBasisChunks(operation: WriteFile, basis: ContentBasis | undefined): boolean {
+    return (
+      basis !== undefined &&
+      this.deltaPossible(operation, basis) &&
+      this.chunkLists.get(basis.hash) === undefined &&
+      this.chunkLists.get(operation.hash) !== undefined
+    );
+  }
+
+  private deltaPossible(operation: WriteFile, basis: ContentBasis): boolean {
+    if (operation.size < DELTA_MIN_SIZE || basis.size < DELTA_MIN_SIZE || this.missing.has(basis.hash)) return false;
+    if (this.targetHolds(operation.hash)) return false;
     // Both versions must be cut with the same chunk sizes for their chunks to match.
-    if (replicationChunking(basis.size).averageSize !== replicationChunking(operation.size).averageSize)
-      return undefined;
+    return replicationChunking(basis.size).averageSize === replicationChunking(operation.size).averageSize;
+  }
+
+  private deltaPieces(operation: WriteFile, basis: ContentBasis | undefined): PieceSource | undefined {
+    if (basis === undefined || !this.deltaPossible(operation, basis)) return undefined;
     const baseChunks = this.chunkLists.get(basis.hash);
     const newChunks = this.chunkLists.get(operation.hash);
     if (baseChunks === undefined || newChunks === undefined) return undefined;

@@ -71,6 +71,8 @@ export class ReplicatorSource {
 
   private ship(entries: readonly LogEntry[], round: number, reestablished = 0): void {
     const retry: string[] = [];
+    const chunks = this.session.chunksRequestFor(entries);
+    if (chunks !== undefined) this.session.acceptChunks(this.rpcHandle(chunks));
     for (const request of this.session.requestsFor(entries)) {
       const response = this.rpcHandle(request);
       if (response.type === "error" && reestablished < MAX_REESTABLISH) {

@@ -7,6 +7,7 @@ import {
   type ApplyEntry,
   type ApplyRequest,
   type ApplyResponse,
+  type ChunksRequest,
   type HelloRequest,
   type ManifestEntry,
   type ManifestRequest,
@@ -298,6 +299,26 @@ export class SourceSession {
       batchBytes += size;
     }
     if (batch.length > 0) yield this.applyRequest(batch);
+  }
+
+  /**
+   * The one `chunks` request these entries need before they can ship as deltas (files the target held
+   * before this source read them), or undefined. The answer goes to `acceptChunks`.
+   */
+  chunksRequestFor(entries: readonly LogEntry[]): ChunksRequest | undefined {
+    const paths: string[] = [];
+    for (const { operation, position } of entries) {
+      const pending = this.pending.get(position.seq);
+      if (operation.type === "writeFile" && this.shipping.needsBasisChunks(operation, pending?.basis)) {
+        paths.push(operation.path);
+      }
+    }
+    return paths.length === 0 ? undefined : { type: "chunks", paths };
+  }
+
+  /** Takes the target's chunk lists (kept by content hash; a list for a version other than expected is harmless). */
+  acceptChunks(response: Response): void {
+    for (const file of this.expectType(response, "chunks").files) this.shipping.chunkLists.set(file.hash, file.chunks);
   }
 
   private applyRequest(entries: ApplyEntry[]): ApplyRequest {

@@ -182,6 +182,8 @@ export class StreamingSource {
     this.enqueue(this.session.logPlanned());
     const entries = this.buffer;
     this.buffer = [];
+    const chunks = this.session.chunksRequestFor(entries);
+    if (chunks !== undefined) this.session.acceptChunks(await this.connection.request(chunks));
     for (const request of this.session.requestsFor(entries)) {
       if (this.refused !== undefined) return;
       this.progress.contentBytesShipped += requestContentBytes(request);

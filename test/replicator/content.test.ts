@@ -28,6 +28,23 @@ describe("task 5: full content is sent only when the target lacks it (MemoryFile
     expect(r.source.stats.content.matched).toBeGreaterThan(1000 * 1024);
   });
 
+  test("a non-empty target with an older version of a large file gets a delta (its chunk list asked once)", () => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c");
+    m.targetFs.makeDirs("/x/y/z");
+    const old = randomBytes(2 * 1024 * 1024);
+    const current = Buffer.from(old);
+    current.write("changed in the source", 1_000_000);
+    m.targetFs.writeFile("/x/y/z/big.bin", old);
+    m.sourceFs.writeFile("/a/b/c/big.bin", current);
+    const r = startReplication(m);
+    expect(Buffer.from(m.targetFs.readFile("/x/y/z/big.bin")).equals(current)).toBe(true);
+    // The chunk list (about 256 chunks of ~8 KiB) travels back; the 2 MiB of content does not travel out.
+    expect(r.transport.stats.bytesSent).toBeLessThan(64 * 1024);
+    expect(r.transport.stats.bytesReceived).toBeLessThan(64 * 1024);
+    expect(r.source.stats.content.matched).toBeGreaterThan(1.9 * 1024 * 1024);
+  });
+
   test("a renamed file costs a reference, not its bytes", () => {
     const m = seedMachines();
     m.sourceFs.makeDirs("/a/b/c/old");
