@@ -1,0 +1,272 @@
+// End-to-end byte budgets of "content travels only when the target lacks it": the real binary
+// mirrors real files between temp dirs, and the second run's wire bytes (sent + received, from
+// `--json`) must stay within what the change itself costs. XDG_STATE_HOME is a per-test temp dir,
+// so the source's state (file index, chunk lists) persists between the two runs of a pair, as it
+// does for a user running `mirrorlog sync` twice.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MIRRORLOG_BIN, processesMentioning, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { compareTrees, formatDifferences } from "../support/treeOracle.js";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** The size of the large test file; the budgets below are the issue's for this size. */
+const BIG = 64 * MiB;
+/** Random data is generated and hashed in pieces of this size: memory stays small, writes stay fast. */
+const PIECE = 4 * MiB;
+
+/** The `--json` summary fields these tests read. */
+interface Summary {
+  filesWritten: number;
+  filesDeleted: number;
+  bytesWritten: number;
+  wireBytesSent: number;
+  wireBytesReceived: number;
+  problems: unknown[];
+}
+
+let base: string;
+/** One 64 MiB random file, copied into each test's source (cheaper than generating it again). */
+let bigTemplate: string;
+
+beforeAll(() => {
+  base = mkdtempSync(join(tmpdir(), "mirrorlog-e2e-content-"));
+  bigTemplate = join(base, "big.template");
+  writeRandomFile(bigTemplate, BIG);
+});
+
+afterAll(() => {
+  if (base) rmSync(base, { recursive: true, force: true });
+});
+
+/** Writes `size` random bytes to `path`. */
+function writeRandomFile(path: string, size: number): void {
+  const fd = openSync(path, "w");
+  try {
+    for (let written = 0; written < size; written += PIECE) writeSync(fd, randomBytes(Math.min(PIECE, size - written)));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Overwrites `length` bytes of `path` at `offset` with random bytes (the file keeps its size). */
+function overwriteRandom(path: string, offset: number, length: number): void {
+  const fd = openSync(path, "r+");
+  try {
+    writeSync(fd, randomBytes(length), 0, length, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** sha256 of a file, read in pieces. */
+function sha256OfFile(path: string): string {
+  const hash = createHash("sha256");
+  const buffer = Buffer.allocUnsafe(PIECE);
+  const fd = openSync(path, "r");
+  try {
+    for (;;) {
+      const read = readSync(fd, buffer, 0, PIECE, null);
+      if (read === 0) break;
+      hash.update(buffer.subarray(0, read));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest("hex");
+}
+
+/** A source/target pair with its own state home, so the state persists between its runs only. */
+function workspace(name: string) {
+  const src = join(base, `${name}-src`);
+  const dst = join(base, `${name}-dst`);
+  mkdirSync(src);
+  return { src, dst, env: testEnvironment(join(base, `${name}-state`)) };
+}
+
+type Workspace = ReturnType<typeof workspace>;
+
+/** `mirrorlog sync --json SRC DST`; expects success, no problems, and a target equal to the source. */
+async function sync(ws: Workspace): Promise<Summary> {
+  const result = await runMirrorlog(["sync", "--json", ws.src, ws.dst], { env: ws.env, timeoutMs: 60_000 });
+  expect(result.code, result.stderr).toBe(0);
+  const summary = JSON.parse(result.stdout) as Summary;
+  expect(summary.problems).toEqual([]);
+  const differences = compareTrees(ws.src, ws.dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+  return summary;
+}
+
+/** Bytes the run put on the wire, both directions. */
+function wire(summary: Summary): number {
+  return summary.wireBytesSent + summary.wireBytesReceived;
+}
+
+/** A workspace whose source holds `name` (a copy of the 64 MiB template), mirrored once at full cost. */
+async function mirroredBigFile(test: string, name = "big.bin"): Promise<Workspace> {
+  const ws = workspace(test);
+  copyFileSync(bigTemplate, join(ws.src, name));
+  const first = await sync(ws);
+  // The budgets below mean something only if the first run really carried the whole file.
+  expect(first.filesWritten).toBe(1);
+  expect(wire(first)).toBeGreaterThanOrEqual(BIG);
+  return ws;
+}
+
+describe("content travels only when the target lacks it", () => {
+  it("1 MiB overwritten in the middle of a 64 MiB file costs at most 1.07 MiB", async () => {
+    const ws = await mirroredBigFile("overwrite");
+    const path = join(ws.src, "big.bin");
+    overwriteRandom(path, BIG / 2, MiB);
+
+    const second = await sync(ws);
+    expect(second.filesWritten).toBe(1);
+    expect(second.bytesWritten).toBe(BIG);
+    expect(wire(second)).toBeLessThanOrEqual(1.07 * MiB);
+    expect(sha256OfFile(join(ws.dst, "big.bin"))).toBe(sha256OfFile(path));
+  });
+
+  it("100 bytes inserted near the start of a 64 MiB file cost at most 32 KiB", async () => {
+    const ws = await mirroredBigFile("insert");
+    const path = join(ws.src, "big.bin");
+    const original = readFileSync(path);
+    const inserted = Buffer.concat([original.subarray(0, KiB), randomBytes(100), original.subarray(KiB)]);
+    const fd = openSync(path, "w");
+    try {
+      writeSync(fd, inserted);
+    } finally {
+      closeSync(fd);
+    }
+
+    const second = await sync(ws);
+    expect(second.filesWritten).toBe(1);
+    expect(second.bytesWritten).toBe(BIG + 100);
+    expect(wire(second)).toBeLessThanOrEqual(32 * KiB);
+    expect(sha256OfFile(join(ws.dst, "big.bin"))).toBe(sha256OfFile(path));
+  });
+
+  it("renaming a 64 MiB file, then moving it into another directory, costs at most 4 KiB each", async () => {
+    const ws = await mirroredBigFile("rename");
+    const expected = sha256OfFile(bigTemplate);
+
+    renameSync(join(ws.src, "big.bin"), join(ws.src, "renamed.bin"));
+    const renamed = await sync(ws);
+    expect(renamed).toMatchObject({ filesWritten: 1, filesDeleted: 1 });
+    expect(wire(renamed)).toBeLessThanOrEqual(4 * KiB);
+    expect(sha256OfFile(join(ws.dst, "renamed.bin"))).toBe(expected);
+
+    mkdirSync(join(ws.src, "archive/2024"), { recursive: true });
+    renameSync(join(ws.src, "renamed.bin"), join(ws.src, "archive/2024/moved.bin"));
+    const moved = await sync(ws);
+    expect(moved).toMatchObject({ filesWritten: 1, filesDeleted: 1 });
+    expect(wire(moved)).toBeLessThanOrEqual(4 * KiB);
+    expect(sha256OfFile(join(ws.dst, "archive/2024/moved.bin"))).toBe(expected);
+  });
+
+  it("copying a 64 MiB file to a second path costs at most 4 KiB", async () => {
+    const ws = await mirroredBigFile("copy");
+    copyFileSync(join(ws.src, "big.bin"), join(ws.src, "copy.bin"));
+
+    const second = await sync(ws);
+    expect(second).toMatchObject({ filesWritten: 1, filesDeleted: 0, bytesWritten: BIG });
+    expect(wire(second)).toBeLessThanOrEqual(4 * KiB);
+    expect(sha256OfFile(join(ws.dst, "copy.bin"))).toBe(sha256OfFile(bigTemplate));
+  });
+
+  it("renaming a directory of 48 files (16 MiB) costs under 1/256 of its size", async () => {
+    const ws = workspace("dir-rename");
+    const dir = join(ws.src, "photos/2023");
+    mkdirSync(dir, { recursive: true });
+    let size = 0;
+    // Large files (chunked, deltas possible) and small ones (sent whole): both must be reused.
+    for (let i = 0; i < 32; i++) {
+      writeRandomFile(join(dir, `large-${i}.raw`), 512 * KiB);
+      size += 512 * KiB;
+    }
+    for (let i = 0; i < 16; i++) {
+      writeRandomFile(join(dir, `small-${i}.jpg`), 3 * KiB + i);
+      size += 3 * KiB + i;
+    }
+    const first = await sync(ws);
+    expect(first.filesWritten).toBe(48);
+    expect(wire(first)).toBeGreaterThanOrEqual(size);
+
+    renameSync(join(ws.src, "photos"), join(ws.src, "pictures"));
+    const second = await sync(ws);
+    expect(second.filesWritten).toBe(48);
+    expect(wire(second)).toBeLessThan(size / 256);
+  });
+
+  it("a 512 MiB file is mirrored with both processes' peak RSS under 200 MiB", async () => {
+    const ws = workspace("memory");
+    const size = 512 * MiB;
+    writeRandomFile(join(ws.src, "huge.bin"), size);
+    const peaks = await syncWithPeakRss(ws);
+    expect(peaks.summary).toMatchObject({ filesWritten: 1, bytesWritten: size, problems: [] });
+    expect(peaks.summary.wireBytesSent).toBeGreaterThanOrEqual(size);
+    expect(sha256OfFile(join(ws.dst, "huge.bin"))).toBe(sha256OfFile(join(ws.src, "huge.bin")));
+    // Both processes were observed, so the limits below are checked on real numbers.
+    expect(peaks.sourceKiB).toBeGreaterThan(0);
+    expect(peaks.targetKiB).toBeGreaterThan(0);
+    expect(peaks.sourceKiB, "source peak RSS (KiB)").toBeLessThan(200 * KiB);
+    expect(peaks.targetKiB, "target peak RSS (KiB)").toBeLessThan(200 * KiB);
+  });
+});
+
+/** The peak RSS (VmHWM, KiB) of a live process, or undefined once it has gone. */
+function peakRssKiB(pid: number): number | undefined {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `mirrorlog sync --json SRC DST` and samples the peak RSS of the source process and of the
+ * `serve` child it starts for DST (found by its `--root=DST` argument) every 20 ms. VmHWM only
+ * grows, so the last sample of each is its peak up to at most 20 ms before it exited.
+ */
+async function syncWithPeakRss(ws: Workspace): Promise<{ summary: Summary; sourceKiB: number; targetKiB: number }> {
+  const child: ChildProcess = spawn(process.execPath, [MIRRORLOG_BIN, "sync", "--json", ws.src, ws.dst], {
+    env: ws.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (text: string) => {
+    stdout += text;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (text: string) => {
+    stderr += text;
+  });
+  let sourceKiB = 0;
+  let targetKiB = 0;
+  const sample = (): void => {
+    sourceKiB = Math.max(sourceKiB, peakRssKiB(child.pid!) ?? 0);
+    for (const pid of processesMentioning(`--root=${ws.dst}`)) targetKiB = Math.max(targetKiB, peakRssKiB(pid) ?? 0);
+  };
+  const sampler = setInterval(sample, 20);
+  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  clearInterval(sampler);
+  clearTimeout(killer);
+  expect(code, stderr).toBe(0);
+  return { summary: JSON.parse(stdout) as Summary, sourceKiB, targetKiB };
+}
