@@ -88,6 +88,7 @@ export async function runMirror(
     root: sourceRoot,
     log,
     index: state,
+    chunkLists: state.chunkLists,
     ...(isExcluded === undefined ? {} : { isExcluded }),
     onFileScanned: () => {
       if (++scanned % SCAN_PROGRESS_EVERY === 0) progress.scanned(scanned);
@@ -139,7 +140,7 @@ export async function runMirror(
       else output.stdout(`${entries.map(describeOperation).join("\n")}${entries.length > 0 ? "\n" : ""}`);
       return 0;
     }
-    await driver.establish(mode === "watch" ? "watch run started" : "sync run started");
+    await driver.establish();
     if (mode === "sync") return report(await finish(), options, output);
     await followChanges(driver, options, output, () =>
       summarize(session.stats, client.stats, performance.now() - started),

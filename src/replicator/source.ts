@@ -39,7 +39,7 @@ export class ReplicatorSource {
       onWatchEvent: (event) => this.handleEvent(event),
       ...options,
     });
-    this.establish("new source session");
+    this.establish();
   }
 
   /** Replicates what the event hints at; returns when the target matches the source again. */
@@ -62,11 +62,24 @@ export class ReplicatorSource {
     this.session.releaseWatches();
   }
 
-  /** Starts an epoch, learns what the target holds, and mirrors the whole tree onto it. */
-  private establish(reason: string, reestablished = 0): void {
-    this.session.acceptHello(this.rpcHandle(this.session.beginEpoch(reason)));
+  /**
+   * Opens the session (resuming the log's epoch when the target proves continuity, else a new epoch;
+   * `newEpochReason` forces one), learns what the target holds, and mirrors the whole tree onto it.
+   */
+  private establish(newEpochReason?: string, reestablished = 0): void {
+    const detectedBy =
+      this.session.log.lastPosition().epoch === 0 ? "initial" : reestablished > 0 ? "rescan" : "restart";
+    let replay: LogEntry[] = [];
+    if (newEpochReason === undefined) {
+      const resumed = this.session.resume(this.rpcHandle(this.session.openingHello()));
+      if ("hello" in resumed) this.session.acceptHello(this.rpcHandle(resumed.hello));
+      else replay = resumed.replay;
+    } else {
+      this.session.acceptHello(this.rpcHandle(this.session.beginEpoch(newEpochReason)));
+    }
     while (!this.session.acceptManifest(this.rpcHandle(this.session.manifestRequest()))) {}
-    this.ship(this.session.planPath("", reestablished === 0 ? "initial" : "rescan"), 0, reestablished);
+    this.session.adoptReplay(replay);
+    this.ship([...replay, ...this.session.planPath("", detectedBy)], 0, reestablished);
   }
 
   private ship(entries: readonly LogEntry[], round: number, reestablished = 0): void {

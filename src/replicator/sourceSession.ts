@@ -91,6 +91,8 @@ interface PendingEntry {
 /** Content per apply request: large enough that one flush on the target covers many files, far below the frame limit. */
 const DEFAULT_MAX_REQUEST_CONTENT = 8 * 1024 * 1024;
 const MAX_ENTRIES_PER_REQUEST = 8192;
+/** Logged operations a resuming session ships again at most; a target further behind starts a new epoch. */
+const MAX_REPLAY = 10_000;
 
 /**
  * The source's synchronous core, shared by the seed's `ReplicatorSource` and the CLI: scan what a hint
@@ -116,6 +118,8 @@ export class SourceSession {
   private readonly shipping: ContentShipping;
   private expected: DirNode = emptyDir();
   private manifestEntries: ManifestEntry[] = [];
+  /** Whether the opening hello started a new epoch (nothing to resume). */
+  private openedNewEpoch = false;
   private readonly pending = new Map<number, PendingEntry>();
   /** Planned operations waiting for `logPlanned`. */
   private unlogged: { operation: Operation; detectedBy: DetectedBy; pending: PendingEntry }[] = [];
@@ -162,12 +166,55 @@ export class SourceSession {
     return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch };
   }
 
-  /** Checks the target's hello answer. */
-  acceptHello(response: Response): void {
+  /**
+   * The hello that opens a session: it continues the log's current epoch when there is one (the target's
+   * answer tells whether continuity holds, see `resume`), or starts the log's first epoch.
+   */
+  openingHello(): HelloRequest {
+    const head = this.log.lastPosition();
+    this.openedNewEpoch = head.epoch === 0;
+    if (this.openedNewEpoch) return this.beginEpoch("new log: first session");
+    return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch: head.epoch };
+  }
+
+  /**
+   * Judges the answer to the opening hello. Continuity holds when the target follows this log's current
+   * epoch at or before its head: the logged operations it has not applied are returned, to ship first.
+   * Otherwise a new epoch starts, with the reason in the log, and its hello is returned to send.
+   */
+  resume(response: Response): { replay: LogEntry[] } | { hello: HelloRequest } {
+    const { applied } = this.acceptHello(response);
+    if (this.openedNewEpoch) return { replay: [] }; // a new epoch owes the target nothing
+    const head = this.log.lastPosition();
+    let reason: string | undefined;
+    if (applied === null) reason = "target has no applied position";
+    else if (applied.logId !== this.log.logId) reason = "target follows another log";
+    else if (applied.epoch !== head.epoch) reason = `target is on epoch ${applied.epoch}, the log on ${head.epoch}`;
+    else if (applied.seq > head.seq) reason = `target applied ${applied.seq}, beyond the log's head ${head.seq}`;
+    else if (head.seq - applied.seq > MAX_REPLAY) reason = `target is ${head.seq - applied.seq} operations behind`;
+    if (reason !== undefined) return { hello: this.beginEpoch(`continuity not proven: ${reason}`) };
+    const replay = this.log.readAfter(head.epoch, applied?.seq ?? 0, MAX_REPLAY);
+    // What these ask for is unknown now (the source may have moved on): whole content, verified on arrival.
+    for (const entry of replay)
+      this.pending.set(entry.position.seq, { beforeKind: undefined, basis: undefined, needsContent: true });
+    return { replay };
+  }
+
+  /** Checks the target's hello answer and returns it. */
+  acceptHello(response: Response): Extract<Response, { type: "hello" }> {
     const hello = this.expectType(response, "hello");
     if (hello.version !== PROTOCOL_VERSION) {
       throw new SessionRefusedError("version-mismatch", `target speaks ${hello.version}, we speak ${PROTOCOL_VERSION}`);
     }
+    return hello;
+  }
+
+  /** Folds replayed operations into the expected tree (after the manifest) so planning builds on them. */
+  adoptReplay(entries: readonly LogEntry[]): void {
+    this.expected = foldExpectedTree(
+      this.expected,
+      entries.map((e) => e.operation),
+    );
   }
 
   /** The request for the next page of the target's manifest. */

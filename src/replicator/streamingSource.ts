@@ -72,9 +72,14 @@ export class StreamingSource {
     this.maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   }
 
-  /** Starts an epoch, reads the target's manifest and mirrors the whole source onto it. */
-  async establish(reason: string, detectedBy: DetectedBy = "initial"): Promise<void> {
-    let why = reason;
+  /**
+   * Opens the session (resuming the log's epoch when the target proves continuity, else a new epoch;
+   * `newEpochReason` forces one), reads the target's manifest and mirrors the whole source onto it.
+   */
+  async establish(newEpochReason?: string): Promise<void> {
+    // A log that has sessions behind it is resumed after a restart: what changed meanwhile is a restart scan.
+    const detectedBy: DetectedBy = this.session.log.lastPosition().epoch === 0 ? "initial" : "restart";
+    let why = newEpochReason;
     for (let attempt = 0; ; attempt++) {
       // The source is read while the target lists itself; planning starts once its manifest is in.
       await this.walk("", attempt === 0 ? detectedBy : "rescan", this.handshake(why));
@@ -126,15 +131,28 @@ export class StreamingSource {
     const refused = this.refused;
     if (refused !== undefined) {
       this.refused = undefined;
-      await this.establish(`target refused: ${refused.message}`, "rescan");
+      await this.establish(`target refused: ${refused.message}`);
       return;
     }
     await this.retryFailures();
   }
 
-  private async handshake(reason: string): Promise<void> {
-    this.session.acceptHello(await this.connection.request(this.session.beginEpoch(reason)));
+  /**
+   * Opens the session: resumes the log's epoch if the target proves continuity (shipping what it has not
+   * applied), else starts a new epoch (`reason` forces one); then reads the target's manifest.
+   */
+  private async handshake(reason: string | undefined): Promise<void> {
+    let replay: LogEntry[] = [];
+    if (reason === undefined) {
+      const resumed = this.session.resume(await this.connection.request(this.session.openingHello()));
+      if ("hello" in resumed) this.session.acceptHello(await this.connection.request(resumed.hello));
+      else replay = resumed.replay;
+    } else {
+      this.session.acceptHello(await this.connection.request(this.session.beginEpoch(reason)));
+    }
     while (!this.session.acceptManifest(await this.connection.request(this.session.manifestRequest()))) {}
+    this.session.adoptReplay(replay);
+    this.enqueue(replay);
   }
 
   /**

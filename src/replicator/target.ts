@@ -129,12 +129,14 @@ export class ReplicatorTarget {
     if (current !== null && current.logId === request.logId && request.epoch < current.epoch) {
       return errorResponse("stale-epoch", `epoch ${request.epoch} is older than the applied epoch ${current.epoch}`);
     }
+    // The answer is where the target stood before this hello: the source judges continuity by it.
+    const before = this.appliedPosition();
     if (current === null || current.logId !== request.logId || current.epoch !== request.epoch) {
       this.applied = { logId: request.logId, epoch: request.epoch, seq: 0 };
       this.store?.save(this.applied);
     }
     this.session = { logId: request.logId, epoch: request.epoch };
-    return { type: "hello", version: PROTOCOL_VERSION, applied: this.appliedPosition() };
+    return { type: "hello", version: PROTOCOL_VERSION, applied: before };
   }
 
   private apply(request: ApplyRequest): Response {

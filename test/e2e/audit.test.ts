@@ -140,11 +140,13 @@ describe("mirrorlog log", () => {
       ["writeFile", "d/f", sha256("one"), sha256("two!"), 4, "applied"],
       ["writeFile", "d/f", null, sha256("one"), 3, "applied"],
     ]);
-    // Newest first, each sync in its own epoch, positions agreeing with epoch and seq.
-    expect(lines.map((l) => l.epoch)).toEqual([3, 2, 1]);
+    // Newest first; later syncs resume the log's epoch (the target proves continuity), found by a restart scan.
+    expect(lines.map((l) => l.epoch)).toEqual([1, 1, 1]);
+    expect(lines.map((l) => l.detectedBy)).toEqual(["restart", "restart", "initial"]);
+    expect(lines[0]!.seq).toBeGreaterThan(lines[1]!.seq);
+    expect(lines[1]!.seq).toBeGreaterThan(lines[2]!.seq);
     for (const l of lines) {
       expect(l.position).toBe(`${l.epoch}:${l.seq}`);
-      expect(l.detectedBy).toBe("initial");
       expect(Number.isNaN(Date.parse(l.loggedAt))).toBe(false);
       expect(l.sourceRoot).toBe(w.src);
       expect(l.target).toBe(w.dst);
@@ -155,7 +157,7 @@ describe("mirrorlog log", () => {
     expect(text.code, text.stderr).toBe(0);
     const textLines = text.stdout.trimEnd().split("\n");
     expect(textLines).toHaveLength(3);
-    expect(textLines[0]).toMatch(/^3:\d+ .*remove .*"d\/f"/);
+    expect(textLines[0]).toMatch(/^1:\d+ .*remove .*"d\/f"/);
     expect(textLines[1]).toContain(`${sha256("one").slice(0, 12)} → ${sha256("two!").slice(0, 12)}`);
     expect(textLines[2]).toContain(`- → ${sha256("one").slice(0, 12)}`);
   });
@@ -224,7 +226,7 @@ describe("mirrorlog status", () => {
     expect(s.sourceRoot).toBe(w.src);
     expect(s.target).toBe(w.dst);
     expect(s.epoch?.epoch).toBe(1);
-    expect(s.epoch?.reason).toBe("sync run started");
+    expect(s.epoch?.reason).toBe("new log: first session");
     expect(s.lastLogged).toBe("1:2");
     expect(s.lastApplied).toBe("1:2");
     expect(s.lag).toBe(0);
