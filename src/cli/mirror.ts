@@ -17,7 +17,7 @@ import {
   type TargetSpec,
   TargetSpecError,
 } from "../transport/sshCommand.js";
-import { StreamClient } from "../transport/streamConnection.js";
+import { StreamClient, TransportError } from "../transport/streamConnection.js";
 import { CliError } from "./cliError.js";
 import { exclusionRules } from "./ignoreRules.js";
 import { progressDisplay } from "./progress.js";
@@ -49,6 +49,18 @@ const defaultOutput: MirrorOutput = {
 
 /** The executable this process runs as; a local target is a child running `serve` from it. */
 const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
+
+/** Times a lost connection is replaced before the run fails... */
+const MAX_RECONNECTS = 5;
+/** ...waiting 200 ms, 400 ms, ... up to this between attempts. */
+const RECONNECT_MAX_DELAY_MS = 5_000;
+
+/** True for a lost or broken connection (worth reconnecting), as opposed to a refusal or a local failure. */
+function isConnectionLoss(error: unknown): boolean {
+  return (
+    error instanceof TransportError || (error instanceof CliError && error.message.startsWith("cannot reach target"))
+  );
+}
 
 /** How long a target may take to exit after the connection closes before it is killed. */
 const TARGET_EXIT_GRACE_MS = 5_000;
@@ -105,13 +117,45 @@ export async function runMirror(
     fs.close();
     throw error;
   }
-  const { client } = connection;
+  // Bytes of earlier connections (a lost connection is replaced, and the counts carry on).
+  const earlier = { bytesSent: 0, bytesReceived: 0 };
+  const wire = () => ({
+    bytesSent: earlier.bytesSent + connection.client.stats.bytesSent,
+    bytesReceived: earlier.bytesReceived + connection.client.stats.bytesReceived,
+  });
+  /** Replaces a lost connection (with backoff) and re-establishes the session on the new one. */
+  const reconnect = async (cause: unknown): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      output.stderr(`mirrorlog: connection to ${dst} lost (${(cause as Error).message}); reconnecting (${attempt})\n`);
+      earlier.bytesSent += connection.client.stats.bytesSent;
+      earlier.bytesReceived += connection.client.stats.bytesReceived;
+      connection.child.kill();
+      await new Promise((resolve) => setTimeout(resolve, Math.min(RECONNECT_MAX_DELAY_MS, 100 * 2 ** attempt)));
+      try {
+        connection = await connectTarget(spec, dst, options);
+        await driver.establish();
+        return;
+      } catch (error) {
+        if (attempt >= MAX_RECONNECTS || !isConnectionLoss(error)) throw error;
+        cause = error;
+      }
+    }
+  };
   const driver: StreamingSource = new StreamingSource(
     session,
-    { request: (request) => client.request(request), bytesSent: () => client.stats.bytesSent + client.queuedBytes },
+    {
+      request: (request) => connection.client.request(request),
+      bytesSent: () => connection.client.stats.bytesSent + connection.client.queuedBytes,
+    },
     {
       onProgress: (p) => progress.transferred(p.operationsShipped, p.operationsPlanned, p.contentBytesShipped),
-      onError: (error) => output.stderr(`mirrorlog: ${(error as Error).message}\n`),
+      onError: (error) => {
+        if (mode === "watch" && isConnectionLoss(error)) {
+          driver.runExclusive(() => reconnect(error));
+          return;
+        }
+        output.stderr(`mirrorlog: ${(error as Error).message}\n`);
+      },
     },
   );
 
@@ -125,7 +169,7 @@ export async function runMirror(
     session.releaseWatches();
     state.flush();
     await disconnectTarget(connection);
-    const summary = summarize(session.stats, client.stats, performance.now() - started);
+    const summary = summarize(session.stats, wire(), performance.now() - started);
     log.close();
     state.close();
     fs.close();
@@ -134,17 +178,20 @@ export async function runMirror(
 
   try {
     if (options.dryRun) {
-      const entries = await planDryRun(session, client);
+      const entries = await planDryRun(session, connection.client);
       const summary = await finish();
       if (options.json) output.stdout(`${JSON.stringify({ ...summary, plannedOperations: entries })}\n`);
       else output.stdout(`${entries.map(describeOperation).join("\n")}${entries.length > 0 ? "\n" : ""}`);
       return 0;
     }
-    await driver.establish();
+    try {
+      await driver.establish();
+    } catch (error) {
+      if (!isConnectionLoss(error)) throw error;
+      await reconnect(error);
+    }
     if (mode === "sync") return report(await finish(), options, output);
-    await followChanges(driver, options, output, () =>
-      summarize(session.stats, client.stats, performance.now() - started),
-    );
+    await followChanges(driver, options, output, () => summarize(session.stats, wire(), performance.now() - started));
     return report(await finish(), options, output);
   } catch (error) {
     await finish().catch(() => {});

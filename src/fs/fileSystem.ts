@@ -116,8 +116,11 @@ export interface MirrorFileSystem extends FileSystem {
   makeSymlink(path: string, target: string): void;
   /** Atomically replaces `path` with `content`, applying `metadata` before the new bytes become visible. */
   writeFileWith(path: string, content: Uint8Array, metadata: EntryMetadata): void;
-  /** Up to `length` bytes of a regular file from `offset` (fewer at its end); never through a symlink. */
-  readFileRange(path: string, offset: number, length: number): Uint8Array;
+  /**
+   * Up to `length` bytes of a regular file from `offset` (fewer at its end); never through a symlink.
+   * With `into`, the bytes are read into it (length at most its size) and a view of it is returned.
+   */
+  readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array;
   /** Writes `content` to a hidden temp beside `path` with `metadata`; nothing visible changes until commit. */
   stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile;
   /** Opens a hidden temp beside `path` to be written piece by piece, then finished and committed. */

@@ -353,8 +353,11 @@ export class MemoryFileSystem implements MirrorFileSystem {
       .map((name) => ({ name, stat: this.lstat(posix.join(normalized, name)) }));
   }
 
-  readFileRange(path: string, offset: number, length: number): Uint8Array {
-    return this.readFile(path).slice(offset, offset + length);
+  readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array {
+    const bytes = this.readFile(path).subarray(offset, offset + length);
+    if (into === undefined) return bytes;
+    into.set(bytes);
+    return into.subarray(0, bytes.length);
   }
 
   openStaged(path: string): StagedWriter {

@@ -267,7 +267,7 @@ export class NodeFileSystem implements MirrorFileSystem {
     return { path: p, tempPath };
   }
 
-  readFileRange(path: string, offset: number, length: number): Uint8Array {
+  readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array {
     const p = this.resolve(path);
     let fd: number;
     try {
@@ -278,7 +278,8 @@ export class NodeFileSystem implements MirrorFileSystem {
     try {
       const stat = fstatSync(fd);
       if (!stat.isFile()) throw new FileSystemError("EINVAL", p, `not a regular file (${kindOfSpecial(stat)})`);
-      const buffer = new Uint8Array(Math.max(0, Math.min(length, stat.size - offset)));
+      const want = Math.max(0, Math.min(length, stat.size - offset));
+      const buffer = into === undefined ? new Uint8Array(want) : into.subarray(0, want);
       let filled = 0;
       while (filled < buffer.length) {
         const n = readSync(fd, buffer, filled, buffer.length - filled, offset + filled);

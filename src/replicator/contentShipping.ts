@@ -25,6 +25,11 @@ export interface ContentBasis {
   size: number;
 }
 
+/**
+ * Literal bytes are read and sent in pieces of this size (several per upload request): small pieces
+ * keep the short-lived buffers of reading, compressing and framing small, so memory stays flat.
+ */
+const PIECE_BYTES = 1024 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
 export const INLINE_MAX = 4 * 1024 * 1024;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
@@ -189,8 +194,8 @@ export class ContentShipping {
           yield { kind: "copy", offset: range.basisOffset, length: range.length };
           continue;
         }
-        for (let at = range.offset; at < range.offset + range.length; at += STREAM_PIECE) {
-          const bytes = reader(at, Math.min(STREAM_PIECE, range.offset + range.length - at));
+        for (let at = range.offset; at < range.offset + range.length; at += PIECE_BYTES) {
+          const bytes = reader(at, Math.min(PIECE_BYTES, range.offset + range.length - at));
           yield bytes === undefined ? undefined : self.literalPiece(bytes);
         }
       }
@@ -199,13 +204,15 @@ export class ContentShipping {
     return source;
   }
 
-  /** The whole file as literal pieces of at most STREAM_PIECE bytes. */
+  /** The whole file as literal pieces of at most PIECE_BYTES. */
   private wholePieces(operation: WriteFile): PieceSource {
     const reader = this.reader(operation);
     const self = this;
     return (function* (): Generator<Piece | undefined> {
-      for (let at = 0; at < operation.size; at += STREAM_PIECE) {
-        const bytes = reader(at, Math.min(STREAM_PIECE, operation.size - at));
+      // A file sent inline is one piece (one literal); a larger one streams in PIECE_BYTES pieces.
+      const pieceBytes = operation.size <= INLINE_MAX ? INLINE_MAX : PIECE_BYTES;
+      for (let at = 0; at < operation.size; at += pieceBytes) {
+        const bytes = reader(at, Math.min(pieceBytes, operation.size - at));
         yield bytes === undefined ? undefined : self.literalPiece(bytes);
       }
     })() as PieceSource;

@@ -199,8 +199,9 @@ function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: numbe
   }
   const chunker = new HashingChunker(chunking);
   const chunks: Chunk[] = [];
+  const scratch = new Uint8Array(STREAM_PIECE); // one buffer per file: memory stays flat whatever its size
   for (let offset = 0; ; offset += STREAM_PIECE) {
-    const piece = fs.readFileRange(absolute, offset, STREAM_PIECE);
+    const piece = fs.readFileRange(absolute, offset, STREAM_PIECE, scratch);
     if (piece.length > 0) chunks.push(...chunker.push(piece));
     if (piece.length < STREAM_PIECE) break;
   }

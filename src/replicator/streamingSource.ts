@@ -77,6 +77,12 @@ export class StreamingSource {
    * `newEpochReason` forces one), reads the target's manifest and mirrors the whole source onto it.
    */
   async establish(newEpochReason?: string): Promise<void> {
+    // Whatever a broken connection left half-sent is re-derived by this pass.
+    this.inFlight.length = 0;
+    this.buffer = [];
+    this.retryPaths = [];
+    this.refused = undefined;
+    this.pendingHints.clear();
     // A log that has sessions behind it is resumed after a restart: what changed meanwhile is a restart scan.
     const detectedBy: DetectedBy = this.session.log.lastPosition().epoch === 0 ? "initial" : "restart";
     let why = newEpochReason;
@@ -84,7 +90,8 @@ export class StreamingSource {
       // The source is read while the target lists itself; planning starts once its manifest is in.
       await this.walk("", attempt === 0 ? detectedBy : "rescan", this.handshake(why));
       await this.drain();
-      const refused = this.refused;
+      // Set while the pass ran (a response may refuse it); the reset above does not hold across awaits.
+      const refused = this.refused as SessionRefusedError | undefined;
       if (refused === undefined) break;
       if (attempt >= MAX_REESTABLISH) throw refused;
       // The target cannot continue this epoch (a gap, a restart): a new epoch re-establishes from its manifest.
@@ -105,6 +112,13 @@ export class StreamingSource {
   /** Queues a full rescan of the source (periodic reconcile, overflow). */
   rescan(detectedBy: DetectedBy = "rescan"): void {
     this.hint({ path: this.session.root, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
+  }
+
+  /** Runs `task` after whatever is queued (hint flushes), before anything queued later. */
+  runExclusive(task: () => Promise<void>): Promise<void> {
+    const run = this.running.then(task);
+    this.running = run.catch((error) => this.options.onError?.(error));
+    return run;
   }
 
   /** Resolves once every queued hint has been shipped and settled. */
@@ -207,6 +221,8 @@ export class StreamingSource {
       this.progress.contentBytesShipped += requestContentBytes(request);
       const before = this.connection.bytesSent?.() ?? 0;
       const response = this.connection.request(request);
+      // Awaited in order by settleOldest; a connection lost meanwhile must not be an unhandled rejection.
+      response.catch(() => {});
       this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before });
       while (this.inFlight.length >= this.maxInFlight) await this.settleOldest();
     }

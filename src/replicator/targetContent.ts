@@ -187,8 +187,9 @@ export class TargetContent {
         if (stat.kind !== "file") continue;
         const chunker = new HashingChunker(replicationChunking(stat.size));
         const chunks = [];
+        const scratch = new Uint8Array(STREAM_PIECE);
         for (let offset = 0; offset < stat.size; offset += STREAM_PIECE) {
-          chunks.push(...chunker.push(this.fs.readFileRange(absolute, offset, STREAM_PIECE)));
+          chunks.push(...chunker.push(this.fs.readFileRange(absolute, offset, STREAM_PIECE, scratch)));
         }
         chunks.push(...chunker.finish());
         files.push({ path, hash: chunker.contentId, chunks });
@@ -295,8 +296,10 @@ export class TargetContent {
     let hash = indexedHash(this.index, path, stat);
     if (hash === undefined) {
       const hasher = new ContentHasher();
-      for (let offset = 0; offset < stat.size; offset += STREAM_PIECE)
-        hasher.update(this.fs.readFileRange(absolute, offset, STREAM_PIECE));
+      const scratch = new Uint8Array(STREAM_PIECE);
+      for (let offset = 0; offset < stat.size; offset += STREAM_PIECE) {
+        hasher.update(this.fs.readFileRange(absolute, offset, STREAM_PIECE, scratch));
+      }
       hash = hasher.digest();
     }
     if (hash !== baseHash)

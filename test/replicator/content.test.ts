@@ -104,3 +104,23 @@ describe("task 5: full content is sent only when the target lacks it (MemoryFile
     expect(r.source.stats.content.literal).toBeGreaterThanOrEqual(50_000);
   });
 });
+
+describe("file sizes around the inline and piece limits", () => {
+  test.each([
+    0,
+    1,
+    64 * 1024,
+    1024 * 1024 + 7,
+    3 * 1024 * 1024,
+    4 * 1024 * 1024,
+    4 * 1024 * 1024 + 1,
+    9 * 1024 * 1024 + 3,
+  ])("a new file of %i bytes arrives intact", (size) => {
+    const m = seedMachines();
+    m.sourceFs.makeDirs("/a/b/c");
+    const bytes = randomBytes(size);
+    m.sourceFs.writeFile("/a/b/c/f.bin", bytes);
+    startReplication(m);
+    expect(Buffer.from(m.targetFs.readFile("/x/y/z/f.bin")).equals(bytes)).toBe(true);
+  });
+});
