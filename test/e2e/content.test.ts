@@ -212,7 +212,7 @@ describe("content travels only when the target lacks it", () => {
     expect(wire(second)).toBeLessThan(size / 256);
   });
 
-  it("a 512 MiB file is mirrored with both processes' peak RSS under 200 MiB", async () => {
+  it("a 512 MiB file is mirrored with both processes' peak RSS under 200 MB", async () => {
     const ws = workspace("memory");
     const size = 512 * MiB;
     writeRandomFile(join(ws.src, "huge.bin"), size);
@@ -223,8 +223,10 @@ describe("content travels only when the target lacks it", () => {
     // Both processes were observed, so the limits below are checked on real numbers.
     expect(peaks.sourceKiB).toBeGreaterThan(0);
     expect(peaks.targetKiB).toBeGreaterThan(0);
-    expect(peaks.sourceKiB, "source peak RSS (KiB)").toBeLessThan(200 * KiB);
-    expect(peaks.targetKiB, "target peak RSS (KiB)").toBeLessThan(200 * KiB);
+    // The issue's limit, 200 MB, whatever the file size (a bounded pipeline, not the file, in memory).
+    const limitKiB = 200e6 / KiB;
+    expect(peaks.sourceKiB, "source peak RSS (KiB)").toBeLessThan(limitKiB);
+    expect(peaks.targetKiB, "target peak RSS (KiB)").toBeLessThan(limitKiB);
   });
 });
 
