@@ -45,7 +45,8 @@ export async function serve(options: ServeOptions): Promise<void> {
     options.dryRun && !existsSync(root)
       ? new MemoryFileSystem()
       : // Each apply request ends with one flush, before its position is saved and answered.
-        new NodeFileSystem({ root, onProblem, durability: "batched" });
+        // Temps left by a crashed run are removed as the session's first listing (the manifest) meets them.
+        new NodeFileSystem({ root, onProblem, durability: "batched", removeStaleTemps: true });
   const target = new ReplicatorTarget(fs, root, { positionStore: state, index: state });
   const handle = (request: unknown) =>
     options.dryRun && (request as { type?: unknown } | null)?.type === "apply"

@@ -68,6 +68,11 @@ export interface NodeFileSystemOptions {
   root?: string;
   /** Receives per-path problems (non-UTF-8 names, watch limit, overflow); defaults to a process warning. */
   onProblem?: (problem: FileSystemProblem) => void;
+  /**
+   * Remove temp files of other (crashed) writers when a listing meets them; this instance's own temps
+   * are recognised by their per-instance prefix and left alone. For a target, never for a source.
+   */
+  removeStaleTemps?: boolean;
   /** Period of the rescan hints for directories that could not get a kernel watch (default 2000). */
   rescanIntervalMs?: number;
   /** Clock in milliseconds since the epoch; sets the access time that accompanies an explicit mtime. */
@@ -100,6 +105,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   private unflushed: string | undefined;
   private readonly randomBytes: (size: number) => Uint8Array;
   private tempPrefix: string | undefined;
+  private readonly removeStaleTemps: boolean;
   private tempCounter = 0;
   private readonly watcher: DiskWatcher;
 
@@ -110,6 +116,7 @@ export class NodeFileSystem implements MirrorFileSystem {
     this.durability = options.durability ?? "full";
     this.durable = this.durability !== "none";
     this.randomBytes = options.randomBytes ?? randomBytes;
+    this.removeStaleTemps = options.removeStaleTemps ?? false;
     this.watcher = new DiskWatcher({
       onProblem: this.onProblem,
       rescanIntervalMs: options.rescanIntervalMs ?? 2000,
@@ -344,8 +351,17 @@ export class NodeFileSystem implements MirrorFileSystem {
         continue;
       }
       if (!isReservedName(name)) names.push(name);
+      else if (this.removeStaleTemps && !name.startsWith(RESERVED_PREFIX + this.tempPrefixOf())) {
+        // A directory (the stash) is not a temp file: unlink refuses it, which is what we want.
+        unlinkQuietly(joinChild(dir, name));
+      }
     }
     return names;
+  }
+
+  private tempPrefixOf(): string {
+    this.tempPrefix ??= Buffer.from(this.randomBytes(3)).toString("hex");
+    return this.tempPrefix;
   }
 
   makeDir(path: string): void {
@@ -650,9 +666,8 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   /** 12 hex digits: a random per-instance half and a counter (one random draw per instance, not per file). */
   private nextTempSuffix(): string {
-    this.tempPrefix ??= Buffer.from(this.randomBytes(3)).toString("hex");
     this.tempCounter = (this.tempCounter + 1) % 0x1000000;
-    return this.tempPrefix + this.tempCounter.toString(16).padStart(6, "0");
+    return this.tempPrefixOf() + this.tempCounter.toString(16).padStart(6, "0");
   }
 
   /** syncfs(2) on the file system holding `path`, through coreutils `sync -f`; false when unavailable. */
