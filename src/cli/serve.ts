@@ -9,6 +9,7 @@ import { ReplicatorTarget } from "../replicator/target.js";
 import { serveStream } from "../transport/streamConnection.js";
 import { CliError } from "./cliError.js";
 import { defaultTargetStatePath } from "./statePaths.js";
+import { lockTarget } from "./targetLock.js";
 
 /** Options of `mirrorlog serve`. */
 export interface ServeOptions {
@@ -38,6 +39,8 @@ export async function serve(options: ServeOptions): Promise<void> {
   if (!options.dryRun) mkdirSync(posix.dirname(statePath), { recursive: true });
   // A dry run keeps its position and index in memory; a target that does not exist yet is planned
   // against as an empty in-memory directory, so that nothing appears on disk.
+  // One source per target at a time: a second one is refused while the first is connected.
+  const lock = options.dryRun ? undefined : lockTarget(`${statePath}.lock`, root);
   const state = options.dryRun ? new StateStore() : new StateStore(statePath);
   const onProblem = (problem: { path: string; reason: string }) =>
     process.stderr.write(`mirrorlog serve: ${problem.path}: ${problem.reason}\n`);
@@ -62,6 +65,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   } finally {
     target.close();
     state.close();
+    lock?.release();
     fs.close?.();
   }
 }
