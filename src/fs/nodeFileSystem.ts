@@ -156,10 +156,17 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   readFile(path: string): Uint8Array {
+    return this.withRegularFile(path, (fd, size) => readAll(fd, size));
+  }
+
+  /**
+   * Opens a regular file without following a final symlink and without blocking on a FIFO
+   * (O_NOFOLLOW | O_NONBLOCK), checks what it is through the open descriptor, and reads it with `read`.
+   */
+  private withRegularFile<T>(path: string, read: (fd: number, size: number) => T): T {
     const p = this.resolve(path);
     let fd: number;
     try {
-      // O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: a final symlink fails with ELOOP.
       fd = openSync(p, READ_FLAGS);
     } catch (error) {
       throw toFileSystemError(error, p);
@@ -168,13 +175,14 @@ export class NodeFileSystem implements MirrorFileSystem {
       const stat = fstatSync(fd);
       if (stat.isDirectory()) throw new FileSystemError("EISDIR", p);
       if (!stat.isFile()) throw new FileSystemError("EINVAL", p, `not a regular file (${kindOfSpecial(stat)})`);
-      return readAll(fd, stat.size);
+      return read(fd, stat.size);
     } catch (error) {
       throw toFileSystemError(error, p);
     } finally {
       closeSync(fd);
     }
   }
+
 
   writeFile(path: string, content: Uint8Array | string): void {
     const p = this.resolve(path);
@@ -275,17 +283,8 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array {
-    const p = this.resolve(path);
-    let fd: number;
-    try {
-      fd = openSync(p, READ_FLAGS);
-    } catch (error) {
-      throw toFileSystemError(error, p);
-    }
-    try {
-      const stat = fstatSync(fd);
-      if (!stat.isFile()) throw new FileSystemError("EINVAL", p, `not a regular file (${kindOfSpecial(stat)})`);
-      const want = Math.max(0, Math.min(length, stat.size - offset));
+    return this.withRegularFile(path, (fd, size) => {
+      const want = Math.max(0, Math.min(length, size - offset));
       const buffer = into === undefined ? new Uint8Array(want) : into.subarray(0, want);
       let filled = 0;
       while (filled < buffer.length) {
@@ -294,12 +293,9 @@ export class NodeFileSystem implements MirrorFileSystem {
         filled += n;
       }
       return filled === buffer.length ? buffer : buffer.subarray(0, filled);
-    } catch (error) {
-      throw toFileSystemError(error, p);
-    } finally {
-      closeSync(fd);
-    }
+    });
   }
+
 
   commitStaged(files: readonly StagedFile[]): void {
     if (files.length > 0) this.commitResolved(files);
