@@ -114,7 +114,6 @@ export const ApplyRequestSchema = z.strictObject({
   entries: z.array(ApplyEntrySchema).min(1),
 });
 
-/** Every request a source sends. */
 /**
  * Appends pieces to the file being assembled under `uploadId` for `path` (a large file streams as many
  * uploads, a bounded amount each). The first upload (offset 0) starts the file; copy pieces read the
@@ -140,6 +139,7 @@ export const ChunksRequestSchema = z.strictObject({
 /** Ends a burst of work: the target drops what it kept for reuse (removed files, unfinished uploads). */
 export const ReleaseRequestSchema = z.strictObject({ type: z.literal("release") });
 
+/** Every request a source sends. */
 export const RequestSchema = z.discriminatedUnion("type", [
   HelloRequestSchema,
   ManifestRequestSchema,
@@ -261,6 +261,7 @@ export const ChunksResponseSchema = z.strictObject({
 /** The answer to release. */
 export const ReleasedResponseSchema = z.strictObject({ type: z.literal("released") });
 
+/** Every response a target sends. */
 export const ResponseSchema = z.discriminatedUnion("type", [
   HelloResponseSchema,
   ManifestResponseSchema,
