@@ -236,7 +236,6 @@ export const ErrorResponseSchema = z.strictObject({
   path: z.string().optional(),
 });
 
-/** Every response a target sends. */
 /** The answer to an upload: how many bytes the file being assembled now holds, or why it failed. */
 export const UploadResponseSchema = z.strictObject({
   type: z.literal("uploaded"),
