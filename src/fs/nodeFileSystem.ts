@@ -183,7 +183,6 @@ export class NodeFileSystem implements MirrorFileSystem {
     }
   }
 
-
   writeFile(path: string, content: Uint8Array | string): void {
     const p = this.resolve(path);
     const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : content;
@@ -295,7 +294,6 @@ export class NodeFileSystem implements MirrorFileSystem {
       return filled === buffer.length ? buffer : buffer.subarray(0, filled);
     });
   }
-
 
   commitStaged(files: readonly StagedFile[]): void {
     if (files.length > 0) this.commitResolved(files);

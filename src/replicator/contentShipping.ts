@@ -113,7 +113,7 @@ export class ContentShipping {
     }
     const pieces = this.deltaPieces(operation, basis) ?? this.wholePieces(operation);
     if (operation.size <= INLINE_MAX) {
-      const content = this.inlineContent(operation, basis, [...pieces]);
+      const content = this.inlineContent(basis, [...pieces]);
       return content === undefined ? { seq, operation } : { seq, operation, content };
     }
     const uploadId = (this.nextUpload++).toString(36);
@@ -142,11 +142,7 @@ export class ContentShipping {
     return request;
   }
 
-  private inlineContent(
-    operation: WriteFile,
-    basis: ContentBasis | undefined,
-    pieces: (Piece | undefined)[],
-  ): Content | undefined {
+  private inlineContent(basis: ContentBasis | undefined, pieces: (Piece | undefined)[]): Content | undefined {
     if (pieces.some((p) => p === undefined)) return undefined;
     const valid = pieces as Piece[];
     if (valid.length === 1 && valid[0]!.kind === "literal") {

@@ -12,7 +12,20 @@ const LOG_ID = "0123456789abcdef";
 const HASH = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 const hostilePath = fc.oneof(
-  fc.constantFrom("..", "../x", "a/../../x", "/etc/passwd", "//x", "a//b", "./a", "a/", "", "a\\..\\b", "C:\\x", "a\0b"),
+  fc.constantFrom(
+    "..",
+    "../x",
+    "a/../../x",
+    "/etc/passwd",
+    "//x",
+    "a//b",
+    "./a",
+    "a/",
+    "",
+    "a\\..\\b",
+    "C:\\x",
+    "a\0b",
+  ),
   fc.constantFrom("link/f", "link", "x".repeat(256), `${"a/".repeat(3000)}b`, ".mirrorlog-tmp-stash/x", "outside"),
   fc.string({ maxLength: 20 }),
 );
@@ -32,15 +45,28 @@ const operation = fc.oneof(
 );
 
 const content = fc.oneof(
-  fc.record({ kind: fc.constant("inline"), encoding: fc.constantFrom("raw", "zstd", "gzip"), data: fc.uint8Array({ maxLength: 64 }) }),
+  fc.record({
+    kind: fc.constant("inline"),
+    encoding: fc.constantFrom("raw", "zstd", "gzip"),
+    data: fc.uint8Array({ maxLength: 64 }),
+  }),
   fc.record({ kind: fc.constant("local") }),
   fc.record({
     kind: fc.constant("delta"),
     baseHash: fc.constant(HASH),
     pieces: fc.array(
       fc.oneof(
-        fc.record({ kind: fc.constant("copy"), offset: fc.integer({ min: -5, max: 1 << 30 }), length: fc.integer({ min: -5, max: 1 << 30 }) }),
-        fc.record({ kind: fc.constant("literal"), encoding: fc.constantFrom("raw", "zstd"), size: fc.integer({ min: -1, max: 1 << 30 }), data: fc.uint8Array({ maxLength: 32 }) }),
+        fc.record({
+          kind: fc.constant("copy"),
+          offset: fc.integer({ min: -5, max: 1 << 30 }),
+          length: fc.integer({ min: -5, max: 1 << 30 }),
+        }),
+        fc.record({
+          kind: fc.constant("literal"),
+          encoding: fc.constantFrom("raw", "zstd"),
+          size: fc.integer({ min: -1, max: 1 << 30 }),
+          data: fc.uint8Array({ maxLength: 32 }),
+        }),
       ),
       { maxLength: 3 },
     ),
@@ -50,20 +76,36 @@ const content = fc.oneof(
 
 const request = fc.oneof(
   fc.anything(),
-  fc.record({ type: fc.constant("hello"), version: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.integer()), logId: fc.oneof(fc.constant(LOG_ID), fc.string()), epoch: fc.integer({ min: -1, max: 5 }) }),
+  fc.record({
+    type: fc.constant("hello"),
+    version: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.integer()),
+    logId: fc.oneof(fc.constant(LOG_ID), fc.string()),
+    epoch: fc.integer({ min: -1, max: 5 }),
+  }),
   fc.record({ type: fc.constant("manifest"), offset: fc.integer({ min: -1, max: 5 }) }),
   fc.record({
     type: fc.constant("apply"),
     logId: fc.oneof(fc.constant(LOG_ID), fc.string()),
     epoch: fc.integer({ min: 0, max: 3 }),
-    entries: fc.array(fc.record({ seq: fc.integer({ min: -1, max: 5 }), operation, content }, { requiredKeys: ["seq", "operation"] }), { maxLength: 4 }),
+    entries: fc.array(
+      fc.record({ seq: fc.integer({ min: -1, max: 5 }), operation, content }, { requiredKeys: ["seq", "operation"] }),
+      { maxLength: 4 },
+    ),
   }),
   fc.record({
     type: fc.constant("upload"),
     uploadId: fc.string({ maxLength: 10 }),
     path: hostilePath,
     offset: fc.integer({ min: -1, max: 10 }),
-    pieces: fc.array(fc.record({ kind: fc.constant("literal"), encoding: fc.constant("raw"), size: fc.nat(8), data: fc.uint8Array({ maxLength: 8 }) }), { maxLength: 2 }),
+    pieces: fc.array(
+      fc.record({
+        kind: fc.constant("literal"),
+        encoding: fc.constant("raw"),
+        size: fc.nat(8),
+        data: fc.uint8Array({ maxLength: 8 }),
+      }),
+      { maxLength: 2 },
+    ),
   }),
   fc.record({ type: fc.constant("chunks"), paths: fc.array(hostilePath, { maxLength: 3 }) }),
   fc.record({ type: fc.constant("release") }),
