@@ -205,6 +205,71 @@ function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+/**
+ * Changes a source tree while a watch replicates it, so that every state a reader can see is a
+ * registered version: new content is written beside the tree (same file system) and renamed into
+ * place only after the observer knows it; renames register the new path first.
+ */
+export class LiveWriter {
+  private counter = 0;
+  changes = 0;
+
+  constructor(
+    private readonly root: string,
+    private readonly staging: string,
+    private readonly random: Random,
+    private readonly observer: FinalNameObserver,
+  ) {
+    mkdirSync(staging, { recursive: true });
+  }
+
+  /** One change: write a new file or a new version, rename a file, delete one, or add a directory. */
+  async change(): Promise<void> {
+    this.changes++;
+    const dirs = [""];
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const name of readdirSync(dir === "" ? this.root : join(this.root, dir))) {
+        const path = dir === "" ? name : `${dir}/${name}`;
+        if (lstatSync(join(this.root, path)).isDirectory()) {
+          dirs.push(path);
+          walk(path);
+        } else files.push(path);
+      }
+    };
+    walk("");
+    const roll = this.random.next();
+    const child = (dir: string) => (dir === "" ? `w${this.fresh()}` : `${dir}/w${this.fresh()}`);
+    if (roll < 0.35 || files.length === 0) return this.writeVersion(child(this.random.pick(dirs)));
+    if (roll < 0.6) return this.writeVersion(this.random.pick(files));
+    if (roll < 0.75) {
+      const from = this.random.pick(files);
+      const to = child(this.random.pick(dirs));
+      await this.observer.addVersions([[to, sha256(readFileSync(join(this.root, from)))]]);
+      renameSync(join(this.root, from), join(this.root, to));
+      return;
+    }
+    if (roll < 0.9) {
+      unlinkSync(join(this.root, this.random.pick(files)));
+      return;
+    }
+    mkdirSync(join(this.root, child(this.random.pick(dirs))));
+  }
+
+  private async writeVersion(path: string): Promise<void> {
+    const size = this.random.next() < 0.1 ? this.random.int(100_000, 2 * MIB) : this.random.int(0, 6_000);
+    const bytes = randomBytesOf(this.random, size);
+    const staged = join(this.staging, this.fresh());
+    writeFileSync(staged, bytes);
+    await this.observer.addVersions([[path, sha256(bytes)]]);
+    renameSync(staged, join(this.root, path));
+  }
+
+  private fresh(): string {
+    return (this.counter++).toString(36);
+  }
+}
+
 /** What the final-name observer saw. */
 export interface ObserverReport {
   /** Files at final names whose content was never a version of that path at the source. */

@@ -88,7 +88,7 @@ export interface RandomSource {
 export function randomFault(random: RandomSource, kinds: readonly FaultKind[], lowLengthBytes = false): FrameFault {
   const kind = random.pick(kinds);
   const direction: FrameDirection = random.next() < 0.6 ? "up" : "down";
-  const frame = random.int(1, 8);
+  const frame = random.int(1, 5);
   switch (kind) {
     case "drop":
     case "duplicate":
@@ -99,7 +99,7 @@ export function randomFault(random: RandomSource, kinds: readonly FaultKind[], l
     case "truncate":
       return { kind, direction, frame, keep: random.int(0, 4_000) };
     case "cut":
-      return { kind, direction, afterBytes: random.int(1, direction === "up" ? 3_000_000 : 20_000) };
+      return { kind, direction, afterBytes: random.int(1, direction === "up" ? 200_000 : 5_000) };
     case "flipLength":
       // The top byte: any set bit makes the length exceed the 16 MiB cap, which must be refused at once.
       return {
