@@ -8,7 +8,7 @@ import type { ContentSplit } from "../events/operationLog.js";
 import type { ApplyEntry, Content, Piece, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
 import type { FileSystem } from "../fs/fileSystem.js";
-import { isMirrorFileSystem, STREAM_PIECE } from "./scan.js";
+import { isMirrorFileSystem } from "./scan.js";
 
 /** Chunk lists of content versions by hash: what a delta is computed against. A Map fits. */
 export interface ChunkLists {
@@ -30,6 +30,8 @@ export interface ContentBasis {
  * keep the short-lived buffers of reading, compressing and framing small, so memory stays flat.
  */
 const PIECE_BYTES = 1024 * 1024;
+/** Literal bytes per upload request: a few pieces, so little is held per request in flight. */
+const UPLOAD_REQUEST_BYTES = 2 * 1024 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
 export const INLINE_MAX = 4 * 1024 * 1024;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
@@ -125,7 +127,7 @@ export class ContentShipping {
       if (piece === undefined) return { seq, operation }; // changed since scanned: the target answers "missing"
       batch.push(piece);
       batchBytes += piece.kind === "literal" ? piece.data.length : 0;
-      if (batchBytes >= STREAM_PIECE) {
+      if (batchBytes >= UPLOAD_REQUEST_BYTES) {
         yield this.upload(uploadId, operation.path, offset, baseHash, batch);
         offset += sizeOfPieces(batch);
         batch = [];

@@ -32,6 +32,8 @@ export interface StreamingSourceOptions {
 }
 
 const DEFAULT_MAX_IN_FLIGHT = 4;
+/** File bytes in flight at most (each request's content counted from sending until its answer). */
+const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
 const MAX_RETRY_ROUNDS = 3;
 const MAX_REESTABLISH = 2;
 /** Planned operations are sent once this many are buffered (or BUFFER_CONTENT_BYTES of content)... */
@@ -60,7 +62,10 @@ export class StreamingSource {
     request: ApplyRequest | UploadRequest;
     response: Promise<Response>;
     wireBytes: number;
+    contentBytes: number;
   }[] = [];
+  /** File bytes in the requests in flight: bounded, so a large file streams in constant memory. */
+  private inFlightBytes = 0;
   private retryPaths: string[] = [];
   private refused: SessionRefusedError | undefined;
 
@@ -79,6 +84,7 @@ export class StreamingSource {
   async establish(newEpochReason?: string): Promise<void> {
     // Whatever a broken connection left half-sent is re-derived by this pass.
     this.inFlight.length = 0;
+    this.inFlightBytes = 0;
     this.buffer = [];
     this.retryPaths = [];
     this.refused = undefined;
@@ -219,12 +225,16 @@ export class StreamingSource {
     for (const request of this.session.requestsFor(entries)) {
       if (this.refused !== undefined) return;
       this.progress.contentBytesShipped += requestContentBytes(request);
+      const contentBytes = requestContentBytes(request);
       const before = this.connection.bytesSent?.() ?? 0;
       const response = this.connection.request(request);
       // Awaited in order by settleOldest; a connection lost meanwhile must not be an unhandled rejection.
       response.catch(() => {});
-      this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before });
-      while (this.inFlight.length >= this.maxInFlight) await this.settleOldest();
+      this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before, contentBytes });
+      this.inFlightBytes += contentBytes;
+      while (this.inFlight.length >= this.maxInFlight || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) {
+        await this.settleOldest();
+      }
     }
   }
 
@@ -236,7 +246,8 @@ export class StreamingSource {
   }
 
   private async settleOldest(): Promise<void> {
-    const { request, response, wireBytes } = this.inFlight.shift()!;
+    const { request, response, wireBytes, contentBytes } = this.inFlight.shift()!;
+    this.inFlightBytes -= contentBytes;
     const answer = await response;
     if (answer.type === "error") {
       this.refused ??= new SessionRefusedError(answer.code, answer.message);
