@@ -602,6 +602,20 @@ export interface TransportOptions {
   onRun?: (line: string) => void;
 }
 
+/** The faults every faulted run survives (detected, or harmless by design). */
+export const SURVIVABLE_FAULTS: readonly FaultKind[] = [
+  "cut",
+  "truncate",
+  "duplicate",
+  "reorder",
+  "delay",
+  "flipPayload",
+  "flipLength",
+];
+
+/** Faults that leave the source waiting forever (no request deadline): a dropped frame, a length grown below the cap. */
+export const HANGING_FAULTS: readonly FaultKind[] = ["drop", "flipLength"];
+
 // Messages that show a fault was noticed as a transport, framing or protocol failure (a typed error).
 const DETECTED =
   /TransportError|framing error|malformed frame|oversized frame|connection|peer|handshake|refused|protocol/i;
@@ -654,6 +668,10 @@ export async function runTransportFaults(ws: Workspace, options: TransportOption
         fail(`a serve still runs ${SERVE_EXIT_DEADLINE_MS} ms after the faulted run ended`);
         killAll(servePids(ws.dst));
       });
+      // The known stale-lock bug (see runCrashPoints): wait until the lock's owner is reaped.
+      await pollUntil(() => lockOwnersPresent(ws.stateHome).length === 0, {
+        deadlineMs: SERVE_EXIT_DEADLINE_MS,
+      }).catch(() => fail(`the target lock is still held ${SERVE_EXIT_DEADLINE_MS} ms after the faulted run`));
       if (faulted.code !== 0 || faulted.hung) {
         const cleanEnv = { ...ws.env, ...faultProxyEnvironment({ connections: [] }, join(ws.base, `clean-${run}`)) };
         const clean = await finishWithin(spawnMirrorlog(args, cleanEnv), deadline);

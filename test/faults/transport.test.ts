@@ -8,12 +8,12 @@
 // docs/reliability-coverage.md and `node --import tsx bench/soak.ts N --known-hangs`.
 // Replay a failure with MIRRORLOG_FAULT_SEED=<seed> (printed in every failure).
 import { afterAll, describe, expect, it } from "vitest";
-import type { FaultKind } from "../support/faultProxy.js";
 import {
   chooseFaultSeed,
   makeWorkspace,
   removeWorkspace,
   runTransportFaults,
+  SURVIVABLE_FAULTS,
   type Workspace,
 } from "./faultScenarios.js";
 
@@ -21,17 +21,6 @@ const workspaces: Workspace[] = [];
 afterAll(() => {
   for (const ws of workspaces) removeWorkspace(ws);
 });
-
-/** The faults every run must survive (detected, or harmless by design). */
-export const SURVIVABLE_FAULTS: readonly FaultKind[] = [
-  "cut",
-  "truncate",
-  "duplicate",
-  "reorder",
-  "delay",
-  "flipPayload",
-  "flipLength",
-];
 
 const RUNS = 24;
 
