@@ -35,7 +35,7 @@ const UPLOAD_REQUEST_BYTES = 2 * 1024 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
 export const INLINE_MAX = 4 * 1024 * 1024;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
-const CONTENT_CACHE_BYTES = 64 * 1024 * 1024;
+const CONTENT_CACHE_BYTES = 32 * 1024 * 1024;
 /** Consecutive files that did not compress before compression is only probed... */
 const COMPRESSION_MISSES_BEFORE_PROBING = 8;
 /** ...on one file in this many. */

@@ -43,7 +43,7 @@ const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
 /** Directories read ahead while the target is still listing itself (their small files' bytes are kept). */
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
-const PRESCAN_BYTES = 64 * 1024 * 1024;
+const PRESCAN_BYTES = 32 * 1024 * 1024;
 
 /**
  * Drives a SourceSession over an asynchronous connection: the CLI's source. A whole-tree pass walks
