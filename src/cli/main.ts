@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { CliError } from "./cliError.js";
 import { runSeedDemo } from "./demo.js";
 import { runLog } from "./log.js";
-import { runMirror } from "./mirror.js";
+import { DEFAULT_TIMEOUT_SECONDS, runMirror } from "./mirror.js";
 import { serve } from "./serve.js";
 import { runStatus } from "./status.js";
 import { runVerify } from "./verify.js";
@@ -30,6 +30,11 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
     .addOption(
       new Option("--rescan-interval <SECONDS>", "watch: seconds between reconcile scans")
         .default(300)
+        .argParser(positiveNumber),
+    )
+    .addOption(
+      new Option("--timeout <SECONDS>", "seconds the target may stay silent before the connection counts as lost")
+        .default(DEFAULT_TIMEOUT_SECONDS)
         .argParser(positiveNumber),
     )
     .action(async (src: string, dst: string, options) => {

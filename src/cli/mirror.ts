@@ -34,6 +34,8 @@ export interface MirrorOptions {
   remoteCommand: string;
   /** Seconds between reconcile scans in watch mode (the safety net under the watches). */
   rescanInterval: number;
+  /** Seconds the target may stay silent while requests wait before the connection counts as lost (like rsync's --timeout). */
+  timeout: number;
 }
 
 /** Where a run's output goes; injectable so tests can capture it. */
@@ -49,6 +51,9 @@ const defaultOutput: MirrorOutput = {
 
 /** The executable this process runs as; a local target is a child running `serve` from it. */
 const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
+
+/** Seconds a target may stay silent while requests wait (a manifest of a huge tree takes a while). */
+export const DEFAULT_TIMEOUT_SECONDS = 120;
 
 /** Times a lost connection is replaced before the run fails... */
 const MAX_RECONNECTS = 5;
@@ -251,7 +256,7 @@ export interface TargetProcess {
 export async function connectTarget(
   spec: TargetSpec,
   dst: string,
-  options: { dryRun: boolean; remoteCommand: string },
+  options: { dryRun: boolean; remoteCommand: string; timeout?: number },
 ): Promise<TargetProcess> {
   // A dry run's target serves read-only: it creates neither the target directory nor its state file.
   const serveArgs = (root: string) => ["serve", "--stdio", `--root=${root}`, ...(options.dryRun ? ["--dry-run"] : [])];
@@ -269,6 +274,9 @@ export async function connectTarget(
       version: PROTOCOL_VERSION,
       validateResponse: (value) => ResponseSchema.parse(value),
       diagnose: () => child.diagnose(),
+      // serve answers in order: a skipped answer is a lost frame, detected at once; silence is bounded.
+      answersInOrder: true,
+      idleTimeoutMs: (options.timeout ?? DEFAULT_TIMEOUT_SECONDS) * 1000,
     });
   } catch (error) {
     child.kill();

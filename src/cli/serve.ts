@@ -6,7 +6,7 @@ import type { FileSystem } from "../fs/fileSystem.js";
 import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { ReplicatorTarget } from "../replicator/target.js";
-import { serveStream } from "../transport/streamConnection.js";
+import { serveStream, TransportError } from "../transport/streamConnection.js";
 import { CliError } from "./cliError.js";
 import { defaultTargetStatePath } from "./statePaths.js";
 import { lockTarget } from "./targetLock.js";
@@ -24,6 +24,10 @@ export interface ServeOptions {
  * anything human goes to stderr. Returns when the source closes the stream.
  */
 export async function serve(options: ServeOptions): Promise<void> {
+  // When the source dies, our stdout and stderr lead nowhere: a write error there must not kill us
+  // before the state is saved and the lock released.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
   const root = posix.resolve(options.root);
   if (existsSync(root) && !lstatSync(root).isDirectory()) {
     throw new CliError(`target ${root} exists and is not a directory`);
@@ -56,12 +60,18 @@ export async function serve(options: ServeOptions): Promise<void> {
       ? { type: "error" as const, code: "invalid-request" as const, message: "this target serves a dry run" }
       : target.handleRequest(request);
   try {
-    await serveStream(process.stdin, process.stdout, {
-      validateRequest: (value) => value, // the target validates every request with zod itself
-      handle,
-      version: PROTOCOL_VERSION,
-      onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
-    });
+    try {
+      await serveStream(process.stdin, process.stdout, {
+        validateRequest: (value) => value, // the target validates every request with zod itself
+        handle,
+        version: PROTOCOL_VERSION,
+        onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
+      });
+    } catch (error) {
+      // The source went away mid-session: what was applied is saved below; say so in one line.
+      if (error instanceof TransportError) throw new CliError(`connection lost: ${error.message}`, 1);
+      throw error;
+    }
   } finally {
     target.close();
     state.close();

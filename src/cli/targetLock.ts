@@ -44,7 +44,16 @@ function readOwner(path: string): string {
   }
 }
 
+/** True while `pid` runs and is a mirrorlog serve (not a zombie waiting to be reaped, nor a reused pid). */
 function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state letter follows the parenthesised command name, which may itself hold spaces.
+    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return false;
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("serve");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+  }
   try {
     process.kill(pid, 0);
     return true;

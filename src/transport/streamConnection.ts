@@ -70,6 +70,13 @@ export interface StreamClientOptions<Res> {
   maxFrameBytes?: number;
   /** Per-request deadline; none if omitted. */
   timeoutMs?: number;
+  /**
+   * The peer answers strictly in request order (serveStream does): an answer to a later request then
+   * means the earlier ones were lost, and the connection fails at once instead of waiting forever.
+   */
+  answersInOrder?: boolean;
+  /** Fails the connection when requests wait and nothing at all arrives for this long (a stalled peer). */
+  idleTimeoutMs?: number;
   handshakeTimeoutMs?: number;
   closeTimeoutMs?: number;
   /**
@@ -100,6 +107,10 @@ export class StreamClient<Req, Res> {
   private readonly validateResponse: (value: unknown) => Res;
   private readonly maxFrameBytes: number;
   private readonly timeoutMs: number | undefined;
+  private readonly answersInOrder: boolean;
+  private readonly idleTimeoutMs: number | undefined;
+  private lastReceivedAt = performance.now();
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly closeTimeoutMs: number;
   private readonly diagnose: StreamClientOptions<Res>["diagnose"];
   private readonly decoder: FrameDecoder;
@@ -136,6 +147,8 @@ export class StreamClient<Req, Res> {
     this.validateResponse = options.validateResponse;
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.timeoutMs = options.timeoutMs;
+    this.answersInOrder = options.answersInOrder ?? false;
+    this.idleTimeoutMs = options.idleTimeoutMs;
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.diagnose = options.diagnose;
     this.decoder = new FrameDecoder(this.maxFrameBytes);
@@ -198,6 +211,7 @@ export class StreamClient<Req, Res> {
         }, timeoutMs);
       }
       this.pending.set(id, entry);
+      this.watchIdle();
       this.send(frame);
     });
   }
@@ -234,6 +248,7 @@ export class StreamClient<Req, Res> {
   private readonly onData = (chunk: Buffer): void => {
     if (this.failure) return;
     this.stats.bytesReceived += chunk.length;
+    this.lastReceivedAt = performance.now();
     if (!this.greeted && this.streamStartBytes < QUOTED_PREFIX_BYTES) {
       this.streamStart.push(chunk.subarray(0, QUOTED_PREFIX_BYTES - this.streamStartBytes));
       this.streamStartBytes += Math.min(chunk.length, QUOTED_PREFIX_BYTES - this.streamStartBytes);
@@ -275,6 +290,13 @@ export class StreamClient<Req, Res> {
     if (!envelope) {
       this.fail(`peer sent a frame that is not a response: ${preview(message)}`);
       return;
+    }
+    if (this.answersInOrder) {
+      for (const id of this.pending.keys()) {
+        if (id >= envelope.id) break; // Map keeps insertion order: ids ascend
+        this.fail(`the answer to request ${id} was lost: the peer answered request ${envelope.id} first`);
+        return;
+      }
     }
     const entry = this.pending.get(envelope.id);
     if (!entry) {
@@ -380,8 +402,32 @@ export class StreamClient<Req, Res> {
   // ---- failure ----------------------------------------------------------------------------
 
   /** Marks the connection failed (once), cuts both streams and rejects everything waiting. */
+  /** While requests wait, checks that the peer keeps sending something. */
+  private watchIdle(): void {
+    const limit = this.idleTimeoutMs;
+    if (limit === undefined || this.idleTimer !== undefined) return;
+    this.lastReceivedAt = performance.now();
+    this.idleTimer = setInterval(
+      () => {
+        if (this.pending.size === 0) {
+          clearInterval(this.idleTimer);
+          this.idleTimer = undefined;
+          return;
+        }
+        const silent = performance.now() - this.lastReceivedAt;
+        if (silent >= limit) {
+          this.fail(`peer sent nothing for ${Math.round(silent)} ms while ${this.pending.size} requests waited`);
+        }
+      },
+      Math.max(10, Math.floor(limit / 4)),
+    );
+    this.idleTimer.unref();
+  }
+
   private fail(message: string, cause?: unknown): TransportError {
     if (this.failure) return this.failure;
+    clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
     const failure = new TransportError(message, cause === undefined ? undefined : { cause });
     this.failure = failure;
     clearTimeout(this.handshakeTimer);

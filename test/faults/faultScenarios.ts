@@ -613,8 +613,11 @@ export const SURVIVABLE_FAULTS: readonly FaultKind[] = [
   "flipLength",
 ];
 
-/** Faults that leave the source waiting forever (no request deadline): a dropped frame, a length grown below the cap. */
-export const HANGING_FAULTS: readonly FaultKind[] = ["drop", "flipLength"];
+/**
+ * Faults that leave a side waiting (a dropped frame, a length grown below the cap): detected because the
+ * target answers in order (a skipped answer) or by the source's idle timeout (`--timeout`).
+ */
+export const SILENT_FAULTS: readonly FaultKind[] = ["drop", "flipLength"];
 
 // Messages that show a fault was noticed as a transport, framing or protocol failure (a typed error).
 const DETECTED =
@@ -634,7 +637,15 @@ export async function runTransportFaults(ws: Workspace, options: TransportOption
   const observer = FinalNameObserver.start(ws.dst);
   const deadline = options.runDeadlineMs ?? 30_000;
   const target = `localhost:${ws.dst}`;
-  const args = ["sync", "--json", `--remote-command=${localRemoteCommand(MIRRORLOG_BIN)}`, ws.src, target];
+  // A short --timeout: a stalled connection must be noticed well within the run's deadline.
+  const args = [
+    "sync",
+    "--json",
+    "--timeout=4",
+    `--remote-command=${localRemoteCommand(MIRRORLOG_BIN)}`,
+    ws.src,
+    target,
+  ];
   const report = { detectedAndFailed: 0, convergedByItself: 0, convergedOnSecondRun: 0, failures: [] as string[] };
   const records: FaultRecord[] = [];
   try {

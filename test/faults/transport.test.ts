@@ -13,6 +13,7 @@ import {
   makeWorkspace,
   removeWorkspace,
   runTransportFaults,
+  SILENT_FAULTS,
   SURVIVABLE_FAULTS,
   type Workspace,
 } from "./faultScenarios.js";
@@ -29,7 +30,13 @@ describe("transport faults between sync and serve", () => {
     const ws = makeWorkspace("faults-transport");
     workspaces.push(ws);
     const seed = chooseFaultSeed();
-    const report = await runTransportFaults(ws, { seed, runs: RUNS, kinds: SURVIVABLE_FAULTS, runDeadlineMs: 25_000 });
+    const report = await runTransportFaults(ws, {
+      seed,
+      runs: RUNS,
+      kinds: [...SURVIVABLE_FAULTS, ...SILENT_FAULTS],
+      lowLengthBytes: true,
+      runDeadlineMs: 25_000,
+    });
     console.log(
       `transport faults: seed ${seed}, ${report.runs} runs, ${report.framesMangled} frames mangled ` +
         `${JSON.stringify(report.byKind)}; ${report.convergedByItself} converged by themselves, ` +
