@@ -26,6 +26,7 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
     .option("--exclude <PATTERN>", "exclude paths matching PATTERN (gitignore syntax, repeatable)", collect, [])
     .option("--state <PATH>", "the SQLite state file of this source/target pair")
     .option("--json", "print one JSON summary object on stdout", false)
+    .option("--allow-empty-source", "mirror an empty SRC onto a non-empty DST (deleting everything there)", false)
     .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
     .addOption(
       new Option("--rescan-interval <SECONDS>", "watch: seconds between reconcile scans")

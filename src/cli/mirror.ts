@@ -34,6 +34,8 @@ export interface MirrorOptions {
   remoteCommand: string;
   /** Seconds between reconcile scans in watch mode (the safety net under the watches). */
   rescanInterval: number;
+  /** Mirror an empty source root onto a non-empty target (otherwise refused as a likely unmounted source). */
+  allowEmptySource?: boolean;
   /** Seconds the target may stay silent while requests wait before the connection counts as lost (like rsync's --timeout). */
   timeout: number;
 }
@@ -106,6 +108,7 @@ export async function runMirror(
     log,
     index: state,
     chunkLists: state.chunkLists,
+    refuseEmptySource: !options.allowEmptySource,
     ...(isExcluded === undefined ? {} : { isExcluded }),
     onFileScanned: () => {
       if (++scanned % SCAN_PROGRESS_EVERY === 0) progress.scanned(scanned);

@@ -10,6 +10,7 @@ export { ReplicatorSource, type ReplicatorSourceOptions, type RpcHandle } from "
 export {
   requestContentBytes,
   SessionRefusedError,
+  SourceRootEmptyError,
   SourceRootMissingError,
   SourceSession,
   type SourceSessionOptions,

@@ -55,6 +55,8 @@ export interface SourceSessionOptions {
   onWatchEvent?: WatchCallback;
   /** Called for every file a scan reads or checks (progress display). */
   onFileScanned?: () => void;
+  /** Refuse to mirror an empty source root onto a non-empty target (B8: an unmounted source looks empty). */
+  refuseEmptySource?: boolean;
   /** Content bytes per apply request before a new one starts (default 4 MiB). */
   maxRequestContentBytes?: number;
 }
@@ -75,6 +77,23 @@ export class SourceRootMissingError extends Error {
   override readonly name = "SourceRootMissingError";
   constructor(readonly root: string) {
     super(`source root ${root} is missing or not a directory; refusing to mirror its absence`);
+  }
+}
+
+/**
+ * The source root is empty while the target holds entries: an unmounted or wiped source looks like
+ * that. Refused rather than mirrored as "delete everything" (when `refuseEmptySource` is set).
+ */
+export class SourceRootEmptyError extends Error {
+  override readonly name = "SourceRootEmptyError";
+  constructor(
+    readonly root: string,
+    readonly targetEntries: number,
+  ) {
+    super(
+      `source root ${root} is empty but the target holds ${targetEntries} entries; refusing to delete them all ` +
+        "(an unmounted or wiped source looks like this; use --allow-empty-source if it is meant)",
+    );
   }
 }
 
@@ -285,6 +304,10 @@ export class SourceSession {
 
   /** Plans what an earlier `scan` of `path` found (see planUnlogged). */
   planScanned(path: string, scan: ScanResult, detectedBy: DetectedBy, recursive: boolean): void {
+    if (path === "" && this.options.refuseEmptySource && scan.node?.kind === "dir" && scan.node.children.size === 0) {
+      const held = this.expected.children.size;
+      if (held > 0) throw new SourceRootEmptyError(this.root, held);
+    }
     const operations = planChanges(nodeAt(this.expected, path), scan.node, path, { recursive });
     for (const operation of operations) {
       const pending = this.pendingFor(operation);
