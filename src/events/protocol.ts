@@ -61,12 +61,23 @@ export const UploadContentSchema = z.strictObject({
   uploadId: z.string().regex(/^[0-9a-z]{1,32}$/),
 });
 
+/**
+ * The bytes are `length` bytes at `offset` of the apply request's `pack`: small files of one request
+ * travel together, compressed as one frame, so compression sees across files (as a stream would).
+ */
+export const PackedContentSchema = z.strictObject({
+  kind: z.literal("packed"),
+  offset: SizeSchema,
+  length: SizeSchema,
+});
+
 /** How a written file's bytes reach the target. */
 export const ContentSchema = z.discriminatedUnion("kind", [
   InlineContentSchema,
   LocalContentSchema,
   DeltaContentSchema,
   UploadContentSchema,
+  PackedContentSchema,
 ]);
 /** Content as it travels. */
 export type Content = z.infer<typeof ContentSchema>;
@@ -112,6 +123,8 @@ export const ApplyRequestSchema = z.strictObject({
   logId: LogIdSchema,
   epoch: PositionSchema.shape.epoch,
   entries: z.array(ApplyEntrySchema).min(1),
+  /** The small files of this request, one after another; `size` bytes once decoded. */
+  pack: z.strictObject({ encoding: z.enum(["raw", "zstd"]), size: SizeSchema, data: BytesSchema }).optional(),
 });
 
 /**

@@ -5,7 +5,7 @@ import { contentIdOf } from "../content/contentId.js";
 import { planDelta } from "../content/delta.js";
 import type { WriteFile } from "../events/operation.js";
 import type { ContentSplit } from "../events/operationLog.js";
-import type { ApplyEntry, Content, Piece, UploadRequest } from "../events/protocol.js";
+import type { ApplyEntry, ApplyRequest, Content, Piece, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
 import type { FileSystem } from "../fs/fileSystem.js";
 import { isMirrorFileSystem } from "./scan.js";
@@ -32,6 +32,8 @@ export interface ContentBasis {
 const PIECE_BYTES = 1024 * 1024;
 /** Literal bytes per upload request: a few pieces, so little is held per request in flight. */
 const UPLOAD_REQUEST_BYTES = 2 * 1024 * 1024;
+/** Whole files up to this size travel in the request's pack (compressed with their neighbours). */
+const PACK_FILE_MAX = 256 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
 export const INLINE_MAX = 4 * 1024 * 1024;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
@@ -60,6 +62,8 @@ export class ContentShipping {
   private compressionMisses = 0;
   private skippedCompressions = 0;
   private nextUpload = 0;
+  private pack: Uint8Array[] = [];
+  private packSize = 0;
 
   constructor(
     private readonly fs: FileSystem,
@@ -113,7 +117,18 @@ export class ContentShipping {
       this.totals.reused += operation.size;
       return { seq, operation, content: { kind: "local" } };
     }
-    const pieces = this.deltaPieces(operation, basis) ?? this.wholePieces(operation);
+    const delta = this.deltaPieces(operation, basis);
+    if (operation.size === 0) return { seq, operation, content: { kind: "inline", encoding: "raw", data: new Uint8Array(0) } };
+    if (delta === undefined && operation.size <= PACK_FILE_MAX) {
+      // Small whole files join the request's pack: compressed together, they compress like a stream.
+      const bytes = this.reader(operation)(0, operation.size);
+      if (bytes === undefined) return { seq, operation }; // changed since scanned: the target answers "missing"
+      const offset = this.packSize;
+      this.pack.push(bytes);
+      this.packSize += bytes.length;
+      return { seq, operation, content: { kind: "packed", offset, length: bytes.length } };
+    }
+    const pieces = delta ?? this.wholePieces(operation);
     if (operation.size <= INLINE_MAX) {
       const content = this.inlineContent(basis, [...pieces]);
       return content === undefined ? { seq, operation } : { seq, operation, content };
@@ -136,6 +151,30 @@ export class ContentShipping {
     }
     if (batch.length > 0 || offset === 0) yield this.upload(uploadId, operation.path, offset, baseHash, batch);
     return { seq, operation, content: { kind: "upload", uploadId } };
+  }
+
+  /** Drops a pack left by requests that were never sent (a refused or broken pass). */
+  discardPack(): void {
+    this.pack = [];
+    this.packSize = 0;
+  }
+
+  /**
+   * Closes the current pack for the request about to go: its bytes (zstd level 3 when that shrinks them)
+   * and the wire share of each packed byte (1 when sent raw), for the per-operation accounting.
+   */
+  takePack(): { pack: NonNullable<ApplyRequest["pack"]>; wireShare: number } | undefined {
+    if (this.packSize === 0) return undefined;
+    const raw = this.pack.length === 1 ? this.pack[0]! : Buffer.concat(this.pack);
+    this.pack = [];
+    this.packSize = 0;
+    const literal = this.encode(raw, 3);
+    if (literal.encoding === "zstd") this.totals.compressed += literal.data.length;
+    else this.totals.literal += literal.data.length;
+    return {
+      pack: { encoding: literal.encoding, size: literal.size, data: literal.data },
+      wireShare: literal.data.length / Math.max(1, literal.size),
+    };
   }
 
   private upload(uploadId: string, path: string, offset: number, baseHash: string | undefined, pieces: Piece[]) {
@@ -258,13 +297,13 @@ export class ContentShipping {
    * Compresses when it pays. After a run of incompressible files (media, archives, random data) only every
    * COMPRESSION_PROBE_EVERY-th literal is tried, until one compresses again: no CPU spent for nothing.
    */
-  private encode(bytes: Uint8Array): EncodedLiteral {
+  private encode(bytes: Uint8Array, level: 1 | 3 = 1): EncodedLiteral {
     const probe =
       this.compressionMisses < COMPRESSION_MISSES_BEFORE_PROBING ||
       ++this.skippedCompressions >= COMPRESSION_PROBE_EVERY;
     if (!probe) return { encoding: "raw", data: bytes, size: bytes.length };
     this.skippedCompressions = 0;
-    const literal = encodeLiteral(bytes);
+    const literal = encodeLiteral(bytes, { level });
     this.compressionMisses = literal.encoding === "raw" ? this.compressionMisses + 1 : 0;
     return literal;
   }

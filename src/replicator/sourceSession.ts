@@ -347,26 +347,29 @@ export class SourceSession {
    */
   *requestsFor(entries: readonly LogEntry[]): Generator<ApplyRequest | UploadRequest> {
     const maxBytes = this.options.maxRequestContentBytes ?? DEFAULT_MAX_REQUEST_CONTENT;
+    this.shipping.discardPack();
     let batch: ApplyEntry[] = [];
     let batchBytes = 0;
     for (const entry of entries) {
       const { operation } = entry;
       const pending = this.pending.get(entry.position.seq);
+      const needsContent = operation.type === "writeFile" && pending?.needsContent !== false;
+      // Decided before shipping: a shipped small file already sits in the next request's pack.
+      const atMost = needsContent ? Math.min(operation.size, maxBytes) : 0;
+      if (batch.length > 0 && (batchBytes + atMost > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) {
+        yield this.applyRequest(batch);
+        batch = [];
+        batchBytes = 0;
+      }
       let shipped: ApplyEntry = { seq: entry.position.seq, operation };
-      if (operation.type === "writeFile" && pending?.needsContent !== false) {
+      if (operation.type === "writeFile" && needsContent) {
         const before = { ...this.shipping.totals };
         // Large files stream ahead of the request that names them, as uploads.
         shipped = yield* this.shipping.ship(entry.position.seq, operation, pending?.basis);
         if (pending !== undefined) pending.content = splitSince(before, this.shipping.totals);
       }
-      const size = contentSize(shipped);
-      if (batch.length > 0 && (batchBytes + size > maxBytes || batch.length >= MAX_ENTRIES_PER_REQUEST)) {
-        yield this.applyRequest(batch);
-        batch = [];
-        batchBytes = 0;
-      }
       batch.push(shipped);
-      batchBytes += size;
+      batchBytes += contentSize(shipped);
     }
     if (batch.length > 0) yield this.applyRequest(batch);
   }
@@ -392,7 +395,28 @@ export class SourceSession {
   }
 
   private applyRequest(entries: ApplyEntry[]): ApplyRequest {
-    return { type: "apply", logId: this.log.logId, epoch: this.log.lastPosition().epoch, entries };
+    const request: ApplyRequest = {
+      type: "apply",
+      logId: this.log.logId,
+      epoch: this.log.lastPosition().epoch,
+      entries,
+    };
+    const packed = this.shipping.takePack();
+    if (packed === undefined) return request;
+    request.pack = packed.pack;
+    // Each packed file's share of the pack on the wire, for the per-operation accounting.
+    for (const entry of entries) {
+      const pending = this.pending.get(entry.seq);
+      if (entry.content?.kind !== "packed" || pending === undefined) continue;
+      const wire = Math.round(entry.content.length * packed.wireShare);
+      pending.content = {
+        literal: packed.pack.encoding === "raw" ? wire : 0,
+        compressed: packed.pack.encoding === "zstd" ? wire : 0,
+        matched: 0,
+        reused: 0,
+      };
+    }
+    return request;
   }
 
   /**
@@ -582,6 +606,7 @@ function contentSize(entry: ApplyEntry): number {
   if (content === undefined) return 0;
   if (content.kind === "inline") return content.data.length;
   if (content.kind === "delta") return literalBytes(content.pieces);
+  if (content.kind === "packed") return content.length;
   return 0;
 }
 

@@ -9,6 +9,7 @@ import {
   type ApplyEntry,
   type ApplyRequest,
   type ApplyResult,
+  type Content,
   type ErrorCode,
   type ErrorResponse,
   type HelloRequest,
@@ -35,6 +36,8 @@ export interface ReplicatorTargetOptions {
 }
 
 const DEFAULT_MAX_FILE_BYTES = 2 ** 36;
+/** Largest pack of small files one request may carry, decoded (requests carry about 8 MiB). */
+const MAX_PACK_BYTES = 64 * 1024 * 1024;
 /** Manifest entries per response page: keeps each frame far below the frame limit. */
 const MANIFEST_PAGE_ENTRIES = 20_000;
 
@@ -55,6 +58,9 @@ export class ReplicatorTarget {
   private manifestWalk: ManifestEntry[] = [];
   /** Directories of this request already checked to be real directories below the root. */
   private readonly verifiedDirs = new Set<string>();
+  /** The decoded pack of the request being applied, or why it could not be decoded. */
+  private pack: Uint8Array | undefined;
+  private packProblem: string | undefined;
   /** Writes of this request staged beside their final names, by relative path, committed together. */
   private readonly staged = new Map<string, { file: StagedFile; hash: string; result: Omit<ApplyResult, "seq"> }>();
   /** Every directory above a staged write: replacing or removing one must commit the writes first. */
@@ -76,6 +82,18 @@ export class ReplicatorTarget {
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
     this.content =
       this.mirror === undefined ? undefined : new TargetContent(this.mirror, this.root, this.index, this.maxFileBytes);
+  }
+
+  /** Decodes the request's pack once (bounded by its declared size and the limit); a bad one fails its files. */
+  private unpackRequest(request: ApplyRequest): void {
+    this.pack = undefined;
+    this.packProblem = undefined;
+    if (request.pack === undefined) return;
+    try {
+      this.pack = decodeLiteral(request.pack, MAX_PACK_BYTES);
+    } catch (error) {
+      this.packProblem = `could not be decoded: ${describeError(error)}`;
+    }
   }
 
   /** Ends the session: unfinished uploads and files set aside for reuse are removed. */
@@ -161,6 +179,7 @@ export class ReplicatorTarget {
     }
     const results: ApplyResult[] = [];
     this.verifiedDirs.clear();
+    this.unpackRequest(request);
     for (const entry of request.entries) {
       if (entry.seq <= this.applied!.seq) {
         results.push({ seq: entry.seq, outcome: "duplicate", wroteFile: false, bytesWritten: 0 });
@@ -286,16 +305,22 @@ export class ReplicatorTarget {
       this.mirror.setMetadata(absolute, metadata);
       return done();
     }
+    let content = entry.content;
+    if (content?.kind === "packed") {
+      const unpacked = this.unpack(content, operation);
+      if (typeof unpacked === "string") return failed(unpacked);
+      content = unpacked;
+    }
     if (existing === "dir") {
       this.removeEntry(operation.path, absolute, existing);
       this.verifiedDirs.clear();
     }
-    if (this.content === undefined) return this.writePlainFile(operation, absolute, entry);
+    if (this.content === undefined) return this.writePlainFile(operation, absolute, content);
     // Atomic replace, committed with the rest of the request: a symlink, FIFO or older file under the
     // final name is swapped out by rename, and nothing is visible before its bytes are verified and durable.
     let file: StagedFile;
     try {
-      file = this.content.stage(operation, entry.content, metadata);
+      file = this.content.stage(operation, content, metadata);
     } catch (error) {
       return failed(describeError(error));
     }
@@ -306,10 +331,27 @@ export class ReplicatorTarget {
   }
 
   /** The seed's plain FileSystem: whole inline content only, written in place. */
-  private writePlainFile(operation: WriteFile, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
-    if (entry.content?.kind !== "inline") return failed(`content ${operation.hash} missing: send it inline`);
+  /** A packed file's bytes out of the request's pack, as inline content; or why they cannot be had. */
+  private unpack(content: { offset: number; length: number }, operation: WriteFile): Content | string {
+    if (this.pack === undefined) return `content missing: the request's pack ${this.packProblem ?? "is absent"}`;
+    if (content.length !== operation.size || content.offset + content.length > this.pack.length) {
+      return `packed range ${content.offset}+${content.length} does not fit the pack (${this.pack.length} bytes) or the declared size ${operation.size}`;
+    }
+    return {
+      kind: "inline",
+      encoding: "raw",
+      data: this.pack.subarray(content.offset, content.offset + content.length),
+    };
+  }
+
+  private writePlainFile(
+    operation: WriteFile,
+    absolute: string,
+    content: Content | undefined,
+  ): Omit<ApplyResult, "seq"> {
+    if (content?.kind !== "inline") return failed(`content ${operation.hash} missing: send it inline`);
     const bytes = decodeLiteral(
-      { encoding: entry.content.encoding, data: entry.content.data, size: operation.size },
+      { encoding: content.encoding, data: content.data, size: operation.size },
       this.maxFileBytes,
     );
     const actual = contentIdOf(bytes);

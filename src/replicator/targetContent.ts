@@ -160,6 +160,8 @@ export class TargetContent {
         }
         return this.finish(writer, hasher, operation, metadata);
       }
+      case "packed":
+        throw new ContentError("packed content is taken out of its request's pack before staging");
       case "upload": {
         const upload = this.uploads.get(content.uploadId);
         this.uploads.delete(content.uploadId);

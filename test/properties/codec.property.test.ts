@@ -101,6 +101,7 @@ const content = fc.oneof(
   plainRecord({ kind: fc.constant("local" as const) }),
   plainRecord({ kind: fc.constant("delta" as const), baseHash: hash, pieces: fc.array(piece, { maxLength: 4 }) }),
   plainRecord({ kind: fc.constant("upload" as const), uploadId }),
+  plainRecord({ kind: fc.constant("packed" as const), offset: size, length: size }),
 );
 
 const applyEntry = plainRecord({ seq, operation, content }, { requiredKeys: ["seq", "operation"] });
@@ -108,12 +109,16 @@ const applyEntry = plainRecord({ seq, operation, content }, { requiredKeys: ["se
 const requestOf = {
   hello: plainRecord({ type: fc.constant("hello" as const), version: integer, logId, epoch }),
   manifest: plainRecord({ type: fc.constant("manifest" as const), offset: seq }),
-  apply: plainRecord({
-    type: fc.constant("apply" as const),
-    logId,
-    epoch,
-    entries: fc.array(applyEntry, { minLength: 1, maxLength: 5 }),
-  }),
+  apply: plainRecord(
+    {
+      type: fc.constant("apply" as const),
+      logId,
+      epoch,
+      entries: fc.array(applyEntry, { minLength: 1, maxLength: 5 }),
+      pack: plainRecord({ encoding, size, data: bytes }),
+    },
+    { requiredKeys: ["type", "logId", "epoch", "entries"] },
+  ),
   upload: plainRecord(
     {
       type: fc.constant("upload" as const),
