@@ -20,8 +20,8 @@ export interface EncodedLiteral {
 
 /** Options for `encodeLiteral`. */
 export interface EncodeLiteralOptions {
-  /** zstd level, 1 (fastest) to 3; default 1. */
-  level?: 1 | 2 | 3;
+  /** zstd level, 1 (fastest) to 9; default 1. Inputs up to 16 MiB keep the window within the decoder's limit. */
+  level?: number;
 }
 
 /** Why `decodeLiteral` refused its input. */

@@ -32,8 +32,16 @@ export interface ContentBasis {
 const PIECE_BYTES = 1024 * 1024;
 /** Literal bytes per upload request: a few pieces, so little is held per request in flight. */
 const UPLOAD_REQUEST_BYTES = 2 * 1024 * 1024;
+/** zstd level of a pack of small files (it compresses across files, so a little more effort pays)... */
+const PACK_LEVEL = 6;
+/** ...and of the literal pieces of larger files and deltas. */
+const LITERAL_LEVEL = 3;
+/** Samples of a large input compressed at level 1 to judge whether the whole is worth compressing... */
+const SAMPLES = 4;
+/** ...of this many bytes each. */
+const SAMPLE_BYTES = 16 * 1024;
 /** Whole files up to this size travel in the request's pack (compressed with their neighbours). */
-const PACK_FILE_MAX = 256 * 1024;
+const PACK_FILE_MAX = 1024 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
 export const INLINE_MAX = 4 * 1024 * 1024;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
@@ -118,7 +126,8 @@ export class ContentShipping {
       return { seq, operation, content: { kind: "local" } };
     }
     const delta = this.deltaPieces(operation, basis);
-    if (operation.size === 0) return { seq, operation, content: { kind: "inline", encoding: "raw", data: new Uint8Array(0) } };
+    if (operation.size === 0)
+      return { seq, operation, content: { kind: "inline", encoding: "raw", data: new Uint8Array(0) } };
     if (delta === undefined && operation.size <= PACK_FILE_MAX) {
       // Small whole files join the request's pack: compressed together, they compress like a stream.
       const bytes = this.reader(operation)(0, operation.size);
@@ -168,7 +177,7 @@ export class ContentShipping {
     const raw = this.pack.length === 1 ? this.pack[0]! : Buffer.concat(this.pack);
     this.pack = [];
     this.packSize = 0;
-    const literal = this.encode(raw, 3);
+    const literal = this.encode(raw, PACK_LEVEL);
     if (literal.encoding === "zstd") this.totals.compressed += literal.data.length;
     else this.totals.literal += literal.data.length;
     return {
@@ -297,12 +306,19 @@ export class ContentShipping {
    * Compresses when it pays. After a run of incompressible files (media, archives, random data) only every
    * COMPRESSION_PROBE_EVERY-th literal is tried, until one compresses again: no CPU spent for nothing.
    */
-  private encode(bytes: Uint8Array, level: 1 | 3 = 1): EncodedLiteral {
+  private encode(bytes: Uint8Array, level = LITERAL_LEVEL): EncodedLiteral {
     const probe =
       this.compressionMisses < COMPRESSION_MISSES_BEFORE_PROBING ||
       ++this.skippedCompressions >= COMPRESSION_PROBE_EVERY;
-    if (!probe) return { encoding: "raw", data: bytes, size: bytes.length };
+    const raw: EncodedLiteral = { encoding: "raw", data: bytes, size: bytes.length };
+    if (!probe) return raw;
     this.skippedCompressions = 0;
+    // A large input is sampled first, cheaply, at a few spread-out spots (a pack mixes files): random
+    // data, media and archives then cost a few small attempts instead of one large one.
+    if (bytes.length > SAMPLES * SAMPLE_BYTES * 4 && !someSampleCompresses(bytes)) {
+      this.compressionMisses++;
+      return raw;
+    }
     const literal = encodeLiteral(bytes, { level });
     this.compressionMisses = literal.encoding === "raw" ? this.compressionMisses + 1 : 0;
     return literal;
@@ -327,4 +343,14 @@ function sizeOfPieces(pieces: readonly Piece[]): number {
   let size = 0;
   for (const piece of pieces) size += piece.kind === "copy" ? piece.length : piece.size;
   return size;
+}
+
+/** True when any of SAMPLES evenly spread SAMPLE_BYTES-long pieces of `bytes` shrinks under zstd. */
+function someSampleCompresses(bytes: Uint8Array): boolean {
+  const step = Math.floor((bytes.length - SAMPLE_BYTES) / (SAMPLES - 1));
+  for (let i = 0; i < SAMPLES; i++) {
+    const at = i * step;
+    if (encodeLiteral(bytes.subarray(at, at + SAMPLE_BYTES)).encoding === "zstd") return true;
+  }
+  return false;
 }
