@@ -22,6 +22,9 @@ function populated(ws: Workspace): void {
   }
 }
 
+/** Generous: the suite runs files in parallel on two cores, and the kill -9 series loads the disk. */
+const CONVERGE_DEADLINE_MS = 30_000;
+
 describe("watch faults", () => {
   it("converges after a watched directory is deleted, renamed within the tree, and moved out and back", async () => {
     const ws = makeWorkspace("faults-watch");
@@ -31,28 +34,28 @@ describe("watch faults", () => {
     const context = () => `watch stderr:\n${watch.stderr()}`;
     try {
       rmSync(join(ws.src, "b"), { recursive: true });
-      await waitForMirror(ws.src, ws.dst, { deadlineMs: 10_000, context });
+      await waitForMirror(ws.src, ws.dst, { deadlineMs: CONVERGE_DEADLINE_MS, context });
 
       renameSync(join(ws.src, "a"), join(ws.src, "c", "a-moved"));
       // The moved directory's watches must follow it: a change deep inside it must still be seen.
       writeFileSync(join(ws.src, "c", "a-moved", "deep", "er", "new"), "after the move\n");
-      await waitForMirror(ws.src, ws.dst, { deadlineMs: 10_000, context });
+      await waitForMirror(ws.src, ws.dst, { deadlineMs: CONVERGE_DEADLINE_MS, context });
 
       const outside = join(ws.base, "outside");
       renameSync(join(ws.src, "c"), outside);
-      await waitForMirror(ws.src, ws.dst, { deadlineMs: 10_000, context });
+      await waitForMirror(ws.src, ws.dst, { deadlineMs: CONVERGE_DEADLINE_MS, context });
       // Changed while outside (no watch may report it), then moved back in.
       writeFileSync(join(outside, "a-moved", "f0"), "changed outside\n");
       renameSync(outside, join(ws.src, "c-back"));
-      await waitForMirror(ws.src, ws.dst, { deadlineMs: 10_000, context });
+      await waitForMirror(ws.src, ws.dst, { deadlineMs: CONVERGE_DEADLINE_MS, context });
 
       // A directory deleted and re-created with the same name: the new one must be watched.
       rmSync(join(ws.src, "c-back", "a-moved"), { recursive: true });
       mkdirSync(join(ws.src, "c-back", "a-moved"));
       writeFileSync(join(ws.src, "c-back", "a-moved", "reborn"), "x\n");
-      await waitForMirror(ws.src, ws.dst, { deadlineMs: 10_000, context });
+      await waitForMirror(ws.src, ws.dst, { deadlineMs: CONVERGE_DEADLINE_MS, context });
       writeFileSync(join(ws.src, "c-back", "a-moved", "later"), "y\n");
-      await waitForMirror(ws.src, ws.dst, { deadlineMs: 10_000, context });
+      await waitForMirror(ws.src, ws.dst, { deadlineMs: CONVERGE_DEADLINE_MS, context });
     } finally {
       const stopped = await watch.stop();
       expect(stopped.code, stopped.stderr).toBe(0);
