@@ -45,14 +45,6 @@ export function nodeAt(root: TreeNode, path: string): TreeNode | undefined {
   return node;
 }
 
-/** Number of directories in a tree, its root included. */
-export function countDirs(node: TreeNode | undefined): number {
-  if (node?.kind !== "dir") return 0;
-  let count = 1;
-  for (const child of node.children.values()) count += countDirs(child);
-  return count;
-}
-
 /** Relative paths of every directory in a tree (the root as `prefix`), parents first. */
 export function dirPaths(node: TreeNode | undefined, prefix = ""): string[] {
   if (node?.kind !== "dir") return [];

@@ -172,11 +172,6 @@ export class SourceSession {
     return this.expected;
   }
 
-  /** Number of directories this session watches. */
-  watchedDirCount(): number {
-    return this.watched.size;
-  }
-
   /** Starts a new epoch (continuity with the target cannot be proven) and returns the hello to send. */
   beginEpoch(reason: string): HelloRequest {
     const epoch = this.log.startEpoch(reason, this.now());
