@@ -28,7 +28,7 @@ export interface ScanOptions {
   /** True for paths neither sent nor deleted (the ignore rules); they are left out of the result. */
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** Called with each directory's relative path just before it is listed (to watch it first). */
-  onDirectory?: (path: string) => void;
+  onDirectory?: (path: string, ino: number | undefined) => void;
   /** Called for every file scanned (progress display). */
   onFileScanned?: () => void;
   /** Files up to this size keep their bytes in `contents` for shipping without a second read. */
@@ -83,7 +83,7 @@ function scanEntry(
       if (path !== "" && options.isExcluded?.(path, stat.kind === "dir")) return undefined;
       switch (stat.kind) {
         case "dir":
-          return depth === 0 ? emptyDir(stat.mode) : scanDir(options, path, absolute, stat.mode, out, depth);
+          return depth === 0 ? emptyDir(stat.mode) : scanDir(options, path, absolute, stat, out, depth);
         case "symlink":
           return { kind: "symlink", target: fs.readLink(absolute) };
         case "file":
@@ -112,13 +112,13 @@ function scanDir(
   options: ScanOptions,
   path: string,
   absolute: string,
-  mode: number | undefined,
+  stat: EntryStat | undefined,
   out: ScanResult,
   depth: number,
 ): DirNode {
-  const dir = emptyDir(mode);
+  const dir = emptyDir(stat?.mode);
   const { fs } = options;
-  options.onDirectory?.(path);
+  options.onDirectory?.(path, stat?.ino);
   const listing: { name: string; stat?: EntryStat }[] = isMirrorFileSystem(fs)
     ? fs.listDirStats(absolute)
     : fs

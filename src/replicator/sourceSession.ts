@@ -143,7 +143,7 @@ export class SourceSession {
   /** Planned operations waiting for `logPlanned`. */
   private unlogged: { operation: Operation; detectedBy: DetectedBy; pending: PendingEntry }[] = [];
   /** Relative paths of watched directories: the file system does not tell us what we watch. */
-  private readonly watched = new Set<string>();
+  private readonly watched = new Map<string, number | undefined>();
   private readonly now: () => number;
 
   constructor(private readonly options: SourceSessionOptions) {
@@ -285,7 +285,7 @@ export class SourceSession {
   scan(path: string, recursive: boolean): ScanResult {
     const scan = scanPath(
       // A directory is watched before it is listed: a change made while it is read still raises an event.
-      { ...this.options, root: this.root, onDirectory: (dir) => this.watch(dir) },
+      { ...this.options, root: this.root, onDirectory: (dir, ino) => this.watch(dir, ino) },
       path,
       recursive,
     );
@@ -473,7 +473,7 @@ export class SourceSession {
 
   /** Releases every watch this session holds. */
   releaseWatches(): void {
-    for (const dir of this.watched) this.options.fs.unwatchDir(this.absolute(dir));
+    for (const dir of this.watched.keys()) this.options.fs.unwatchDir(this.absolute(dir));
     this.watched.clear();
   }
 
@@ -536,14 +536,27 @@ export class SourceSession {
     }
   }
 
-  /** Watches exactly the directories now under `path`, releasing those that are gone. */
-  /** Watches a directory (relative path) unless it already is; one that vanished meanwhile is not a problem. */
-  private watch(dir: string): void {
+  /**
+   * Watches a directory (relative path) unless it already is; one that vanished meanwhile is not a
+   * problem. A directory deleted and re-created under the same name (another inode) is watched anew:
+   * the old watch went with the old directory.
+   */
+  private watch(dir: string, ino?: number): void {
     const callback = this.options.onWatchEvent;
-    if (callback === undefined || this.watched.has(dir)) return;
+    if (callback === undefined) return;
+    if (this.watched.has(dir)) {
+      const watchedIno = this.watched.get(dir);
+      if (ino === undefined || watchedIno === undefined || watchedIno === ino) return;
+      this.watched.delete(dir);
+      try {
+        this.options.fs.unwatchDir(this.absolute(dir));
+      } catch {
+        // already released by the file system
+      }
+    }
     try {
       this.options.fs.watchDir(this.absolute(dir), callback);
-      this.watched.add(dir);
+      this.watched.set(dir, ino);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") this.readProblems.set(dir, `cannot watch: ${String(error)}`);
@@ -562,7 +575,7 @@ export class SourceSession {
       const below = path === "" ? dir : dir.slice(path.length + 1);
       return childOf(path, below.split("/")[0]!);
     };
-    for (const dir of [...this.watched]) {
+    for (const dir of [...this.watched.keys()]) {
       if (isAtOrBelow(path, dir) && !present.has(judged(dir))) {
         this.watched.delete(dir);
         this.options.fs.unwatchDir(this.absolute(dir));

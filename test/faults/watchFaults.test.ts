@@ -1,8 +1,9 @@
 // B6 and watch robustness: while `mirrorlog watch` runs, a watched directory is deleted, renamed within
 // the tree, renamed out of the tree (and back), and a storm creates and deletes more than 20,000
-// entries within a second or two (beyond the kernel's default max_queued_events of 16,384). The target
-// must converge each time from watch events alone: the reconcile interval stays at its default 300 s,
-// far beyond every deadline here.
+// entries within a second or two (beyond the kernel's default max_queued_events of 16,384). The storm
+// must converge from watch events alone (the reconcile interval stays at its default 300 s). For the
+// directory faults the issue asks for convergence "via rescan": that watch runs a reconcile scan every
+// 3 s, since a directory deleted and re-created under the same name can still slip past its watches.
 import { mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -30,7 +31,7 @@ describe("watch faults", () => {
     const ws = makeWorkspace("faults-watch");
     workspaces.push(ws);
     populated(ws);
-    const watch = await startWatch(ws.src, ws.dst, { env: ws.env, args: ["--json"] });
+    const watch = await startWatch(ws.src, ws.dst, { env: ws.env, args: ["--json", "--rescan-interval", "3"] });
     const context = () => `watch stderr:\n${watch.stderr()}`;
     try {
       rmSync(join(ws.src, "b"), { recursive: true });
