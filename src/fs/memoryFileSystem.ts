@@ -137,12 +137,8 @@ export class MemoryFileSystem implements MirrorFileSystem {
 
   writeFile(path: string, content: Uint8Array | string): void {
     this.count("writeFile");
-    const normalized = normalizePath(path);
+    const { parent, name, existing } = this.fileSlot(path);
     const bytes = toOwnedBytes(content);
-    if (normalized === "/") throw new FileSystemError("EISDIR", normalized);
-    const { parent, name } = this.parentOf(normalized);
-    const existing = parent.children.get(name);
-    if (existing?.kind === "dir") throw new FileSystemError("EISDIR", normalized);
     if (existing?.kind === "file") {
       // An in-place overwrite keeps the inode, as write(2) does.
       existing.bytes = bytes;
@@ -295,12 +291,8 @@ export class MemoryFileSystem implements MirrorFileSystem {
   /** Counted as a "writeFile" (it is a write of a file), not under its own name. */
   writeFileWith(path: string, content: Uint8Array, metadata: EntryMetadata): void {
     this.count("writeFile");
-    const normalized = normalizePath(path);
+    const { parent, name, existing } = this.fileSlot(path);
     const bytes = toOwnedBytes(content);
-    if (normalized === "/") throw new FileSystemError("EISDIR", normalized);
-    const { parent, name } = this.parentOf(normalized);
-    const existing = parent.children.get(name);
-    if (existing?.kind === "dir") throw new FileSystemError("EISDIR", normalized);
     const mode =
       metadata.mode !== undefined
         ? metadata.mode & PERMISSION_BITS
@@ -446,6 +438,21 @@ export class MemoryFileSystem implements MirrorFileSystem {
   }
 
   /** The directory that holds `path` (not "/") and the last name; ENOENT/ENOTDIR for a bad prefix. */
+  /** Where a file write lands: its parent and current entry; "/" or a directory there is EISDIR. */
+  private fileSlot(path: string): {
+    normalized: string;
+    parent: MemoryDir;
+    name: string;
+    existing: MemoryEntry | undefined;
+  } {
+    const normalized = normalizePath(path);
+    if (normalized === "/") throw new FileSystemError("EISDIR", normalized);
+    const { parent, name } = this.parentOf(normalized);
+    const existing = parent.children.get(name);
+    if (existing?.kind === "dir") throw new FileSystemError("EISDIR", normalized);
+    return { normalized, parent, name, existing };
+  }
+
   private parentOf(path: string): { parent: MemoryDir; name: string } {
     const names = components(path);
     let dir = this.root;
