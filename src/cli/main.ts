@@ -6,7 +6,7 @@ import { runLog } from "./log.js";
 import { DEFAULT_TIMEOUT_SECONDS, runMirror } from "./mirror.js";
 import { serve } from "./serve.js";
 import { runStatus } from "./status.js";
-import { runVerify } from "./verify.js";
+import { runVerify, type VerifyOptions } from "./verify.js";
 
 function positiveNumber(value: string): number {
   const n = Number(value);
@@ -27,6 +27,9 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
     .option("--state <PATH>", "the SQLite state file of this source/target pair")
     .option("--json", "print one JSON summary object on stdout", false)
     .option("--allow-empty-source", "mirror an empty SRC onto a non-empty DST (deleting everything there)", false)
+    .option("-H, --hard-links", "keep hard-linked files linked on the target (like rsync -H)", false)
+    .option("--no-owner", "do not replicate owners (by default they are, by numeric id, when the target runs as root)")
+    .option("--no-group", "do not replicate groups (by default they are, by numeric id, when the target runs as root)")
     .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
     .addOption(
       new Option("--rescan-interval <SECONDS>", "watch: seconds between reconcile scans")
@@ -69,8 +72,9 @@ function auditCommands(program: Command): void {
     .description("compare DST with SRC and change nothing; exit 0 identical, 1 drift, 2 trouble")
     .option("--exclude <PATTERN>", "exclude paths matching PATTERN (gitignore syntax, repeatable)", collect, [])
     .option("--json", "print one JSON object: identical, filesCompared, drift, problems", false)
+    .option("-H, --hard-links", "also compare hard-link groups", false)
     .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
-    .action(async (src: string, dst: string, options: { exclude: string[]; json: boolean; remoteCommand: string }) => {
+    .action(async (src: string, dst: string, options: VerifyOptions) => {
       process.exitCode = await runVerify(src, dst, options, stdout);
     });
 }

@@ -38,6 +38,11 @@ export interface MirrorOptions {
   allowEmptySource?: boolean;
   /** Seconds the target may stay silent while requests wait before the connection counts as lost (like rsync's --timeout). */
   timeout: number;
+  /** Replicate owners / groups by numeric id when the target runs as root (default true; --no-owner, --no-group). */
+  owner?: boolean;
+  group?: boolean;
+  /** Keep hard-link groups as links on the target (-H, --hard-links). */
+  hardLinks?: boolean;
 }
 
 /** Where a run's output goes; injectable so tests can capture it. */
@@ -109,6 +114,9 @@ export async function runMirror(
     index: state,
     chunkLists: state.chunkLists,
     refuseEmptySource: !options.allowEmptySource,
+    preserveOwner: options.owner ?? true,
+    preserveGroup: options.group ?? true,
+    hardLinks: options.hardLinks ?? false,
     ...(isExcluded === undefined ? {} : { isExcluded }),
     onFileScanned: () => {
       if (++scanned % SCAN_PROGRESS_EVERY === 0) progress.scanned(scanned);

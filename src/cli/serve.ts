@@ -51,9 +51,9 @@ export async function serve(options: ServeOptions): Promise<void> {
   const fs: FileSystem & { close?: () => void } =
     options.dryRun && !existsSync(root)
       ? new MemoryFileSystem()
-      : // Each apply request ends with one flush, before its position is saved and answered.
-        // Temps left by a crashed run are removed as the session's first listing (the manifest) meets them.
-        new NodeFileSystem({ root, onProblem, durability: "batched", removeStaleTemps: true });
+      : // Each apply request ends with one flush, before its position is saved and answered. Temps left by
+        // a crashed run are ordinary entries to this instance: its manifest lists them and the source removes them.
+        new NodeFileSystem({ root, onProblem, durability: "batched" });
   const target = new ReplicatorTarget(fs, root, { positionStore: state, index: state });
   const handle = (request: unknown) =>
     options.dryRun && (request as { type?: unknown } | null)?.type === "apply"

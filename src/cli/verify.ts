@@ -1,8 +1,7 @@
 // `mirrorlog verify SRC DST`: compares the target with the source, changing nothing on either side.
 import { existsSync } from "node:fs";
-import type { Operation } from "../events/operation.js";
+import { ATTRIBUTE_KEYS, type Attributes, type Operation } from "../events/operation.js";
 import { OperationLog } from "../events/operationLog.js";
-import { MTIME_TOLERANCE_MS } from "../events/plan.js";
 import { type DirNode, nodeAt, type TreeNode } from "../events/tree.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import type { Problem } from "../replicator/scan.js";
@@ -17,6 +16,8 @@ export interface VerifyOptions {
   exclude: string[];
   json: boolean;
   remoteCommand: string;
+  /** Compare hard-link groups too (-H): a name that should be a link to another and is not is drift. */
+  hardLinks?: boolean;
 }
 
 /**
@@ -55,11 +56,34 @@ const KIND_WRITTEN: Record<Operation["type"], TreeNode["kind"] | null> = {
 };
 
 function octal(mode: number | undefined): string {
-  return mode === undefined ? "-" : mode.toString(8).padStart(3, "0");
+  return mode === undefined ? "-" : mode.toString(8).padStart(4, "0");
 }
 
-function isoTime(ms: number | undefined): string {
-  return ms === undefined ? "-" : new Date(ms).toISOString();
+/** An exact mtime as ISO time with nanoseconds ("-" when not known). */
+function timeText(time: Attributes["mtime"]): string {
+  if (time === undefined) return "-";
+  const iso = new Date(time.sec * 1000).toISOString().replace(".000Z", "");
+  return `${iso}.${time.nsec.toString().padStart(9, "0")}Z`;
+}
+
+/** Each attribute the source states that the target holds otherwise, as "name source ≠ target". */
+function attributeDifferences(source: Attributes, target: Attributes): string[] {
+  const details: string[] = [];
+  for (const key of ATTRIBUTE_KEYS) {
+    const want = source[key];
+    const have = target[key];
+    if (want === undefined) continue;
+    if (key === "mtime") {
+      const [a, b] = [want as Attributes["mtime"], have as Attributes["mtime"]];
+      if (b === undefined || a!.sec !== b.sec || a!.nsec !== b.nsec)
+        details.push(`mtime ${timeText(a)} ≠ ${timeText(b)}`);
+    } else if (want !== have) {
+      details.push(
+        key === "mode" ? `mode ${octal(want as number)} ≠ ${octal(have as number)}` : `${key} ${want} ≠ ${have ?? "-"}`,
+      );
+    }
+  }
+  return details;
 }
 
 /**
@@ -80,30 +104,22 @@ export function driftOf(targetTree: DirNode, operations: readonly Operation[]): 
     });
     if (operation.type === "remove") return drift("extra");
     if (before === undefined) return drift("missing");
-    if (before.kind !== source) return drift("kind");
-    if (operation.type === "writeSymlink" && before.kind === "symlink") {
+    if (before.kind !== source || before.kind === "unknown") return drift("kind");
+    if (operation.type === "writeSymlink" && before.kind === "symlink" && before.target !== operation.target) {
       return drift("differs", `symlink ${quoteText(operation.target)} ≠ ${quoteText(before.target)}`);
-    }
-    if (operation.type === "ensureDir" && before.kind === "dir") {
-      return drift("metadata", `mode ${octal(operation.mode)} ≠ ${octal(before.mode)}`);
     }
     if (operation.type === "writeFile" && before.kind === "file") {
       if (before.hash !== operation.hash || before.size !== operation.size) {
         return drift("differs", `size ${operation.size} ≠ ${before.size}, content differs`);
       }
-      const details: string[] = [];
-      if (operation.mode !== undefined && operation.mode !== before.mode) {
-        details.push(`mode ${octal(operation.mode)} ≠ ${octal(before.mode)}`);
+      if (operation.linkTo !== undefined && before.linkTo !== operation.linkTo) {
+        return drift(
+          "metadata",
+          `hard link to ${quoteText(operation.linkTo)} ≠ ${before.linkTo === undefined ? "none" : quoteText(before.linkTo)}`,
+        );
       }
-      if (
-        operation.mtimeMs !== undefined &&
-        (before.mtimeMs === undefined || Math.abs(operation.mtimeMs - before.mtimeMs) >= MTIME_TOLERANCE_MS)
-      ) {
-        details.push(`mtime ${isoTime(operation.mtimeMs)} ≠ ${isoTime(before.mtimeMs)}`);
-      }
-      return drift("metadata", details.join(", "));
     }
-    return drift("kind");
+    return drift("metadata", attributeDifferences(operation, before).join(", "));
   });
 }
 
@@ -135,6 +151,7 @@ export async function runVerify(
     fs,
     root: sourceRoot,
     log: new OperationLog(),
+    hardLinks: options.hardLinks ?? false,
     ...(isExcluded === undefined ? {} : { isExcluded }),
   });
   let connection: Awaited<ReturnType<typeof connectTarget>>;

@@ -15,7 +15,7 @@ export {
   OperationLog,
 } from "./operationLog.js";
 export * from "./paths.js";
-export { MTIME_TOLERANCE_MS, type PlanOptions, planChanges } from "./plan.js";
+export { operationOf, type PlanOptions, planChanges } from "./plan.js";
 export * from "./protocol.js";
 export { type ContentIndex, ContentIndexMap, type IndexedFile, type PositionStore, StateStore } from "./stateStore.js";
 export * from "./tree.js";

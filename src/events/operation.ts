@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { relativePathProblem } from "./paths.js";
+import type { Timestamp } from "../fs/fileSystem.js";
+import { relativePathProblem, symlinkTargetProblem } from "./paths.js";
 
 /** A canonical relative path (see paths.ts); the empty string is the root. */
 export const RelativePathSchema = z.string().superRefine((path, ctx) => {
@@ -14,38 +15,84 @@ export const EntryPathSchema = RelativePathSchema.refine((path) => path !== "", 
 export const ContentHashSchema = z.string().regex(/^[0-9a-f]{64}$/, "content hash must be 64 lowercase hex digits");
 
 const SizeSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-/** Permission bits; setuid, setgid and sticky are never replicated. */
-const ModeSchema = z.number().int().min(0).max(0o777);
-/** Milliseconds since the epoch; bounded so a hostile value cannot overflow a timespec. */
-const MtimeSchema = z.number().finite().min(-1e13).max(1e14);
+/** The 12 permission bits: rwx for user, group and other, plus setuid, setgid and sticky. */
+export const ModeSchema = z.number().int().min(0).max(0o7777);
+/** A modification time, exact to the nanosecond; bounded so a hostile value cannot overflow a timespec. */
+export const TimestampSchema = z.strictObject({
+  sec: z.number().int().min(-1e12).max(1e12),
+  nsec: z.number().int().min(0).max(999_999_999),
+});
+/** A numeric user or group id (rsync --numeric-ids); 2^32-1 is "no change" to chown(2) and never valid. */
+const IdSchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 32 - 2);
 
-/** After-state: a directory exists at `path` (whatever stood there before is replaced). */
+/**
+ * The metadata an after-state may state: a field left out is not replicated (the target keeps what it has).
+ * Owner and group travel only when the source preserves them and the target can set them (root).
+ */
+export const AttributesShape = {
+  mode: ModeSchema.optional(),
+  mtime: TimestampSchema.optional(),
+  uid: IdSchema.optional(),
+  gid: IdSchema.optional(),
+};
+/** Metadata of an entry as operations, manifests and tree nodes carry it. */
+export type Attributes = {
+  mode?: number;
+  mtime?: Timestamp;
+  uid?: number;
+  gid?: number;
+};
+
+/** The attribute fields, in the order writers apply them (owner before mode: chown clears setuid). */
+export const ATTRIBUTE_KEYS = ["uid", "gid", "mode", "mtime"] as const;
+/** The name of one attribute field. */
+export type AttributeKey = (typeof ATTRIBUTE_KEYS)[number];
+
+/**
+ * A symlink target as stored: any bytes but NUL (byte escapes, see fs/byteNames.ts), at most 4095 bytes,
+ * in the one canonical spelling.
+ */
+export const SymlinkTargetSchema = z.string().superRefine((target, ctx) => {
+  const problem = symlinkTargetProblem(target);
+  if (problem !== null) ctx.addIssue({ code: "custom", message: `symlink target ${problem}` });
+});
+
+/**
+ * After-state: a directory exists at `path` (whatever stood there before is replaced) with the given
+ * metadata. Its mode and mtime are final once its entries are: the target sets them after the writes into it.
+ */
 export const EnsureDirSchema = z.strictObject({
   type: z.literal("ensureDir"),
   path: RelativePathSchema,
-  mode: ModeSchema.optional(),
+  ...AttributesShape,
 });
 
-/** After-state: a regular file at `path` holds the content `hash` of `size` bytes, with mode and mtime. */
+/**
+ * After-state: a regular file at `path` holds the content `hash` of `size` bytes, with the given metadata.
+ * With `linkTo`, it is the same inode as the file at `linkTo` (a hard link; that file holds `hash`, and the
+ * metadata is the inode's).
+ */
 export const WriteFileSchema = z.strictObject({
   type: z.literal("writeFile"),
   path: EntryPathSchema,
   hash: ContentHashSchema,
   size: SizeSchema,
-  mode: ModeSchema.optional(),
-  mtimeMs: MtimeSchema.optional(),
+  linkTo: EntryPathSchema.optional(),
+  ...AttributesShape,
 });
 
-/** After-state: a symlink at `path` whose stored target text is `target` (never followed). */
+/** After-state: a symlink at `path` whose stored target text is `target` (never followed); mode does not apply. */
 export const WriteSymlinkSchema = z.strictObject({
   type: z.literal("writeSymlink"),
   path: EntryPathSchema,
-  target: z
-    .string()
-    .min(1)
-    .max(4095)
-    .refine((t) => !t.includes("\0"), "symlink target contains a NUL byte")
-    .refine((t) => t.isWellFormed(), "symlink target is not well-formed Unicode"),
+  target: SymlinkTargetSchema,
+  mtime: TimestampSchema.optional(),
+  uid: IdSchema.optional(),
+  gid: IdSchema.optional(),
 });
 
 /** After-state: nothing exists at `path` (a directory goes with everything below it). */

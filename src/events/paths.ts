@@ -1,11 +1,12 @@
 /**
  * Relative paths as they appear in operations and on the wire: the only spelling a target accepts.
- * Canonical form: POSIX separators, no leading or trailing slash, no empty, "." or ".." segment,
- * no NUL or backslash, each segment at most 255 bytes, the whole at most 4096 bytes, and no
- * segment using mirrorlog's reserved temp prefix. The empty string names the root itself.
+ * Canonical form: POSIX separators, no leading or trailing slash, no empty, "." or ".." segment, no NUL,
+ * each segment at most 255 bytes, the whole at most 4096 bytes, and the one canonical string of the bytes
+ * it names (names are bytes; see fs/byteNames.ts). A backslash is an ordinary character of a Linux name.
+ * The empty string names the root itself.
  */
 
-import { isReservedName } from "../fs/fileSystem.js";
+import { byteLengthOfName, isCanonicalName } from "../fs/byteNames.js";
 
 export { RESERVED_PREFIX } from "../fs/fileSystem.js";
 
@@ -13,27 +14,36 @@ export { RESERVED_PREFIX } from "../fs/fileSystem.js";
 export const MAX_SEGMENT_BYTES = 255;
 /** Longest path the target accepts (PATH_MAX). */
 export const MAX_PATH_BYTES = 4096;
-
-const encoder = new TextEncoder();
+/** Longest symlink target Linux stores. */
+export const MAX_SYMLINK_BYTES = 4095;
 
 /** Why `path` is not a canonical relative path, or null when it is. The root ("") is canonical. */
 export function relativePathProblem(path: string): string | null {
   if (path === "") return null;
   if (path.includes("\0")) return "contains a NUL byte";
-  if (path.includes("\\")) return "contains a backslash";
   if (path.startsWith("/")) return "is absolute";
-  // UTF-8 takes at most 3 bytes per UTF-16 unit: short strings need no encoding to be measured.
-  if (path.length * 3 > MAX_PATH_BYTES && encoder.encode(path).length > MAX_PATH_BYTES) {
+  if (!isCanonicalName(path)) return "is not the canonical spelling of its bytes";
+  // A UTF-16 unit takes at most 3 bytes: short strings need no encoding to be measured.
+  if (path.length * 3 > MAX_PATH_BYTES && byteLengthOfName(path) > MAX_PATH_BYTES) {
     return `is longer than ${MAX_PATH_BYTES} bytes`;
   }
   for (const segment of path.split("/")) {
     if (segment === "") return "has an empty segment";
     if (segment === "." || segment === "..") return `has a "${segment}" segment`;
-    if (isReservedName(segment)) return "uses mirrorlog's reserved temp prefix";
-    if (segment.length * 3 > MAX_SEGMENT_BYTES && encoder.encode(segment).length > MAX_SEGMENT_BYTES) {
+    if (segment.length * 3 > MAX_SEGMENT_BYTES && byteLengthOfName(segment) > MAX_SEGMENT_BYTES) {
       return `has a segment over ${MAX_SEGMENT_BYTES} bytes`;
     }
-    if (!segment.isWellFormed()) return "is not well-formed Unicode";
+  }
+  return null;
+}
+
+/** Why `target` cannot be stored as a symlink target, or null. */
+export function symlinkTargetProblem(target: string): string | null {
+  if (target === "") return "is empty";
+  if (target.includes("\0")) return "contains a NUL byte";
+  if (!isCanonicalName(target)) return "is not the canonical spelling of its bytes";
+  if (target.length * 3 > MAX_SYMLINK_BYTES && byteLengthOfName(target) > MAX_SYMLINK_BYTES) {
+    return `is longer than ${MAX_SYMLINK_BYTES} bytes`;
   }
   return null;
 }
@@ -59,7 +69,34 @@ export function isAtOrBelow(ancestor: string, path: string): boolean {
   return ancestor === "" || path === ancestor || path.startsWith(`${ancestor}/`);
 }
 
-/** Renders a path for logs and error messages with control characters escaped. */
+/**
+ * Orders paths as a depth-first walk with children by name meets them (segment by segment, so "a/b"
+ * comes before "a-c"). The first name of a hard-link group in this order leads the group.
+ */
+export function compareWalkOrder(a: string, b: string): number {
+  const x = segmentsOf(a);
+  const y = segmentsOf(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+  }
+  return x.length - y.length;
+}
+
+/**
+ * Characters JSON.stringify leaves alone that still act on a terminal or reorder what is shown:
+ * DEL, the C1 controls (0x9b is CSI on some terminals), line/paragraph separators and bidi controls.
+ */
+const UNSAFE_AFTER_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+/** JSON text with the characters above escaped as \uXXXX: still valid JSON, safe on a terminal. */
+export function escapeUnsafeJson(json: string): string {
+  return json.replace(UNSAFE_AFTER_JSON, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** Renders a path for people: control and bidi characters escaped, a byte that is not UTF-8 as \xNN. */
 export function escapeForDisplay(path: string): string {
-  return JSON.stringify(path).slice(1, -1);
+  return escapeUnsafeJson(JSON.stringify(path).slice(1, -1)).replace(
+    /[\uef80-\uefff]/g,
+    (char) => `\\x${(char.charCodeAt(0) - 0xef00).toString(16)}`,
+  );
 }

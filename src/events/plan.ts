@@ -1,9 +1,6 @@
-import type { Operation } from "./operation.js";
+import { ATTRIBUTE_KEYS, type AttributeKey, type Operation } from "./operation.js";
 import { childOf } from "./paths.js";
-import type { DirNode, FileNode, TreeNode } from "./tree.js";
-
-/** mtimes closer than this are equal: file systems keep them at different precisions. */
-export const MTIME_TOLERANCE_MS = 1;
+import { attributesMatch, type DirNode, definedAttributes, type FileNode, type TreeNode } from "./tree.js";
 
 /** How deep a plan goes. */
 export interface PlanOptions {
@@ -12,6 +9,8 @@ export interface PlanOptions {
    * entered (the caller plans them next, so a huge tree streams out directory by directory).
    */
   recursive?: boolean;
+  /** The attributes compared and stated (default all): owners only where the target can set them. */
+  attributes?: readonly AttributeKey[];
 }
 
 /**
@@ -26,17 +25,26 @@ export function planChanges(
   options: PlanOptions = {},
 ): Operation[] {
   const operations: Operation[] = [];
-  planInto(operations, expected, observed, path, options.recursive === false ? 1 : Number.POSITIVE_INFINITY);
+  const keys = options.attributes ?? ATTRIBUTE_KEYS;
+  const depth = options.recursive === false ? 1 : Number.POSITIVE_INFINITY;
+  planInto({ out: operations, keys }, expected, observed, path, depth);
   return operations;
 }
 
+/** What one plan collects into and compares by. */
+interface Planning {
+  out: Operation[];
+  keys: readonly AttributeKey[];
+}
+
 function planInto(
-  out: Operation[],
+  planning: Planning,
   expected: TreeNode | undefined,
   observed: TreeNode | undefined,
   path: string,
   depth: number,
 ): void {
+  const { out, keys } = planning;
   if (observed === undefined) {
     if (expected !== undefined && path !== "") out.push({ type: "remove", path });
     return;
@@ -45,31 +53,35 @@ function planInto(
     case "unknown":
       return; // unreadable at the source (reported there): leave the target's copy as it is
     case "file":
-      if (!fileMatches(expected, observed)) out.push(writeFileOperation(path, observed));
+      if (!fileMatches(expected, observed, keys)) out.push(operationOf(path, observed, keys));
       return;
     case "symlink":
-      if (expected?.kind !== "symlink" || expected.target !== observed.target) {
-        out.push({ type: "writeSymlink", path, target: observed.target });
+      if (
+        expected?.kind !== "symlink" ||
+        expected.target !== observed.target ||
+        !attributesMatch(expected, observed, keys)
+      ) {
+        out.push(operationOf(path, observed, keys));
       }
       return;
     case "dir":
-      planDir(out, expected, observed, path, depth);
+      planDir(planning, expected, observed, path, depth);
       return;
   }
 }
 
 function planDir(
-  out: Operation[],
+  planning: Planning,
   expected: TreeNode | undefined,
   observed: DirNode,
   path: string,
   depth: number,
 ): void {
+  const { out, keys } = planning;
   const expectedDir = expected?.kind === "dir" ? expected : undefined;
-  if (expectedDir === undefined || (observed.mode !== undefined && expectedDir.mode !== observed.mode)) {
-    out.push(
-      observed.mode === undefined ? { type: "ensureDir", path } : { type: "ensureDir", path, mode: observed.mode },
-    );
+  // Stated before the children (it creates the directory); the target sets mode and mtime once they are in.
+  if (expectedDir === undefined || !attributesMatch(expectedDir, observed, keys)) {
+    out.push(operationOf(path, observed, keys));
   }
   if (depth === 0) return;
   const expectedChildren = expectedDir?.children ?? new Map<string, TreeNode>();
@@ -77,29 +89,42 @@ function planDir(
     if (!observed.children.has(name)) out.push({ type: "remove", path: childOf(path, name) });
   }
   for (const name of [...observed.children.keys()].sort()) {
-    planInto(out, expectedChildren.get(name), observed.children.get(name), childOf(path, name), depth - 1);
+    planInto(planning, expectedChildren.get(name), observed.children.get(name), childOf(path, name), depth - 1);
   }
 }
 
-function fileMatches(expected: TreeNode | undefined, observed: FileNode): boolean {
-  if (expected?.kind !== "file") return false;
-  if (expected.hash !== observed.hash || expected.size !== observed.size) return false;
-  if (observed.mode !== undefined && expected.mode !== observed.mode) return false;
-  if (observed.mtimeMs !== undefined) {
-    if (expected.mtimeMs === undefined || Math.abs(expected.mtimeMs - observed.mtimeMs) >= MTIME_TOLERANCE_MS) {
-      return false;
+function fileMatches(expected: TreeNode | undefined, observed: FileNode, keys: readonly AttributeKey[]): boolean {
+  return (
+    expected?.kind === "file" &&
+    expected.hash === observed.hash &&
+    expected.size === observed.size &&
+    // A link the source does not state is the target's business (rsync -H leaves such links alone too).
+    (observed.linkTo === undefined || expected.linkTo === observed.linkTo) &&
+    attributesMatch(expected, observed, keys)
+  );
+}
+
+/** The operation stating `node` at `path` (a directory without its children), with the attributes among `keys`. */
+export function operationOf(
+  path: string,
+  node: Exclude<TreeNode, { kind: "unknown" }>,
+  keys: readonly AttributeKey[] = ATTRIBUTE_KEYS,
+): Operation {
+  switch (node.kind) {
+    case "dir":
+      return { type: "ensureDir", path, ...definedAttributes(node, keys) };
+    case "file":
+      return {
+        type: "writeFile",
+        path,
+        hash: node.hash,
+        size: node.size,
+        ...(node.linkTo === undefined ? {} : { linkTo: node.linkTo }),
+        ...definedAttributes(node, keys),
+      };
+    case "symlink": {
+      const { mode: _mode, ...attributes } = definedAttributes(node, keys);
+      return { type: "writeSymlink", path, target: node.target, ...attributes };
     }
   }
-  return true;
-}
-
-function writeFileOperation(path: string, file: FileNode): Operation {
-  return {
-    type: "writeFile",
-    path,
-    hash: file.hash,
-    size: file.size,
-    ...(file.mode === undefined ? {} : { mode: file.mode }),
-    ...(file.mtimeMs === undefined ? {} : { mtimeMs: file.mtimeMs }),
-  };
 }

@@ -1,14 +1,17 @@
 import { z } from "zod";
 import {
+  AttributesShape,
   ContentHashSchema,
   EntryPathSchema,
   OperationSchema,
   PositionSchema,
   RelativePathSchema,
+  SymlinkTargetSchema,
+  WriteSymlinkSchema,
 } from "./operation.js";
 
 /** Bumped whenever a request or response changes shape; both sides must agree exactly. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const BytesSchema = z.custom<Uint8Array>((value) => value instanceof Uint8Array, "expected bytes");
 const SizeSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -172,25 +175,39 @@ export type ManifestRequest = z.infer<typeof ManifestRequestSchema>;
 /** The apply request. */
 export type ApplyRequest = z.infer<typeof ApplyRequestSchema>;
 
-/** The target's answer to hello: its version and where it stands in the source's log. */
+/**
+ * The target's answer to hello: its version, where it stands in the source's log, and whether it can set
+ * owners and groups (it runs as root): the source states owners only to a target that can apply them.
+ */
 export const HelloResponseSchema = z.strictObject({
   type: z.literal("hello"),
   version: z.number().int(),
   applied: AppliedPositionSchema.nullable(),
+  canSetOwner: z.boolean(),
 });
 
-/** One entry of the target's tree. Symlinks carry their target text; files their hash and metadata. */
+/**
+ * One entry of the target's tree with its metadata. Symlinks carry their target text; files their hash and,
+ * for a hard-linked file that is not the first name of its group in walk order, `linkTo` (that first name).
+ */
 export const ManifestEntrySchema = z.discriminatedUnion("kind", [
-  z.strictObject({ kind: z.literal("dir"), path: RelativePathSchema, mode: z.number().int().optional() }),
+  z.strictObject({ kind: z.literal("dir"), path: RelativePathSchema, ...AttributesShape }),
   z.strictObject({
     kind: z.literal("file"),
     path: RelativePathSchema,
     hash: ContentHashSchema,
     size: SizeSchema,
-    mode: z.number().int().optional(),
-    mtimeMs: z.number().optional(),
+    linkTo: EntryPathSchema.optional(),
+    ...AttributesShape,
   }),
-  z.strictObject({ kind: z.literal("symlink"), path: RelativePathSchema, target: z.string() }),
+  z.strictObject({
+    kind: z.literal("symlink"),
+    path: RelativePathSchema,
+    target: SymlinkTargetSchema,
+    mtime: WriteSymlinkSchema.shape.mtime,
+    uid: WriteSymlinkSchema.shape.uid,
+    gid: WriteSymlinkSchema.shape.gid,
+  }),
   // Something the target cannot describe (a FIFO, an unreadable file): the source replaces or removes it.
   z.strictObject({ kind: z.literal("unknown"), path: RelativePathSchema }),
 ]);
@@ -212,12 +229,41 @@ export const ApplyOutcomeSchema = z.enum(["applied", "unchanged", "duplicate", "
 /** An apply outcome. */
 export type ApplyOutcome = z.infer<typeof ApplyOutcomeSchema>;
 
+/**
+ * Why one operation failed, for the source to decide on (the reason text is for people):
+ * - `missing-content`: the target lacks bytes the source assumed it held (send them whole and retry);
+ * - `missing-basis`: a delta's or a hard link's basis is not what the source assumed (retry in full);
+ * - `hash-mismatch`: the assembled bytes do not hash or size to what the operation states (retry in full);
+ * - `permission`: EACCES/EPERM (an immutable file, a directory the target may not write);
+ * - `read-only`: EROFS; `no-space`: ENOSPC/EDQUOT;
+ * - `unsafe-path`: the path traverses a symlink or names something the target reserves;
+ * - `not-found`: a parent is missing or not a directory;
+ * - `metadata`: the content is in place but some metadata could not be set as stated;
+ * - `io`: anything else.
+ */
+export const FailureCodeSchema = z.enum([
+  "missing-content",
+  "missing-basis",
+  "hash-mismatch",
+  "permission",
+  "read-only",
+  "no-space",
+  "unsafe-path",
+  "not-found",
+  "metadata",
+  "io",
+]);
+/** A failure code. */
+export type FailureCode = z.infer<typeof FailureCodeSchema>;
+
 /** The result of one shipped operation. `wroteFile` is true when file bytes were written. */
 export const ApplyResultSchema = z.strictObject({
   seq: PositionSchema.shape.seq,
   outcome: ApplyOutcomeSchema,
   wroteFile: z.boolean(),
   bytesWritten: SizeSchema,
+  /** Set when the outcome is `failed`. */
+  code: FailureCodeSchema.optional(),
   reason: z.string().optional(),
 });
 /** One apply result. */
@@ -254,6 +300,7 @@ export const UploadResponseSchema = z.strictObject({
   type: z.literal("uploaded"),
   uploadId: UploadContentSchema.shape.uploadId,
   size: SizeSchema,
+  code: FailureCodeSchema.optional(),
   reason: z.string().optional(),
 });
 

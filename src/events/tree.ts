@@ -1,23 +1,23 @@
+import type { Timestamp } from "../fs/fileSystem.js";
+import { ATTRIBUTE_KEYS, type AttributeKey, type Attributes } from "./operation.js";
 import { segmentsOf } from "./paths.js";
 
 /** A directory and its children by name (a Map: names such as "__proto__" are ordinary names). */
-export interface DirNode {
+export interface DirNode extends Attributes {
   kind: "dir";
-  mode?: number;
   children: Map<string, TreeNode>;
 }
 
-/** A regular file, known by its content hash. */
-export interface FileNode {
+/** A regular file, known by its content hash; `linkTo` names the leader of its hard-link group, if any. */
+export interface FileNode extends Attributes {
   kind: "file";
   hash: string;
   size: number;
-  mode?: number;
-  mtimeMs?: number;
+  linkTo?: string;
 }
 
-/** A symlink, known by its stored target text. */
-export interface SymlinkNode {
+/** A symlink, known by its stored target text (its attributes never include a mode). */
+export interface SymlinkNode extends Omit<Attributes, "mode"> {
   kind: "symlink";
   target: string;
 }
@@ -30,9 +30,43 @@ export interface UnknownNode {
 /** The state of one path: what the source observes, or what the target is expected to hold. */
 export type TreeNode = DirNode | FileNode | SymlinkNode | UnknownNode;
 
-/** A new empty directory node. */
-export function emptyDir(mode?: number): DirNode {
-  return mode === undefined ? { kind: "dir", children: new Map() } : { kind: "dir", mode, children: new Map() };
+/** A new empty directory node with the given attributes. */
+export function emptyDir(attributes: Attributes = {}): DirNode {
+  return { kind: "dir", ...definedAttributes(attributes), children: new Map() };
+}
+
+/** The attribute fields of `value` that are defined, among `keys` (a copy; other fields left out). */
+export function definedAttributes(value: Attributes, keys: readonly AttributeKey[] = ATTRIBUTE_KEYS): Attributes {
+  const out: Attributes = {};
+  for (const key of keys) {
+    const field = value[key];
+    if (field !== undefined) (out as Record<string, unknown>)[key] = key === "mtime" ? { ...(field as object) } : field;
+  }
+  return out;
+}
+
+/**
+ * True when every attribute among `keys` that `wanted` states is what `actual` holds (fields `wanted` leaves
+ * out, and keys not listed, are not compared).
+ */
+export function attributesMatch(
+  actual: Attributes,
+  wanted: Attributes,
+  keys: readonly AttributeKey[] = ATTRIBUTE_KEYS,
+): boolean {
+  for (const key of keys) {
+    const want = wanted[key];
+    if (want === undefined) continue;
+    const have = actual[key];
+    if (key === "mtime") {
+      const a = have as Timestamp | undefined;
+      const b = want as Timestamp;
+      if (a === undefined || a.sec !== b.sec || a.nsec !== b.nsec) return false;
+    } else if (have !== want) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** The node at relative `path` below `root`, or undefined when nothing is there. */

@@ -1,6 +1,7 @@
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import { type FSWatcher, lstatSync, readFileSync, type Stats, watch } from "node:fs";
 import { posix } from "node:path";
+import { bytesOfName, hasByteEscapes, nameOfBytes } from "./byteNames.js";
 import { type FileSystemEvent, FileSystemEventType, type WatchCallback } from "./fileSystem.js";
 
 /** A per-path condition worth telling the operator about; it never stops the rest of the work. */
@@ -15,9 +16,9 @@ export type WatchListener = (eventType: string, filename: string | Buffer | null
 /** Creates one non-recursive kernel watch on a directory; injectable so tests can raise ENOSPC. */
 export type WatchFactory = (path: string, listener: WatchListener) => FSWatcher;
 
-/** `fs.watch` on one directory, names as bytes so that non-UTF-8 names are detectable. */
+/** `fs.watch` on one directory, names as bytes (mapped to strings by `nameOfBytes`, like listings). */
 export const kernelWatchFactory: WatchFactory = (path, listener) =>
-  watch(path, { persistent: true, recursive: false, encoding: "buffer" }, listener);
+  watch(syscallPath(path), { persistent: true, recursive: false, encoding: "buffer" }, listener);
 
 /** The operator hint given when inotify runs out of watches. */
 export const WATCH_LIMIT_REASON =
@@ -40,8 +41,8 @@ export interface DiskWatcherOptions {
   rescanIntervalMs: number;
   overflowThreshold: number;
   watchFactory: WatchFactory;
-  /** Names the watcher must never report (the atomic writer's temp files). */
-  isReservedName: (name: string) => boolean;
+  /** Names the watcher must never report: the temps and stash of the file system instance it serves. */
+  isInternalName: (name: string) => boolean;
 }
 
 interface WatchEntry {
@@ -190,7 +191,7 @@ export class DiskWatcher {
       this.emit(entry, { path: entry.dir, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
       return;
     }
-    if (this.options.isReservedName(name)) return;
+    if (this.options.isInternalName(name)) return;
     // libuv reports events on the watched directory itself (deleted, moved away) under its own basename.
     if (name === posix.basename(entry.dir) && !this.stillWatchesSameDirectory(entry)) {
       this.dropKernelWatch(entry);
@@ -265,12 +266,15 @@ export class DiskWatcher {
   }
 }
 
-/** The name as a string, or undefined when there is none or it is not valid UTF-8 (rescan the directory). */
+/** The name as the string listings use for its bytes, or undefined when there is none (rescan the directory). */
 function decodeName(filename: string | Buffer | null): string | undefined {
   if (filename === null || filename.length === 0) return undefined;
-  if (typeof filename === "string") return filename;
-  const name = filename.toString("utf8");
-  return Buffer.from(name, "utf8").equals(filename) ? name : undefined;
+  return typeof filename === "string" ? filename : nameOfBytes(filename);
+}
+
+/** A path as syscalls take it: its bytes when it holds names that are not UTF-8. */
+function syscallPath(path: string): string | Buffer {
+  return hasByteEscapes(path) ? bytesOfName(path) : path;
 }
 
 /**
@@ -279,7 +283,7 @@ function decodeName(filename: string | Buffer | null): string | undefined {
  */
 function lstatQuietly(path: string): Stats | undefined {
   try {
-    return lstatSync(path, { throwIfNoEntry: false });
+    return lstatSync(syscallPath(path), { throwIfNoEntry: false });
   } catch {
     return undefined;
   }

@@ -13,13 +13,12 @@ export interface FileSystemEvent {
   eventType: FileSystemEventType;
 }
 
-/** Prefix of mirrorlog's own temp files: listings, scans and watches ignore it; no operation may name it. */
+/**
+ * Prefix of mirrorlog's own temp files and stash. Names that merely start with it are user data and
+ * replicate like any other; only the names a file system instance made itself (`isInternalName`, a
+ * per-instance random part after this prefix) are hidden from its listings and refused as targets.
+ */
 export const RESERVED_PREFIX = ".mirrorlog-tmp-";
-
-/** True for names mirrorlog reserves for its temp files. */
-export function isReservedName(name: string): boolean {
-  return name.startsWith(RESERVED_PREFIX);
-}
 
 /** Callback given to `watchDir`. */
 export type WatchCallback = (event: FileSystemEvent) => void;
@@ -52,24 +51,44 @@ export interface FileSystem {
 /** What an entry is, as seen without following symlinks. `special` covers FIFOs, sockets and devices. */
 export type EntryKind = "file" | "dir" | "symlink" | "special";
 
-/** `lstat` of one entry: what the scanner's cheap change check (size, mtime, inode, ctime) needs. */
+/** A point in time exactly as Linux keeps it: whole seconds since the epoch (negative before 1970) and nanoseconds. */
+export interface Timestamp {
+  sec: number;
+  /** 0 ≤ nsec < 1e9. */
+  nsec: number;
+}
+
+/** `lstat` of one entry: the cheap change check (size, mtime, inode, ctime) plus the metadata mirrorlog replicates. */
 export interface EntryStat {
   kind: EntryKind;
   size: number;
-  /** Modification time in milliseconds since the epoch. */
+  /** Modification time in milliseconds since the epoch (for change checks; `mtime` is exact). */
   mtimeMs: number;
   /** Status-change time in milliseconds since the epoch. */
   ctimeMs: number;
-  /** Permission bits only (`mode & 0o7777`). */
+  /** Modification time, exact to the nanosecond. */
+  mtime: Timestamp;
+  /** The 12 permission bits (`mode & 0o7777`): rwx for user, group, other, plus setuid, setgid, sticky. */
   mode: number;
   ino: number;
+  /** Device of the file system holding the entry (with `ino`, identifies a hard-link group). */
+  dev: number;
+  /** Number of hard links (names) of the inode. */
+  nlink: number;
+  uid: number;
+  gid: number;
 }
 
-/** Metadata mirrorlog carries alongside content. */
+/**
+ * Metadata mirrorlog carries alongside content. Writers apply, in this order: owner and group (only the
+ * fields given; as root), then the 12 mode bits (after chown, which clears setuid/setgid), then mtime.
+ * A symlink has no mode of its own: `mode` is ignored for one, owner and mtime are set on the link itself.
+ */
 export interface EntryMetadata {
-  /** Permission bits; setuid/setgid/sticky are masked off by writers. */
   mode?: number;
-  mtimeMs?: number;
+  mtime?: Timestamp;
+  uid?: number;
+  gid?: number;
 }
 
 /** A child of a directory with its lstat. */
@@ -121,6 +140,13 @@ export interface MirrorFileSystem extends FileSystem {
    * With `into`, the bytes are read into it (length at most its size) and a view of it is returned.
    */
   readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array;
+  /**
+   * True for a name this instance made itself (its temps and stash): listings leave it out and no
+   * operation may name it. Other names, even ones starting with RESERVED_PREFIX, are ordinary names.
+   */
+  isInternalName(name: string): boolean;
+  /** A name in this instance's own namespace (`isInternalName` is true for it), e.g. for the target's stash. */
+  internalName(label: string): string;
   /** Writes `content` to a hidden temp beside `path` with `metadata`; nothing visible changes until commit. */
   stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile;
   /** Opens a hidden temp beside `path` to be written piece by piece, then finished and committed. */
@@ -128,18 +154,40 @@ export interface MirrorFileSystem extends FileSystem {
   /** Moves the regular file at `from` (same file system) to a hidden temp beside `path`, with `metadata`. */
   stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile;
   /**
+   * Stages a new name for the regular file at `existing` (a hard link to it, at a hidden temp beside `path`),
+   * committed like a staged file: the link replaces whatever stands at `path` atomically.
+   */
+  stageLink(existing: string, path: string): StagedFile;
+  /**
    * Makes staged files durable, renames each onto its final path (replacing a file or symlink, never a
    * directory: EISDIR), then makes the renames durable. Many files share one flush where the platform allows.
+   * One file that cannot be renamed (EPERM of an immutable file, EISDIR, ...) fails alone: its temp is
+   * removed and it is returned with its error; the others commit. Throws only when durability itself failed
+   * (fsync/syncfs), which is fatal for every file of the call.
    */
-  commitStaged(files: readonly StagedFile[]): void;
+  commitStaged(files: readonly StagedFile[]): CommitFailure[];
   /** Removes the temps of staged files that will not be committed. */
   discardStaged(files: readonly StagedFile[]): void;
   /** Makes every change made so far durable (a no-op where each change already is). */
   flush(): void;
-  /** Sets mode and/or mtime of a file or directory (never through a symlink). */
+  /**
+   * Sets the given metadata of the entry at `path` itself (a file, a directory, or a symlink: never through
+   * one; a symlink's mode is left alone), in EntryMetadata's order.
+   */
   setMetadata(path: string, metadata: EntryMetadata): void;
+  /**
+   * Releases directory handles cached since the last call (confinement resolves paths through handles
+   * opened from the root down and may keep them for a batch of operations). A no-op where nothing is cached.
+   */
+  releaseHandles(): void;
   /** rename(2) within the same file system. */
   rename(from: string, to: string): void;
+}
+
+/** A staged file that could not be committed, and why (its temp is gone, its final name untouched). */
+export interface CommitFailure {
+  file: StagedFile;
+  error: FileSystemError;
 }
 
 /** Error codes the file systems raise; the first five are the real POSIX codes. */

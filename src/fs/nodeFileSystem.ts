@@ -2,15 +2,21 @@ import { Buffer } from "node:buffer";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
-  chmodSync as changeModeSync,
+  type BigIntStats,
+  chmodSync,
+  chownSync,
   closeSync,
   constants,
   existsSync,
   fchmodSync,
+  fchownSync,
   fstatSync,
   fsyncSync,
   futimesSync,
+  lchownSync,
+  linkSync,
   lstatSync,
+  lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -22,10 +28,10 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
-  utimesSync,
   writeSync,
 } from "node:fs";
 import { posix } from "node:path";
+import { bytesOfName, hasByteEscapes, nameOfBytes } from "./byteNames.js";
 import {
   DiskWatcher,
   defaultOverflowThreshold,
@@ -34,20 +40,22 @@ import {
   type WatchFactory,
 } from "./diskWatcher.js";
 import {
+  type CommitFailure,
   type DirEntryStat,
   type EntryKind,
   type EntryMetadata,
   type EntryStat,
   FileSystemError,
-  isReservedName,
   isWithin,
   type MirrorFileSystem,
   normalizePath,
   RESERVED_PREFIX,
   type StagedFile,
   type StagedWriter,
+  type Timestamp,
   type WatchCallback,
 } from "./fileSystem.js";
+import { AT_FDCWD, loadNativeCalls, type NativeCalls } from "./nativeCalls.js";
 
 /**
  * "full": every change is durable when its call returns (fsync of files and parent directories).
@@ -60,19 +68,25 @@ export type Durability = "full" | "batched" | "none";
 /** From this many files on, a commit flushes the whole file system once instead of fsyncing each file. */
 const SYNCFS_MIN_FILES = 8;
 
+/**
+ * Most directory handles kept between `releaseHandles()` calls. When an operation starts with this many
+ * cached, all are closed first: the cache never holds more than this plus one path's depth, far below
+ * the usual 1024-descriptor limit, so caching can never cause EMFILE.
+ */
+const MAX_CACHED_HANDLES = 256;
+
 export type { FileSystemProblem, WatchFactory, WatchListener } from "./diskWatcher.js";
 
 /** Settings of a `NodeFileSystem`; every field is optional. */
 export interface NodeFileSystemOptions {
-  /** When set, every path must lie within it and no component below it may be a symlink. */
-  root?: string;
-  /** Receives per-path problems (non-UTF-8 names, watch limit, overflow); defaults to a process warning. */
-  onProblem?: (problem: FileSystemProblem) => void;
   /**
-   * Remove temp files of other (crashed) writers when a listing meets them; this instance's own temps
-   * are recognised by their per-instance prefix and left alone. For a target, never for a source.
+   * When set, every path must lie within it and is resolved from a handle on it, one directory handle
+   * per component opened with O_NOFOLLOW: no symlink below the root is ever traversed, even one planted
+   * while an operation runs. The root's own path may go through symlinks; its final name may not.
    */
-  removeStaleTemps?: boolean;
+  root?: string;
+  /** Receives per-path problems (watch limit, overflow); defaults to a process warning. */
+  onProblem?: (problem: FileSystemProblem) => void;
   /** Period of the rescan hints for directories that could not get a kernel watch (default 2000). */
   rescanIntervalMs?: number;
   /** Clock in milliseconds since the epoch; sets the access time that accompanies an explicit mtime. */
@@ -83,31 +97,76 @@ export interface NodeFileSystemOptions {
   overflowThreshold?: number;
   /** "full" (default) fsyncs files and directories; "none" skips every fsync (benchmarks and tests only). */
   durability?: Durability;
-  /** Source of randomness for temp names (default `crypto.randomBytes`). */
+  /** Source of randomness for this instance's temp names (default `crypto.randomBytes`). */
   randomBytes?: (size: number) => Uint8Array;
+}
+
+/** What a syscall is given: a string, or the bytes of a path holding names that are not UTF-8. */
+type SyscallPath = string | Buffer;
+
+/**
+ * Where one entry is, resolved for the syscalls that act on it. When confined, `address` is
+ * `/proc/self/fd/<parentFd>/<name>`: Linux resolves it from the held parent directory, so nothing
+ * swapped into the path above `name` after that directory was opened can redirect the call.
+ */
+interface Location {
+  /** Normalised absolute path, for messages and the handle cache. */
+  readonly path: string;
+  /** What the syscalls are given. */
+  readonly address: SyscallPath;
+  /** Held handle of the parent directory (confined paths below the root only). */
+  readonly parentFd: number | undefined;
+  /** The entry's name in its parent. */
+  readonly name: string;
 }
 
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const TEMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-const DIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+const DIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+/**
+ * Linux's O_PATH (not in Node's constants; this value on x86, ARM, RISC-V, PowerPC, s390): a handle on the
+ * entry itself that opens nothing (no read permission needed, no device or FIFO opened); with O_NOFOLLOW
+ * it holds a symlink itself.
+ */
+const O_PATH = 0o10000000;
 const DEFAULT_FILE_MODE = 0o644;
-/** Linux lets us list an open directory through its fd: no window for a symlink swap after the check. */
-const LIST_THROUGH_PROC_FD = existsSync("/proc/self/fd");
+/** Attempts at a fresh temp name before giving up (a name can only be taken by a leftover or a racer). */
+const TEMP_NAME_ATTEMPTS = 8;
+/** Times an entry of a tree being removed is retried when something swaps it mid-removal. */
+const REMOVE_ATTEMPTS = 8;
+/**
+ * Linux addresses the children of an open directory as /proc/self/fd/N/NAME. Confinement, listings and
+ * metadata go through it; elsewhere paths are checked component by component (a check-then-use race).
+ */
+const PROC_FD = existsSync("/proc/self/fd");
 
-/** The FileSystem port on a real disk: bytes, no symlink following, atomic writes, per-directory kernel watches. */
+/**
+ * The FileSystem port on a real disk: names as bytes, no symlink following, atomic writes, per-directory
+ * kernel watches, and (with a root) race-free confinement through cached directory handles.
+ *
+ * Directory handles opened while resolving confined paths are kept until `releaseHandles()`, `close()`,
+ * or the end of the current macrotask, whichever comes first, so a request pays one open per directory
+ * instead of an lstat per component per operation. A kept handle follows its directory if someone else
+ * renames it, which is what makes a symlink swapped in meanwhile harmless; keeping them only for one
+ * request (or one macrotask) bounds how long such a renamed directory is still written through.
+ * Operations of this instance that remove or rename a directory close the handles at and below it.
+ */
 export class NodeFileSystem implements MirrorFileSystem {
   private readonly root: string | undefined;
   private readonly onProblem: (problem: FileSystemProblem) => void;
   private readonly now: () => number;
   private readonly durable: boolean;
   private readonly durability: Durability;
-  /** Directory entries changed since the last flush (batched durability only). */
+  /** A directory changed since the last flush (batched durability only): its file system needs a syncfs. */
   private unflushed: string | undefined;
-  private readonly randomBytes: (size: number) => Uint8Array;
-  private tempPrefix: string | undefined;
-  private readonly removeStaleTemps: boolean;
+  /** RESERVED_PREFIX plus 48 random bits: every temp and stash name of this instance starts with it. */
+  private readonly internalPrefix: string;
   private tempCounter = 0;
   private readonly watcher: DiskWatcher;
+  private readonly native: NativeCalls | undefined;
+  /** Directory path → handle opened O_DIRECTORY|O_NOFOLLOW from the root down (confined instances only). */
+  private readonly handles = new Map<string, number>();
+  private releaseScheduled = false;
 
   constructor(options: NodeFileSystemOptions = {}) {
     this.root = options.root === undefined ? undefined : normalizePath(options.root);
@@ -115,25 +174,29 @@ export class NodeFileSystem implements MirrorFileSystem {
     this.now = options.now ?? Date.now;
     this.durability = options.durability ?? "full";
     this.durable = this.durability !== "none";
-    this.randomBytes = options.randomBytes ?? randomBytes;
-    this.removeStaleTemps = options.removeStaleTemps ?? false;
+    const random = options.randomBytes ?? randomBytes;
+    this.internalPrefix = RESERVED_PREFIX + Buffer.from(random(6)).toString("hex");
+    this.native = loadNativeCalls();
     this.watcher = new DiskWatcher({
       onProblem: this.onProblem,
       rescanIntervalMs: options.rescanIntervalMs ?? 2000,
       overflowThreshold: options.overflowThreshold ?? defaultOverflowThreshold(),
       watchFactory: options.watchFactory ?? kernelWatchFactory,
-      isReservedName,
+      isInternalName: (name) => this.isInternalName(name),
     });
   }
 
+  isInternalName(name: string): boolean {
+    return name.startsWith(this.internalPrefix);
+  }
+
+  internalName(label: string): string {
+    // Temps are the prefix and hex digits: the dash keeps labelled names apart from every temp.
+    return `${this.internalPrefix}-${label}`;
+  }
+
   exists(path: string): boolean {
-    const p = this.resolve(path);
-    try {
-      return lstatSync(p, { throwIfNoEntry: false }) !== undefined;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return false;
-      throw toFileSystemError(error, p);
-    }
+    return this.lstatIfExists(path) !== undefined;
   }
 
   isFile(path: string): boolean {
@@ -145,140 +208,28 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   lstat(path: string): EntryStat {
-    const p = this.resolve(path);
-    return toEntryStat(this.lstatOrThrow(p));
+    const at = this.locate(path);
+    try {
+      return toEntryStat(lstatSync(at.address, { bigint: true }));
+    } catch (error) {
+      throw toFileSystemError(error, at.path);
+    }
   }
 
   lstatIfExists(path: string): EntryStat | undefined {
-    const p = this.resolve(path);
-    const stat = this.lstatIfPresent(p, p);
+    let at: Location;
+    try {
+      at = this.locate(path);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    const stat = lstatIfPresent(at);
     return stat === undefined ? undefined : toEntryStat(stat);
   }
 
   readFile(path: string): Uint8Array {
     return this.withRegularFile(path, (fd, size) => readAll(fd, size));
-  }
-
-  /**
-   * Opens a regular file without following a final symlink and without blocking on a FIFO
-   * (O_NOFOLLOW | O_NONBLOCK), checks what it is through the open descriptor, and reads it with `read`.
-   */
-  private withRegularFile<T>(path: string, read: (fd: number, size: number) => T): T {
-    const p = this.resolve(path);
-    let fd: number;
-    try {
-      fd = openSync(p, READ_FLAGS);
-    } catch (error) {
-      throw toFileSystemError(error, p);
-    }
-    try {
-      const stat = fstatSync(fd);
-      if (stat.isDirectory()) throw new FileSystemError("EISDIR", p);
-      if (!stat.isFile()) throw new FileSystemError("EINVAL", p, `not a regular file (${kindOfSpecial(stat)})`);
-      return read(fd, stat.size);
-    } catch (error) {
-      throw toFileSystemError(error, p);
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  writeFile(path: string, content: Uint8Array | string): void {
-    const p = this.resolve(path);
-    const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : content;
-    this.writeAtomically(p, bytes, {});
-  }
-
-  writeFileWith(path: string, content: Uint8Array, metadata: EntryMetadata): void {
-    this.writeAtomically(this.resolve(path), content, metadata);
-  }
-
-  stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile {
-    return this.stageResolved(this.resolve(path), content, metadata);
-  }
-
-  openStaged(path: string): StagedWriter {
-    const p = this.resolve(path);
-    if (this.lstatIfPresent(p, p)?.isDirectory()) throw new FileSystemError("EISDIR", p);
-    const tempPath = joinChild(posix.dirname(p), RESERVED_PREFIX + this.nextTempSuffix());
-    let fd: number | undefined;
-    try {
-      fd = openSync(tempPath, TEMP_FLAGS, 0o600);
-    } catch (error) {
-      throw toFileSystemError(error, p);
-    }
-    let size = 0;
-    const fail = (error: unknown): never => {
-      if (fd !== undefined) closeQuietly(fd);
-      fd = undefined;
-      unlinkQuietly(tempPath);
-      throw toFileSystemError(error, p);
-    };
-    const open = (): number => {
-      if (fd === undefined) throw new FileSystemError("EBADF", p, "staged file already closed");
-      return fd;
-    };
-    return {
-      path: p,
-      get size() {
-        return size;
-      },
-      write: (bytes) => {
-        const handle = open();
-        try {
-          let offset = 0;
-          while (offset < bytes.length) offset += writeSync(handle, bytes, offset, bytes.length - offset);
-        } catch (error) {
-          fail(error);
-        }
-        size += bytes.length;
-      },
-      finish: (metadata) => {
-        const handle = open();
-        try {
-          const existing = this.lstatIfPresent(p, p);
-          fchmodSync(handle, (metadata.mode ?? (existing?.isFile() ? existing.mode : DEFAULT_FILE_MODE)) & 0o777);
-          if (metadata.mtimeMs !== undefined) futimesSync(handle, this.now() / 1000, metadata.mtimeMs / 1000);
-          closeSync(handle);
-          fd = undefined;
-        } catch (error) {
-          fail(error);
-        }
-        return { path: p, tempPath };
-      },
-      abort: () => {
-        if (fd !== undefined) closeQuietly(fd);
-        fd = undefined;
-        unlinkQuietly(tempPath);
-      },
-    };
-  }
-
-  stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile {
-    const source = this.resolve(from);
-    const p = this.resolve(path);
-    if (this.lstatIfPresent(p, p)?.isDirectory()) throw new FileSystemError("EISDIR", p);
-    if (!this.lstatIfPresent(source, source)?.isFile())
-      throw new FileSystemError("EINVAL", source, "not a regular file");
-    const tempPath = joinChild(posix.dirname(p), RESERVED_PREFIX + this.nextTempSuffix());
-    try {
-      renameSync(source, tempPath);
-    } catch (error) {
-      throw toFileSystemError(error, source);
-    }
-    let fd: number | undefined;
-    try {
-      // Through an O_NOFOLLOW descriptor: metadata lands on our temp, never on what a racer swapped in.
-      fd = openSync(tempPath, constants.O_RDONLY | constants.O_NOFOLLOW);
-      if (metadata.mode !== undefined) fchmodSync(fd, metadata.mode & 0o777);
-      if (metadata.mtimeMs !== undefined) futimesSync(fd, this.now() / 1000, metadata.mtimeMs / 1000);
-    } catch (error) {
-      unlinkQuietly(tempPath);
-      throw toFileSystemError(error, p);
-    } finally {
-      if (fd !== undefined) closeQuietly(fd);
-    }
-    return { path: p, tempPath };
   }
 
   readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array {
@@ -295,89 +246,323 @@ export class NodeFileSystem implements MirrorFileSystem {
     });
   }
 
-  commitStaged(files: readonly StagedFile[]): void {
-    if (files.length > 0) this.commitResolved(files);
+  /**
+   * Opens a regular file without following a final symlink and without blocking on a FIFO
+   * (O_NOFOLLOW | O_NONBLOCK), checks what it is through the open descriptor, and reads it with `read`.
+   */
+  private withRegularFile<T>(path: string, read: (fd: number, size: number) => T): T {
+    const at = this.locate(path);
+    let fd: number;
+    try {
+      fd = openSync(at.address, READ_FLAGS);
+    } catch (error) {
+      throw toFileSystemError(error, at.path);
+    }
+    try {
+      const stat = fstatSync(fd);
+      if (stat.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+      if (!stat.isFile()) throw new FileSystemError("EINVAL", at.path, `not a regular file (${kindOfSpecial(stat)})`);
+      return read(fd, stat.size);
+    } catch (error) {
+      throw toFileSystemError(error, at.path);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  writeFile(path: string, content: Uint8Array | string): void {
+    const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : content;
+    this.writeFileWith(path, bytes, {});
+  }
+
+  writeFileWith(path: string, content: Uint8Array, metadata: EntryMetadata): void {
+    const [failure] = this.commitStaged([this.stageFile(path, content, metadata)]);
+    if (failure !== undefined) throw failure.error;
+  }
+
+  /** temp (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) beside the final name → write → owner, mode, mtime → close; no fsync yet. */
+  stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile {
+    const at = this.locate(path);
+    // The mode of the file being replaced is kept; a new file gets 0644 whatever the umask.
+    const mode = metadata.mode ?? this.modeToKeep(at);
+    const { fd, temp } = this.createTemp(at);
+    try {
+      let offset = 0;
+      while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
+      this.applyMetadataToOpenFile(fd, { ...metadata, mode });
+    } catch (error) {
+      closeQuietly(fd);
+      unlinkQuietly(temp.address);
+      throw toFileSystemError(error, at.path);
+    }
+    try {
+      closeSync(fd);
+    } catch (error) {
+      unlinkQuietly(temp.address);
+      throw toFileSystemError(error, at.path);
+    }
+    return { path: at.path, tempPath: temp.path };
+  }
+
+  openStaged(path: string): StagedWriter {
+    const at = this.locate(path);
+    if (lstatIfPresent(at)?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    const created = this.createTemp(at);
+    let fd: number | undefined = created.fd;
+    const tempPath = created.temp.path;
+    let size = 0;
+    // The temp is addressed by path again only to remove it: by then the parent handle may be released.
+    const removeTemp = () => this.discardStaged([{ path: at.path, tempPath }]);
+    const fail = (error: unknown): never => {
+      if (fd !== undefined) closeQuietly(fd);
+      fd = undefined;
+      removeTemp();
+      throw toFileSystemError(error, at.path);
+    };
+    const open = (): number => {
+      if (fd === undefined) throw new FileSystemError("EBADF", at.path, "staged file already closed");
+      return fd;
+    };
+    return {
+      path: at.path,
+      get size() {
+        return size;
+      },
+      write: (bytes) => {
+        const handle = open();
+        try {
+          let offset = 0;
+          while (offset < bytes.length) offset += writeSync(handle, bytes, offset, bytes.length - offset);
+        } catch (error) {
+          fail(error);
+        }
+        size += bytes.length;
+      },
+      finish: (metadata) => {
+        const handle = open();
+        try {
+          const mode = metadata.mode ?? this.modeToKeep(this.locate(at.path));
+          this.applyMetadataToOpenFile(handle, { ...metadata, mode });
+          closeSync(handle);
+          fd = undefined;
+        } catch (error) {
+          fail(error);
+        }
+        return { path: at.path, tempPath };
+      },
+      abort: () => {
+        if (fd !== undefined) closeQuietly(fd);
+        fd = undefined;
+        removeTemp();
+      },
+    };
+  }
+
+  stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile {
+    const source = this.locate(from);
+    const at = this.locate(path, true);
+    if (lstatIfPresent(at)?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    if (!lstatIfPresent(source)?.isFile()) throw new FileSystemError("EINVAL", source.path, "not a regular file");
+    const temp = this.tempBeside(at, this.nextTempName());
+    try {
+      renameSync(source.address, temp.address);
+    } catch (error) {
+      throw toFileSystemError(error, source.path);
+    }
+    try {
+      // Checked again on the temp itself: whatever a racer swapped in at `from` is refused, not staged.
+      this.applyMetadataAt(temp, metadata, true);
+    } catch (error) {
+      unlinkQuietly(temp.address);
+      throw toFileSystemError(error, at.path);
+    }
+    return { path: at.path, tempPath: temp.path };
+  }
+
+  stageLink(existing: string, path: string): StagedFile {
+    const source = this.locate(existing);
+    const at = this.locate(path, true);
+    if (lstatIfPresent(at)?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    const before = lstatIfPresent(source);
+    if (before === undefined) throw new FileSystemError("ENOENT", source.path);
+    if (!before.isFile()) throw new FileSystemError("EINVAL", source.path, "not a regular file");
+    const temp = this.tempBeside(at, this.nextTempName());
+    try {
+      // link(2) never follows a symlink at its source: a swap after the check links the swapped-in entry
+      // itself, which the check below refuses.
+      linkSync(source.address, temp.address);
+    } catch (error) {
+      throw toFileSystemError(error, source.path);
+    }
+    const linked = lstatIfPresent(temp);
+    if (linked === undefined || !linked.isFile() || linked.ino !== before.ino || linked.dev !== before.dev) {
+      unlinkQuietly(temp.address);
+      throw new FileSystemError("EINVAL", source.path, "not a regular file (replaced while being linked)");
+    }
+    return { path: at.path, tempPath: temp.path };
+  }
+
+  /**
+   * Data durable → rename → renames durable. Few files: fsync each temp, then each parent directory
+   * (or, batched, mark them for the next flush). Many files: one syncfs(2) before and one after the
+   * renames, which costs one journal commit instead of two per file. A rename that fails costs only its
+   * own file (its temp is removed); a durability failure throws for all of them.
+   */
+  commitStaged(files: readonly StagedFile[]): CommitFailure[] {
+    if (files.length === 0) return [];
+    const firstDir = posix.dirname(files[0]!.path);
+    const wholeFileSystem = this.durable && files.length >= SYNCFS_MIN_FILES && this.syncFileSystem(firstDir);
+    // Indexes of the files that failed alone, with their errors (their temps are removed at once).
+    const failed = new Map<number, FileSystemError>();
+    const fail = (index: number, error: unknown): void => {
+      this.discardStaged([files[index]!]);
+      failed.set(index, toFileSystemError(error, files[index]!.path));
+    };
+    // Each file is located again in each phase: a Location is used at once, never kept across another
+    // `locate`, which may close the cached handles (and let their numbers be reused).
+    if (this.durable && !wholeFileSystem) {
+      files.forEach((file, index) => {
+        let fd: number;
+        try {
+          fd = openSync(this.locate(file.tempPath).address, constants.O_RDONLY | constants.O_NOFOLLOW);
+        } catch (error) {
+          // The temp is gone or unreachable: that file fails alone, as a failed rename would.
+          fail(index, error);
+          return;
+        }
+        try {
+          fsyncSync(fd);
+        } catch (error) {
+          // Fatal for the call (RELIABILITY rule 4): the kernel may have dropped the data it failed to write.
+          this.discardStaged(files);
+          throw toFileSystemError(error, file.path);
+        } finally {
+          closeSync(fd);
+        }
+      });
+    }
+    const changedDirs = new Set<string>();
+    files.forEach((file, index) => {
+      if (failed.has(index)) return;
+      try {
+        const at = this.locate(file.path);
+        renameSync(this.tempBeside(at, posix.basename(file.tempPath)).address, at.address);
+        changedDirs.add(posix.dirname(at.path));
+      } catch (error) {
+        fail(index, error);
+      }
+    });
+    const failures = [...failed].sort(([a], [b]) => a - b).map(([index, error]) => ({ file: files[index]!, error }));
+    if (!this.durable || changedDirs.size === 0) return failures;
+    if (wholeFileSystem) {
+      if (!this.syncFileSystem(firstDir)) throw new FileSystemError("EIO", firstDir, "syncfs failed");
+      this.unflushed = undefined;
+      return failures;
+    }
+    for (const dir of changedDirs) this.syncDirectory(dir);
+    return failures;
   }
 
   discardStaged(files: readonly StagedFile[]): void {
-    for (const file of files) unlinkQuietly(file.tempPath);
+    for (const file of files) {
+      try {
+        unlinkQuietly(this.locate(file.tempPath, true).address);
+      } catch {
+        // Its directory is gone or no longer reachable without following a symlink: nothing to remove
+        // that this instance could reach; a leftover temp is listed (and removed) by the next run.
+      }
+    }
+  }
+
+  /** Makes every change so far durable (batched durability defers directory fsyncs to here). */
+  flush(): void {
+    const dir = this.unflushed;
+    if (dir === undefined) return;
+    if (!this.syncFileSystem(dir)) throw new FileSystemError("EIO", dir, "syncfs failed");
+    this.unflushed = undefined;
   }
 
   removeFile(path: string): void {
-    const p = this.resolve(path);
+    const at = this.locate(path);
     try {
       // unlink(2) removes a symlink itself and refuses a directory with EISDIR.
-      unlinkSync(p);
+      unlinkSync(at.address);
     } catch (error) {
-      throw toFileSystemError(error, p);
+      throw toFileSystemError(error, at.path);
     }
-    this.syncDirectory(posix.dirname(p));
+    this.syncParent(at);
   }
 
   listDir(path: string): string[] {
-    const p = this.resolve(path);
-    return this.withDirectory(p, (dir) => this.childNames(p, readdirSync(dir, { encoding: "buffer" }))).sort();
+    const p = normalizePath(path);
+    return this.withDirectory(p, (dir) => this.childNames(dir)).sort(compareNames);
   }
 
   listDirStats(path: string): DirEntryStat[] {
-    const p = this.resolve(path);
-    return this.withDirectory(p, (dir) => {
+    const p = normalizePath(path);
+    return this.withDirectory(p, (dir, fd) => {
       const entries: DirEntryStat[] = [];
-      for (const name of this.childNames(p, readdirSync(dir, { encoding: "buffer" }))) {
+      for (const name of this.childNames(dir)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        const stat = lstatSync(`${dir}/${name}`, { bigint: false, throwIfNoEntry: false });
+        const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
+        const stat = lstatSync(address, { bigint: true, throwIfNoEntry: false });
         if (stat !== undefined) entries.push({ name, stat: toEntryStat(stat) });
       }
-      return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      return entries.sort((a, b) => compareNames(a.name, b.name));
     });
   }
 
-  /** Decoded names that are not ours; names that are not UTF-8 are reported and left out. */
-  private childNames(dir: string, raws: readonly Buffer[]): string[] {
-    const names: string[] = [];
-    for (const raw of raws) {
-      const name = raw.toString("utf8");
-      if (!Buffer.from(name, "utf8").equals(raw)) {
-        this.onProblem({
-          path: joinChild(dir, escapeName(raw)),
-          reason: "name is not valid UTF-8; skipped (it cannot be represented as a string path)",
-        });
-        continue;
-      }
-      if (!isReservedName(name)) names.push(name);
-      else if (this.removeStaleTemps && !name.startsWith(RESERVED_PREFIX + this.tempPrefixOf())) {
-        // A directory (the stash) is not a temp file: unlink refuses it, which is what we want.
-        unlinkQuietly(joinChild(dir, name));
-      }
-    }
-    return names;
-  }
-
-  private tempPrefixOf(): string {
-    this.tempPrefix ??= Buffer.from(this.randomBytes(3)).toString("hex");
-    return this.tempPrefix;
+  /**
+   * Names of a directory's children, as strings that stand for their bytes, without this instance's temps.
+   * The usual case reads them as UTF-8 (no Buffer per name); a name that did not decode cleanly, or that
+   * holds a code point the byte mapping escapes, makes the listing be read again as bytes.
+   */
+  private childNames(dir: SyscallPath): string[] {
+    let names = readdirSync(dir, { encoding: "utf8" });
+    if (!names.every(isPlainName)) names = readdirSync(dir, { encoding: "buffer" }).map(nameOfBytes);
+    return names.filter((name) => !this.isInternalName(name));
   }
 
   makeDir(path: string): void {
-    const p = this.resolve(path);
-    this.makeDirectory(p, p);
+    this.makeDirectory(this.locate(path));
   }
 
   makeDirs(path: string): void {
-    const p = this.resolve(path);
+    const p = normalizePath(path);
+    if (this.root === undefined) {
+      this.makeDirsUnconfined(p);
+      return;
+    }
+    if (!isWithin(this.root, p)) throw new FileSystemError("EACCES", p, "outside root");
     // Never create anything above the root: its ancestors belong to someone else.
-    const start = this.root !== undefined && p !== "/" ? this.root : "/";
-    if (this.lstatIfPresent(start, p) === undefined) this.makeDirectory(start, p);
-    const below = start === "/" ? p.slice(1) : p.slice(start.length + 1);
-    let current = start;
-    for (const part of below === "" ? [] : below.split("/")) {
+    if (lstatIfPresent(this.locate(this.root)) === undefined) this.makeDirectory(this.locate(this.root));
+    const below = p === this.root ? [] : p.slice(this.root === "/" ? 1 : this.root.length + 1).split("/");
+    let current = this.root;
+    for (const part of below) {
       current = joinChild(current, part);
-      const stat = this.lstatIfPresent(current, p);
+      try {
+        // Opening each level (cached for the writes that usually follow) proves it is a real directory.
+        this.directoryHandle(current, p);
+      } catch (error) {
+        const code = (error as FileSystemError).code;
+        if (code === "ENOENT") this.makeDirectory(this.locate(current, true));
+        else if (code === "ENOTDIR" && current === p) throw new FileSystemError("EEXIST", p, "not a directory");
+        else throw error;
+      }
+    }
+  }
+
+  /** Without a root the kernel follows intermediate symlinks anyway; one that leads to a directory is fine. */
+  private makeDirsUnconfined(p: string): void {
+    let current = "/";
+    for (const part of p === "/" ? [] : p.slice(1).split("/")) {
+      current = joinChild(current, part);
+      const at = this.locate(current);
+      const stat = lstatIfPresent(at);
       if (stat === undefined) {
-        this.makeDirectory(current, p);
-      } else if (stat.isSymbolicLink() && current !== p && this.root === undefined) {
-        // Without a root the kernel follows intermediate symlinks anyway; accept one that leads to a directory.
-        if (!this.statFollowing(current, p).isDirectory()) throw new FileSystemError("ENOTDIR", p);
+        this.makeDirectory(at);
+      } else if (stat.isSymbolicLink() && current !== p) {
+        if (!statFollowing(at).isDirectory()) throw new FileSystemError("ENOTDIR", p);
       } else if (!stat.isDirectory()) {
         throw new FileSystemError(current === p ? "EEXIST" : "ENOTDIR", p);
       }
@@ -385,66 +570,86 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   removeDir(path: string): void {
-    const p = this.resolve(path);
-    const stat = this.lstatOrThrow(p);
-    if (!stat.isDirectory()) throw new FileSystemError("ENOTDIR", p);
-    try {
-      removeTree(Buffer.from(p, "utf8"));
-    } catch (error) {
-      throw toFileSystemError(error, p);
+    const at = this.locate(path);
+    // The root is the mirror's anchor: removing it is never what a replication step means (catalogue A9).
+    if (this.root !== undefined && at.path === this.root) {
+      throw new FileSystemError("EACCES", at.path, "the root itself cannot be removed");
     }
-    this.syncDirectory(posix.dirname(p));
+    let fd: number;
+    try {
+      fd = openSync(at.address, DIRECTORY_FLAGS);
+    } catch (error) {
+      throw asNotADirectory(error, at.path);
+    }
+    this.forgetHandlesAt(at.path);
+    try {
+      emptyDirectory(fd);
+    } catch (error) {
+      throw toFileSystemError(error, at.path);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      rmdirSync(at.address);
+    } catch (error) {
+      throw toFileSystemError(error, at.path);
+    }
+    this.syncParent(at);
   }
 
   makeSymlink(path: string, target: string): void {
-    const p = this.resolve(path);
+    const at = this.locate(path);
     try {
-      symlinkSync(target, p);
+      symlinkSync(plainAddress(target), at.address);
     } catch (error) {
-      throw toFileSystemError(error, p);
+      throw toFileSystemError(error, at.path);
     }
-    this.syncDirectory(posix.dirname(p));
+    this.syncParent(at);
   }
 
   readLink(path: string): string {
-    const p = this.resolve(path);
+    const at = this.locate(path);
     try {
-      return readlinkSync(p, { encoding: "utf8" });
+      return nameOfBytes(readlinkSync(at.address, { encoding: "buffer" }));
     } catch (error) {
-      throw toFileSystemError(error, p);
+      throw toFileSystemError(error, at.path);
     }
   }
 
   setMetadata(path: string, metadata: EntryMetadata): void {
-    const p = this.resolve(path);
-    const stat = this.lstatOrThrow(p);
-    // chmod/utimes follow symlinks; the lstat above makes sure there is none to follow.
-    if (stat.isSymbolicLink()) throw new FileSystemError("ELOOP", p, "is a symlink; metadata is never set through it");
+    const at = this.locate(path);
     try {
-      if (metadata.mode !== undefined) changeModeSync(p, metadata.mode & 0o777);
-      if (metadata.mtimeMs !== undefined) utimesSync(p, this.now() / 1000, metadata.mtimeMs / 1000);
+      this.applyMetadataAt(at, metadata, false);
     } catch (error) {
-      throw toFileSystemError(error, p);
+      throw toFileSystemError(error, at.path);
     }
   }
 
   rename(from: string, to: string): void {
-    const source = this.resolve(from);
-    const destination = this.resolve(to);
+    const source = this.locate(from);
+    const destination = this.locate(to, true);
     try {
-      renameSync(source, destination);
+      renameSync(source.address, destination.address);
     } catch (error) {
-      throw toFileSystemError(error, `${source} -> ${destination}`);
+      throw toFileSystemError(error, `${source.path} -> ${destination.path}`);
     }
-    this.syncDirectory(posix.dirname(destination));
-    if (posix.dirname(source) !== posix.dirname(destination)) this.syncDirectory(posix.dirname(source));
+    // Handles of a moved directory would follow it; of a replaced one, point at a deleted directory.
+    this.forgetHandlesAt(source.path);
+    this.forgetHandlesAt(destination.path);
+    this.syncParent(destination);
+    if (posix.dirname(source.path) !== posix.dirname(destination.path)) this.syncParent(source);
+  }
+
+  releaseHandles(): void {
+    for (const fd of this.handles.values()) closeSync(fd);
+    this.handles.clear();
   }
 
   watchDir(path: string, callback: WatchCallback): void {
-    const p = this.resolve(path);
+    const p = normalizePath(path);
     if (this.watcher.has(p)) throw new FileSystemError("EALREADYWATCHED", p);
-    const stat = this.lstatOrThrow(p);
-    if (!stat.isDirectory()) throw new FileSystemError("ENOTDIR", p);
+    const stat = this.lstat(p);
+    if (stat.kind !== "dir") throw new FileSystemError("ENOTDIR", p);
     try {
       this.watcher.watch(p, stat.ino, callback);
     } catch (error) {
@@ -462,15 +667,16 @@ export class NodeFileSystem implements MirrorFileSystem {
     return this.watcher.size;
   }
 
-  /** Releases every watch and timer. */
+  /** Releases every watch, timer and directory handle. */
   close(): void {
     this.watcher.close();
+    this.releaseHandles();
   }
 
   debugString(path: string): string {
-    const p = this.resolve(path);
-    const stat = this.lstatOrThrow(p);
-    if (!stat.isDirectory()) return this.renderEntry(p, path, stat).join("\n");
+    const p = normalizePath(path);
+    const stat = this.lstat(p);
+    if (stat.kind !== "dir") return this.renderEntry(p, path, stat).join("\n");
     return [path, ...this.renderChildren(p)].join("\n");
   }
 
@@ -480,7 +686,7 @@ export class NodeFileSystem implements MirrorFileSystem {
     names.forEach((name, index) => {
       const last = index === names.length - 1;
       const child = joinChild(dir, name);
-      this.renderEntry(child, name, this.lstatOrThrow(child)).forEach((line, lineIndex) => {
+      this.renderEntry(child, name, this.lstat(child)).forEach((line, lineIndex) => {
         const prefix = lineIndex === 0 ? (last ? "`-- " : "|-- ") : last ? "    " : "|   ";
         lines.push(prefix + line);
       });
@@ -488,207 +694,449 @@ export class NodeFileSystem implements MirrorFileSystem {
     return lines;
   }
 
-  private renderEntry(path: string, label: string, stat: Stats): string[] {
-    if (stat.isDirectory()) return [`/${label}`, ...this.renderChildren(path)];
-    if (stat.isSymbolicLink()) return [`${label} -> ${this.readLink(path)}`];
-    if (!stat.isFile()) return [`${label} (${kindOfSpecial(stat)})`];
+  private renderEntry(path: string, label: string, stat: EntryStat): string[] {
+    if (stat.kind === "dir") return [`/${label}`, ...this.renderChildren(path)];
+    if (stat.kind === "symlink") return [`${label} -> ${this.readLink(path)}`];
+    if (stat.kind !== "file") return [`${label} (${this.specialKindOf(path)})`];
     return `${label}: ${new TextDecoder().decode(this.readFile(path))}`.split("\n");
   }
 
+  private specialKindOf(path: string): string {
+    const at = this.locate(path);
+    try {
+      return kindOfSpecial(lstatSync(at.address));
+    } catch (error) {
+      throw toFileSystemError(error, at.path);
+    }
+  }
+
+  // ---- confinement -----------------------------------------------------------------------------
+
   /**
-   * Normalises `path` and enforces the root: it must lie within the root, and no existing component
-   * strictly between the root and the final name may be a symlink (the final name is never followed by
-   * any operation). Nothing is cached, so a symlink planted a moment ago is still seen.
+   * Normalises `path`, enforces the root and resolves the entry's parent directory through handles
+   * opened from the root down with O_NOFOLLOW (ELOOP "traverses symlink" for a symlink among them).
+   * The final name is never followed by any operation. `continuing` marks the second path of a
+   * two-path operation: the cache is not trimmed then, so the first path's parent handle stays open.
    */
-  private resolve(path: string): string {
+  private locate(path: string, continuing = false): Location {
     const p = normalizePath(path);
+    if (!continuing) this.trimHandles();
     const root = this.root;
-    if (root === undefined) return p;
+    const name = p === "/" ? "/" : posix.basename(p);
+    if (root === undefined) return { path: p, address: plainAddress(p), parentFd: undefined, name };
     if (!isWithin(root, p)) throw new FileSystemError("EACCES", p, "outside root");
-    if (p === root) return p;
+    // The root itself is addressed by the path the user gave (which may go through symlinks of their own).
+    if (p === root) return { path: p, address: plainAddress(p), parentFd: undefined, name };
+    if (!PROC_FD) return this.locateByChecks(p, root, name);
+    const parentFd = this.directoryHandle(posix.dirname(p), p);
+    return { path: p, address: childAddress(parentFd, name), parentFd, name };
+  }
+
+  /**
+   * The handle of directory `dir` (within the root), from the cache or opened component by component
+   * below the nearest cached ancestor, each relative to its parent's handle with O_NOFOLLOW.
+   */
+  private directoryHandle(dir: string, reportedPath: string): number {
+    const cached = this.handles.get(dir);
+    if (cached !== undefined) return cached;
+    const root = this.root!;
+    const missing: string[] = [];
+    let current = dir;
+    let fd: number | undefined;
+    while (fd === undefined) {
+      fd = this.handles.get(current);
+      if (fd !== undefined) break;
+      if (current === root) {
+        fd = this.openDirectory(plainAddress(root), root, reportedPath);
+        this.keepHandle(root, fd);
+        break;
+      }
+      missing.push(current);
+      current = posix.dirname(current);
+    }
+    for (let index = missing.length - 1; index >= 0; index -= 1) {
+      const child = missing[index]!;
+      fd = this.openDirectory(childAddress(fd, posix.basename(child)), child, reportedPath, fd);
+      this.keepHandle(child, fd);
+    }
+    return fd;
+  }
+
+  /** open(O_DIRECTORY|O_NOFOLLOW) of `dir`, with the error a caller of an operation on `reportedPath` expects. */
+  private openDirectory(address: SyscallPath, dir: string, reportedPath: string, parentFd?: number): number {
+    try {
+      return openSync(address, DIRECTORY_FLAGS);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOTDIR" && code !== "ELOOP") throw toFileSystemError(error, reportedPath);
+      // Linux says ENOTDIR for a symlink opened O_DIRECTORY|O_NOFOLLOW: look at what is in the way.
+      const isLink =
+        parentFd === undefined
+          ? lstatSync(address, { throwIfNoEntry: false })?.isSymbolicLink()
+          : lstatSync(childAddress(parentFd, posix.basename(dir)), { throwIfNoEntry: false })?.isSymbolicLink();
+      if (dir === reportedPath) {
+        throw new FileSystemError("ENOTDIR", reportedPath, isLink ? "is a symlink" : "not a directory", {
+          cause: error,
+        });
+      }
+      if (isLink) throw new FileSystemError("ELOOP", reportedPath, `traverses symlink ${dir}`, { cause: error });
+      throw new FileSystemError("ENOTDIR", reportedPath, `not a directory: ${dir}`, { cause: error });
+    }
+  }
+
+  /**
+   * Closes every cached handle once the cache is full. Called only where no Location is held, so that no
+   * handle in use is closed (and its number reused) under an operation; one operation then adds at most
+   * two paths' depth.
+   */
+  private trimHandles(): void {
+    if (this.handles.size >= MAX_CACHED_HANDLES) this.releaseHandles();
+  }
+
+  private keepHandle(dir: string, fd: number): void {
+    this.handles.set(dir, fd);
+    if (this.releaseScheduled) return;
+    // The safety net for callers that never call releaseHandles (a source, a CLI command): handles live
+    // at most until the current macrotask ends, so none outlives the synchronous work that opened it.
+    this.releaseScheduled = true;
+    setImmediate(() => {
+      this.releaseScheduled = false;
+      this.releaseHandles();
+    }).unref();
+  }
+
+  /** Closes the cached handles of `path` and of every directory below it (it was moved or removed). */
+  private forgetHandlesAt(path: string): void {
+    for (const [dir, fd] of this.handles) {
+      if (!isWithin(path, dir)) continue;
+      this.handles.delete(dir);
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Without /proc (not Linux): every existing component between the root and the final name is checked
+   * with lstat and the plain path is used afterwards. This leaves a check-then-use window that only the
+   * handle walk closes.
+   */
+  private locateByChecks(p: string, root: string, name: string): Location {
     const parts = p.slice(root === "/" ? 1 : root.length + 1).split("/");
     let current = root;
     for (let index = 0; index < parts.length - 1; index += 1) {
       current = joinChild(current, parts[index]!);
-      const stat = this.lstatIfPresent(current, p);
+      const stat = lstatSync(plainAddress(current), { throwIfNoEntry: false });
       // A missing or non-directory component makes the operation itself fail with ENOENT/ENOTDIR.
-      if (stat === undefined || (!stat.isDirectory() && !stat.isSymbolicLink())) return p;
+      if (stat === undefined || (!stat.isDirectory() && !stat.isSymbolicLink())) break;
       if (stat.isSymbolicLink()) throw new FileSystemError("ELOOP", p, `traverses symlink ${current}`);
     }
-    return p;
-  }
-
-  /** lstat that maps a missing entry (or a file in the way) to undefined and other failures to typed errors. */
-  private lstatIfPresent(path: string, reportedPath: string): Stats | undefined {
-    try {
-      return lstatSync(path, { bigint: false, throwIfNoEntry: false });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
-      throw toFileSystemError(error, reportedPath);
-    }
-  }
-
-  private lstatOrThrow(path: string): Stats {
-    try {
-      return lstatSync(path, { bigint: false });
-    } catch (error) {
-      throw toFileSystemError(error, path);
-    }
-  }
-
-  private statFollowing(path: string, reportedPath: string): Stats {
-    try {
-      return statSync(path, { bigint: false });
-    } catch (error) {
-      throw toFileSystemError(error, reportedPath);
-    }
-  }
-
-  /** mkdir that is a no-op for an existing directory (not a symlink to one); fsyncs the parent. */
-  private makeDirectory(path: string, reportedPath: string): void {
-    try {
-      mkdirSync(path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EEXIST" && this.lstatIfPresent(path, reportedPath)?.isDirectory())
-        return;
-      throw toFileSystemError(error, reportedPath);
-    }
-    if (path !== "/") this.syncDirectory(posix.dirname(path));
+    return { path: p, address: plainAddress(p), parentFd: undefined, name };
   }
 
   /**
-   * Runs `read` on a name for the directory that resolves through a held, no-follow handle on it
-   * (`/proc/self/fd/N`), so the directory cannot be swapped for a symlink between the check and the read.
+   * Runs `read` on an address of directory `p` that cannot be swapped for a symlink between the check
+   * and the read: /proc/self/fd/N of a held handle (`fd`), or the plain path where there is no /proc.
    */
-  private withDirectory<T>(path: string, read: (dir: string) => T): T {
-    if (!LIST_THROUGH_PROC_FD) {
-      const stat = this.lstatOrThrow(path);
-      if (!stat.isDirectory()) throw new FileSystemError("ENOTDIR", path);
+  private withDirectory<T>(p: string, read: (dir: SyscallPath, fd: number | undefined) => T): T {
+    let fd: number;
+    let owned = false;
+    if (this.root !== undefined && PROC_FD) {
+      if (!isWithin(this.root, p)) throw new FileSystemError("EACCES", p, "outside root");
+      this.trimHandles();
+      fd = this.directoryHandle(p, p);
+    } else {
+      const at = this.locate(p);
+      if (!PROC_FD) {
+        const stat = lstatIfPresent(at);
+        if (stat === undefined) throw new FileSystemError("ENOENT", p);
+        if (!stat.isDirectory()) throw new FileSystemError("ENOTDIR", p);
+        try {
+          return read(at.address, undefined);
+        } catch (error) {
+          throw toFileSystemError(error, p);
+        }
+      }
       try {
-        return read(path);
+        fd = openSync(at.address, DIRECTORY_FLAGS);
       } catch (error) {
-        throw toFileSystemError(error, path);
+        throw asNotADirectory(error, p);
+      }
+      owned = true;
+    }
+    try {
+      return read(`/proc/self/fd/${fd}`, fd);
+    } catch (error) {
+      throw toFileSystemError(error, p);
+    } finally {
+      if (owned) closeSync(fd);
+    }
+  }
+
+  // ---- temps, metadata, durability -------------------------------------------------------------
+
+  /** This instance's next temp name: its internal prefix and a counter (one random draw per instance). */
+  private nextTempName(): string {
+    this.tempCounter += 1;
+    return this.internalPrefix + this.tempCounter.toString(16);
+  }
+
+  /** The location of `name` in the directory of `at` (same parent handle). */
+  private tempBeside(at: Location, name: string): Location {
+    // A temp "beside" the root would land in its parent, outside: the root is a directory to write into.
+    if (at.path === this.root) throw new FileSystemError("EISDIR", at.path);
+    const path = joinChild(posix.dirname(at.path), name);
+    const address = at.parentFd === undefined ? plainAddress(path) : childAddress(at.parentFd, name);
+    return { path, address, parentFd: at.parentFd, name };
+  }
+
+  /** Creates a fresh temp beside `at` with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600: never opens what is there. */
+  private createTemp(at: Location): { fd: number; temp: Location } {
+    for (let attempt = 1; ; attempt += 1) {
+      const temp = this.tempBeside(at, this.nextTempName());
+      try {
+        return { fd: openSync(temp.address, TEMP_FLAGS, 0o600), temp };
+      } catch (error) {
+        // Taken by a leftover of an earlier instance with the same random part, or planted: take the next.
+        if ((error as NodeJS.ErrnoException).code === "EEXIST" && attempt < TEMP_NAME_ATTEMPTS) continue;
+        throw toFileSystemError(error, at.path);
       }
     }
-    let fd: number;
-    try {
-      fd = openSync(path, DIRECTORY_FLAGS);
-    } catch (error) {
-      // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ELOOP on some kernels: to a lister it is "not a directory".
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "ELOOP") throw new FileSystemError("ENOTDIR", path, "is a symlink", { cause: error });
-      throw toFileSystemError(error, path);
+  }
+
+  /** The permission bits a rewrite of `at` keeps: the replaced file's, or 0644 for a new file. */
+  private modeToKeep(at: Location): number {
+    const existing = lstatIfPresent(at);
+    if (existing?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    return existing?.isFile() ? Number(existing.mode) & 0o7777 : DEFAULT_FILE_MODE;
+  }
+
+  /** Owner (only the ids given), then all 12 mode bits (chown clears setuid/setgid), then mtime, on an open file. */
+  private applyMetadataToOpenFile(fd: number, metadata: EntryMetadata): void {
+    if (metadata.uid !== undefined || metadata.gid !== undefined) {
+      fchownSync(fd, metadata.uid ?? -1, metadata.gid ?? -1);
     }
+    if (metadata.mode !== undefined) fchmodSync(fd, metadata.mode & 0o7777);
+    if (metadata.mtime !== undefined) this.setMtimeOfOpenFile(fd, metadata.mtime);
+  }
+
+  /**
+   * Metadata of the entry at `at` itself, in EntryMetadata's order, without following a final symlink:
+   * owner through lchown, mode through an O_PATH|O_NOFOLLOW handle (chmod has no no-follow form; the
+   * handle's /proc/self/fd path reaches exactly the inode it holds), mtime through utimensat with
+   * AT_SYMLINK_NOFOLLOW. A symlink keeps its mode (Linux has none to set). With `requireFile`, anything
+   * but a regular file is refused with EINVAL before it is changed.
+   */
+  private applyMetadataAt(at: Location, metadata: EntryMetadata, requireFile: boolean): void {
+    const needsHandle = requireFile || metadata.mode !== undefined;
+    if (!needsHandle) {
+      // Still fail with ENOENT for a missing entry, even when nothing is to be set.
+      if (metadata.uid === undefined && metadata.gid === undefined && metadata.mtime === undefined) {
+        lstatSync(at.address);
+        return;
+      }
+      this.changeOwnerAt(at, metadata);
+      if (metadata.mtime !== undefined) this.setMtimeAt(at, metadata.mtime);
+      return;
+    }
+    if (!PROC_FD) {
+      this.applyMetadataWithoutProc(at, metadata, requireFile);
+      return;
+    }
+    const fd = openSync(at.address, O_PATH | constants.O_NOFOLLOW);
     try {
-      return read(`/proc/self/fd/${fd}`);
-    } catch (error) {
-      throw toFileSystemError(error, path);
+      const stat = fstatSync(fd);
+      if (requireFile && !stat.isFile()) throw new FileSystemError("EINVAL", at.path, "not a regular file");
+      const self = `/proc/self/fd/${fd}`;
+      if (metadata.uid !== undefined || metadata.gid !== undefined) {
+        // chown follows the magic link to the inode held; a symlink's own owner is set by lchown on its name.
+        if (stat.isSymbolicLink()) lchownSync(at.address, metadata.uid ?? -1, metadata.gid ?? -1);
+        else chownSync(self, metadata.uid ?? -1, metadata.gid ?? -1);
+      }
+      if (metadata.mode !== undefined && !stat.isSymbolicLink()) chmodSync(self, metadata.mode & 0o7777);
     } finally {
       closeSync(fd);
     }
+    if (metadata.mtime !== undefined) this.setMtimeAt(at, metadata.mtime);
   }
 
-  /** temp (O_EXCL, 0600) → write → chmod/utimes → fsync → close → rename → fsync(dir). The final name is untouched on failure. */
-  private writeAtomically(path: string, bytes: Uint8Array, metadata: EntryMetadata): void {
-    this.commitResolved([this.stageResolved(path, bytes, metadata)]);
-  }
-
-  /** Writes the temp beside `path` (O_CREAT|O_EXCL|O_NOFOLLOW, 0600, metadata on the temp); no fsync yet. */
-  private stageResolved(path: string, bytes: Uint8Array, metadata: EntryMetadata): StagedFile {
-    const existing = this.lstatIfPresent(path, path);
-    if (existing?.isDirectory()) throw new FileSystemError("EISDIR", path);
-    const mode = (metadata.mode ?? (existing?.isFile() ? existing.mode : DEFAULT_FILE_MODE)) & 0o777;
-    const tempPath = joinChild(posix.dirname(path), RESERVED_PREFIX + this.nextTempSuffix());
+  /** Where /proc is missing: mode through an O_RDONLY|O_NOFOLLOW descriptor (ELOOP for a symlink: it has no mode). */
+  private applyMetadataWithoutProc(at: Location, metadata: EntryMetadata, requireFile: boolean): void {
     let fd: number | undefined;
-    let created = false;
     try {
-      fd = openSync(tempPath, TEMP_FLAGS, 0o600);
-      created = true;
-      let offset = 0;
-      while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
-      fchmodSync(fd, mode);
-      if (metadata.mtimeMs !== undefined) futimesSync(fd, this.now() / 1000, metadata.mtimeMs / 1000);
-      closeSync(fd);
-      fd = undefined;
-      return { path, tempPath };
+      fd = openSync(at.address, READ_FLAGS);
     } catch (error) {
-      if (fd !== undefined) closeQuietly(fd);
-      if (created) unlinkQuietly(tempPath);
-      throw toFileSystemError(error, path);
+      if ((error as NodeJS.ErrnoException).code !== "ELOOP" || requireFile) throw error;
+    }
+    if (fd === undefined) {
+      this.changeOwnerAt(at, metadata);
+    } else {
+      try {
+        if (requireFile && !fstatSync(fd).isFile()) throw new FileSystemError("EINVAL", at.path, "not a regular file");
+        if (metadata.uid !== undefined || metadata.gid !== undefined) {
+          fchownSync(fd, metadata.uid ?? -1, metadata.gid ?? -1);
+        }
+        if (metadata.mode !== undefined) fchmodSync(fd, metadata.mode & 0o7777);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    if (metadata.mtime !== undefined) this.setMtimeAt(at, metadata.mtime);
+  }
+
+  private changeOwnerAt(at: Location, metadata: EntryMetadata): void {
+    if (metadata.uid !== undefined || metadata.gid !== undefined) {
+      lchownSync(at.address, metadata.uid ?? -1, metadata.gid ?? -1);
     }
   }
 
   /**
-   * Data durable → rename → renames durable. Few files: fsync each temp and each parent directory.
-   * Many files: one syncfs(2) before and one after the renames, which costs one journal commit instead
-   * of two per file. On any failure the temps not yet renamed are removed and the error is thrown.
+   * Exact nanoseconds through utimensat(2) when koffi loaded; otherwise Node's lutimes, which goes through
+   * a double and libuv, and keeps microseconds only (and less far from 1970: a double has 53 bits).
    */
-  private commitResolved(files: readonly StagedFile[]): void {
-    const wholeFileSystem = this.durable && files.length >= SYNCFS_MIN_FILES && this.syncFileSystem(files[0]!.path);
-    let renamed = 0;
-    try {
-      if (this.durable && !wholeFileSystem) for (const file of files) this.syncPath(file.tempPath, file.path);
-      for (const file of files) {
-        if (this.lstatIfPresent(file.path, file.path)?.isDirectory()) throw new FileSystemError("EISDIR", file.path);
-        try {
-          renameSync(file.tempPath, file.path);
-        } catch (error) {
-          throw toFileSystemError(error, file.path);
-        }
-        renamed++;
-      }
-    } catch (error) {
-      for (const file of files.slice(renamed)) unlinkQuietly(file.tempPath);
-      throw error;
-    }
-    if (!this.durable) return;
-    if (wholeFileSystem) {
-      if (!this.syncFileSystem(files[0]!.path)) throw new FileSystemError("EIO", files[0]!.path, "syncfs failed");
-      this.unflushed = undefined;
+  private setMtimeAt(at: Location, mtime: Timestamp): void {
+    checkTimestamp(mtime, at.path);
+    const atime = this.accessTime();
+    if (this.native !== undefined) {
+      if (at.parentFd === undefined) this.native.setTimesAt(AT_FDCWD, at.address, atime, mtime);
+      else this.native.setTimesAt(at.parentFd, plainAddress(at.name), atime, mtime);
       return;
     }
-    for (const dir of new Set(files.map((f) => posix.dirname(f.path)))) this.syncDirectory(dir);
+    lutimesSync(at.address, secondsOf(atime), secondsOf(mtime));
   }
 
-  /** Makes every change so far durable (batched durability defers directory fsyncs to here). */
-  flush(): void {
-    const dir = this.unflushed;
-    if (dir === undefined) return;
-    if (!this.syncFileSystem(joinChild(dir, "x"))) throw new FileSystemError("EIO", dir, "syncfs failed");
-    this.unflushed = undefined;
+  /** futimens(2) with exact nanoseconds when koffi loaded; otherwise Node's futimes (microseconds). */
+  private setMtimeOfOpenFile(fd: number, mtime: Timestamp): void {
+    checkTimestamp(mtime, `fd ${fd}`);
+    const atime = this.accessTime();
+    if (this.native !== undefined) this.native.setTimesOf(fd, atime, mtime);
+    else futimesSync(fd, secondsOf(atime), secondsOf(mtime));
   }
 
-  /** 12 hex digits: a random per-instance half and a counter (one random draw per instance, not per file). */
-  private nextTempSuffix(): string {
-    this.tempCounter = (this.tempCounter + 1) % 0x1000000;
-    return this.tempPrefixOf() + this.tempCounter.toString(16).padStart(6, "0");
+  /** The access time written with an explicit mtime: now, by the injected clock. */
+  private accessTime(): Timestamp {
+    const ms = this.now();
+    const sec = Math.floor(ms / 1000);
+    return { sec, nsec: Math.round((ms - sec * 1000) * 1e6) % 1e9 };
   }
 
-  /** syncfs(2) on the file system holding `path`, through coreutils `sync -f`; false when unavailable. */
-  private syncFileSystem(path: string): boolean {
-    const result = spawnSync("sync", ["-f", posix.dirname(path)], { stdio: "ignore" });
-    return result.status === 0;
+  /** mkdir that is a no-op for an existing directory (not a symlink to one); makes the new entry durable. */
+  private makeDirectory(at: Location): void {
+    try {
+      mkdirSync(at.address);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EEXIST" && isDirectory(lstatIfPresent(at))) return;
+      throw toFileSystemError(error, at.path);
+    }
+    if (at.path !== "/") this.syncParent(at);
   }
 
-  private syncPath(path: string, reportedPath: string): void {
+  /** Makes the entry `at` durable in its directory now (full) or at the next flush (batched). */
+  private syncParent(at: Location): void {
+    if (this.durability !== "full" || at.parentFd === undefined) {
+      this.syncDirectory(posix.dirname(at.path));
+      return;
+    }
+    try {
+      fsyncSync(at.parentFd);
+    } catch (error) {
+      throw toFileSystemError(error, posix.dirname(at.path));
+    }
+  }
+
+  /** Makes the entries of `dir` durable now (full) or at the next flush (batched). */
+  private syncDirectory(dir: string): void {
+    if (this.durability === "batched") this.unflushed ??= dir;
+    if (this.durability !== "full") return;
+    const confined = this.root !== undefined && PROC_FD && isWithin(this.root, dir);
+    if (confined) this.trimHandles();
     let fd: number;
     try {
-      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      fd = confined
+        ? this.directoryHandle(dir, dir)
+        : openSync(plainAddress(dir), constants.O_RDONLY | constants.O_DIRECTORY);
     } catch (error) {
-      throw toFileSystemError(error, reportedPath);
+      throw toFileSystemError(error, dir);
     }
     try {
       fsyncSync(fd);
     } catch (error) {
-      throw toFileSystemError(error, reportedPath);
+      throw toFileSystemError(error, dir);
     } finally {
-      closeSync(fd);
+      if (!confined) closeSync(fd);
     }
   }
 
-  private syncDirectory(dir: string): void {
-    if (this.durability === "batched") this.unflushed ??= dir;
-    else if (this.durable) this.syncPath(dir, dir);
+  /**
+   * syncfs(2) on the file system holding `path`'s directory: directly through koffi (an error is thrown),
+   * or through coreutils `sync -f` (false when that fails or is unavailable, so callers fsync instead).
+   */
+  private syncFileSystem(dir: string): boolean {
+    if (this.native === undefined) return spawnSync("sync", ["-f", dir], { stdio: "ignore" }).status === 0;
+    // Confined: through the root's handle, which no symlink swapped in below the root can redirect (a file
+    // system mounted inside the root is not covered: mirrorlog's root is one file system).
+    const confined = this.root !== undefined && PROC_FD;
+    let fd: number;
+    try {
+      fd = confined
+        ? this.directoryHandle(this.root!, dir)
+        : openSync(plainAddress(dir), constants.O_RDONLY | constants.O_DIRECTORY);
+    } catch (error) {
+      throw toFileSystemError(error, dir);
+    }
+    try {
+      this.native.syncFileSystem(fd);
+    } catch (error) {
+      throw toFileSystemError(error, dir);
+    } finally {
+      if (!confined) closeSync(fd);
+    }
+    return true;
+  }
+}
+
+/** Empties the directory held by `fd`, entry by entry through the handle: symlinks are unlinked, never entered. */
+function emptyDirectory(fd: number): void {
+  const base = Buffer.from(`/proc/self/fd/${fd}/`);
+  for (const raw of readdirSync(base, { encoding: "buffer" })) removeEntry(Buffer.concat([base, raw]));
+}
+
+/**
+ * Removes one entry of a tree being removed: unlink first (files and symlinks, the common case), and only
+ * for a directory open it O_NOFOLLOW, empty it through its handle and rmdir it. An entry swapped by a
+ * racer meanwhile (a directory for a symlink or back) is looked at again, a bounded number of times.
+ */
+function removeEntry(address: Buffer): void {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      unlinkSync(address);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return;
+      if (code !== "EISDIR" || attempt >= REMOVE_ATTEMPTS) throw error;
+    }
+    let fd: number;
+    try {
+      fd = openSync(address, DIRECTORY_FLAGS);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return;
+      if ((code === "ENOTDIR" || code === "ELOOP") && attempt < REMOVE_ATTEMPTS) continue;
+      throw error;
+    }
+    try {
+      emptyDirectory(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      rmdirSync(address);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return;
+      if ((code === "ENOTDIR" || code === "ENOTEMPTY") && attempt < REMOVE_ATTEMPTS) continue;
+      throw error;
+    }
   }
 }
 
@@ -715,28 +1163,110 @@ function readAll(fd: number, expectedSize: number): Uint8Array {
   }
 }
 
-/** Removes a directory tree by byte names (so non-UTF-8 names go too), unlinking symlinks without entering them. */
-function removeTree(dir: Buffer): void {
-  for (const name of readdirSync(dir, { encoding: "buffer" })) {
-    const child = Buffer.concat([dir, Buffer.from("/"), name]);
-    if (lstatSync(child).isDirectory()) removeTree(child);
-    else unlinkSync(child);
-  }
-  rmdirSync(dir);
+/** The syscall form of a path or name: the string itself unless it stands for bytes that are not UTF-8. */
+function plainAddress(path: string): SyscallPath {
+  return hasByteEscapes(path) ? bytesOfName(path) : path;
 }
 
-function toEntryStat(stat: Stats): EntryStat {
+/** `/proc/self/fd/<fd>/<name>`: `name` looked up in the directory held by `fd`, whatever its path is now. */
+function childAddress(fd: number, name: string): SyscallPath {
+  if (!hasByteEscapes(name)) return `/proc/self/fd/${fd}/${name}`;
+  return Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), bytesOfName(name)]);
+}
+
+/** True for a name read as UTF-8 that needs no second look as bytes. */
+function isPlainName(name: string): boolean {
+  return !name.includes("\uFFFD") && !hasByteEscapes(name);
+}
+
+/** Names sort by code unit, as the contract and the memory file system do. */
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** lstat of a located entry; undefined when it (or a directory above it) is missing. */
+function lstatIfPresent(at: Location): BigIntStats | undefined {
+  try {
+    return lstatSync(at.address, { bigint: true, throwIfNoEntry: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    throw toFileSystemError(error, at.path);
+  }
+}
+
+function isDirectory(stat: BigIntStats | undefined): boolean {
+  return stat?.isDirectory() === true;
+}
+
+function statFollowing(at: Location): Stats {
+  try {
+    return statSync(at.address);
+  } catch (error) {
+    throw toFileSystemError(error, at.path);
+  }
+}
+
+/** True for the errors that mean "nothing there": a missing entry or a file where a directory should be. */
+function isMissing(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+/** An O_DIRECTORY|O_NOFOLLOW open failure, where a symlink (ELOOP on some kernels) is "not a directory". */
+function asNotADirectory(error: unknown, path: string): FileSystemError {
+  if ((error as NodeJS.ErrnoException).code === "ELOOP") {
+    return new FileSystemError("ENOTDIR", path, "is a symlink", { cause: error });
+  }
+  return toFileSystemError(error, path);
+}
+
+const NS_PER_SECOND = 1_000_000_000n;
+
+/** A nanosecond count as whole seconds (floored, so negative before 1970) and 0 ≤ nsec < 1e9. */
+function timestampOf(ns: bigint): Timestamp {
+  let sec = ns / NS_PER_SECOND;
+  let nsec = ns - sec * NS_PER_SECOND;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NS_PER_SECOND;
+  }
+  return { sec: Number(sec), nsec: Number(nsec) };
+}
+
+/** Milliseconds exactly as Node's number stats compute them, so both kinds of stat compare equal. */
+function millisecondsOf(time: Timestamp): number {
+  return time.sec * 1e3 + time.nsec / 1e6;
+}
+
+/** Seconds as a double, for Node's utimes family (the fallback without koffi: microseconds survive). */
+function secondsOf(time: Timestamp): number {
+  return time.sec + time.nsec / 1e9;
+}
+
+function checkTimestamp(time: Timestamp, path: string): void {
+  if (!Number.isSafeInteger(time.sec) || !Number.isInteger(time.nsec) || time.nsec < 0 || time.nsec >= 1e9) {
+    throw new FileSystemError("EINVAL", path, `invalid time ${JSON.stringify(time)}`);
+  }
+}
+
+function toEntryStat(stat: BigIntStats): EntryStat {
+  const mtime = timestampOf(stat.mtimeNs);
   return {
     kind: kindOf(stat),
-    size: stat.size,
-    mtimeMs: stat.mtimeMs,
-    ctimeMs: stat.ctimeMs,
-    mode: stat.mode & 0o7777,
-    ino: stat.ino,
+    size: Number(stat.size),
+    mtimeMs: millisecondsOf(mtime),
+    ctimeMs: millisecondsOf(timestampOf(stat.ctimeNs)),
+    mtime,
+    mode: Number(stat.mode) & 0o7777,
+    ino: Number(stat.ino),
+    dev: Number(stat.dev),
+    nlink: Number(stat.nlink),
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
   };
 }
 
-function kindOf(stat: Stats): EntryKind {
+function kindOf(stat: BigIntStats): EntryKind {
   if (stat.isFile()) return "file";
   if (stat.isDirectory()) return "dir";
   if (stat.isSymbolicLink()) return "symlink";
@@ -768,13 +1298,6 @@ function joinChild(dir: string, name: string): string {
   return dir === "/" ? `/${name}` : `${dir}/${name}`;
 }
 
-/** Printable form of a byte name: valid ASCII kept, every other byte as \xNN. */
-function escapeName(raw: Buffer): string {
-  let text = "";
-  for (const byte of raw) text += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16)}`;
-  return text;
-}
-
 function closeQuietly(fd: number): void {
   try {
     closeSync(fd);
@@ -783,11 +1306,12 @@ function closeQuietly(fd: number): void {
   }
 }
 
-function unlinkQuietly(path: string): void {
+function unlinkQuietly(address: SyscallPath): void {
   try {
-    unlinkSync(path);
+    unlinkSync(address);
   } catch {
-    // Best effort: a leftover temp carries the reserved prefix, so scans ignore it.
+    // Best effort after another failure, which is the one reported. A temp left behind is hidden from this
+    // instance's listings and listed as an ordinary entry by the next instance, whose plan removes it.
   }
 }
 

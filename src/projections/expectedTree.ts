@@ -2,7 +2,7 @@ import { enableMapSet, produce } from "immer";
 import type { Operation } from "../events/operation.js";
 import { segmentsOf } from "../events/paths.js";
 import type { ManifestEntry } from "../events/protocol.js";
-import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
+import { type DirNode, definedAttributes, emptyDir, type TreeNode } from "../events/tree.js";
 
 enableMapSet();
 
@@ -24,8 +24,8 @@ function applyChange(root: DirNode, change: TreeChange): void {
   const segments = segmentsOf(change.path);
   const name = segments.pop();
   if (name === undefined) {
-    // The root itself: only ensureDir can name it (its mode).
-    if (change.type === "ensureDir" && change.mode !== undefined) root.mode = change.mode;
+    // The root itself: only ensureDir can name it (its metadata).
+    if (change.type === "ensureDir") Object.assign(root, definedAttributes(change));
     return;
   }
   let parent: DirNode = root;
@@ -42,24 +42,13 @@ function applyChange(root: DirNode, change: TreeChange): void {
   switch (change.type) {
     case "ensureDir": {
       const existing = parent.children.get(name);
-      if (existing?.kind === "dir") {
-        if (change.mode !== undefined) existing.mode = change.mode;
-      } else {
-        parent.children.set(name, emptyDir(change.mode));
-      }
+      if (existing?.kind === "dir") Object.assign(existing, definedAttributes(change));
+      else parent.children.set(name, emptyDir(change));
       return;
     }
     case "writeFile":
-      parent.children.set(name, {
-        kind: "file",
-        hash: change.hash,
-        size: change.size,
-        ...(change.mode === undefined ? {} : { mode: change.mode }),
-        ...(change.mtimeMs === undefined ? {} : { mtimeMs: change.mtimeMs }),
-      });
-      return;
     case "writeSymlink":
-      parent.children.set(name, { kind: "symlink", target: change.target });
+      parent.children.set(name, nodeOf(change));
       return;
     case "remove":
       parent.children.delete(name);
@@ -70,29 +59,54 @@ function applyChange(root: DirNode, change: TreeChange): void {
   }
 }
 
-/** The tree a manifest describes (entries parents first; the root entry "" may carry the root's mode). */
+/** The tree node an operation, or a manifest entry, states (a directory without its children). */
+export function nodeOf(
+  state: Exclude<Operation, { type: "remove" }> | Exclude<ManifestEntry, { kind: "unknown" }>,
+): Exclude<TreeNode, { kind: "unknown" }> {
+  const kind = "kind" in state ? state.kind : kindOfOperation[state.type];
+  switch (kind) {
+    case "dir":
+      return emptyDir(state);
+    case "file": {
+      const file = state as { hash: string; size: number; linkTo?: string };
+      return {
+        kind: "file",
+        hash: file.hash,
+        size: file.size,
+        ...(file.linkTo === undefined ? {} : { linkTo: file.linkTo }),
+        ...definedAttributes(state),
+      };
+    }
+    case "symlink": {
+      const { mode: _mode, ...attributes } = definedAttributes(state);
+      return { kind: "symlink", target: (state as { target: string }).target, ...attributes };
+    }
+  }
+}
+
+const kindOfOperation = { ensureDir: "dir", writeFile: "file", writeSymlink: "symlink" } as const;
+
+/** The tree a manifest describes (entries parents first; the root entry "" carries the root's metadata). */
 export function treeFromManifest(entries: readonly ManifestEntry[]): DirNode {
   const root = emptyDir();
   for (const entry of entries) {
     const segments = segmentsOf(entry.path);
     const name = segments.pop();
     if (name === undefined) {
-      if (entry.kind === "dir" && entry.mode !== undefined) root.mode = entry.mode;
+      if (entry.kind === "dir") Object.assign(root, definedAttributes(entry));
       continue;
     }
     let parent: TreeNode | undefined = root;
     for (const segment of segments) parent = parent?.kind === "dir" ? parent.children.get(segment) : undefined;
     if (parent?.kind !== "dir") throw new Error(`manifest lists ${JSON.stringify(entry.path)} before its parent`);
-    parent.children.set(name, manifestNode(entry));
+    parent.children.set(name, entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry));
   }
   return root;
 }
 
 /** The manifest of a tree: every entry, parents first, children by name (the inverse of treeFromManifest). */
 export function manifestFromTree(root: DirNode): ManifestEntry[] {
-  const entries: ManifestEntry[] = [
-    root.mode === undefined ? { kind: "dir", path: "" } : { kind: "dir", path: "", mode: root.mode },
-  ];
+  const entries: ManifestEntry[] = [manifestEntryOf(root, "")];
   const visit = (dir: DirNode, prefix: string): void => {
     for (const name of [...dir.children.keys()].sort()) {
       const node = dir.children.get(name)!;
@@ -105,41 +119,23 @@ export function manifestFromTree(root: DirNode): ManifestEntry[] {
   return entries;
 }
 
-function manifestEntryOf(node: TreeNode, path: string): ManifestEntry {
+/** The manifest entry of one node (a directory without its children). */
+export function manifestEntryOf(node: TreeNode, path: string): ManifestEntry {
   switch (node.kind) {
     case "dir":
-      return node.mode === undefined ? { kind: "dir", path } : { kind: "dir", path, mode: node.mode };
+      return { kind: "dir", path, ...definedAttributes(node) };
     case "file":
       return {
         kind: "file",
         path,
         hash: node.hash,
         size: node.size,
-        ...(node.mode === undefined ? {} : { mode: node.mode }),
-        ...(node.mtimeMs === undefined ? {} : { mtimeMs: node.mtimeMs }),
+        ...(node.linkTo === undefined ? {} : { linkTo: node.linkTo }),
+        ...definedAttributes(node),
       };
     case "symlink":
-      return { kind: "symlink", path, target: node.target };
+      return { kind: "symlink", path, target: node.target, ...definedAttributes(node) };
     case "unknown":
       return { kind: "unknown", path };
-  }
-}
-
-function manifestNode(entry: ManifestEntry): TreeNode {
-  switch (entry.kind) {
-    case "dir":
-      return emptyDir(entry.mode);
-    case "file":
-      return {
-        kind: "file",
-        hash: entry.hash,
-        size: entry.size,
-        ...(entry.mode === undefined ? {} : { mode: entry.mode }),
-        ...(entry.mtimeMs === undefined ? {} : { mtimeMs: entry.mtimeMs }),
-      };
-    case "symlink":
-      return { kind: "symlink", target: entry.target };
-    case "unknown":
-      return { kind: "unknown" };
   }
 }

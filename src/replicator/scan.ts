@@ -1,16 +1,11 @@
 import { posix } from "node:path";
 import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { contentIdOf } from "../content/contentId.js";
+import type { Attributes } from "../events/operation.js";
 import { childOf, relativePathProblem } from "../events/paths.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
-import {
-  type EntryStat,
-  type FileSystem,
-  FileSystemError,
-  isReservedName,
-  type MirrorFileSystem,
-} from "../fs/fileSystem.js";
+import { type EntryStat, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
 export interface Problem {
@@ -33,6 +28,13 @@ export interface ScanOptions {
   onFileScanned?: () => void;
   /** Files up to this size keep their bytes in `contents` for shipping without a second read. */
   keepContentUpTo?: number;
+  /** Which numeric ids to observe (rsync -o/-g); none when not given. */
+  owners?: { uid: boolean; gid: boolean };
+  /**
+   * Called for every regular file with more than one hard link, with its inode key ("dev:ino"); returns the
+   * path of its group's leader when the file is to be stated as a link to it (`linkTo`), or undefined.
+   */
+  onLinkedFile?: (path: string, inode: string) => string | undefined;
 }
 
 /** The observed state of one path, the bytes read on the way, and the problems met. */
@@ -43,6 +45,8 @@ export interface ScanResult {
   /** Chunk lists of the files read that are large enough for deltas, by content hash. */
   chunks: Map<string, Chunk[]>;
   problems: Problem[];
+  /** Regular files with more than one hard link: path, inode key ("dev:ino"), content hash and metadata. */
+  linked: { path: string; inode: string; hash: string; attributes: Attributes }[];
 }
 
 /** How often a file that keeps changing while read is retried before it is reported. */
@@ -62,7 +66,7 @@ export function isMirrorFileSystem(fs: FileSystem): fs is MirrorFileSystem {
  * Special files, unreadable entries and names that cannot travel are reported as problems and left out.
  */
 export function scanPath(options: ScanOptions, path: string, recursive = true): ScanResult {
-  const result: ScanResult = { node: undefined, contents: new Map(), chunks: new Map(), problems: [] };
+  const result: ScanResult = { node: undefined, contents: new Map(), chunks: new Map(), problems: [], linked: [] };
   result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1);
   return result;
 }
@@ -83,9 +87,13 @@ function scanEntry(
       if (path !== "" && options.isExcluded?.(path, stat.kind === "dir")) return undefined;
       switch (stat.kind) {
         case "dir":
-          return depth === 0 ? emptyDir(stat.mode) : scanDir(options, path, absolute, stat, out, depth);
-        case "symlink":
-          return { kind: "symlink", target: fs.readLink(absolute) };
+          return depth === 0
+            ? emptyDir(attributesOf(stat, options))
+            : scanDir(options, path, absolute, stat, out, depth);
+        case "symlink": {
+          const { mode: _mode, ...attributes } = attributesOf(stat, options);
+          return { kind: "symlink", target: fs.readLink(absolute), ...attributes };
+        }
         case "file":
           options.onFileScanned?.();
           return scanFile(options, fs, { path, absolute, stat }, out, depth);
@@ -116,7 +124,7 @@ function scanDir(
   out: ScanResult,
   depth: number,
 ): DirNode {
-  const dir = emptyDir(stat?.mode);
+  const dir = emptyDir(stat === undefined ? {} : attributesOf(stat, options));
   const { fs } = options;
   options.onDirectory?.(path, stat?.ino);
   const listing: { name: string; stat?: EntryStat }[] = isMirrorFileSystem(fs)
@@ -126,7 +134,6 @@ function scanDir(
         .sort()
         .map((name) => ({ name }));
   for (const { name, stat } of listing) {
-    if (isReservedName(name)) continue;
     const child = childOf(path, name);
     const problem = relativePathProblem(child);
     if (problem !== null) {
@@ -149,8 +156,7 @@ function scanFile(
   const { path, absolute } = file;
   let before = file.stat;
   const known = indexedHash(options.index, path, before);
-  if (known !== undefined)
-    return { kind: "file", hash: known, size: before.size, mode: before.mode, mtimeMs: before.mtimeMs };
+  if (known !== undefined) return fileNode(options, out, path, before, known);
   for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
     const read = readContent(fs, absolute, before.size);
     const after = fs.lstat(absolute);
@@ -164,13 +170,41 @@ function scanFile(
       options.index?.set(path, indexEntry(after, read.hash));
       if (read.bytes !== undefined) keepContent(options, out, path, read.bytes);
       if (read.chunks !== undefined) out.chunks.set(read.hash, read.chunks);
-      return { kind: "file", hash: read.hash, size: after.size, mode: after.mode, mtimeMs: after.mtimeMs };
+      return fileNode(options, out, path, after, read.hash);
     }
     if (after.kind !== "file") return scanEntry(options, path, out, depth); // replaced by another kind
     before = after;
   }
   out.problems.push({ path, reason: `changed while being read (${TORN_READ_ATTEMPTS} attempts); will retry` });
   return UNREADABLE;
+}
+
+/** The node of a regular file with `stat` whose bytes hash to `hash` (a link to its group's leader, if stated so). */
+function fileNode(options: ScanOptions, out: ScanResult, path: string, stat: EntryStat, hash: string): TreeNode {
+  let linkTo: string | undefined;
+  const attributes = attributesOf(stat, options);
+  if (stat.nlink > 1) {
+    const inode = `${stat.dev}:${stat.ino}`;
+    out.linked.push({ path, inode, hash, attributes });
+    linkTo = options.onLinkedFile?.(path, inode);
+  }
+  return {
+    kind: "file",
+    hash,
+    size: stat.size,
+    ...(linkTo === undefined || linkTo === path ? {} : { linkTo }),
+    ...attributes,
+  };
+}
+
+/** The metadata a scan observes: mode and mtime always, owner and group as asked. */
+export function attributesOf(stat: EntryStat, options: Pick<ScanOptions, "owners">): Attributes {
+  return {
+    mode: stat.mode,
+    mtime: { sec: stat.mtime.sec, nsec: stat.mtime.nsec },
+    ...(options.owners?.uid ? { uid: stat.uid } : {}),
+    ...(options.owners?.gid ? { gid: stat.gid } : {}),
+  };
 }
 
 /** Files larger than this are read in pieces of STREAM_PIECE bytes: memory stays bounded whatever their size. */

@@ -1,12 +1,13 @@
 import { posix } from "node:path";
-import type { DetectedBy, Operation } from "../events/operation.js";
+import { type AttributeKey, type DetectedBy, type Operation, OperationSchema } from "../events/operation.js";
 import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
 import { childOf, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
-import { planChanges } from "../events/plan.js";
+import { operationOf, planChanges } from "../events/plan.js";
 import {
   type ApplyEntry,
   type ApplyRequest,
   type ApplyResponse,
+  type ApplyResult,
   type ChunksRequest,
   type HelloRequest,
   type ManifestEntry,
@@ -17,11 +18,12 @@ import {
   type UploadRequest,
 } from "../events/protocol.js";
 import type { ContentIndex } from "../events/stateStore.js";
-import { type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
+import { attributesMatch, type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
 import { foldExpectedTree, treeFromManifest } from "../projections/expectedTree.js";
 import { type ChunkLists, type ContentBasis, type ContentBytes, ContentShipping } from "./contentShipping.js";
-import { isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
+import { LinkGroups } from "./linkGroups.js";
+import { attributesOf, isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
 
 /** Totals of one source session, as `--stats`/`--json` report them. */
 export interface SyncStats {
@@ -59,6 +61,11 @@ export interface SourceSessionOptions {
   refuseEmptySource?: boolean;
   /** Content bytes per apply request before a new one starts (default 4 MiB). */
   maxRequestContentBytes?: number;
+  /** Replicate owners and groups by numeric id (rsync -o/-g), when the target can set them (root). */
+  preserveOwner?: boolean;
+  preserveGroup?: boolean;
+  /** Keep hard-link groups as links on the target (rsync -H). */
+  hardLinks?: boolean;
 }
 
 /** The target refused a whole request (position gap, stale epoch, ...): the session must be re-established. */
@@ -145,12 +152,23 @@ export class SourceSession {
   /** Relative paths of watched directories: the file system does not tell us what we watch. */
   private readonly watched = new Map<string, number | undefined>();
   private readonly now: () => number;
+  /** The attributes plans compare and state: owners only when asked for and the target can set them (its hello says). */
+  private stated: AttributeKey[] = ["mode", "mtime"];
+  /** The source's hard-link groups: an edit through one name is an edit of every name. */
+  private readonly links = new LinkGroups();
+  /** Names being planned again because another name of their inode changed (guards against cycles). */
+  private readonly replanning = new Set<string>();
 
   constructor(private readonly options: SourceSessionOptions) {
     this.root = posix.normalize(options.root);
     this.log = options.log ?? new OperationLog();
     this.now = options.now ?? Date.now;
     this.shipping = new ContentShipping(options.fs, this.root, options.chunkLists);
+  }
+
+  /** Which ids scans observe (see `stated` for which ones plans state). */
+  private get owners(): { uid: boolean; gid: boolean } {
+    return { uid: this.options.preserveOwner ?? false, gid: this.options.preserveGroup ?? false };
   }
 
   /** Totals since the session started. */
@@ -220,6 +238,12 @@ export class SourceSession {
     if (hello.version !== PROTOCOL_VERSION) {
       throw new SessionRefusedError("version-mismatch", `target speaks ${hello.version}, we speak ${PROTOCOL_VERSION}`);
     }
+    this.stated = [
+      ...(this.options.preserveOwner && hello.canSetOwner ? (["uid"] as const) : []),
+      ...(this.options.preserveGroup && hello.canSetOwner ? (["gid"] as const) : []),
+      "mode",
+      "mtime",
+    ];
     return hello;
   }
 
@@ -283,9 +307,21 @@ export class SourceSession {
 
   /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
   scan(path: string, recursive: boolean): ScanResult {
+    this.links.forgetScanned(path, recursive);
     const scan = scanPath(
-      // A directory is watched before it is listed: a change made while it is read still raises an event.
-      { ...this.options, root: this.root, onDirectory: (dir, ino) => this.watch(dir, ino) },
+      {
+        ...this.options,
+        root: this.root,
+        // A directory is watched before it is listed: a change made while it is read still raises an event.
+        onDirectory: (dir, ino) => this.watch(dir, ino),
+        // Scans may run before the hello (a walk starts while the target answers): they observe what the
+        // options ask for, and plans state only what the target can set.
+        owners: this.owners,
+        onLinkedFile: (file, inode) => {
+          const leader = this.links.add(file, inode);
+          return this.options.hardLinks ? leader : undefined;
+        },
+      },
       path,
       recursive,
     );
@@ -303,7 +339,18 @@ export class SourceSession {
       const held = this.expected.children.size;
       if (held > 0) throw new SourceRootEmptyError(this.root, held);
     }
-    const operations = planChanges(nodeAt(this.expected, path), scan.node, path, { recursive });
+    // A hard link's leader outside this scan must hold the new content before a link to it is stated.
+    if (this.options.hardLinks) {
+      for (const { inode, hash } of scan.linked) {
+        const leader = this.links.leaderOf(inode);
+        if (leader === undefined || isAtOrBelow(path, leader)) continue;
+        const held = nodeAt(this.expected, leader);
+        if (held?.kind !== "file" || held.hash !== hash) this.replanLinked(leader, detectedBy);
+      }
+    }
+    const planned = planChanges(nodeAt(this.expected, path), scan.node, path, { recursive, attributes: this.stated });
+    if (path !== "" && planned.length > 0) planned.push(...this.parentMetadataChange(path));
+    const operations = this.valid(planned);
     for (const operation of operations) {
       const pending = this.pendingFor(operation);
       this.unlogged.push({ operation, detectedBy, pending });
@@ -312,6 +359,73 @@ export class SourceSession {
     }
     this.expected = foldExpectedTree(this.expected, operations);
     this.updateWatches(path, scan.node, recursive);
+    this.replanOtherNames(path, scan, detectedBy);
+  }
+
+  /**
+   * The operations the log can hold; one it cannot (a value out of the protocol's range, such as an mtime
+   * beyond year 30,000) becomes a one-line problem for its path, and the others go on.
+   */
+  private valid(operations: Operation[]): Operation[] {
+    return operations.filter((operation) => {
+      const parsed = OperationSchema.safeParse(operation);
+      if (parsed.success) return true;
+      const issue = parsed.error.issues[0];
+      const field = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `;
+      this.readProblems.set(operation.path, `cannot be replicated: ${field}${issue?.message ?? "invalid"}`);
+      return false;
+    });
+  }
+
+  /**
+   * A change of an entry changes its directory's mtime: when the directory's metadata on the source no
+   * longer matches what the target is expected to hold, state it again (after the entry's operations, so
+   * the target sets it once they are in).
+   */
+  private parentMetadataChange(path: string): Operation[] {
+    const { fs } = this.options;
+    const parent = parentOf(path);
+    const expected = nodeAt(this.expected, parent);
+    if (!isMirrorFileSystem(fs) || expected?.kind !== "dir") return [];
+    const stat = fs.lstatIfExists(this.absolute(parent));
+    if (stat?.kind !== "dir") return [];
+    const observed = attributesOf(stat, { owners: this.owners });
+    return attributesMatch(expected, observed, this.stated)
+      ? []
+      : [operationOf(parent, emptyDir(observed), this.stated)];
+  }
+
+  /**
+   * The other names of the hard-linked files a scan of `path` read hold the same (maybe new) content, and
+   * with --hard-links may have a new leader: state those that the expected tree does not show so.
+   */
+  private replanOtherNames(path: string, scan: ScanResult, detectedBy: DetectedBy): void {
+    for (const { inode, hash, attributes } of scan.linked) {
+      const leader = this.links.leaderOf(inode);
+      for (const name of this.links.namesOf(inode)) {
+        if (isAtOrBelow(path, name)) continue;
+        const held = nodeAt(this.expected, name);
+        const linkTo = this.options.hardLinks && name !== leader ? leader : undefined;
+        const stale =
+          held?.kind !== "file" ||
+          held.hash !== hash ||
+          !attributesMatch(held, attributes, this.stated) ||
+          (this.options.hardLinks && held.linkTo !== linkTo);
+        if (stale) {
+          this.replanLinked(name, detectedBy);
+        }
+      }
+    }
+  }
+
+  private replanLinked(name: string, detectedBy: DetectedBy): void {
+    if (this.replanning.has(name)) return;
+    this.replanning.add(name);
+    try {
+      this.planUnlogged(name, detectedBy, false);
+    } finally {
+      this.replanning.delete(name);
+    }
   }
 
   /** Number of planned operations not yet logged, and the file bytes they will ship. */
@@ -449,7 +563,7 @@ export class SourceSession {
       if (result.outcome === "failed") {
         unknown.push({ type: "unknown", path: operation.path });
         this.applyProblems.set(operation.path, result.reason ?? "apply failed");
-        if (isDrift(result.reason)) {
+        if (isDrift(result)) {
           // The target lacked what we assumed (content, basis) or the file changed while we read it:
           // send those bytes in full next time, and plan the path again.
           if (operation.type === "writeFile") this.shipping.markMissing(operation.hash);
@@ -629,8 +743,22 @@ export function requestContentBytes(request: ApplyRequest | UploadRequest): numb
 }
 
 /** True for failures that mean the target lacked what we assumed, or the bytes changed under us: retried in full. */
-function isDrift(reason: string | undefined): boolean {
-  return reason !== undefined && /missing|mismatch|basis/.test(reason);
+function isDrift(result: ApplyResult): boolean {
+  switch (result.code) {
+    case "missing-content":
+    case "missing-basis":
+    case "hash-mismatch":
+      return true;
+    case undefined:
+    case "permission":
+    case "read-only":
+    case "no-space":
+    case "unsafe-path":
+    case "not-found":
+    case "metadata":
+    case "io":
+      return false;
+  }
 }
 
 /** True when `path` or any of its ancestors is excluded. */

@@ -2,8 +2,8 @@ import { posix } from "node:path";
 import type { ZodError } from "zod";
 import { decodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
-import type { Operation, WriteFile } from "../events/operation.js";
-import { parentOf, segmentsOf } from "../events/paths.js";
+import type { Attributes, Operation, WriteFile } from "../events/operation.js";
+import { isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
 import {
   type AppliedPosition,
   type ApplyEntry,
@@ -12,6 +12,7 @@ import {
   type Content,
   type ErrorCode,
   type ErrorResponse,
+  type FailureCode,
   type HelloRequest,
   type ManifestEntry,
   PROTOCOL_VERSION,
@@ -19,11 +20,20 @@ import {
   type Response,
 } from "../events/protocol.js";
 import { type ContentIndex, ContentIndexMap, type PositionStore } from "../events/stateStore.js";
-import { emptyDir } from "../events/tree.js";
-import type { EntryKind, FileSystem, MirrorFileSystem, StagedFile } from "../fs/fileSystem.js";
+import { attributesMatch, emptyDir } from "../events/tree.js";
+import {
+  type EntryKind,
+  type EntryMetadata,
+  type EntryStat,
+  type FileSystem,
+  FileSystemError,
+  type MirrorFileSystem,
+  type StagedFile,
+} from "../fs/fileSystem.js";
 import { manifestFromTree } from "../projections/expectedTree.js";
 import { describeError, indexEntry, indexedHash, isMirrorFileSystem, scanPath } from "./scan.js";
-import { TargetContent } from "./targetContent.js";
+import { ContentError, TargetContent } from "./targetContent.js";
+import { TargetDirectories } from "./targetDirectories.js";
 
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
@@ -33,6 +43,8 @@ export interface ReplicatorTargetOptions {
   index?: ContentIndex;
   /** Largest file the target accepts, in bytes (default 4 GiB · 16). */
   maxFileBytes?: number;
+  /** Whether owners and groups stated by operations are applied (default: when running as root). */
+  canSetOwner?: boolean;
 }
 
 const DEFAULT_MAX_FILE_BYTES = 2 ** 36;
@@ -62,11 +74,17 @@ export class ReplicatorTarget {
   private pack: Uint8Array | undefined;
   private packProblem: string | undefined;
   /** Writes of this request staged beside their final names, by relative path, committed together. */
-  private readonly staged = new Map<string, { file: StagedFile; hash: string; result: Omit<ApplyResult, "seq"> }>();
+  private readonly staged = new Map<
+    string,
+    { file: StagedFile; hash: string; metadata: EntryMetadata; result: Omit<ApplyResult, "seq"> }
+  >();
   /** Every directory above a staged write: replacing or removing one must commit the writes first. */
   private readonly stagedDirs = new Set<string>();
   private applied: AppliedPosition | null;
   private session: { logId: string; epoch: number } | null = null;
+  private readonly canSetOwner: boolean;
+  /** Keeps directories' mode and mtime final while their entries change (real or in-memory mirrors). */
+  private readonly dirs: TargetDirectories | undefined;
 
   constructor(
     private readonly fs: FileSystem,
@@ -80,8 +98,18 @@ export class ReplicatorTarget {
     this.index = options.index ?? new ContentIndexMap();
     this.applied = this.store?.load() ?? null;
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
+    this.canSetOwner = options.canSetOwner ?? process.getuid?.() === 0;
+    this.dirs = this.mirror === undefined ? undefined : new TargetDirectories(this.mirror, this.root);
     this.content =
-      this.mirror === undefined ? undefined : new TargetContent(this.mirror, this.root, this.index, this.maxFileBytes);
+      this.mirror === undefined || this.dirs === undefined
+        ? undefined
+        : new TargetContent({
+            fs: this.mirror,
+            root: this.root,
+            index: this.index,
+            maxFileBytes: this.maxFileBytes,
+            dirs: this.dirs,
+          });
   }
 
   /** Decodes the request's pack once (bounded by its declared size and the limit); a bad one fails its files. */
@@ -99,6 +127,14 @@ export class ReplicatorTarget {
   /** Ends the session: unfinished uploads and files set aside for reuse are removed. */
   close(): void {
     this.content?.close();
+    this.finishRequest();
+  }
+
+  /** Directories get their final metadata back, cached handles are let go. */
+  private finishRequest(): { dir: string; error: unknown }[] {
+    const failures = this.dirs?.restore() ?? [];
+    this.mirror?.releaseHandles();
+    return failures;
   }
 
   /** Handles one request; anything malformed or unsafe gets an error response and changes nothing. */
@@ -118,15 +154,21 @@ export class ReplicatorTarget {
         }
         case "apply":
           return this.apply(valid);
-        case "upload":
-          return this.content?.upload(valid) ?? errorResponse("invalid-request", "this target cannot assemble uploads");
+        case "upload": {
+          if (this.session === null) return errorResponse("no-session", "upload before hello");
+          const answer =
+            this.content?.upload(valid) ?? errorResponse("invalid-request", "this target cannot assemble uploads");
+          this.finishRequest();
+          return answer;
+        }
         case "chunks":
           return this.content?.chunkLists(valid.paths) ?? { type: "chunks", files: [] };
         case "release":
-          this.content?.close();
+          this.close();
           return { type: "released" };
       }
     } catch (error) {
+      this.finishRequest();
       return errorResponse("internal", describeError(error));
     }
   }
@@ -154,7 +196,7 @@ export class ReplicatorTarget {
       this.store?.save(this.applied);
     }
     this.session = { logId: request.logId, epoch: request.epoch };
-    return { type: "hello", version: PROTOCOL_VERSION, applied: before };
+    return { type: "hello", version: PROTOCOL_VERSION, applied: before, canSetOwner: this.canSetOwner };
   }
 
   private apply(request: ApplyRequest): Response {
@@ -178,6 +220,7 @@ export class ReplicatorTarget {
       }
     }
     const results: ApplyResult[] = [];
+    const pathsBySeq = new Map(request.entries.map((e) => [e.seq, e.operation.path]));
     this.verifiedDirs.clear();
     this.unpackRequest(request);
     for (const entry of request.entries) {
@@ -190,6 +233,13 @@ export class ReplicatorTarget {
       this.applied = { ...this.applied!, seq: entry.seq };
     }
     this.commitStaged();
+    for (const { dir, error } of this.finishRequest()) {
+      // A directory whose final mode or mtime could not be set: the last result of this request at or
+      // below it says so, so the source states it again.
+      const last = [...results].reverse().find((r) => isAtOrBelow(dir, pathsBySeq.get(r.seq) ?? ""));
+      if (last !== undefined && last.outcome !== "failed")
+        Object.assign(last, failedWith("metadata", `directory ${dir}: ${describeError(error)}`));
+    }
     this.mirror?.flush();
     // Apply, then record, then answer: a crash before this line replays operations that are idempotent.
     this.store?.save(this.applied!);
@@ -199,29 +249,35 @@ export class ReplicatorTarget {
   private applyEntry(entry: ApplyEntry): ApplyResult {
     const { operation } = entry;
     const absolute = posix.join(this.root, operation.path);
+    if (this.mirror !== undefined && segmentsOf(operation.path).some((s) => this.mirror!.isInternalName(s))) {
+      return { seq: entry.seq, ...failedWith("unsafe-path", "names one of the target's own temp files") };
+    }
     const parentProblem = this.parentProblem(operation.path);
-    if (parentProblem !== null) return { seq: entry.seq, ...failed(parentProblem) };
+    if (parentProblem !== null) return { seq: entry.seq, ...parentProblem };
     try {
       // Object.assign keeps the object: a staged write's result may still turn into a failure at commit.
       return Object.assign(this.applyOperation(operation, absolute, entry), { seq: entry.seq });
     } catch (error) {
-      return { seq: entry.seq, ...failed(describeError(error)) };
+      return { seq: entry.seq, ...failed(error) };
     }
   }
 
   /**
    * Why the parent chain of `path` cannot be used: a missing parent, a non-directory, or a symlink.
    * Directories checked earlier in the same request are not checked again until something is removed.
+   * (The real disk also resolves every path through no-follow directory handles: this check names the
+   * problem; the handles make a racer's swap after it harmless.)
    */
-  private parentProblem(path: string): string | null {
+  private parentProblem(path: string): Omit<ApplyResult, "seq"> | null {
     let current = this.root;
     for (const segment of segmentsOf(path).slice(0, -1)) {
       current = posix.join(current, segment);
       if (this.verifiedDirs.has(current)) continue;
       const kind = this.kindOf(current);
-      if (kind === undefined) return `parent directory ${posix.relative(this.root, current)} does not exist`;
-      if (kind === "symlink") return `path traverses symlink ${posix.relative(this.root, current)}`;
-      if (kind !== "dir") return `parent ${posix.relative(this.root, current)} is not a directory`;
+      const at = posix.relative(this.root, current);
+      if (kind === undefined) return failedWith("not-found", `parent directory ${at} does not exist`);
+      if (kind === "symlink") return failedWith("unsafe-path", `path traverses symlink ${at}`);
+      if (kind !== "dir") return failedWith("not-found", `parent ${at} is not a directory`);
       this.verifiedDirs.add(current);
     }
     return null;
@@ -229,12 +285,17 @@ export class ReplicatorTarget {
 
   /** True when `operation` names a path with a staged write or a directory holding one (it may replace it). */
   private touchesStaged(operation: Operation): boolean {
-    return this.staged.has(operation.path) || this.stagedDirs.has(operation.path);
+    return (
+      this.staged.has(operation.path) ||
+      this.stagedDirs.has(operation.path) ||
+      (operation.type === "writeFile" && operation.linkTo !== undefined && this.staged.has(operation.linkTo))
+    );
   }
 
   /**
-   * Makes every staged write visible at once (one flush for many files). A failure fails each staged
-   * result: the source plans those paths again, and a file already renamed is then found unchanged.
+   * Makes every staged write visible at once (one flush for many files). A file that cannot be renamed into
+   * place fails alone; a failed flush fails them all (the source plans those paths again, and a file already
+   * renamed is then found unchanged).
    */
   private commitStaged(): void {
     if (this.staged.size === 0 || this.mirror === undefined) return;
@@ -242,78 +303,151 @@ export class ReplicatorTarget {
     const staged = [...this.staged.entries()];
     this.staged.clear();
     this.stagedDirs.clear();
+    let failures: { file: StagedFile; error: unknown }[];
     try {
-      mirror.commitStaged(staged.map(([, s]) => s.file));
+      failures = mirror.commitStaged(staged.map(([, s]) => s.file));
     } catch (error) {
-      for (const [, s] of staged) Object.assign(s.result, failed(describeError(error)));
+      for (const [, s] of staged) Object.assign(s.result, failed(error));
       return;
     }
-    for (const [path, s] of staged) this.index?.set(path, indexEntry(mirror.lstat(s.file.path), s.hash));
+    const failedFiles = new Map(failures.map((f) => [f.file, f.error]));
+    for (const [path, s] of staged) {
+      const error = failedFiles.get(s.file);
+      if (error !== undefined) {
+        Object.assign(s.result, failed(error));
+        continue;
+      }
+      const stat = mirror.lstat(s.file.path);
+      this.index?.set(path, indexEntry(stat, s.hash));
+      // The kernel may drop bits it does not allow (setgid of a group the target is not in): say so.
+      if (s.metadata.mode !== undefined && stat.mode !== s.metadata.mode) {
+        Object.assign(
+          s.result,
+          failedWith("metadata", `mode ${octal(s.metadata.mode)} could not be set (it is ${octal(stat.mode)})`),
+        );
+      }
+    }
   }
 
   private applyOperation(operation: Operation, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
-    const existing = this.kindOf(absolute);
+    const existing = this.mirror?.lstatIfExists(absolute) ?? this.plainStat(absolute);
     // Removing or replacing anything may remove a directory verified earlier in this request.
     if (existing !== undefined && operation.type !== "writeFile") this.verifiedDirs.clear();
     switch (operation.type) {
       case "remove":
         if (existing === undefined) return unchanged();
-        this.removeEntry(operation.path, absolute, existing);
+        this.replaceEntry(operation.path, absolute, existing.kind);
         return done();
-      case "ensureDir": {
-        if (operation.path === "" || existing === "dir") {
-          if (
-            operation.mode !== undefined &&
-            this.mirror !== undefined &&
-            this.mirror.lstat(absolute).mode !== operation.mode
-          ) {
-            this.mirror.setMetadata(absolute, { mode: operation.mode });
-            return done();
-          }
-          return unchanged();
-        }
-        if (existing !== undefined) this.removeEntry(operation.path, absolute, existing);
-        this.fs.makeDir(absolute);
-        if (operation.mode !== undefined) this.mirror?.setMetadata(absolute, { mode: operation.mode });
-        return done();
-      }
+      case "ensureDir":
+        return this.ensureDir(operation, absolute, existing);
       case "writeSymlink": {
-        if (existing === "symlink" && this.mirror!.readLink(absolute) === operation.target) return unchanged();
-        if (this.mirror === undefined) return failed("this file system cannot hold symlinks");
-        if (existing !== undefined) this.removeEntry(operation.path, absolute, existing);
+        if (this.mirror === undefined) return failedWith("io", "this file system cannot hold symlinks");
+        const wanted = this.metadataOf(operation);
+        if (existing?.kind === "symlink" && this.mirror.readLink(absolute) === operation.target) {
+          if (attributesMatch(existing, wanted)) return unchanged();
+          this.mirror.setMetadata(absolute, wanted);
+          return done();
+        }
+        if (existing !== undefined) this.replaceEntry(operation.path, absolute, existing.kind);
+        else this.dirs?.willChangeEntry(operation.path);
         this.mirror.makeSymlink(absolute, operation.target);
+        if (Object.keys(wanted).length > 0) this.mirror.setMetadata(absolute, wanted);
         return done();
       }
       case "writeFile":
+        if (operation.linkTo !== undefined) return this.writeLink(operation, operation.linkTo, absolute, existing);
         return this.writeFile(operation, absolute, existing, entry);
     }
+  }
+
+  private ensureDir(
+    operation: Extract<Operation, { type: "ensureDir" }>,
+    absolute: string,
+    existing: EntryStat | undefined,
+  ): Omit<ApplyResult, "seq"> {
+    const { mode, mtime, ...owner } = this.metadataOf(operation);
+    const final = { ...(mode === undefined ? {} : { mode }), ...(mtime === undefined ? {} : { mtime }) };
+    if (operation.path === "" || existing?.kind === "dir") {
+      if (existing === undefined || this.mirror === undefined) return unchanged();
+      const same = attributesMatch(existing, this.metadataOf(operation));
+      if (!attributesMatch(existing, owner)) this.mirror.setMetadata(absolute, owner);
+      // Mode and mtime are set once the request's changes inside the directory are in.
+      this.dirs?.state(operation.path, final);
+      return same ? unchanged() : done();
+    }
+    if (existing !== undefined) this.replaceEntry(operation.path, absolute, existing.kind);
+    else this.dirs?.willChangeEntry(operation.path);
+    this.fs.makeDir(absolute);
+    if (this.mirror !== undefined && Object.keys(owner).length > 0) this.mirror.setMetadata(absolute, owner);
+    this.dirs?.state(operation.path, final);
+    return done();
+  }
+
+  /** A hard link to the file at `linkTo` (which must hold the operation's content), replacing what is at the path. */
+  private writeLink(
+    operation: WriteFile,
+    linkTo: string,
+    absolute: string,
+    existing: EntryStat | undefined,
+  ): Omit<ApplyResult, "seq"> {
+    const mirror = this.mirror;
+    if (mirror === undefined || this.content === undefined)
+      return failedWith("io", "this file system cannot hold hard links");
+    const leaderPath = posix.join(this.root, linkTo);
+    const leader = mirror.lstatIfExists(leaderPath);
+    if (leader?.kind !== "file" || this.hashOf(linkTo, leaderPath, leader) !== operation.hash) {
+      return failedWith("missing-basis", `hard link target ${linkTo} does not hold ${operation.hash}`);
+    }
+    // The metadata a link states is its inode's, so the leader's too.
+    const metadata = this.metadataOf(operation);
+    if (existing?.kind === "file" && existing.ino === leader.ino && existing.dev === leader.dev) {
+      return attributesMatch(existing, metadata) ? unchanged() : this.setFileMetadata(operation, absolute, metadata);
+    }
+    if (existing?.kind === "dir") this.replaceEntry(operation.path, absolute, existing.kind);
+    else this.dirs?.willChangeEntry(operation.path);
+    if (!attributesMatch(leader, metadata)) this.setFileMetadata({ ...operation, path: linkTo }, leaderPath, metadata);
+    const file = mirror.stageLink(leaderPath, absolute);
+    return this.stage(operation, file, {}, { outcome: "applied", wroteFile: false, bytesWritten: 0 });
+  }
+
+  /**
+   * Sets the metadata of the file at `operation.path`, which already holds the operation's content; its index
+   * entry follows (chmod and utimes change ctime), so the file can still lend its bytes to later writes.
+   */
+  private setFileMetadata(operation: WriteFile, absolute: string, metadata: EntryMetadata): Omit<ApplyResult, "seq"> {
+    const mirror = this.mirror!;
+    mirror.setMetadata(absolute, metadata);
+    const after = mirror.lstat(absolute);
+    this.index.set(operation.path, indexEntry(after, operation.hash));
+    if (metadata.mode !== undefined && after.mode !== metadata.mode) {
+      return failedWith("metadata", `mode ${octal(metadata.mode)} could not be set (it is ${octal(after.mode)})`);
+    }
+    return done();
   }
 
   private writeFile(
     operation: WriteFile,
     absolute: string,
-    existing: EntryKind | undefined,
+    existing: EntryStat | undefined,
     entry: ApplyEntry,
   ): Omit<ApplyResult, "seq"> {
-    const metadata = {
-      ...(operation.mode === undefined ? {} : { mode: operation.mode }),
-      ...(operation.mtimeMs === undefined ? {} : { mtimeMs: operation.mtimeMs }),
-    };
-    if (existing === "file" && this.hashOf(operation.path, absolute) === operation.hash) {
+    const metadata = this.metadataOf(operation);
+    if (existing?.kind === "file" && this.hashOf(operation.path, absolute, existing) === operation.hash) {
       // Same bytes already there: never rewrite them; bring the metadata in line if it differs.
-      if (this.mirror === undefined || !metadataDiffers(this.mirror, absolute, metadata)) return unchanged();
-      this.mirror.setMetadata(absolute, metadata);
-      return done();
+      if (this.mirror === undefined || attributesMatch(existing, metadata)) return unchanged();
+      return this.setFileMetadata(operation, absolute, metadata);
     }
     let content = entry.content;
     if (content?.kind === "packed") {
       const unpacked = this.unpack(content, operation);
-      if (typeof unpacked === "string") return failed(unpacked);
+      if (typeof unpacked === "string") return failedWith("missing-content", unpacked);
       content = unpacked;
     }
-    if (existing === "dir") {
-      this.removeEntry(operation.path, absolute, existing);
+    if (existing?.kind === "dir") {
+      this.replaceEntry(operation.path, absolute, existing.kind);
       this.verifiedDirs.clear();
+    } else {
+      this.dirs?.willChangeEntry(operation.path);
     }
     if (this.content === undefined) return this.writePlainFile(operation, absolute, content);
     // Atomic replace, committed with the rest of the request: a symlink, FIFO or older file under the
@@ -322,12 +456,35 @@ export class ReplicatorTarget {
     try {
       file = this.content.stage(operation, content, metadata);
     } catch (error) {
-      return failed(describeError(error));
+      return failed(error);
     }
-    const result = { outcome: "applied" as const, wroteFile: true, bytesWritten: operation.size };
-    this.staged.set(operation.path, { file, hash: operation.hash, result });
+    return this.stage(operation, file, metadata, {
+      outcome: "applied",
+      wroteFile: true,
+      bytesWritten: operation.size,
+    });
+  }
+
+  /** Queues a staged file for the request's commit; the result object may still turn into a failure then. */
+  private stage(
+    operation: WriteFile,
+    file: StagedFile,
+    metadata: EntryMetadata,
+    result: Omit<ApplyResult, "seq">,
+  ): Omit<ApplyResult, "seq"> {
+    this.staged.set(operation.path, { file, hash: operation.hash, metadata, result });
     for (let dir = parentOf(operation.path); dir !== ""; dir = parentOf(dir)) this.stagedDirs.add(dir);
     return result;
+  }
+
+  /** The metadata of an operation this target applies: owner and group only when it may set them. */
+  private metadataOf(operation: Attributes): EntryMetadata {
+    const out: EntryMetadata = {};
+    if (operation.mode !== undefined) out.mode = operation.mode;
+    if (operation.mtime !== undefined) out.mtime = operation.mtime;
+    if (this.canSetOwner && operation.uid !== undefined) out.uid = operation.uid;
+    if (this.canSetOwner && operation.gid !== undefined) out.gid = operation.gid;
+    return out;
   }
 
   /** The seed's plain FileSystem: whole inline content only, written in place. */
@@ -349,20 +506,26 @@ export class ReplicatorTarget {
     absolute: string,
     content: Content | undefined,
   ): Omit<ApplyResult, "seq"> {
-    if (content?.kind !== "inline") return failed(`content ${operation.hash} missing: send it inline`);
+    if (content?.kind !== "inline")
+      return failedWith("missing-content", `content ${operation.hash} missing: send it inline`);
     const bytes = decodeLiteral(
       { encoding: content.encoding, data: content.data, size: operation.size },
       this.maxFileBytes,
     );
     const actual = contentIdOf(bytes);
     if (actual !== operation.hash)
-      return failed(`hash mismatch: received ${actual}, operation declares ${operation.hash}`);
+      return failedWith("hash-mismatch", `hash mismatch: received ${actual}, operation declares ${operation.hash}`);
     this.fs.writeFile(absolute, bytes);
     return { outcome: "applied", wroteFile: true, bytesWritten: bytes.length };
   }
 
-  /** Removes an entry; on a mirror file system it is set aside for reuse until the session ends. */
-  private removeEntry(path: string, absolute: string, kind: EntryKind): void {
+  /**
+   * Removes the entry at `path` (to be replaced, or gone); on a mirror file system it is set aside for reuse
+   * until the session ends. Its directory's metadata is kept; nothing below it is restored any more.
+   */
+  private replaceEntry(path: string, absolute: string, kind: EntryKind): void {
+    this.dirs?.willChangeEntry(path);
+    this.dirs?.forget(path);
     if (this.content !== undefined && (kind === "file" || kind === "dir")) {
       this.content.removeToStash(path, kind);
       return;
@@ -373,8 +536,15 @@ export class ReplicatorTarget {
 
   private kindOf(absolute: string): EntryKind | undefined {
     if (this.mirror !== undefined) return this.mirror.lstatIfExists(absolute)?.kind;
+    return this.plainStat(absolute)?.kind;
+  }
+
+  /** What the seed's plain FileSystem can tell of an entry: its kind (no metadata). */
+  private plainStat(absolute: string): EntryStat | undefined {
     if (!this.fs.exists(absolute)) return undefined;
-    return this.fs.isDir(absolute) ? "dir" : "file";
+    const kind = this.fs.isDir(absolute) ? "dir" : "file";
+    const time = { sec: 0, nsec: 0 };
+    return { kind, size: 0, mtimeMs: 0, ctimeMs: 0, mtime: time, mode: 0, ino: 0, dev: 0, nlink: 1, uid: 0, gid: 0 };
   }
 
   /** The content hash of the file at `path`, from the index when the file has not changed since. */
@@ -392,20 +562,25 @@ export class ReplicatorTarget {
    * our temp files are left out, and what cannot be described (a FIFO, an unreadable file) is "unknown".
    */
   private manifest(): ManifestEntry[] {
+    // The first name of each hard-link group in walk order leads it; later names are stated as links to it.
+    const leaders = new Map<string, string>();
     const scan = scanPath(
-      { fs: this.fs, root: this.root, keepContentUpTo: -1, ...(this.index ? { index: this.index } : {}) },
+      {
+        fs: this.fs,
+        root: this.root,
+        keepContentUpTo: -1,
+        index: this.index,
+        owners: { uid: true, gid: true },
+        onLinkedFile: (path, inode) => {
+          const leader = leaders.get(inode);
+          if (leader === undefined) leaders.set(inode, path);
+          return leader;
+        },
+      },
       "",
     );
     return manifestFromTree(scan.node?.kind === "dir" ? scan.node : emptyDir());
   }
-}
-
-function metadataDiffers(fs: MirrorFileSystem, absolute: string, wanted: { mode?: number; mtimeMs?: number }): boolean {
-  const stat = fs.lstat(absolute);
-  return (
-    (wanted.mode !== undefined && stat.mode !== wanted.mode) ||
-    (wanted.mtimeMs !== undefined && Math.abs(stat.mtimeMs - wanted.mtimeMs) >= 1)
-  );
 }
 
 function done(): Omit<ApplyResult, "seq"> {
@@ -416,8 +591,40 @@ function unchanged(): Omit<ApplyResult, "seq"> {
   return { outcome: "unchanged", wroteFile: false, bytesWritten: 0 };
 }
 
-function failed(reason: string): Omit<ApplyResult, "seq"> {
-  return { outcome: "failed", wroteFile: false, bytesWritten: 0, reason };
+/** A failed result for `error`, with the code the source decides on. */
+function failed(error: unknown): Omit<ApplyResult, "seq"> {
+  return failedWith(failureCodeOf(error), describeError(error));
+}
+
+function failedWith(code: FailureCode, reason: string): Omit<ApplyResult, "seq"> {
+  return { outcome: "failed", wroteFile: false, bytesWritten: 0, code, reason };
+}
+
+/** The failure code of an error: content problems say what was missing; file-system errors by errno. */
+export function failureCodeOf(error: unknown): FailureCode {
+  if (error instanceof ContentError) return error.code;
+  const code = error instanceof FileSystemError ? error.code : (error as { code?: unknown } | null)?.code;
+  switch (code) {
+    case "EACCES":
+    case "EPERM":
+      return "permission";
+    case "EROFS":
+      return "read-only";
+    case "ENOSPC":
+    case "EDQUOT":
+      return "no-space";
+    case "ELOOP":
+      return "unsafe-path";
+    case "ENOENT":
+    case "ENOTDIR":
+      return "not-found";
+    default:
+      return "io";
+  }
+}
+
+function octal(mode: number): string {
+  return mode.toString(8).padStart(4, "0");
 }
 
 function errorResponse(code: ErrorCode, message: string, path?: string): ErrorResponse {

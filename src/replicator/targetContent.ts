@@ -3,21 +3,33 @@ import { HashingChunker, replicationChunking } from "../content/chunker.js";
 import { decodeLiteral } from "../content/compression.js";
 import { ContentHasher } from "../content/contentId.js";
 import type { WriteFile } from "../events/operation.js";
-import type { Content, Piece, Response, UploadRequest } from "../events/protocol.js";
+import { parentOf } from "../events/paths.js";
+import type { Content, FailureCode, Piece, Response, UploadRequest } from "../events/protocol.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
-import {
-  type EntryMetadata,
-  type EntryStat,
-  type MirrorFileSystem,
-  RESERVED_PREFIX,
-  type StagedFile,
-  type StagedWriter,
-} from "../fs/fileSystem.js";
+import type { EntryMetadata, EntryStat, MirrorFileSystem, StagedFile, StagedWriter } from "../fs/fileSystem.js";
 import { describeError, indexedHash, STREAM_PIECE } from "./scan.js";
+import type { TargetDirectories } from "./targetDirectories.js";
 
-/** Why content could not be assembled; the message says what the target lacked or what did not match. */
+/** Why content could not be assembled; the code says what the target lacked or what did not match. */
 export class ContentError extends Error {
   override readonly name = "ContentError";
+  constructor(
+    readonly code: FailureCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What a TargetContent works with. */
+export interface TargetContentOptions {
+  fs: MirrorFileSystem;
+  /** Absolute root of the target tree. */
+  root: string;
+  index: ContentIndex;
+  maxFileBytes: number;
+  /** Told before a directory's entries change (temps, the stash), so its metadata is restored after. */
+  dirs: TargetDirectories;
 }
 
 /** A file being assembled by upload requests. */
@@ -29,8 +41,6 @@ interface Upload {
   failure?: string;
 }
 
-/** Where removed files wait, inside the root (same file system, so taking one back is a rename). */
-const STASH_DIR = `${RESERVED_PREFIX}stash`;
 /** Removals set aside per session before the stash is emptied. */
 const STASH_MAX_ENTRIES = 100_000;
 
@@ -47,14 +57,17 @@ export class TargetContent {
   private stashCount = 0;
   private readonly uploads = new Map<string, Upload>();
 
-  constructor(
-    private readonly fs: MirrorFileSystem,
-    private readonly root: string,
-    private readonly index: ContentIndex,
-    private readonly maxFileBytes: number,
-  ) {
-    this.stashRoot = posix.join(root, STASH_DIR);
-    this.clearStash();
+  private readonly fs: MirrorFileSystem;
+  private readonly root: string;
+  private readonly index: ContentIndex;
+  private readonly maxFileBytes: number;
+  private readonly dirs: TargetDirectories;
+
+  constructor(options: TargetContentOptions) {
+    ({ fs: this.fs, root: this.root, index: this.index, maxFileBytes: this.maxFileBytes, dirs: this.dirs } = options);
+    // Where removed files wait: inside the root (same file system, so taking one back is a rename), under
+    // a name of the file system's own namespace, so no replicated name can collide with it.
+    this.stashRoot = posix.join(this.root, this.fs.internalName("stash"));
   }
 
   /** Ends the session: unfinished uploads and the stash are removed. */
@@ -76,7 +89,11 @@ export class TargetContent {
       this.clearStash();
       this.stashCount = 0;
     }
-    if (!this.fs.exists(this.stashRoot)) this.fs.makeDir(this.stashRoot);
+    this.dirs.willChangeEntry(path);
+    if (!this.fs.exists(this.stashRoot)) {
+      this.dirs.willChange("");
+      this.fs.makeDir(this.stashRoot);
+    }
     const stashed = posix.join(this.stashRoot, (this.stashCount++).toString(36));
     this.fs.rename(absolute, stashed);
     const entries =
@@ -102,6 +119,7 @@ export class TargetContent {
     let upload = this.uploads.get(request.uploadId);
     if (request.offset === 0) {
       upload?.writer.abort();
+      this.dirs.willChange(parentOf(request.path));
       upload = {
         writer: this.fs.openStaged(posix.join(this.root, request.path)),
         hasher: new ContentHasher(),
@@ -132,7 +150,10 @@ export class TargetContent {
   stage(operation: WriteFile, content: Content | undefined, metadata: EntryMetadata): StagedFile {
     const absolute = posix.join(this.root, operation.path);
     if (operation.size > this.maxFileBytes) {
-      throw new ContentError(`file of ${operation.size} bytes exceeds the target's limit of ${this.maxFileBytes}`);
+      throw new ContentError(
+        "io",
+        `file of ${operation.size} bytes exceeds the target's limit of ${this.maxFileBytes}`,
+      );
     }
     switch (content?.kind) {
       case undefined:
@@ -161,18 +182,22 @@ export class TargetContent {
         return this.finish(writer, hasher, operation, metadata);
       }
       case "packed":
-        throw new ContentError("packed content is taken out of its request's pack before staging");
+        throw new ContentError("io", "packed content is taken out of its request's pack before staging");
       case "upload": {
         const upload = this.uploads.get(content.uploadId);
         this.uploads.delete(content.uploadId);
-        if (upload === undefined) throw new ContentError(`content missing: upload ${content.uploadId} is unknown`);
+        if (upload === undefined)
+          throw new ContentError("missing-content", `content missing: upload ${content.uploadId} is unknown`);
         if (upload.failure !== undefined) {
           upload.writer.abort();
-          throw new ContentError(`upload failed (content missing): ${upload.failure}`);
+          throw new ContentError("missing-content", `upload failed (content missing): ${upload.failure}`);
         }
         if (upload.path !== operation.path) {
           upload.writer.abort();
-          throw new ContentError(`upload ${content.uploadId} was for ${upload.path}, not ${operation.path}`);
+          throw new ContentError(
+            "missing-content",
+            `upload ${content.uploadId} was for ${upload.path}, not ${operation.path}`,
+          );
         }
         return this.finish(upload.writer, upload.hasher, operation, metadata);
       }
@@ -213,6 +238,7 @@ export class TargetContent {
     if (size !== operation.size || hash !== operation.hash) {
       writer.abort();
       throw new ContentError(
+        "hash-mismatch",
         `hash mismatch: assembled ${size} bytes hashing to ${hash}, operation declares ${operation.size} bytes ${operation.hash}`,
       );
     }
@@ -253,7 +279,7 @@ export class TargetContent {
       }
       return this.finish(writer, hasher, operation, metadata);
     }
-    throw new ContentError(`content ${operation.hash} missing: the target does not hold it`);
+    throw new ContentError("missing-content", `content ${operation.hash} missing: the target does not hold it`);
   }
 
   /** Writes pieces in order: literals decoded (within the size limit), copies read from the basis. */
@@ -274,17 +300,21 @@ export class TargetContent {
         hasher.update(bytes);
         continue;
       }
-      if (baseHash === undefined) throw new ContentError("copy piece without a basis");
+      if (baseHash === undefined) throw new ContentError("missing-basis", "copy piece without a basis");
       if (!basisChecked) {
         this.checkBasis(path, basis, baseHash);
         basisChecked = true;
       }
-      if (writer.size + piece.length > this.maxFileBytes) throw new ContentError("delta output exceeds the size limit");
+      if (writer.size + piece.length > this.maxFileBytes)
+        throw new ContentError("io", "delta output exceeds the size limit");
       for (let at = piece.offset; at < piece.offset + piece.length; at += STREAM_PIECE) {
         const want = Math.min(STREAM_PIECE, piece.offset + piece.length - at);
         const bytes = this.fs.readFileRange(basis, at, want);
         if (bytes.length !== want)
-          throw new ContentError(`basis missing: copy range ${at}+${want} lies past the end of ${path}`);
+          throw new ContentError(
+            "missing-basis",
+            `basis missing: copy range ${at}+${want} lies past the end of ${path}`,
+          );
         writer.write(bytes);
         hasher.update(bytes);
       }
@@ -294,7 +324,7 @@ export class TargetContent {
   /** The file at `path` must be the version the delta was computed against. */
   private checkBasis(path: string, absolute: string, baseHash: string): void {
     const stat = this.fs.lstatIfExists(absolute);
-    if (stat?.kind !== "file") throw new ContentError(`basis missing: no file at ${path}`);
+    if (stat?.kind !== "file") throw new ContentError("missing-basis", `basis missing: no file at ${path}`);
     let hash = indexedHash(this.index, path, stat);
     if (hash === undefined) {
       const hasher = new ContentHasher();
@@ -305,11 +335,13 @@ export class TargetContent {
       hash = hasher.digest();
     }
     if (hash !== baseHash)
-      throw new ContentError(`basis mismatch: ${path} holds ${hash}, the delta expects ${baseHash}`);
+      throw new ContentError("missing-basis", `basis mismatch: ${path} holds ${hash}, the delta expects ${baseHash}`);
   }
 
   private clearStash(): void {
     this.stash.clear();
-    if (this.fs.exists(this.stashRoot)) this.fs.removeDir(this.stashRoot);
+    if (!this.fs.exists(this.stashRoot)) return;
+    this.dirs.willChange("");
+    this.fs.removeDir(this.stashRoot);
   }
 }

@@ -235,8 +235,10 @@ describe("driftOf", () => {
   const target = treeFromManifest([
     { kind: "dir", path: "", mode: 0o755 },
     { kind: "dir", path: "dir", mode: 0o755 },
-    { kind: "file", path: "same-size", hash: H1, size: 3, mode: 0o644, mtimeMs: 1000 },
-    { kind: "file", path: "meta", hash: H1, size: 3, mode: 0o600, mtimeMs: 1000 },
+    { kind: "file", path: "same-size", hash: H1, size: 3, mode: 0o644, mtime: { sec: 1, nsec: 0 } },
+    { kind: "file", path: "meta", hash: H1, size: 3, mode: 0o600, mtime: { sec: 1, nsec: 0 } },
+    { kind: "file", path: "owned", hash: H1, size: 3, uid: 0, gid: 0 },
+    { kind: "file", path: "unlinked", hash: H1, size: 3 },
     { kind: "symlink", path: "link", target: "a" },
     { kind: "file", path: "was-file", hash: H1, size: 3 },
     { kind: "unknown", path: "fifo" },
@@ -247,12 +249,14 @@ describe("driftOf", () => {
     const drift = driftOf(target, [
       { type: "remove", path: "extra" },
       write("new", H1),
-      { ...write("same-size", H2), mode: 0o644, mtimeMs: 1000 },
-      { ...write("meta", H1), mode: 0o644, mtimeMs: 5000 },
+      { ...write("same-size", H2), mode: 0o644, mtime: { sec: 1, nsec: 0 } },
+      { ...write("meta", H1), mode: 0o644, mtime: { sec: 5, nsec: 120 } },
       { type: "writeSymlink", path: "link", target: "b" },
       { type: "ensureDir", path: "was-file" },
       write("fifo", H1),
       { type: "ensureDir", path: "dir", mode: 0o700 },
+      { ...write("owned", H1), uid: 1000, gid: 0 },
+      { ...write("unlinked", H1), linkTo: "meta" },
     ]);
     expect(drift.map((d) => [d.drift, d.path, d.source, d.target])).toEqual([
       ["extra", "extra", null, "file"],
@@ -263,9 +267,15 @@ describe("driftOf", () => {
       ["kind", "was-file", "dir", "file"],
       ["kind", "fifo", "file", "unknown"],
       ["metadata", "dir", "dir", "dir"],
+      ["metadata", "owned", "file", "file"],
+      ["metadata", "unlinked", "file", "file"],
     ]);
-    expect(drift[3]?.detail).toBe("mode 644 ≠ 600, mtime 1970-01-01T00:00:05.000Z ≠ 1970-01-01T00:00:01.000Z");
-    expect(drift[7]?.detail).toBe("mode 700 ≠ 755");
+    expect(drift[3]?.detail).toBe(
+      "mode 0644 ≠ 0600, mtime 1970-01-01T00:00:05.000000120Z ≠ 1970-01-01T00:00:01.000000000Z",
+    );
+    expect(drift[7]?.detail).toBe("mode 0700 ≠ 0755");
+    expect(drift[8]?.detail).toBe("uid 1000 ≠ 0");
+    expect(drift[9]?.detail).toBe('hard link to "meta" ≠ none');
     expect(driftOf(emptyDir(), [])).toEqual([]);
   });
 });

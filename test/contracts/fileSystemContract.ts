@@ -1,5 +1,7 @@
+import { posix } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FileSystemError, type MirrorFileSystem } from "../../src/fs/fileSystem.js";
+import { hasByteEscapes, nameOfBytes } from "../../src/fs/byteNames.js";
+import { FileSystemError, type MirrorFileSystem, RESERVED_PREFIX, type Timestamp } from "../../src/fs/fileSystem.js";
 
 /** What a contract factory returns: a file system and a fresh, empty, existing directory in it. */
 export interface FileSystemUnderTest {
@@ -24,6 +26,16 @@ export function errorCodeOf(action: () => unknown): string {
 }
 
 const allByteValues = Uint8Array.from({ length: 256 }, (_, index) => index);
+
+/** 400 days before the epoch, with a nanosecond part: seconds negative, nanoseconds still positive. */
+const beforeEpoch: Timestamp = { sec: -400 * 86_400, nsec: 987_654_321 };
+/** 2100-01-01, past the 32-bit time_t limit, one nanosecond in. */
+const after2038: Timestamp = { sec: 4_102_444_800, nsec: 1 };
+
+/** The instant of `time` in milliseconds, as `EntryStat.mtimeMs` states it. */
+function millisecondsOf(time: Timestamp): number {
+  return time.sec * 1000 + time.nsec / 1e6;
+}
 
 /**
  * The FileSystem contract: behaviour every implementation shares with a real Linux disk,
@@ -264,12 +276,6 @@ export function describeFileSystemContract(label: string, makeFileSystem: () => 
         expect(fs.exists(at("nowhere"))).toBe(false);
       });
 
-      it("setMetadata on a symlink fails and leaves its target alone", () => {
-        fs.setMetadata(at("file"), { mode: 0o640 });
-        expect(errorCodeOf(() => fs.setMetadata(at("link-to-file"), { mode: 0o600 }))).not.toBe("no error");
-        expect(fs.lstat(at("file")).mode).toBe(0o640);
-      });
-
       it("removeFile removes the link, not its target", () => {
         fs.removeFile(at("link-to-dir"));
         fs.removeFile(at("link-to-file"));
@@ -311,16 +317,29 @@ export function describeFileSystemContract(label: string, makeFileSystem: () => 
     });
 
     describe("metadata", () => {
-      it("lstat reports kind, size, permission bits and times of files and directories", () => {
+      it("lstat reports kind, size, permission bits, times, links and owner of files and directories", () => {
         fs.writeFile(at("f"), "12345");
         fs.makeDir(at("d"));
         const file = fs.lstat(at("f"));
+        const dir = fs.lstat(at("d"));
         expect(file.kind).toBe("file");
         expect(file.size).toBe(5);
         expect(file.mode & ~0o7777).toBe(0);
-        expect(Number.isFinite(file.mtimeMs)).toBe(true);
-        expect(Number.isFinite(file.ctimeMs)).toBe(true);
-        expect(fs.lstat(at("d")).kind).toBe("dir");
+        expect(file.nlink).toBe(1);
+        expect(dir.kind).toBe("dir");
+        expect(dir.nlink).toBeGreaterThanOrEqual(1);
+        for (const stat of [file, dir]) {
+          expect(Number.isInteger(stat.mtime.sec)).toBe(true);
+          expect(Number.isInteger(stat.mtime.nsec)).toBe(true);
+          expect(stat.mtime.nsec).toBeGreaterThanOrEqual(0);
+          expect(stat.mtime.nsec).toBeLessThan(1e9);
+          // mtimeMs is the same instant as mtime, to float precision.
+          expect(Math.abs(stat.mtimeMs - millisecondsOf(stat.mtime))).toBeLessThan(1e-3);
+          expect(Number.isFinite(stat.ctimeMs)).toBe(true);
+          expect(Number.isInteger(stat.uid) && Number.isInteger(stat.gid)).toBe(true);
+        }
+        // One file system: one device, which with the inode identifies a hard-link group.
+        expect(dir.dev).toBe(file.dev);
         expect(errorCodeOf(() => fs.lstat(at("missing")))).toBe("ENOENT");
       });
 
@@ -333,28 +352,25 @@ export function describeFileSystemContract(label: string, makeFileSystem: () => 
         expect(new Set(inodes).size).toBe(4);
       });
 
-      it("writeFileWith writes the bytes, the mode and the mtime", () => {
-        fs.writeFileWith(at("f"), allByteValues, { mode: 0o640, mtimeMs: 1_600_000_000_000 });
+      it("writeFileWith writes the bytes, the mode and the exact mtime", () => {
+        const mtime = { sec: 1_600_000_000, nsec: 123_456_789 };
+        fs.writeFileWith(at("f"), allByteValues, { mode: 0o640, mtime });
         const stat = fs.lstat(at("f"));
         expect(new Uint8Array(fs.readFile(at("f")))).toEqual(allByteValues);
         expect(stat.mode).toBe(0o640);
-        expect(stat.mtimeMs).toBe(1_600_000_000_000);
+        expect(stat.mtime).toEqual(mtime);
         expect(stat.size).toBe(256);
-      });
-
-      it("writeFileWith keeps millisecond mtimes and masks setuid, setgid and sticky bits", () => {
-        fs.writeFileWith(at("f"), Uint8Array.of(1), { mode: 0o7755, mtimeMs: 1_600_000_000_123 });
-        const stat = fs.lstat(at("f"));
-        expect(stat.mode).toBe(0o755);
-        // The kernel stores nanoseconds converted from a float; the millisecond survives.
-        expect(stat.mtimeMs).toBeCloseTo(1_600_000_000_123, 0);
       });
 
       it("writeFileWith replaces an existing file", () => {
         fs.writeFile(at("f"), "old content, longer");
-        fs.writeFileWith(at("f"), new TextEncoder().encode("new"), { mode: 0o600, mtimeMs: 1_500_000_000_000 });
+        fs.writeFileWith(at("f"), new TextEncoder().encode("new"), {
+          mode: 0o600,
+          mtime: { sec: 1_500_000_000, nsec: 0 },
+        });
         expect(text(at("f"))).toBe("new");
         expect(fs.lstat(at("f")).mode).toBe(0o600);
+        expect(fs.lstat(at("f")).mtime).toEqual({ sec: 1_500_000_000, nsec: 0 });
         expect(fs.listDir(root)).toEqual(["f"]);
       });
 
@@ -371,8 +387,8 @@ export function describeFileSystemContract(label: string, makeFileSystem: () => 
       it("setMetadata sets mode and mtime of a file and of a directory", () => {
         fs.writeFile(at("f"), "x");
         fs.makeDir(at("d"));
-        fs.setMetadata(at("f"), { mode: 0o600, mtimeMs: 1_400_000_000_000 });
-        fs.setMetadata(at("d"), { mode: 0o750, mtimeMs: 1_300_000_000_000 });
+        fs.setMetadata(at("f"), { mode: 0o600, mtime: { sec: 1_400_000_000, nsec: 0 } });
+        fs.setMetadata(at("d"), { mode: 0o750, mtime: { sec: 1_300_000_000, nsec: 0 } });
         expect(fs.lstat(at("f")).mode).toBe(0o600);
         expect(fs.lstat(at("f")).mtimeMs).toBe(1_400_000_000_000);
         expect(fs.lstat(at("d")).mode).toBe(0o750);
@@ -381,15 +397,301 @@ export function describeFileSystemContract(label: string, makeFileSystem: () => 
       });
 
       it("setMetadata changes only what it is given", () => {
-        fs.writeFileWith(at("f"), Uint8Array.of(1), { mode: 0o640, mtimeMs: 1_400_000_000_000 });
+        const mtime = { sec: 1_400_000_000, nsec: 42 };
+        fs.writeFileWith(at("f"), Uint8Array.of(1), { mode: 0o640, mtime });
+        const { uid, gid } = fs.lstat(at("f"));
         fs.setMetadata(at("f"), { mode: 0o600 });
-        expect(fs.lstat(at("f")).mtimeMs).toBe(1_400_000_000_000);
-        fs.setMetadata(at("f"), { mtimeMs: 1_500_000_000_000 });
-        expect(fs.lstat(at("f")).mode).toBe(0o600);
+        expect(fs.lstat(at("f")).mtime).toEqual(mtime);
+        fs.setMetadata(at("f"), { mtime: { sec: 1_500_000_000, nsec: 7 } });
+        expect(fs.lstat(at("f"))).toMatchObject({ mode: 0o600, mtime: { sec: 1_500_000_000, nsec: 7 }, uid, gid });
         expect(errorCodeOf(() => fs.setMetadata(at("missing"), { mode: 0o600 }))).toBe("ENOENT");
+      });
+
+      describe.each([
+        ["before 1970", beforeEpoch],
+        ["after 2038", after2038],
+      ])("exact mtimes %s, to the nanosecond", (_, mtime) => {
+        it("setMetadata sets it on a file, a directory and a symlink, and lstat reads it back", () => {
+          fs.writeFile(at("f"), "x");
+          fs.makeDir(at("d"));
+          fs.makeSymlink(at("l"), "f");
+          for (const name of ["f", "d", "l"]) fs.setMetadata(at(name), { mtime });
+          for (const name of ["f", "d", "l"]) {
+            const stat = fs.lstat(at(name));
+            expect(stat.mtime, name).toEqual(mtime);
+            expect(Math.abs(stat.mtimeMs - millisecondsOf(mtime)), name).toBeLessThan(1e-3);
+          }
+        });
+
+        it("stageFile, openStaged and writeFileWith apply it before the file becomes visible", () => {
+          const staged = fs.stageFile(at("staged"), Uint8Array.of(1, 2), { mode: 0o640, mtime });
+          const writer = fs.openStaged(at("streamed"));
+          writer.write(Uint8Array.of(3));
+          writer.write(Uint8Array.of(4, 5));
+          const streamed = writer.finish({ mode: 0o600, mtime });
+          expect(fs.commitStaged([staged, streamed])).toEqual([]);
+          fs.writeFileWith(at("written"), Uint8Array.of(6), { mtime });
+          expect(fs.lstat(at("staged"))).toMatchObject({ mode: 0o640, mtime, size: 2 });
+          expect(fs.lstat(at("streamed"))).toMatchObject({ mode: 0o600, mtime, size: 3 });
+          expect(new Uint8Array(fs.readFile(at("streamed")))).toEqual(Uint8Array.of(3, 4, 5));
+          expect(fs.lstat(at("written")).mtime).toEqual(mtime);
+        });
+      });
+
+      it.each([
+        ["4755", 0o4755],
+        ["2755", 0o2755],
+        ["1777", 0o1777],
+      ])("keeps all 12 mode bits (0o%s) on files and directories", (_, mode) => {
+        fs.writeFile(at("f"), "x");
+        fs.makeDir(at("d"));
+        fs.setMetadata(at("f"), { mode });
+        fs.setMetadata(at("d"), { mode });
+        fs.writeFileWith(at("written"), Uint8Array.of(1), { mode });
+        const staged = fs.stageFile(at("staged"), Uint8Array.of(1), { mode });
+        expect(fs.commitStaged([staged])).toEqual([]);
+        for (const name of ["f", "d", "written", "staged"]) expect(fs.lstat(at(name)).mode, name).toBe(mode);
+      });
+
+      it("sets owner and group of a file, a directory and a symlink itself (as root; EPERM otherwise)", () => {
+        fs.writeFile(at("f"), "x");
+        fs.makeDir(at("d"));
+        fs.makeSymlink(at("l"), "f");
+        const own = fs.lstat(at("f"));
+        // New entries belong to whoever the file system acts as: uid 0 is root (MemoryFileSystem always
+        // is; NodeFileSystem is when this process is), and only root may give a file away.
+        if (own.uid !== 0) {
+          expect(errorCodeOf(() => fs.setMetadata(at("f"), { uid: 1234, gid: 1234 }))).toBe("EPERM");
+          expect(fs.lstat(at("f"))).toMatchObject({ uid: own.uid, gid: own.gid });
+          return;
+        }
+        fs.setMetadata(at("l"), { uid: 1234, gid: 1234 });
+        // The link itself changed owner, not its target.
+        expect(fs.lstat(at("l"))).toMatchObject({ uid: 1234, gid: 1234 });
+        expect(fs.lstat(at("f"))).toMatchObject({ uid: own.uid, gid: own.gid });
+        fs.setMetadata(at("f"), { uid: 1234 });
+        expect(fs.lstat(at("f"))).toMatchObject({ uid: 1234, gid: own.gid });
+        fs.setMetadata(at("d"), { uid: 1234, gid: 1234 });
+        expect(fs.lstat(at("d"))).toMatchObject({ uid: 1234, gid: 1234 });
+        // Owner first, then the mode: the setuid bit that chown would clear survives.
+        const staged = fs.stageFile(at("staged"), Uint8Array.of(1), { uid: 1234, gid: 1234, mode: 0o4755 });
+        expect(fs.commitStaged([staged])).toEqual([]);
+        fs.writeFileWith(at("written"), Uint8Array.of(1), { uid: 1234, gid: 1234, mode: 0o6755 });
+        expect(fs.lstat(at("staged"))).toMatchObject({ uid: 1234, gid: 1234, mode: 0o4755 });
+        expect(fs.lstat(at("written"))).toMatchObject({ uid: 1234, gid: 1234, mode: 0o6755 });
+      });
+
+      it("chown of a file clears setuid, and setgid when group-execute is set, as Linux does even for root", () => {
+        fs.writeFile(at("f"), "x");
+        fs.makeDir(at("d"));
+        if (fs.lstat(at("f")).uid !== 0)
+          return expect(errorCodeOf(() => fs.setMetadata(at("f"), { uid: 1234 }))).toBe("EPERM");
+        fs.setMetadata(at("f"), { mode: 0o6755 });
+        fs.setMetadata(at("f"), { uid: 1234 });
+        expect(fs.lstat(at("f")).mode).toBe(0o755);
+        fs.setMetadata(at("f"), { mode: 0o2745 });
+        fs.setMetadata(at("f"), { gid: 1234 });
+        expect(fs.lstat(at("f")).mode).toBe(0o2745);
+        // A directory keeps them.
+        fs.setMetadata(at("d"), { mode: 0o6755 });
+        fs.setMetadata(at("d"), { uid: 1234, gid: 1234 });
+        expect(fs.lstat(at("d")).mode).toBe(0o6755);
+      });
+
+      it("setMetadata on a symlink sets the link's own mtime, ignores a mode, and leaves its target alone", () => {
+        const targetTime = { sec: 1_400_000_000, nsec: 1 };
+        const linkTime = { sec: 1_500_000_000, nsec: 2 };
+        fs.writeFileWith(at("file"), Uint8Array.of(1), { mode: 0o640, mtime: targetTime });
+        fs.makeSymlink(at("link"), "file");
+        fs.setMetadata(at("link"), { mode: 0o600, mtime: linkTime });
+        expect(fs.lstat(at("link"))).toMatchObject({ kind: "symlink", mode: 0o777, mtime: linkTime });
+        expect(fs.lstat(at("file"))).toMatchObject({ mode: 0o640, mtime: targetTime });
+        fs.setMetadata(at("link"), { mode: 0o600 });
+        expect(fs.lstat(at("link")).mode).toBe(0o777);
+        expect(fs.lstat(at("file")).mode).toBe(0o640);
+      });
+
+      it("a directory's mtime changes when an entry is created, removed or renamed in it; setMetadata sets it back exactly", () => {
+        const old = { sec: 1_000_000_000, nsec: 5 };
+        fs.makeDir(at("d"));
+        fs.writeFile(at("outside"), "x");
+        const changes: Array<[string, () => void]> = [
+          ["file created", () => fs.writeFile(at("d/f"), "x")],
+          ["directory created", () => fs.makeDir(at("d/sub"))],
+          ["symlink created", () => fs.makeSymlink(at("d/link"), "f")],
+          ["renamed in", () => fs.rename(at("outside"), at("d/moved"))],
+          ["renamed within", () => fs.rename(at("d/moved"), at("d/renamed"))],
+          ["file removed", () => fs.removeFile(at("d/f"))],
+          ["directory removed", () => fs.removeDir(at("d/sub"))],
+          ["staged file committed", () => fs.commitStaged([fs.stageFile(at("d/staged"), Uint8Array.of(1), {})])],
+        ];
+        for (const [what, change] of changes) {
+          fs.setMetadata(at("d"), { mtime: old });
+          expect(fs.lstat(at("d")).mtime, what).toEqual(old);
+          change();
+          expect(fs.lstat(at("d")).mtime, what).not.toEqual(old);
+        }
+        const restored = { sec: 1_234_567_890, nsec: 123_456_789 };
+        fs.setMetadata(at("d"), { mtime: restored });
+        expect(fs.lstat(at("d")).mtime).toEqual(restored);
+        expect(fs.listDir(at("d")).sort()).toEqual(["link", "renamed", "staged"]);
       });
     });
 
+    describe("names", () => {
+      const escaped = nameOfBytes(Buffer.from([0x66, 0xff, 0x6f]));
+      const reservedLooking = `${RESERVED_PREFIX}user-data`;
+
+      it("a name with a byte escape and a name starting with RESERVED_PREFIX are ordinary names", () => {
+        expect(hasByteEscapes(escaped)).toBe(true);
+        fs.writeFile(at(escaped), "escaped");
+        fs.writeFile(at(reservedLooking), "reserved-looking");
+        fs.makeDir(at(`${escaped}.d`));
+        fs.writeFile(at(`${escaped}.d/${reservedLooking}`), "inside");
+        const names = [escaped, `${escaped}.d`, reservedLooking];
+        expect(fs.listDir(root).sort()).toEqual([...names].sort());
+        expect(
+          fs
+            .listDirStats(root)
+            .map(({ name, stat }) => [name, stat.kind])
+            .sort(),
+        ).toEqual(
+          [
+            [escaped, "file"],
+            [`${escaped}.d`, "dir"],
+            [reservedLooking, "file"],
+          ].sort(),
+        );
+        expect(text(at(escaped))).toBe("escaped");
+        expect(text(at(reservedLooking))).toBe("reserved-looking");
+        expect(fs.listDir(at(`${escaped}.d`))).toEqual([reservedLooking]);
+        expect(text(at(`${escaped}.d/${reservedLooking}`))).toBe("inside");
+        expect(fs.lstat(at(escaped)).size).toBe("escaped".length);
+        expect(fs.isInternalName(escaped)).toBe(false);
+        expect(fs.isInternalName(reservedLooking)).toBe(false);
+        fs.rename(at(escaped), at(`${escaped}.d/moved`));
+        fs.removeFile(at(reservedLooking));
+        expect(fs.listDir(root)).toEqual([`${escaped}.d`]);
+        expect(fs.listDir(at(`${escaped}.d`)).sort()).toEqual([reservedLooking, "moved"].sort());
+      });
+
+      it("a symlink target with a byte escape round-trips; its size counts bytes", () => {
+        const target = `x${nameOfBytes(Buffer.from([0xfe]))}/y`;
+        fs.makeSymlink(at("link"), target);
+        expect(fs.readLink(at("link"))).toBe(target);
+        expect(fs.lstat(at("link")).size).toBe(4);
+      });
+
+      it("isInternalName is true for this file system's staged temps, which listings hide; other reserved-looking names show", () => {
+        fs.writeFile(at(reservedLooking), "user data");
+        const staged = fs.stageFile(at("f"), Uint8Array.of(1), {});
+        const writer = fs.openStaged(at("g"));
+        const tempName = posix.basename(staged.tempPath);
+        expect(posix.dirname(staged.tempPath)).toBe(root);
+        expect(tempName.startsWith(RESERVED_PREFIX)).toBe(true);
+        expect(fs.isInternalName(tempName)).toBe(true);
+        expect(fs.isInternalName("f")).toBe(false);
+        expect(fs.listDir(root)).toEqual([reservedLooking]);
+        expect(fs.listDirStats(root).map(({ name }) => name)).toEqual([reservedLooking]);
+        const streamed = writer.finish({});
+        expect(fs.isInternalName(posix.basename(streamed.tempPath))).toBe(true);
+        expect(fs.listDir(root)).toEqual([reservedLooking]);
+        fs.discardStaged([staged, streamed]);
+        expect(fs.listDir(root)).toEqual([reservedLooking]);
+        expect(fs.exists(at("f"))).toBe(false);
+        expect(text(at(reservedLooking))).toBe("user data");
+      });
+    });
+
+    describe("staged files", () => {
+      it("a staged file is invisible until committed, then replaces its final name", () => {
+        fs.writeFile(at("f"), "old");
+        const staged = fs.stageFile(at("f"), new TextEncoder().encode("new"), {});
+        const created = fs.stageFile(at("g"), new TextEncoder().encode("fresh"), {});
+        expect(text(at("f"))).toBe("old");
+        expect(fs.exists(at("g"))).toBe(false);
+        expect(fs.commitStaged([staged, created])).toEqual([]);
+        expect(text(at("f"))).toBe("new");
+        expect(text(at("g"))).toBe("fresh");
+        expect(fs.listDir(root).sort()).toEqual(["f", "g"]);
+      });
+
+      it("stageLink gives a file a second name: same inode, two links, one content; removing one keeps the other", () => {
+        fs.writeFile(at("a"), allByteValues);
+        fs.writeFile(at("b"), "to be replaced");
+        const staged = fs.stageLink(at("a"), at("b"));
+        // Staged: the new name is not visible yet, the old file still stands at `b`.
+        expect(text(at("b"))).toBe("to be replaced");
+        expect(fs.listDir(root).sort()).toEqual(["a", "b"]);
+        expect(fs.commitStaged([staged])).toEqual([]);
+        const a = fs.lstat(at("a"));
+        const b = fs.lstat(at("b"));
+        expect([b.ino, b.dev]).toEqual([a.ino, a.dev]);
+        expect([a.nlink, b.nlink]).toEqual([2, 2]);
+        expect(new Uint8Array(fs.readFile(at("b")))).toEqual(allByteValues);
+        // Metadata belongs to the inode: set through one name, seen through the other.
+        fs.setMetadata(at("a"), { mode: 0o600, mtime: { sec: 1_000_000_000, nsec: 9 } });
+        expect(fs.lstat(at("b"))).toMatchObject({ mode: 0o600, mtime: { sec: 1_000_000_000, nsec: 9 } });
+        fs.removeFile(at("a"));
+        expect(fs.listDir(root)).toEqual(["b"]);
+        expect(fs.lstat(at("b"))).toMatchObject({ ino: a.ino, nlink: 1 });
+        expect(new Uint8Array(fs.readFile(at("b")))).toEqual(allByteValues);
+      });
+
+      it("stageLink raises the POSIX codes and leaves no extra link behind", () => {
+        fs.writeFile(at("f"), "x");
+        fs.makeDir(at("d"));
+        expect(errorCodeOf(() => fs.stageLink(at("missing"), at("g")))).toBe("ENOENT");
+        expect(errorCodeOf(() => fs.stageLink(at("f"), at("missing/g")))).toBe("ENOENT");
+        // A directory in the way may be refused when staging or when committing; either way with EISDIR.
+        let code: string;
+        try {
+          code = fs.commitStaged([fs.stageLink(at("f"), at("d"))])[0]?.error.code ?? "no error";
+        } catch (error) {
+          code = errorCodeOf(() => {
+            throw error;
+          });
+        }
+        expect(code).toBe("EISDIR");
+        expect(fs.isDir(at("d"))).toBe(true);
+        expect(fs.lstat(at("f")).nlink).toBe(1);
+      });
+
+      it("stageExisting moves the file itself (same inode) and applies the metadata", () => {
+        fs.makeDir(at("d"));
+        fs.writeFile(at("from"), "moved bytes");
+        const ino = fs.lstat(at("from")).ino;
+        const mtime = { sec: 1_100_000_000, nsec: 11 };
+        const staged = fs.stageExisting(at("from"), at("d/to"), { mode: 0o604, mtime });
+        expect(fs.exists(at("from"))).toBe(false);
+        expect(fs.exists(at("d/to"))).toBe(false);
+        expect(fs.commitStaged([staged])).toEqual([]);
+        expect(fs.lstat(at("d/to"))).toMatchObject({ ino, mode: 0o604, mtime, nlink: 1 });
+        expect(text(at("d/to"))).toBe("moved bytes");
+      });
+
+      it("commitStaged commits every file it can and returns the others alone, each with its error", () => {
+        fs.makeDir(at("sub"));
+        const bytes = (content: string) => new TextEncoder().encode(content);
+        const first = fs.stageFile(at("first"), bytes("1"), {});
+        const blocked = fs.stageFile(at("blocked"), bytes("2"), {});
+        const orphan = fs.stageFile(at("sub/orphan"), bytes("3"), {});
+        const last = fs.stageFile(at("last"), bytes("4"), {});
+        // After staging: a directory takes the final name of one file, another one's directory vanishes.
+        fs.makeDir(at("blocked"));
+        fs.removeDir(at("sub"));
+        const failures = fs.commitStaged([first, blocked, orphan, last]);
+        expect(failures.map(({ file, error }) => [file, error instanceof FileSystemError, error.code])).toEqual([
+          [blocked, true, "EISDIR"],
+          [orphan, true, "ENOENT"],
+        ]);
+        expect(text(at("first"))).toBe("1");
+        expect(text(at("last"))).toBe("4");
+        expect(fs.isDir(at("blocked"))).toBe(true);
+        expect(fs.listDir(at("blocked"))).toEqual([]);
+        expect(fs.listDir(root).sort()).toEqual(["blocked", "first", "last"]);
+      });
+    });
     describe("rename", () => {
       it("moves a file, keeping its inode and bytes", () => {
         fs.makeDir(at("d"));

@@ -195,8 +195,8 @@ describe("mirrorlog log", () => {
     const text = await w.run(["log", w.src]);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout.includes("\u001b") || text.stdout.includes("\u009b")).toBe(false);
-    // One line per operation: a raw newline inside a path would make more.
-    expect(text.stdout.trimEnd().split("\n")).toHaveLength(names.length);
+    // One line per operation (the three files and the root's metadata): a raw newline inside a path would make more.
+    expect(text.stdout.trimEnd().split("\n")).toHaveLength(names.length + 1);
     expect(text.stdout).toContain('"new\\nline"');
     expect(text.stdout).toContain('"esc\\u001b[31mred"');
     expect(text.stdout).toContain('"csi\\u009bx"');
@@ -207,7 +207,7 @@ describe("mirrorlog log", () => {
       json<LogLine[]>(asJson)
         .map((l) => l.path)
         .sort(),
-    ).toEqual([...names].sort());
+    ).toEqual(["", ...names].sort());
   });
 });
 
@@ -227,18 +227,19 @@ describe("mirrorlog status", () => {
     expect(s.target).toBe(w.dst);
     expect(s.epoch?.epoch).toBe(1);
     expect(s.epoch?.reason).toBe("new log: first session");
-    expect(s.lastLogged).toBe("1:2");
-    expect(s.lastApplied).toBe("1:2");
+    // The root directory's metadata (its mtime differs from the new target's), then a and b.
+    expect(s.lastLogged).toBe("1:3");
+    expect(s.lastApplied).toBe("1:3");
     expect(s.lag).toBe(0);
-    expect(s.lastMinute).toMatchObject({ operations: 2, bytesWritten: 8 });
-    expect(s.lastHour).toMatchObject({ operations: 2, bytesWritten: 8 });
+    expect(s.lastMinute).toMatchObject({ operations: 3, bytesWritten: 8 });
+    expect(s.lastHour).toMatchObject({ operations: 3, bytesWritten: 8 });
     expect(s.problems).toEqual([]);
 
     const text = await w.run(["status", w.src]);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toContain(`"${w.src}" → "${w.dst}"`);
     expect(text.stdout).toMatch(/lag +0 operations/);
-    expect(text.stdout).toMatch(/applied +1:2/);
+    expect(text.stdout).toMatch(/applied +1:3/);
   });
 
   it("filters by SRC, and says so with exit 1 when SRC has no replication", async () => {
@@ -311,15 +312,19 @@ describe("mirrorlog verify", () => {
     rmSync(join(w.dst, "h"));
     const { result, report } = await verifyUnchanged(w);
     expect(result.code, result.stderr).toBe(1);
+    // Adding and removing entries also changed the mtimes of their directories (rsync: `.d..t......`).
     expect(report.drift.map((d) => [d.drift, d.path, d.source, d.target]).sort()).toEqual([
       ["extra", "d/extra", null, "file"],
+      ["metadata", "", "dir", "dir"],
+      ["metadata", "d", "dir", "dir"],
       ["missing", "h", "file", null],
     ]);
+    expect(report.drift.find((d) => d.path === "d")?.detail).toMatch(/^mtime \S+ ≠ \S+$/);
     const text = await w.run(["verify", w.src, w.dst]);
     expect(text.code).toBe(1);
     expect(text.stdout).toMatch(/^extra +"d\/extra"/m);
     expect(text.stdout).toMatch(/^missing +"h"/m);
-    expect(text.stdout).toMatch(/2 differences/);
+    expect(text.stdout).toMatch(/4 differences/);
   });
 
   it("reports a mode change as metadata and a file replaced by a directory as kind", async () => {
@@ -332,11 +337,13 @@ describe("mirrorlog verify", () => {
     expect(result.code, result.stderr).toBe(1);
     expect(report.drift).toEqual(
       expect.arrayContaining([
-        { drift: "metadata", path: "g", source: "file", target: "file", detail: "mode 644 ≠ 600" },
+        { drift: "metadata", path: "g", source: "file", target: "file", detail: "mode 0644 ≠ 0600" },
         expect.objectContaining({ drift: "kind", path: "h", source: "file", target: "dir" }),
+        // Replacing h changed the root directory's mtime.
+        expect.objectContaining({ drift: "metadata", path: "", source: "dir", target: "dir" }),
       ]),
     );
-    expect(report.drift).toHaveLength(2);
+    expect(report.drift).toHaveLength(3);
   });
 
   it("reports a target that does not exist as missing and does not create it", async () => {
@@ -387,7 +394,10 @@ describe("audits of an ssh target", () => {
       const remoteBefore = snapshot(remoteState);
       const drifted = await runMirrorlog(["verify", "--json", ...args, w.src, target], { env });
       expect(drifted.code, drifted.stderr).toBe(1);
-      expect(json<VerifyReport>(drifted).drift.map((d) => [d.drift, d.path])).toEqual([["extra", "stray"]]);
+      expect(json<VerifyReport>(drifted).drift.map((d) => [d.drift, d.path])).toEqual([
+        ["metadata", ""],
+        ["extra", "stray"],
+      ]);
       expect(snapshot(w.dst)).toEqual(before);
       expect(snapshot(remoteState)).toEqual(remoteBefore);
     } finally {

@@ -123,6 +123,33 @@ for (const makeBackend of [memoryBackend, fileBackend]) {
       expect(log.append([write("next")], 4).map((e) => e.position.seq)).toEqual([2]);
     });
 
+    it("keeps every field of an operation exactly: attributes, links, byte-escaped names and targets", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      const operations: Operation[] = [
+        { type: "ensureDir", path: "", mode: 0o1777, mtime: { sec: -1, nsec: 999_999_999 }, uid: 0, gid: 2 ** 32 - 2 },
+        {
+          type: "writeFile",
+          path: "d\\x/caf\uefe9",
+          hash: HASH,
+          size: 3,
+          linkTo: "a",
+          mode: 0o4755,
+          mtime: { sec: 1e12, nsec: 1 },
+          uid: 1000,
+          gid: 100,
+        },
+        { type: "writeSymlink", path: "l", target: "\uefff/../x", mtime: { sec: 0, nsec: 0 }, uid: 7 },
+        { type: "remove", path: ".mirrorlog-tmp-1" },
+      ];
+      log.append(
+        operations.map((operation) => ({ operation, detectedBy: "watch" as const })),
+        2,
+      );
+      expect(log.readAfter(1, 0).map((e) => e.operation)).toEqual(operations);
+      expect(log.history("d\\x/caf\uefe9").map((h) => h.entry.operation)).toEqual([operations[1]]);
+    });
+
     it("reads after a position, in order, within one epoch, at most `limit`", () => {
       const { log } = setup();
       log.startEpoch("one", 1);

@@ -4,14 +4,18 @@ import { describe, expect, it } from "vitest";
 import { OperationSchema } from "../../src/events/operation.js";
 import {
   childOf,
+  compareWalkOrder,
   escapeForDisplay,
+  escapeUnsafeJson,
   isAtOrBelow,
   MAX_PATH_BYTES,
   MAX_SEGMENT_BYTES,
+  MAX_SYMLINK_BYTES,
   parentOf,
   RESERVED_PREFIX,
   relativePathProblem,
   segmentsOf,
+  symlinkTargetProblem,
 } from "../../src/events/paths.js";
 
 /** A path of exactly `bytes` UTF-8 bytes (4001 or more): twenty 199-byte segments, then one that fills the rest. */
@@ -30,16 +34,17 @@ const UNSAFE: [label: string, path: string, reason: RegExp][] = [
   ["dot segment", "a/./b", /"\." segment/],
   ["trailing slash", "a/", /empty segment/],
   ["dot", ".", /"\." segment/],
-  ["backslash", "a\\b", /backslash/],
-  ["windows drive", "C:\\x", /backslash/],
   ["NUL byte", "a\u0000b", /NUL/],
   ["256-byte segment", "a".repeat(256), /segment over 255 bytes/],
   ["256-byte multibyte segment", "é".repeat(128), /segment over 255 bytes/],
   ["4097-byte path", pathOfBytes(4097), /longer than 4096 bytes/],
-  ["reserved temp prefix", `${RESERVED_PREFIX}x`, /reserved temp prefix/],
-  ["reserved temp prefix below a dir", `a/${RESERVED_PREFIX}`, /reserved temp prefix/],
-  ["lone high surrogate", "a\ud800b", /well-formed/],
-  ["lone low surrogate", "x/\udc00", /well-formed/],
+  ["lone high surrogate", "a\ud800b", /canonical spelling/],
+  ["lone low surrogate", "x/\udc00", /canonical spelling/],
+  // Byte escapes (fs/byteNames.ts) spelling bytes that are valid UTF-8: the canonical string is the text.
+  ["escapes spelling valid UTF-8 (é)", "\uefc3\uefa9", /canonical spelling/],
+  ["escapes spelling U+FF80 (valid UTF-8 EF BE 80)", "a/\uefef\uefbe\uef80", /canonical spelling/],
+  ["escapes spelling a 4-byte character (😀)", "d/\ueff0\uef9f\uef98\uef80", /canonical spelling/],
+  ["256 escaped bytes in a segment", "\uefff".repeat(256), /segment over 255 bytes/],
 ];
 
 const SAFE: [label: string, path: string][] = [
@@ -54,11 +59,23 @@ const SAFE: [label: string, path: string][] = [
   ["leading dash", "-x"],
   ["reserved prefix not at the start", `a${RESERVED_PREFIX}x`],
   ["truncated reserved prefix", ".mirrorlog-tmp"],
+  // Linux names are bytes: a backslash is an ordinary character, and a name that merely looks like one of
+  // mirrorlog's temps is user data (only a file system's own internal names are refused, by the target).
+  ["backslash", "a\\b"],
+  ["windows drive", "C:\\x"],
+  ["reserved temp prefix", `${RESERVED_PREFIX}x`],
+  ["reserved temp prefix below a dir", `a/${RESERVED_PREFIX}`],
+  ["canonical escape of a byte that is not UTF-8", "a\uefff/\uef80"],
+  ["canonical escapes of a real U+EF80 (EE BE 80)", "\uefee\uefbe\uef80"],
+  ["escapes of bytes a slash separates", "\uefc3/\uefa9"],
+  ["private-use text outside the escape range", "\uef41\uef7f\uf000"],
   ["prototype key", "__proto__/constructor"],
   ["LIKE wildcards", "%/_"],
   ["255-byte segment", "a".repeat(MAX_SEGMENT_BYTES)],
   ["255-byte multibyte segment", `${"é".repeat(127)}a`],
   ["4096-byte path", pathOfBytes(MAX_PATH_BYTES)],
+  // Each escape stands for one byte: 255 of them fill a segment exactly.
+  ["255 escaped bytes in a segment", "\uefff".repeat(MAX_SEGMENT_BYTES)],
 ];
 
 describe("relativePathProblem", () => {
@@ -136,5 +153,53 @@ describe("path arithmetic", () => {
   it("escapeForDisplay makes control characters visible", () => {
     expect(escapeForDisplay("a\u0000b\nc")).toBe("a\\u0000b\\nc");
     expect(escapeForDisplay("plain/é")).toBe("plain/é");
+  });
+
+  it("escapeForDisplay shows a byte that is not UTF-8 as \\xNN, and bidi or C1 controls as \\uXXXX", () => {
+    expect(escapeForDisplay("a\uefff/\uef80b")).toBe("a\\xff/\\x80b");
+    expect(escapeForDisplay("\uefee\uefbe\uef80")).toBe("\\xee\\xbe\\x80");
+    expect(escapeForDisplay("evil\u202etxt.exe")).toBe("evil\\u202etxt.exe");
+    expect(escapeForDisplay("a\u009bb\u007f")).toBe("a\\u009bb\\u007f");
+  });
+
+  it("escapeUnsafeJson keeps JSON valid and the same value, with terminal-active characters escaped", () => {
+    const value = { path: "x\u2028y\u202ez\u0085\ufeff", plain: "é😀" };
+    const escaped = escapeUnsafeJson(JSON.stringify(value));
+    expect(escaped).not.toMatch(/[\u007f-\u009f\u2028\u202e\ufeff]/);
+    expect(escaped).toContain("\\u2028");
+    expect(escaped).toContain("é😀");
+    expect(JSON.parse(escaped)).toEqual(value);
+  });
+
+  it("compareWalkOrder orders segment by segment, parents before children", () => {
+    const paths = ["a-c", "a/b", "a", "b", "a/b/c", "", "a.b", "a/a"];
+    expect([...paths].sort(compareWalkOrder)).toEqual(["", "a", "a/a", "a/b", "a/b/c", "a-c", "a.b", "b"]);
+    expect(compareWalkOrder("x/y", "x/y")).toBe(0);
+  });
+});
+
+describe("symlinkTargetProblem", () => {
+  it.each([
+    ["absolute", "/etc/passwd"],
+    ["climbing", "../../x"],
+    ["backslashes", "a\\b"],
+    ["a byte that is not UTF-8", "\uefff"],
+    ["4095 bytes", "x".repeat(MAX_SYMLINK_BYTES)],
+    ["4095 escaped bytes", "\uef80".repeat(MAX_SYMLINK_BYTES)],
+  ])("stores any text: %s", (_label, target) => {
+    expect(symlinkTargetProblem(target)).toBeNull();
+  });
+
+  it.each([
+    ["empty", "", /empty/],
+    ["NUL", "a\u0000b", /NUL/],
+    ["4096 bytes", "x".repeat(MAX_SYMLINK_BYTES + 1), /longer than 4095 bytes/],
+    ["4096 escaped bytes", "\uef80".repeat(MAX_SYMLINK_BYTES + 1), /longer than 4095 bytes/],
+    ["a non-canonical escape", "\uefc3\uefa9", /canonical spelling/],
+    ["a lone surrogate", "\ud800", /canonical spelling/],
+  ])("refuses %s", (_label, target, reason) => {
+    expect(symlinkTargetProblem(target)).toMatch(reason);
+    const parsed = OperationSchema.safeParse({ type: "writeSymlink", path: "l", target });
+    expect(parsed.success).toBe(false);
   });
 });

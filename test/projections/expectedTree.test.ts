@@ -1,15 +1,22 @@
 // The expected target tree is a pure fold of confirmed operations: each operation type's after-state,
 // unknown marking for failed paths, manifest loading, and structural sharing across one batch.
 import { describe, expect, it } from "vitest";
+import type { Operation } from "../../src/events/operation.js";
 import type { ManifestEntry } from "../../src/events/protocol.js";
 import { type DirNode, emptyDir, nodeAt, sameNode, type TreeNode } from "../../src/events/tree.js";
-import { foldExpectedTree, treeFromManifest } from "../../src/projections/expectedTree.js";
+import {
+  foldExpectedTree,
+  manifestEntryOf,
+  manifestFromTree,
+  nodeOf,
+  treeFromManifest,
+} from "../../src/projections/expectedTree.js";
 
 const H1 = "1".repeat(64);
 const H2 = "2".repeat(64);
 
 function dir(children: Record<string, TreeNode>, mode?: number): DirNode {
-  const node = emptyDir(mode);
+  const node = emptyDir(mode === undefined ? {} : { mode });
   for (const [name, child] of Object.entries(children)) node.children.set(name, child);
   return node;
 }
@@ -35,7 +42,7 @@ describe("foldExpectedTree", () => {
       { type: "ensureDir", path: "a", mode: 0o750 },
     ]);
     expect(nodeAt(tree, "new")).toEqual(emptyDir());
-    expect(nodeAt(tree, "t")).toEqual(emptyDir(0o700));
+    expect(nodeAt(tree, "t")).toEqual(emptyDir({ mode: 0o700 }));
     const a = nodeAt(tree, "a") as DirNode;
     expect(a.mode).toBe(0o750);
     expect([...a.children.keys()].sort()).toEqual(["deep", "f"]);
@@ -52,13 +59,62 @@ describe("foldExpectedTree", () => {
   it("writeFile records hash, size and metadata, replacing whatever stood there", () => {
     const tree = foldExpectedTree(sampleTree(), [
       { type: "writeFile", path: "a/f", hash: H2, size: 5 },
-      { type: "writeFile", path: "b", hash: H1, size: 7, mode: 0o600, mtimeMs: 1234.5 },
+      {
+        type: "writeFile",
+        path: "b",
+        hash: H1,
+        size: 7,
+        mode: 0o600,
+        mtime: { sec: 1234, nsec: 500_000_001 },
+        uid: 1000,
+        gid: 100,
+      },
       { type: "writeFile", path: "a/deep/new", hash: H1, size: 0 },
     ]);
     expect(nodeAt(tree, "a/f")).toEqual({ kind: "file", hash: H2, size: 5 });
-    expect(nodeAt(tree, "b")).toEqual({ kind: "file", hash: H1, size: 7, mode: 0o600, mtimeMs: 1234.5 });
+    expect(nodeAt(tree, "b")).toEqual({
+      kind: "file",
+      hash: H1,
+      size: 7,
+      mode: 0o600,
+      mtime: { sec: 1234, nsec: 500_000_001 },
+      uid: 1000,
+      gid: 100,
+    });
     expect(nodeAt(tree, "b/h")).toBeUndefined();
     expect(nodeAt(tree, "a/deep/new")).toEqual({ kind: "file", hash: H1, size: 0 });
+  });
+
+  it("ensureDir of an existing directory restates only the attributes it names", () => {
+    const base = foldExpectedTree(sampleTree(), [
+      { type: "ensureDir", path: "a", mode: 0o750, mtime: { sec: 10, nsec: 1 }, uid: 5 },
+    ]);
+    const tree = foldExpectedTree(base, [
+      { type: "ensureDir", path: "a", mtime: { sec: 20, nsec: 2 } },
+      { type: "ensureDir", path: "", mode: 0o700, mtime: { sec: 30, nsec: 3 }, gid: 7 },
+    ]);
+    const a = nodeAt(tree, "a") as DirNode;
+    expect({ mode: a.mode, mtime: a.mtime, uid: a.uid, gid: a.gid }).toEqual({
+      mode: 0o750,
+      mtime: { sec: 20, nsec: 2 },
+      uid: 5,
+      gid: undefined,
+    });
+    expect({ mode: tree.mode, mtime: tree.mtime, gid: tree.gid }).toEqual({
+      mode: 0o700,
+      mtime: { sec: 30, nsec: 3 },
+      gid: 7,
+    });
+    expect([...a.children.keys()].sort()).toEqual(["deep", "f"]);
+  });
+
+  it("writeFile with linkTo records the link; a later write without it drops it", () => {
+    const linked = foldExpectedTree(sampleTree(), [
+      { type: "writeFile", path: "b/h2", hash: H1, size: 1, linkTo: "b/h" },
+    ]);
+    expect(nodeAt(linked, "b/h2")).toEqual({ kind: "file", hash: H1, size: 1, linkTo: "b/h" });
+    const unlinked = foldExpectedTree(linked, [{ type: "writeFile", path: "b/h2", hash: H1, size: 1 }]);
+    expect(nodeAt(unlinked, "b/h2")).toEqual({ kind: "file", hash: H1, size: 1 });
   });
 
   it("writeSymlink records the link text", () => {
@@ -145,12 +201,62 @@ describe("foldExpectedTree", () => {
   });
 });
 
+describe("nodeOf and manifestEntryOf", () => {
+  const MTIME = { sec: -5, nsec: 999_999_999 };
+  const states: [Operation, ManifestEntry, TreeNode][] = [
+    [
+      { type: "ensureDir", path: "d", mode: 0o1777, mtime: MTIME, uid: 1, gid: 2 },
+      { kind: "dir", path: "d", mode: 0o1777, mtime: MTIME, uid: 1, gid: 2 },
+      { kind: "dir", children: new Map(), mode: 0o1777, mtime: MTIME, uid: 1, gid: 2 },
+    ],
+    [
+      { type: "writeFile", path: "f", hash: H1, size: 3, linkTo: "e", mode: 0o4755, mtime: MTIME, uid: 0 },
+      { kind: "file", path: "f", hash: H1, size: 3, linkTo: "e", mode: 0o4755, mtime: MTIME, uid: 0 },
+      { kind: "file", hash: H1, size: 3, linkTo: "e", mode: 0o4755, mtime: MTIME, uid: 0 },
+    ],
+    [
+      { type: "writeSymlink", path: "l", target: "../x", mtime: MTIME, gid: 9 },
+      { kind: "symlink", path: "l", target: "../x", mtime: MTIME, gid: 9 },
+      { kind: "symlink", target: "../x", mtime: MTIME, gid: 9 },
+    ],
+    [
+      { type: "writeFile", path: "plain", hash: H2, size: 0 },
+      { kind: "file", path: "plain", hash: H2, size: 0 },
+      { kind: "file", hash: H2, size: 0 },
+    ],
+  ];
+
+  it.each(states)("an operation, its manifest entry and its node state the same (%o)", (operation, entry, node) => {
+    if (operation.type === "remove") throw new Error("not a state");
+    expect(nodeOf(operation)).toEqual(node);
+    expect(nodeOf(entry as Exclude<ManifestEntry, { kind: "unknown" }>)).toEqual(node);
+    expect(manifestEntryOf(node, entry.path)).toEqual(entry);
+  });
+
+  it("a node's mtime is a copy: changing the operation's afterwards does not reach the tree", () => {
+    const mtime = { sec: 1, nsec: 2 };
+    const node = nodeOf({ type: "writeFile", path: "f", hash: H1, size: 1, mtime });
+    mtime.sec = 99;
+    expect(node).toEqual({ kind: "file", hash: H1, size: 1, mtime: { sec: 1, nsec: 2 } });
+  });
+
+  it("manifestFromTree and treeFromManifest are inverse, attributes and links included", () => {
+    const tree = foldExpectedTree(
+      emptyDir({ mode: 0o755, mtime: MTIME }),
+      states.map(([operation]) => operation),
+    );
+    const manifest = manifestFromTree(tree);
+    expect(manifest[0]).toEqual({ kind: "dir", path: "", mode: 0o755, mtime: MTIME });
+    expect(treeFromManifest(manifest)).toEqual(tree);
+  });
+});
+
 describe("treeFromManifest", () => {
   it("builds the tree from entries listed parents first, with the root's mode", () => {
     const entries: ManifestEntry[] = [
       { kind: "dir", path: "", mode: 0o755 },
       { kind: "dir", path: "a", mode: 0o700 },
-      { kind: "file", path: "a/f", hash: H1, size: 4, mode: 0o644, mtimeMs: 17 },
+      { kind: "file", path: "a/f", hash: H1, size: 4, mode: 0o644, mtime: { sec: 17, nsec: 5 } },
       { kind: "symlink", path: "a/l", target: "f" },
       { kind: "unknown", path: "fifo" },
       { kind: "file", path: "top", hash: H2, size: 0 },
@@ -160,7 +266,7 @@ describe("treeFromManifest", () => {
         {
           a: dir(
             {
-              f: { kind: "file", hash: H1, size: 4, mode: 0o644, mtimeMs: 17 },
+              f: { kind: "file", hash: H1, size: 4, mode: 0o644, mtime: { sec: 17, nsec: 5 } },
               l: { kind: "symlink", target: "f" },
             },
             0o700,

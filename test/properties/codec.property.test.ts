@@ -3,10 +3,12 @@
 // unchanged.
 import v8 from "node:v8";
 import { fc, test } from "@fast-check/vitest";
-import { describe, expect } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Operation, OperationSchema } from "../../src/events/operation.js";
-import { relativePathProblem } from "../../src/events/paths.js";
+import { relativePathProblem, symlinkTargetProblem } from "../../src/events/paths.js";
 import {
+  type FailureCode,
+  FailureCodeSchema,
   type ManifestEntry,
   PROTOCOL_VERSION,
   type Request,
@@ -14,6 +16,7 @@ import {
   type Response,
   ResponseSchema,
 } from "../../src/events/protocol.js";
+import { nameOfBytes } from "../../src/fs/byteNames.js";
 import { decodeFramePayload, encodeFrame, FRAME_HEADER_BYTES, FrameDecoder } from "../../src/transport/frames.js";
 
 const NUM_RUNS = Number(process.env.MIRRORLOG_FC_RUNS ?? 200);
@@ -28,10 +31,31 @@ function plainRecord<T>(
   return fc.record(model, { ...constraints, noNullPrototype: true } as never) as unknown as fc.Arbitrary<T>;
 }
 
-/** Names a scan meets, including ones that look like traversal or prototype keys but are ordinary names. */
-const NOTABLE_SEGMENTS = ["a", "..a", "a..", "-x", "with space", "é", "日本", "😀", "__proto__", "constructor", "%_"];
+/**
+ * Names a scan meets, including ones that look like traversal, prototype keys, Windows paths or mirrorlog's
+ * temps but are ordinary Linux names, and names whose bytes are not UTF-8 (byte escapes, fs/byteNames.ts).
+ */
+const NOTABLE_SEGMENTS = [
+  "a",
+  "..a",
+  "a..",
+  "-x",
+  "with space",
+  "é",
+  "日本",
+  "😀",
+  "__proto__",
+  "constructor",
+  "%_",
+  "a\\b",
+  "C:\\x",
+  ".mirrorlog-tmp-x",
+  "\uefff",
+  "caf\uefe9",
+  "\uefee\uefbe\uef80",
+];
 
-/** Well-formed text: arbitrary code points, never a lone surrogate (paths forbid them; see the report on symlinks). */
+/** Well-formed text: arbitrary code points, never a lone surrogate. */
 const text = fc.string({ unit: "binary", maxLength: 40 });
 
 const segment = fc.oneof(
@@ -39,6 +63,11 @@ const segment = fc.oneof(
   fc
     .string({ unit: "binary", minLength: 1, maxLength: 12 })
     .filter((s) => !s.includes("/") && relativePathProblem(s) === null),
+  // Any bytes but NUL and "/": the one string that names them.
+  fc
+    .uint8Array({ minLength: 1, maxLength: 12 })
+    .map((b) => nameOfBytes(b.filter((x) => x !== 0 && x !== 0x2f)))
+    .filter((s) => s !== "" && relativePathProblem(s) === null),
 );
 
 /** A canonical relative path naming an entry below the root. */
@@ -48,11 +77,24 @@ const relativePath = fc.oneof(fc.constant(""), entryPath);
 
 const hash = fc.string({ unit: fc.constantFrom(..."0123456789abcdef"), minLength: 64, maxLength: 64 });
 const size = fc.oneof(fc.nat({ max: 1 << 20 }), fc.maxSafeNat());
-const mode = fc.integer({ min: 0, max: 0o777 });
-/** msgpack carries -0 as 0, harmless for a time; the generator leaves it out so deep equality is exact. */
-const mtimeMs = fc
-  .oneof(fc.integer({ min: -1e13, max: 1e14 }), fc.double({ min: -1e13, max: 1e14, noNaN: true }))
-  .filter((n) => !Object.is(n, -0));
+/** The 12 permission bits, setuid/setgid/sticky included. */
+const mode = fc.oneof(fc.integer({ min: 0, max: 0o7777 }), fc.constantFrom(0, 0o7777, 0o4755, 0o1777));
+/** An exact mtime, before 1970 and far ahead included (the schema's bounds are ±1e12 s). */
+const mtime = plainRecord({
+  sec: fc.oneof(fc.integer({ min: -1e12, max: 1e12 }), fc.constantFrom(-1e12, -1, 0, 1e12)),
+  nsec: fc.oneof(fc.integer({ min: 0, max: 999_999_999 }), fc.constantFrom(0, 999_999_999)),
+});
+/** A numeric owner or group id; 2^32-1 means "no change" to chown and is never valid. */
+const ownerId = fc.oneof(fc.integer({ min: 0, max: 2 ** 32 - 2 }), fc.constantFrom(0, 65534, 2 ** 32 - 2));
+/** A symlink target as stored: any canonical text but NUL, at most 4095 bytes. */
+const symlinkTarget = fc.oneof(
+  fc.constantFrom("../x", "/etc/passwd", "a b", "x".repeat(4095), "\uefff".repeat(4095), "a\\b"),
+  fc.string({ unit: "binary", minLength: 1, maxLength: 60 }).filter((t) => symlinkTargetProblem(t) === null),
+  fc
+    .uint8Array({ minLength: 1, maxLength: 60 })
+    .map((b) => nameOfBytes(b.filter((x) => x !== 0)))
+    .filter((t) => symlinkTargetProblem(t) === null),
+);
 const epoch = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }));
 const seq = fc.oneof(fc.nat({ max: 1000 }), fc.maxSafeNat());
 const logId = fc.oneof(
@@ -60,24 +102,36 @@ const logId = fc.oneof(
   fc.string({ unit: fc.constantFrom(..."0123456789abcdef-"), minLength: 8, maxLength: 64 }),
 );
 const integer = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.constant(PROTOCOL_VERSION));
-const anyNumber = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0));
 
 const ensureDir = plainRecord(
-  { type: fc.constant("ensureDir" as const), path: relativePath, mode },
+  { type: fc.constant("ensureDir" as const), path: relativePath, mode, mtime, uid: ownerId, gid: ownerId },
   { requiredKeys: ["type", "path"] },
 );
 const writeFile = plainRecord(
-  { type: fc.constant("writeFile" as const), path: entryPath, hash, size, mode, mtimeMs },
+  {
+    type: fc.constant("writeFile" as const),
+    path: entryPath,
+    hash,
+    size,
+    linkTo: entryPath,
+    mode,
+    mtime,
+    uid: ownerId,
+    gid: ownerId,
+  },
   { requiredKeys: ["type", "path", "hash", "size"] },
 );
-const writeSymlink = plainRecord({
-  type: fc.constant("writeSymlink" as const),
-  path: entryPath,
-  target: fc.oneof(
-    fc.constantFrom("../x", "/etc/passwd", "a b", "x".repeat(4095)),
-    fc.string({ unit: "binary", minLength: 1, maxLength: 60 }).filter((t) => !t.includes("\0")),
-  ),
-});
+const writeSymlink = plainRecord(
+  {
+    type: fc.constant("writeSymlink" as const),
+    path: entryPath,
+    target: symlinkTarget,
+    mtime,
+    uid: ownerId,
+    gid: ownerId,
+  },
+  { requiredKeys: ["type", "path", "target"] },
+);
 const remove = plainRecord({ type: fc.constant("remove" as const), path: entryPath });
 
 const operationOf = {
@@ -138,16 +192,38 @@ const appliedPosition = plainRecord({ logId, epoch, seq });
 
 const manifestEntry: fc.Arbitrary<ManifestEntry> = fc.oneof(
   plainRecord(
-    { kind: fc.constant("dir" as const), path: relativePath, mode: integer },
+    { kind: fc.constant("dir" as const), path: relativePath, mode, mtime, uid: ownerId, gid: ownerId },
     { requiredKeys: ["kind", "path"] },
   ),
   plainRecord(
-    { kind: fc.constant("file" as const), path: relativePath, hash, size, mode: integer, mtimeMs: anyNumber },
+    {
+      kind: fc.constant("file" as const),
+      path: relativePath,
+      hash,
+      size,
+      linkTo: entryPath,
+      mode,
+      mtime,
+      uid: ownerId,
+      gid: ownerId,
+    },
     { requiredKeys: ["kind", "path", "hash", "size"] },
   ),
-  plainRecord({ kind: fc.constant("symlink" as const), path: relativePath, target: text }),
+  plainRecord(
+    {
+      kind: fc.constant("symlink" as const),
+      path: relativePath,
+      target: symlinkTarget,
+      mtime,
+      uid: ownerId,
+      gid: ownerId,
+    },
+    { requiredKeys: ["kind", "path", "target"] },
+  ),
   plainRecord({ kind: fc.constant("unknown" as const), path: relativePath }),
 );
+
+const failureCode: fc.Arbitrary<FailureCode> = fc.constantFrom(...FailureCodeSchema.options);
 
 const applyResult = plainRecord(
   {
@@ -155,6 +231,7 @@ const applyResult = plainRecord(
     outcome: fc.constantFrom("applied" as const, "unchanged" as const, "duplicate" as const, "failed" as const),
     wroteFile: fc.boolean(),
     bytesWritten: size,
+    code: failureCode,
     reason: text,
   },
   { requiredKeys: ["seq", "outcome", "wroteFile", "bytesWritten"] },
@@ -165,6 +242,7 @@ const responseOf = {
     type: fc.constant("hello" as const),
     version: integer,
     applied: fc.option(appliedPosition, { nil: null }),
+    canSetOwner: fc.boolean(),
   }),
   manifest: plainRecord({
     type: fc.constant("manifest" as const),
@@ -194,7 +272,7 @@ const responseOf = {
     { requiredKeys: ["type", "code", "message"] },
   ),
   uploaded: plainRecord(
-    { type: fc.constant("uploaded" as const), uploadId, size, reason: text },
+    { type: fc.constant("uploaded" as const), uploadId, size, code: failureCode, reason: text },
     { requiredKeys: ["type", "uploadId", "size"] },
   ),
   chunks: plainRecord({
@@ -259,6 +337,40 @@ describe("responses round-trip through the codec, zod, structuredClone and v8", 
       assertRoundTrips(value, ResponseSchema, at);
     });
   }
+});
+
+describe("the schemas refuse metadata outside what Linux can hold", () => {
+  const file = { type: "writeFile", path: "f", hash: "0".repeat(64), size: 0 };
+  it.each([
+    ["a mode beyond the 12 bits", { mode: 0o10000 }],
+    ["a negative mode", { mode: -1 }],
+    ["a fractional mode", { mode: 1.5 }],
+    ["nsec of a whole second", { mtime: { sec: 0, nsec: 1_000_000_000 } }],
+    ["negative nsec", { mtime: { sec: 0, nsec: -1 } }],
+    ["fractional seconds", { mtime: { sec: 0.5, nsec: 0 } }],
+    ["seconds beyond the bound", { mtime: { sec: 1e12 + 1, nsec: 0 } }],
+    ["an mtime with extra keys", { mtime: { sec: 0, nsec: 0, ms: 0 } }],
+    ["uid 2^32-1 (chown's no-change)", { uid: 2 ** 32 - 1 }],
+    ["a negative gid", { gid: -1 }],
+    ["the old mtimeMs", { mtimeMs: 1000 }],
+    ["a linkTo naming the root", { linkTo: "" }],
+    ["a linkTo that climbs out", { linkTo: "../x" }],
+  ])("%s", (_label, fields) => {
+    expect(OperationSchema.safeParse({ ...file, ...fields }).success).toBe(false);
+  });
+
+  it("a symlink carries no mode, and its target must be canonical", () => {
+    expect(OperationSchema.safeParse({ type: "writeSymlink", path: "l", target: "t", mode: 0o777 }).success).toBe(
+      false,
+    );
+    expect(OperationSchema.safeParse({ type: "writeSymlink", path: "l", target: "\uefc3\uefa9" }).success).toBe(false);
+  });
+
+  it("a hello answer must say whether the target can set owners", () => {
+    const hello = { type: "hello", version: PROTOCOL_VERSION, applied: null };
+    expect(ResponseSchema.safeParse(hello).success).toBe(false);
+    expect(ResponseSchema.safeParse({ ...hello, canSetOwner: true }).success).toBe(true);
+  });
 });
 
 test.prop(

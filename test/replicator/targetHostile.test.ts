@@ -147,6 +147,7 @@ describe("a target never writes through a symlink inside its root", () => {
     expect(response.results).toHaveLength(1);
     expect(response.results[0]).toMatchObject({ seq: 1, outcome: "failed", wroteFile: false, bytesWritten: 0 });
     expect(response.results[0]!.reason).toMatch(/symlink link\b/);
+    expect(response.results[0]!.code).toBe("unsafe-path");
     expect(fs.debugString("/x/outside")).toBe(outside);
     expect(fs.debugString("/")).toBe(before);
     expect(fs.getNumOperations("writeFile")).toBe(writes);
@@ -164,11 +165,15 @@ describe("a target never writes through a symlink inside its root", () => {
 });
 
 describe("a request cannot swap a directory it already used for something else", () => {
-  it.each<[string, ApplyEntry]>([
-    ["a symlink to outside the root", { seq: 3, operation: { type: "writeSymlink", path: "d", target: "/x/outside" } }],
-    ["a file", writeEntry(3, "d", "now a file")],
-    ["nothing", { seq: 3, operation: { type: "remove", path: "d" } }],
-  ])("a write below a directory replaced by %s later in the same request fails", (_label, swap) => {
+  it.each<[string, ApplyEntry, string]>([
+    [
+      "a symlink to outside the root",
+      { seq: 3, operation: { type: "writeSymlink", path: "d", target: "/x/outside" } },
+      "unsafe-path",
+    ],
+    ["a file", writeEntry(3, "d", "now a file"), "not-found"],
+    ["nothing", { seq: 3, operation: { type: "remove", path: "d" } }, "not-found"],
+  ])("a write below a directory replaced by %s later in the same request fails", (_label, swap, code) => {
     const { fs, target } = targetMachine();
     hello(target);
     const outside = fs.debugString("/x/outside");
@@ -186,6 +191,7 @@ describe("a request cannot swap a directory it already used for something else",
     if (response.type !== "applied") return;
     expect(response.results.map((r) => r.outcome)).toEqual(["applied", "applied", "applied", "failed"]);
     expect(response.results[3]!.reason).toMatch(/\bd\b/);
+    expect(response.results[3]!.code).toBe(code);
     expect(fs.debugString("/x/outside")).toBe(outside);
     expect(fs.exists("/x/outside/f2")).toBe(false);
     expect(fs.exists(`${ROOT}/d/f2`)).toBe(false);
@@ -353,6 +359,7 @@ describe("a target verifies content before it makes a file visible", () => {
     );
     expect(result.reason).toMatch(/hash mismatch/);
     expect(result.reason).toContain(contentIdOf(sent));
+    expect(result.code).toBe("hash-mismatch");
   });
 
   it("fails a raw content whose length differs from the declared size", () => {
@@ -418,6 +425,7 @@ describe("a target verifies content before it makes a file visible", () => {
       apply([{ seq: 1, operation: { type: "writeFile", path: "f", hash: contentIdOf(bytes), size: bytes.length } }]),
     );
     expect(result.reason).toMatch(/missing/);
+    expect(result.code).toBe("missing-content");
   });
 });
 

@@ -1,0 +1,92 @@
+import { Buffer } from "node:buffer";
+import { createRequire } from "node:module";
+import { getSystemErrorMap } from "node:util";
+import type { Timestamp } from "./fileSystem.js";
+
+/**
+ * The three libc calls Node 20 lacks and mirrorlog needs, through koffi (an FFI whose npm package ships
+ * prebuilt binaries): `utimensat` and `futimens` set an mtime to the exact nanosecond (Node's `utimes`
+ * family goes through a double and libuv keeps only microseconds), and `syncfs` flushes one file system
+ * without spawning `sync -f`. Linux only; `loadNativeCalls()` is undefined wherever koffi or these
+ * symbols cannot be loaded, and callers fall back to Node's calls (microsecond mtimes, `sync -f`).
+ */
+export interface NativeCalls {
+  /**
+   * utimensat(dirFd, name, {atime, mtime}, AT_SYMLINK_NOFOLLOW): sets the times of the entry `name` in the
+   * directory `dirFd` (AT_FDCWD for a path), never following a final symlink. Throws an errno error.
+   */
+  setTimesAt(dirFd: number, name: string | Buffer, atime: Timestamp, mtime: Timestamp): void;
+  /** futimens(fd, {atime, mtime}): sets the times of an open file. Throws an errno error. */
+  setTimesOf(fd: number, atime: Timestamp, mtime: Timestamp): void;
+  /** syncfs(fd): makes everything written to the file system holding `fd` durable. Throws an errno error. */
+  syncFileSystem(fd: number): void;
+}
+
+/** utimensat's "relative to the current directory" descriptor. */
+export const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+
+/** The part of koffi's API used here. */
+interface Koffi {
+  load(path: string): { func(name: string, result: string, parameters: unknown[]): (...args: unknown[]) => number };
+  struct(fields: Record<string, string>): unknown;
+  pointer(type: unknown): unknown;
+  errno(): number;
+}
+
+type LibcFunction = (...args: unknown[]) => number;
+
+let loaded: NativeCalls | null | undefined;
+
+/** The native calls, loaded once per module instance; undefined when not available on this platform. */
+export function loadNativeCalls(): NativeCalls | undefined {
+  if (loaded === undefined) loaded = process.platform === "linux" ? tryLoad() : null;
+  return loaded ?? undefined;
+}
+
+function tryLoad(): NativeCalls | null {
+  let koffi: Koffi;
+  let utimensat: LibcFunction;
+  let futimens: LibcFunction;
+  let syncfs: LibcFunction;
+  try {
+    koffi = createRequire(import.meta.url)("koffi") as Koffi;
+    const libc = koffi.load("libc.so.6");
+    // Anonymous: a named koffi type is process-wide, and this module may be loaded more than once.
+    const times = koffi.pointer(koffi.struct({ tv_sec: "int64", tv_nsec: "long" }));
+    utimensat = libc.func("utimensat", "int", ["int", "const char *", times, "int"]);
+    futimens = libc.func("futimens", "int", ["int", times]);
+    syncfs = libc.func("syncfs", "int", ["int"]);
+  } catch (error) {
+    // Not fatal: every caller has a Node fallback. Say once why exact times are unavailable.
+    process.emitWarning(
+      `koffi could not be loaded (${String(error)}); mtimes are set to the microsecond and syncfs runs as sync -f`,
+      "MirrorlogNativeCallsWarning",
+    );
+    return null;
+  }
+  const check = (result: number, syscall: string): void => {
+    if (result !== 0) throw errnoError(koffi.errno(), syscall);
+  };
+  return {
+    setTimesAt: (dirFd, name, atime, mtime) =>
+      check(utimensat(dirFd, cString(name), [timespec(atime), timespec(mtime)], AT_SYMLINK_NOFOLLOW), "utimensat"),
+    setTimesOf: (fd, atime, mtime) => check(futimens(fd, [timespec(atime), timespec(mtime)]), "futimens"),
+    syncFileSystem: (fd) => check(syncfs(fd), "syncfs"),
+  };
+}
+
+function timespec(time: Timestamp): { tv_sec: number; tv_nsec: number } {
+  return { tv_sec: time.sec, tv_nsec: time.nsec };
+}
+
+/** koffi passes a string as UTF-8 with its NUL; a Buffer (a name with raw bytes) needs its own NUL. */
+function cString(name: string | Buffer): string | Buffer {
+  return typeof name === "string" ? name : Buffer.concat([name, Buffer.of(0)]);
+}
+
+/** An error shaped like Node's own errno errors ("CODE: description, syscall"), so callers map it alike. */
+function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
+  const [code, description] = getSystemErrorMap().get(-errno) ?? [`E${errno}`, "unknown error"];
+  return Object.assign(new Error(`${code}: ${description}, ${syscall}`), { code, errno: -errno, syscall });
+}
