@@ -1,5 +1,5 @@
 // The composition root of the `mirrorlog` command: argument parsing only; each command lives in its own file.
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { CliError } from "./cliError.js";
 import { runSeedDemo } from "./demo.js";
 import { runLog } from "./log.js";
@@ -7,6 +7,9 @@ import { DEFAULT_TIMEOUT_SECONDS, runMirror } from "./mirror.js";
 import { serve } from "./serve.js";
 import { runStatus } from "./status.js";
 import { runVerify, type VerifyOptions } from "./verify.js";
+
+/** Exit code of a command line that cannot be run as given (rsync uses 1; the README documents 2). */
+const USAGE_EXIT_CODE = 2;
 
 function positiveNumber(value: string): number {
   const n = Number(value);
@@ -73,6 +76,8 @@ function auditCommands(program: Command): void {
     .option("--exclude <PATTERN>", "exclude paths matching PATTERN (gitignore syntax, repeatable)", collect, [])
     .option("--json", "print one JSON object: identical, filesCompared, drift, problems", false)
     .option("-H, --hard-links", "also compare hard-link groups", false)
+    .option("--no-owner", "do not compare owners (compared by default when the target runs as root)")
+    .option("--no-group", "do not compare groups (compared by default when the target runs as root)")
     .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
     .action(async (src: string, dst: string, options: VerifyOptions) => {
       process.exitCode = await runVerify(src, dst, options, stdout);
@@ -84,7 +89,9 @@ export function buildProgram(): Command {
   const program = new Command("mirrorlog")
     .description("Keep a directory an exact, live mirror of another, locally or over ssh.")
     .version("0.1.0")
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Usage errors end as a CommanderError (exit 2, see main) instead of commander's own exit(1).
+    .exitOverride();
   mirrorCommand(program, "sync", "mirror SRC onto DST once; exit 0 only when DST equals SRC");
   mirrorCommand(program, "watch", "mirror SRC onto DST, then keep it mirrored until interrupted");
   program
@@ -112,6 +119,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed the message (and the help); --help and --version end here with 0.
+      process.exitCode = error.exitCode === 0 ? 0 : USAGE_EXIT_CODE;
+      return;
+    }
     if (error instanceof CliError) {
       // One line, always: a message quoting a child's stderr may span several.
       process.stderr.write(`mirrorlog: ${error.message.trim().replace(/\s*\n\s*/g, "; ")}\n`);

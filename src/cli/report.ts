@@ -61,7 +61,8 @@ export function formatSummary(summary: RunSummary): string {
   ];
   if (summary.problems.length > 0) {
     lines.push(`Problems (${summary.problems.length}):`);
-    for (const p of summary.problems) lines.push(`  ${escapeForDisplay(p.path)}: ${p.reason}`);
+    // Reasons quote paths too (errno messages name the file): both are escaped, one problem per line.
+    for (const p of summary.problems) lines.push(`  ${escapeForDisplay(p.path)}: ${escapeForDisplay(p.reason)}`);
   }
   return lines.join("\n");
 }

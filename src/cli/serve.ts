@@ -1,5 +1,6 @@
 import { existsSync, lstatSync, mkdirSync } from "node:fs";
 import { posix } from "node:path";
+import { escapeForDisplay } from "../events/paths.js";
 import { PROTOCOL_VERSION } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
 import type { FileSystem } from "../fs/fileSystem.js";
@@ -47,7 +48,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   const lock = options.dryRun ? undefined : lockTarget(`${statePath}.lock`, root);
   const state = options.dryRun ? new StateStore() : new StateStore(statePath);
   const onProblem = (problem: { path: string; reason: string }) =>
-    process.stderr.write(`mirrorlog serve: ${problem.path}: ${problem.reason}\n`);
+    process.stderr.write(`mirrorlog serve: ${escapeForDisplay(problem.path)}: ${escapeForDisplay(problem.reason)}\n`);
   const fs: FileSystem & { close?: () => void } =
     options.dryRun && !existsSync(root)
       ? new MemoryFileSystem()

@@ -18,6 +18,9 @@ export interface VerifyOptions {
   remoteCommand: string;
   /** Compare hard-link groups too (-H): a name that should be a link to another and is not is drift. */
   hardLinks?: boolean;
+  /** Compare owners / groups (default true) where the target could set them (it runs as root), as sync does. */
+  owner?: boolean;
+  group?: boolean;
 }
 
 /**
@@ -152,6 +155,8 @@ export async function runVerify(
     root: sourceRoot,
     log: new OperationLog(),
     hardLinks: options.hardLinks ?? false,
+    preserveOwner: options.owner ?? true,
+    preserveGroup: options.group ?? true,
     ...(isExcluded === undefined ? {} : { isExcluded }),
   });
   let connection: Awaited<ReturnType<typeof connectTarget>>;
@@ -163,9 +168,11 @@ export async function runVerify(
   }
   let report: VerifyReport;
   try {
+    // The hello (to a read-only serve, in an in-memory log) tells whether the target can hold owners:
+    // verify then compares exactly what sync would replicate.
+    session.acceptHello(await connection.client.request(session.beginEpoch("verify")));
     while (!session.acceptManifest(await connection.client.request(session.manifestRequest()))) {}
     const targetTree = session.expectedTree();
-    session.log.startEpoch("verify", Date.now());
     const operations = session.planPath("", "initial").map((entry) => entry.operation);
     let drift = driftOf(targetTree, operations);
     // A target that does not exist is served as an empty directory: say that once, not as a mode difference.

@@ -1095,6 +1095,10 @@ export class NodeFileSystem implements MirrorFileSystem {
 
 /** Empties the directory held by `fd`, entry by entry through the handle: symlinks are unlinked, never entered. */
 function emptyDirectory(fd: number): void {
+  // A directory without owner write and search (0555) cannot be emptied by a non-root owner: it is being
+  // removed anyway, so open it for its owner first (rsync does the same).
+  const mode = fstatSync(fd).mode & 0o7777;
+  if ((mode & 0o700) !== 0o700) fchmodSync(fd, mode | 0o700);
   const base = Buffer.from(`/proc/self/fd/${fd}/`);
   for (const raw of readdirSync(base, { encoding: "buffer" })) removeEntry(Buffer.concat([base, raw]));
 }

@@ -95,6 +95,11 @@ export class TargetContent {
       this.fs.makeDir(this.stashRoot);
     }
     const stashed = posix.join(this.stashRoot, (this.stashCount++).toString(36));
+    // Moving a directory to another parent rewrites its ".." entry: a non-root owner needs write on it.
+    if (kind === "dir") {
+      const mode = this.fs.lstat(absolute).mode;
+      if ((mode & 0o700) !== 0o700) this.fs.setMetadata(absolute, { mode: mode | 0o700 });
+    }
     this.fs.rename(absolute, stashed);
     const entries =
       kind === "dir" ? this.index.entriesBelow(path) : kind === "file" ? [[path, this.index.get(path)]] : [];
