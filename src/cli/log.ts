@@ -7,7 +7,7 @@ import type { ApplyOutcome } from "../events/protocol.js";
 import { isWithin } from "../fs/fileSystem.js";
 import { CliError } from "./cliError.js";
 import { bytes } from "./report.js";
-import { canonicalPath, closeStates, type OpenedState, openStates } from "./stateFiles.js";
+import { canonicalPath, closeStates, type OpenedState, openStates, readEach, reportDamaged } from "./stateFiles.js";
 import { stateDirectory } from "./statePaths.js";
 import { quoteText, terminalSafeJson } from "./terminalText.js";
 
@@ -146,13 +146,21 @@ function statesContaining(
  * `mirrorlog log PATH`: every logged operation on PATH or below it, newest first, for each replication
  * whose source contains PATH. Returns the exit code.
  */
-export function runLog(path: string, options: LogOptions, stdout: (text: string) => void): number {
-  const states = openStates(options.state);
+export function runLog(
+  path: string,
+  options: LogOptions,
+  stdout: (text: string) => void,
+  stderr: (text: string) => void = (text) => process.stderr.write(text),
+): number {
+  // A damaged state file is named (its recorded source cannot be read: PATH may be in it), never
+  // passed over as "no replication state".
+  const { opened: states, damaged } = openStates(options.state);
   try {
     const literal = posix.resolve(path);
     const candidates = [canonicalPath(path), literal];
     const matching = statesContaining(states, candidates);
     if (matching.length === 0) {
+      reportDamaged(damaged, false, stderr);
       if (options.state !== undefined && states[0]?.pair === null) {
         throw new CliError(`state file ${options.state} does not record its source root; run sync with it once`);
       }
@@ -161,10 +169,16 @@ export function runLog(path: string, options: LogOptions, stdout: (text: string)
     }
     const entries: PathLogEntry[] = [];
     const sections: string[] = [];
-    for (const { state, relative } of matching) {
+    const histories = readEach(
+      matching.map((m) => m.state),
+      damaged,
+      (state) => state.log.history(matching.find((m) => m.state === state)!.relative),
+    );
+    const readable = matching.filter(({ state }) => !damaged.some((d) => d.statePath === state.statePath));
+    for (const [i, { state }] of readable.entries()) {
       const source = { statePath: state.statePath, sourceRoot: state.pair.sourceRoot, target: state.pair.target };
       // Newest first, like git log.
-      const lines = pathLogEntries(source, state.log.history(relative)).reverse();
+      const lines = pathLogEntries(source, histories[i]!).reverse();
       entries.push(...lines);
       const header =
         matching.length > 1
@@ -172,9 +186,10 @@ export function runLog(path: string, options: LogOptions, stdout: (text: string)
           : [];
       sections.push([...header, ...lines.map(formatPathLogEntry)].join("\n"));
     }
+    const code = reportDamaged(damaged, options.json || readable.length > 0, stderr);
     if (options.json) stdout(`${terminalSafeJson(entries)}\n`);
-    else if (entries.length > 0 || matching.length > 1) stdout(`${sections.join("\n\n")}\n`);
-    return 0;
+    else if (entries.length > 0 || readable.length > 1) stdout(`${sections.join("\n\n")}\n`);
+    return code;
   } finally {
     closeStates(states);
   }

@@ -33,6 +33,11 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
     .option("-H, --hard-links", "keep hard-linked files linked on the target (like rsync -H)", false)
     .option("--no-owner", "do not replicate owners (by default they are, by numeric id, when the target runs as root)")
     .option("--no-group", "do not replicate groups (by default they are, by numeric id, when the target runs as root)")
+    .option(
+      "--rebuild-state",
+      "a damaged state file (either side) is moved aside as FILE.corrupt-TIME and the state rebuilt from a scan",
+      false,
+    )
     .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
     .addOption(
       new Option("--rescan-interval <SECONDS>", "watch: seconds between reconcile scans")
@@ -101,7 +106,8 @@ export function buildProgram(): Command {
     .requiredOption("--root <DIR>", "the target directory")
     .option("--state <PATH>", "the target's state file")
     .option("--dry-run", "serve read-only: create and change nothing (what `sync --dry-run` starts)", false)
-    .action(async (options: { root: string; state?: string; dryRun: boolean }) => {
+    .option("--rebuild-state", "move a damaged state file aside and start a new one (the source rescans)", false)
+    .action(async (options: { root: string; state?: string; dryRun: boolean; rebuildState: boolean }) => {
       await serve(options);
     });
   auditCommands(program);

@@ -1,8 +1,9 @@
-import { existsSync, lstatSync, mkdirSync, realpathSync } from "node:fs";
+import { existsSync, lstatSync, realpathSync } from "node:fs";
 import { posix } from "node:path";
 import { Writable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import { fileURLToPath } from "node:url";
-import { OperationLog } from "../events/operationLog.js";
+import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
 import { isWithin } from "../fs/fileSystem.js";
@@ -18,10 +19,11 @@ import {
   TargetSpecError,
 } from "../transport/sshCommand.js";
 import { StreamClient, TransportError } from "../transport/streamConnection.js";
-import { CliError } from "./cliError.js";
+import { CliError, StateUnusableError } from "./cliError.js";
 import { exclusionRules } from "./ignoreRules.js";
 import { progressDisplay } from "./progress.js";
 import { formatSummary, type RunSummary, summarize } from "./report.js";
+import { makeStateDirectory, openStateFile, REBUILD_FLAG, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultSourceStatePath, statePathProblem } from "./statePaths.js";
 
 /** Options shared by `sync` and `watch`. */
@@ -43,6 +45,8 @@ export interface MirrorOptions {
   group?: boolean;
   /** Keep hard-link groups as links on the target (-H, --hard-links). */
   hardLinks?: boolean;
+  /** Move a damaged state file aside (either side) and rebuild the state from a scan, in a new epoch. */
+  rebuildState?: boolean;
 }
 
 /** Where a run's output goes; injectable so tests can capture it. */
@@ -74,6 +78,56 @@ function isConnectionLoss(error: unknown): boolean {
   );
 }
 
+/** The StateFileError behind `error` (itself or along its causes), if any. */
+function stateFileErrorIn(error: unknown): StateFileError | undefined {
+  for (let at = error, depth = 0; at instanceof Error && depth < 8; at = at.cause, depth++) {
+    if (at instanceof StateFileError) return at;
+  }
+  return undefined;
+}
+
+/** `error` as the one-line failure it stops the run with, when it is about a state file (either side). */
+function stateFailureOf(error: unknown): StateUnusableError | undefined {
+  if (error instanceof StateUnusableError) return error;
+  const cause = stateFileErrorIn(error);
+  return cause === undefined ? undefined : new StateUnusableError(`source ${stateFileAdvice(cause)}`, 2, { cause });
+}
+
+/** How a target reports that its state file cannot be used (see serve.ts): the line it ends with. */
+const TARGET_STATE_LINE = "mirrorlog: target state file ";
+
+/**
+ * How long to wait for a target whose connection failed to exit, to learn whether its state failed.
+ * Short: by then the connection's own diagnosis has already waited for the exit (see spawnTarget).
+ */
+const TARGET_STATE_EXIT_WAIT_MS = 300;
+
+/**
+ * When the target process ended because its state file cannot be used (exit STATE_UNUSABLE_EXIT), the
+ * line it said so with, as the run's failure; undefined for any other ending (a lost connection).
+ */
+async function targetStateFailure(child: SpawnedTarget): Promise<StateUnusableError | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const exit = await Promise.race([
+    child.exited,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), TARGET_STATE_EXIT_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (exit?.code !== STATE_UNUSABLE_EXIT) return undefined;
+  const said = child
+    .stderrTail()
+    .split("\n")
+    .reverse()
+    .find((line) => line.startsWith(TARGET_STATE_LINE));
+  return new StateUnusableError(
+    said === undefined
+      ? `the target's state file cannot be used (${child.description} exited with status ${exit.code})`
+      : said.slice("mirrorlog: ".length),
+  );
+}
+
 /** How long a target may take to exit after the connection closes before it is killed. */
 const TARGET_EXIT_GRACE_MS = 5_000;
 
@@ -94,18 +148,19 @@ export async function runMirror(
 ): Promise<number> {
   const started = performance.now();
   const { sourceRoot, spec, targetKey, statePath } = resolvePair(src, dst, options.state);
-  if (!options.dryRun) mkdirSync(posix.dirname(statePath), { recursive: true });
+  if (!options.dryRun) makeStateDirectory(statePath);
 
+  // A dry run keeps its log and index in memory: it changes nothing, not even our own state. A state
+  // file that cannot be used stops the run here, before anything is sent (or, with --rebuild-state and
+  // damage, is moved aside: the new epoch below records why).
+  const { log, state, rebuilt } = openSourceState(statePath, { sourceRoot, targetKey }, options);
   const progress = progressDisplay(!options.json);
   const fs = new NodeFileSystem({
     root: sourceRoot,
     onProblem: (problem) => session.reportProblem(problem),
   });
-  // A dry run keeps its log and index in memory: it changes nothing, not even our own state.
-  const log = options.dryRun ? new OperationLog() : new OperationLog(statePath);
-  if (!options.dryRun) log.describePair(sourceRoot, targetKey);
-  const state = options.dryRun ? new StateStore() : new StateStore(statePath);
   let scanned = 0;
+  const fatal = new FatalFailure();
   const isExcluded = exclusionRules(fs, sourceRoot, options.exclude);
   const session: SourceSession = new SourceSession({
     fs,
@@ -128,9 +183,7 @@ export async function runMirror(
   try {
     connection = await connectTarget(spec, dst, options);
   } catch (error) {
-    log.close();
-    state.close();
-    fs.close();
+    closeQuietly(log, state, fs);
     throw error;
   }
   // Bytes of earlier connections (a lost connection is replaced, and the counts carry on).
@@ -142,6 +195,9 @@ export async function runMirror(
   /** Replaces a lost connection (with backoff) and re-establishes the session on the new one. */
   const reconnect = async (cause: unknown): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
+      // A target that stopped because its state file failed is not a lost connection: that is the answer.
+      const broken = await targetStateFailure(connection.child);
+      if (broken !== undefined) throw broken;
       output.stderr(`mirrorlog: connection to ${dst} lost (${(cause as Error).message}); reconnecting (${attempt})\n`);
       earlier.bytesSent += connection.client.stats.bytesSent;
       earlier.bytesReceived += connection.client.stats.bytesReceived;
@@ -166,6 +222,12 @@ export async function runMirror(
     {
       onProgress: (p) => progress.transferred(p.operationsShipped, p.operationsPlanned, p.contentBytesShipped),
       onError: (error) => {
+        const stateFailure = stateFailureOf(error);
+        if (stateFailure !== undefined) {
+          // Nothing can be recorded any more: watching must stop, and the run fails with this line.
+          fatal.fail(stateFailure);
+          return;
+        }
         if (mode === "watch" && isConnectionLoss(error)) {
           driver.runExclusive(() => reconnect(error));
           return;
@@ -180,15 +242,21 @@ export async function runMirror(
     finished ??= closeAll();
     return finished;
   };
+  // Every step runs whatever the one before it did (a full disk fails the flush): the target must be
+  // let go, or it and this process would stay alive holding the target.
   const closeAll = async (): Promise<RunSummary> => {
     progress.stop();
     session.releaseWatches();
-    state.flush();
+    let failure: unknown;
+    try {
+      state.flush();
+    } catch (error) {
+      failure = error;
+    }
     await disconnectTarget(connection);
     const summary = summarize(session.stats, wire(), performance.now() - started);
-    log.close();
-    state.close();
-    fs.close();
+    failure ??= closeQuietly(log, state, fs);
+    if (failure !== undefined) throw failure;
     return summary;
   };
 
@@ -201,18 +269,93 @@ export async function runMirror(
       return 0;
     }
     try {
-      await driver.establish();
+      // A rebuilt state (either side) begins a new epoch that says why; without one, the log resumes.
+      await driver.establish(
+        rebuilt !== undefined
+          ? `state rebuilt: source ${rebuilt}`
+          : options.rebuildState
+            ? `state rebuilt where damaged (${REBUILD_FLAG})`
+            : undefined,
+      );
     } catch (error) {
       if (!isConnectionLoss(error)) throw error;
       await reconnect(error);
     }
     if (mode === "sync") return report(await finish(), options, output);
-    await followChanges(driver, options, output, () => summarize(session.stats, wire(), performance.now() - started));
+    await followChanges(driver, options, output, fatal.stopped, () =>
+      summarize(session.stats, wire(), performance.now() - started),
+    );
+    if (fatal.error !== undefined) throw fatal.error;
     return report(await finish(), options, output);
   } catch (error) {
     await finish().catch(() => {});
+    const stateFailure = stateFailureOf(error) ?? (await targetStateFailure(connection.child));
+    if (stateFailure !== undefined) throw stateFailure;
     throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, 1);
   }
+}
+
+/** A failure that stops a watch from the background (a state file that cannot be used). */
+class FatalFailure {
+  error: StateUnusableError | undefined;
+  private wake!: () => void;
+  /** Settles when `fail` is called. */
+  readonly stopped = new Promise<void>((resolve) => {
+    this.wake = resolve;
+  });
+
+  /** Records the first failure and stops the watch. */
+  fail(error: StateUnusableError): void {
+    this.error ??= error;
+    this.wake();
+  }
+}
+
+/**
+ * Opens the source's state file (the log and the content index share it), checked with quick_check.
+ * One that cannot be used is a StateUnusableError (exit 2, one line naming it and what to do); with
+ * --rebuild-state a damaged one is moved aside first and `rebuilt` says so. A dry run stays in memory.
+ */
+function openSourceState(
+  statePath: string,
+  pair: { sourceRoot: string; targetKey: string },
+  options: MirrorOptions,
+): { log: OperationLog; state: StateStore; rebuilt: string | undefined } {
+  if (options.dryRun) return { log: new OperationLog(), state: new StateStore(), rebuilt: undefined };
+  try {
+    const opened = openStateFile(statePath, options.rebuildState === true, () => {
+      const log = new OperationLog(statePath, { verify: true });
+      try {
+        return { log, state: new StateStore(statePath) };
+      } catch (error) {
+        log.close();
+        throw error;
+      }
+    });
+    const { log, state } = opened.value;
+    try {
+      log.describePair(pair.sourceRoot, pair.targetKey);
+    } catch (error) {
+      closeQuietly(log, state);
+      throw error;
+    }
+    return { log, state, rebuilt: opened.rebuilt };
+  } catch (error) {
+    throw stateFailureOf(error) ?? error;
+  }
+}
+
+/** Closes each (a failure does not stop the others) and returns the first failure, if any. */
+function closeQuietly(...closables: { close(): void }[]): unknown {
+  let first: unknown;
+  for (const closable of closables) {
+    try {
+      closable.close();
+    } catch (error) {
+      first ??= error;
+    }
+  }
+  return first;
 }
 
 /** Both ends of a replication as the command line named them, resolved, and the pair's state file. */
@@ -267,10 +410,16 @@ export interface TargetProcess {
 export async function connectTarget(
   spec: TargetSpec,
   dst: string,
-  options: { dryRun: boolean; remoteCommand: string; timeout?: number },
+  options: { dryRun: boolean; remoteCommand: string; timeout?: number; rebuildState?: boolean },
 ): Promise<TargetProcess> {
   // A dry run's target serves read-only: it creates neither the target directory nor its state file.
-  const serveArgs = (root: string) => ["serve", "--stdio", `--root=${root}`, ...(options.dryRun ? ["--dry-run"] : [])];
+  const serveArgs = (root: string) => [
+    "serve",
+    "--stdio",
+    `--root=${root}`,
+    ...(options.dryRun ? ["--dry-run"] : []),
+    ...(options.rebuildState ? [REBUILD_FLAG] : []),
+  ];
   const targetStderr = new HeldStderr();
   const child = spawnTarget(spec, {
     localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
@@ -290,7 +439,9 @@ export async function connectTarget(
       idleTimeoutMs: (options.timeout ?? DEFAULT_TIMEOUT_SECONDS) * 1000,
     });
   } catch (error) {
+    const broken = await targetStateFailure(child);
     child.kill();
+    if (broken !== undefined) throw broken;
     throw new CliError(`cannot reach target ${dst}: ${(error as Error).message}`);
   }
   targetStderr.release();
@@ -308,29 +459,59 @@ export async function disconnectTarget({ child, client }: TargetProcess): Promis
 /**
  * The target child's stderr on its way to ours, held back until the handshake succeeds: when the
  * target cannot be reached, the error message already quotes that stderr, and saying it twice
- * would break the one-line error.
+ * would break the one-line error. For the same reason the line a target ends with when its state file
+ * cannot be used is never forwarded: the run ends with that line as its own error.
  */
 class HeldStderr extends Writable {
   private held: Buffer[] | undefined = [];
+  /** The start of a line not yet complete. */
+  private partial = "";
+  private readonly decoder = new StringDecoder("utf8");
+  /** The start of the current line was forwarded already (it could not be the state line). */
+  private continuing = false;
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    if (this.held === undefined) process.stderr.write(chunk);
+    if (this.held === undefined) this.forward(chunk);
     else this.held.push(chunk);
     callback();
   }
 
   /** Writes what was held and forwards everything from now on. */
   release(): void {
-    for (const chunk of this.held ?? []) process.stderr.write(chunk);
+    for (const chunk of this.held ?? []) this.forward(chunk);
     this.held = undefined;
+  }
+
+  private forward(chunk: Buffer): void {
+    let text = this.decoder.write(chunk);
+    if (this.continuing) {
+      // The rest of a line whose start was already forwarded.
+      const end = text.indexOf("\n");
+      process.stderr.write(end === -1 ? text : text.slice(0, end + 1));
+      if (end === -1) return;
+      this.continuing = false;
+      text = text.slice(end + 1);
+    }
+    const lines = (this.partial + text).split("\n");
+    this.partial = lines.pop() ?? "";
+    const shown = lines.filter((line) => !line.startsWith(TARGET_STATE_LINE));
+    if (shown.length > 0) process.stderr.write(`${shown.join("\n")}\n`);
+    // A line start that cannot become the state line is forwarded now: the stream may never end it.
+    const undecided = TARGET_STATE_LINE.startsWith(this.partial) || this.partial.startsWith(TARGET_STATE_LINE);
+    if (!undecided) {
+      process.stderr.write(this.partial);
+      this.partial = "";
+      this.continuing = true;
+    }
   }
 }
 
-/** Watch mode: keeps replicating until SIGINT/SIGTERM; SIGUSR1 prints the summary so far. */
+/** Watch mode: keeps replicating until SIGINT/SIGTERM or `stopped`; SIGUSR1 prints the summary so far. */
 async function followChanges(
   driver: StreamingSource,
   options: MirrorOptions,
   output: MirrorOutput,
+  stopped: Promise<void>,
   summarySoFar: () => RunSummary,
 ): Promise<void> {
   output.stderr(`mirrorlog: watching ${driver.session.root} (Ctrl-C to stop)\n`);
@@ -346,6 +527,7 @@ async function followChanges(
       };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
+      void stopped.then(stop);
     });
   } finally {
     clearInterval(reconcile);

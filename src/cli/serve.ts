@@ -1,7 +1,8 @@
 import { existsSync, lstatSync, mkdirSync } from "node:fs";
 import { posix } from "node:path";
+import { StateFileError } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
-import { PROTOCOL_VERSION } from "../events/protocol.js";
+import { type AppliedPosition, PROTOCOL_VERSION } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
 import type { FileSystem } from "../fs/fileSystem.js";
 import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
@@ -9,8 +10,9 @@ import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { ReplicatorTarget } from "../replicator/target.js";
 import { serveStream, TransportError } from "../transport/streamConnection.js";
 import { CliError } from "./cliError.js";
+import { makeStateDirectory, openStateFile, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultTargetStatePath } from "./statePaths.js";
-import { lockTarget } from "./targetLock.js";
+import { lockTarget, type TargetLock } from "./targetLock.js";
 
 /** Options of `mirrorlog serve`. */
 export interface ServeOptions {
@@ -18,6 +20,13 @@ export interface ServeOptions {
   state?: string;
   /** Serve read-only for a dry run: create nothing (not the root, not the state file) and refuse applies. */
   dryRun?: boolean;
+  /** A damaged state file is moved aside and a new one started (the source then begins a new epoch). */
+  rebuildState?: boolean;
+}
+
+/** The one line a target state file that cannot be used ends serve with (exit STATE_UNUSABLE_EXIT). */
+function targetStateError(error: StateFileError): CliError {
+  return new CliError(`target ${stateFileAdvice(error)}`, STATE_UNUSABLE_EXIT);
 }
 
 /**
@@ -41,42 +50,114 @@ export async function serve(options: ServeOptions): Promise<void> {
     }
   }
   const statePath = options.state ?? defaultTargetStatePath(root);
-  if (!options.dryRun) mkdirSync(posix.dirname(statePath), { recursive: true });
   // A dry run keeps its position and index in memory; a target that does not exist yet is planned
-  // against as an empty in-memory directory, so that nothing appears on disk.
-  // One source per target at a time: a second one is refused while the first is connected.
-  const lock = options.dryRun ? undefined : lockTarget(`${statePath}.lock`, root);
-  const state = options.dryRun ? new StateStore() : new StateStore(statePath);
-  const onProblem = (problem: { path: string; reason: string }) =>
-    process.stderr.write(`mirrorlog serve: ${escapeForDisplay(problem.path)}: ${escapeForDisplay(problem.reason)}\n`);
-  const fs: FileSystem & { close?: () => void } =
-    options.dryRun && !existsSync(root)
-      ? new MemoryFileSystem()
-      : // Each apply request ends with one flush, before its position is saved and answered. Temps left by
-        // a crashed run are ordinary entries to this instance: its manifest lists them and the source removes them.
-        new NodeFileSystem({ root, onProblem, durability: "batched" });
-  const target = new ReplicatorTarget(fs, root, { positionStore: state, index: state });
-  const handle = (request: unknown) =>
-    options.dryRun && (request as { type?: unknown } | null)?.type === "apply"
-      ? { type: "error" as const, code: "invalid-request" as const, message: "this target serves a dry run" }
-      : target.handleRequest(request);
+  // against as an empty in-memory directory, so that nothing appears on disk. Otherwise the root is
+  // locked before anything is written: one source per target, however its path is spelled.
+  const lock = options.dryRun ? undefined : lockTarget(root);
   try {
+    await serveLocked(options, root, statePath, lock);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function serveLocked(
+  options: ServeOptions,
+  root: string,
+  statePath: string,
+  lock: TargetLock | undefined,
+): Promise<void> {
+  let state: StateStore;
+  if (options.dryRun) state = new StateStore();
+  else {
+    makeStateDirectory(statePath);
+    lock?.recordOwner(`${statePath}.lock`);
     try {
-      await serveStream(process.stdin, process.stdout, {
-        validateRequest: (value) => value, // the target validates every request with zod itself
-        handle,
-        version: PROTOCOL_VERSION,
-        onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
-      });
+      const opened = openStateFile(
+        statePath,
+        options.rebuildState === true,
+        () => new StateStore(statePath, { verify: true }),
+      );
+      state = opened.value;
+      if (opened.rebuilt !== undefined)
+        process.stderr.write(`mirrorlog serve: target ${opened.rebuilt}; rebuilding it from a scan\n`);
     } catch (error) {
-      // The source went away mid-session: what was applied is saved below; say so in one line.
-      if (error instanceof TransportError) throw new CliError(`connection lost: ${error.message}`, 1);
+      if (error instanceof StateFileError) throw targetStateError(error);
       throw error;
     }
-  } finally {
-    target.close();
-    state.close();
-    lock?.release();
-    fs.close?.();
   }
+  // A state file that fails while serving (a full disk, damage found late) stops serving at once: the
+  // position can no longer be recorded, so nothing more may be applied and answered.
+  let stateFailure: StateFileError | undefined;
+  const failed = (error: unknown): never => {
+    if (error instanceof StateFileError && stateFailure === undefined) {
+      stateFailure = error;
+      process.stdin.destroy(error);
+    }
+    throw error;
+  };
+  const positionStore = {
+    load: (): AppliedPosition | null => state.load(),
+    save: (position: AppliedPosition): void => {
+      try {
+        state.save(position);
+      } catch (error) {
+        failed(error);
+      }
+    },
+  };
+  const onProblem = (problem: { path: string; reason: string }) =>
+    process.stderr.write(`mirrorlog serve: ${escapeForDisplay(problem.path)}: ${escapeForDisplay(problem.reason)}\n`);
+  let fs: (FileSystem & { close?: () => void }) | undefined;
+  let target: ReplicatorTarget | undefined;
+  let failure: { error: unknown } | undefined;
+  try {
+    fs =
+      options.dryRun && !existsSync(root)
+        ? new MemoryFileSystem()
+        : // Each apply request ends with one flush, before its position is saved and answered. Temps left by
+          // a crashed run are ordinary entries to this instance: its manifest lists them and the source removes them.
+          new NodeFileSystem({ root, onProblem, durability: "batched" });
+    const serving = new ReplicatorTarget(fs, root, { positionStore, index: state });
+    target = serving;
+    const handle = (request: unknown) =>
+      options.dryRun && (request as { type?: unknown } | null)?.type === "apply"
+        ? { type: "error" as const, code: "invalid-request" as const, message: "this target serves a dry run" }
+        : serving.handleRequest(request);
+    await serveStream(process.stdin, process.stdout, {
+      validateRequest: (value) => value, // the target validates every request with zod itself
+      handle,
+      version: PROTOCOL_VERSION,
+      onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
+    });
+  } catch (error) {
+    failure = { error };
+  }
+  // Each step runs whatever the one before it did: a failed cleanup must not keep the state open or
+  // the process alive (the lock is released by the caller, and by the kernel in any case).
+  try {
+    target?.close();
+  } catch (error) {
+    // Leftovers carry the reserved prefix: the next session's manifest lists them and the source removes them.
+    process.stderr.write(`mirrorlog serve: could not remove this session's set-aside files: ${describe(error)}\n`);
+  }
+  let closeFailure: unknown;
+  try {
+    state.close();
+  } catch (error) {
+    closeFailure = error;
+  }
+  fs?.close?.();
+  // A state file that failed is what the source must hear, rather than the lost connection it led to.
+  if (stateFailure !== undefined) throw targetStateError(stateFailure);
+  if (failure?.error instanceof StateFileError) throw targetStateError(failure.error);
+  if (closeFailure instanceof StateFileError) throw targetStateError(closeFailure);
+  if (failure === undefined) return;
+  // The source went away mid-session: what was applied is saved above; say so in one line.
+  if (failure.error instanceof TransportError) throw new CliError(`connection lost: ${failure.error.message}`, 1);
+  throw failure.error;
+}
+
+function describe(error: unknown): string {
+  return escapeForDisplay(error instanceof Error ? error.message : String(error));
 }

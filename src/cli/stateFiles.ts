@@ -1,8 +1,9 @@
 // Finding and opening source-side state files for the audit commands (log, status). Audits never
 // change a state file: each is opened read-only, so a running `watch` and its log are left alone.
-import { existsSync, readdirSync, realpathSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, unlinkSync } from "node:fs";
 import { posix } from "node:path";
-import { OperationLog, type ReplicationPair } from "../events/operationLog.js";
+import { OperationLog, type ReplicationPair, StateFileError } from "../events/operationLog.js";
+import { escapeForDisplay } from "../events/paths.js";
 import { CliError } from "./cliError.js";
 import { stateDirectory } from "./statePaths.js";
 
@@ -22,33 +23,157 @@ export function sourceStatePaths(directory: string = stateDirectory()): string[]
     .map((name) => posix.join(directory, name));
 }
 
-/** Opens one state file read-only; a missing file or one that is not a log is a CliError. */
-export function openState(statePath: string): OpenedState {
-  let log: OperationLog;
+/** Creates the directory a state file goes in; failing that is a CliError naming it. */
+export function makeStateDirectory(statePath: string): void {
   try {
-    log = new OperationLog(statePath, { readOnly: true });
+    mkdirSync(posix.dirname(statePath), { recursive: true });
   } catch (error) {
-    throw new CliError(`state file ${statePath} cannot be read as a mirrorlog log: ${(error as Error).message}`);
+    throw new CliError(`cannot create the state directory ${posix.dirname(statePath)}: ${(error as Error).message}`);
   }
-  return { statePath, log, pair: log.pair() };
+}
+
+/** The flag that moves a damaged state file aside and rebuilds the state from a scan. */
+export const REBUILD_FLAG = "--rebuild-state";
+
+/** Exit status of `serve` when its state file cannot be used: the source reports it and does not retry. */
+export const STATE_UNUSABLE_EXIT = 3;
+
+/** The one line the CLI prints for a state file that cannot be used: what is wrong, and what to do. */
+export function stateFileAdvice(error: StateFileError): string {
+  const what = escapeForDisplay(error.message);
+  switch (error.problem) {
+    case "full":
+      return `${what}; free space on its file system and run again`;
+    case "busy":
+      return `${what}; wait for the other mirrorlog using it to finish`;
+    case "io":
+      return `${what}; check the disk it lies on, or run sync or watch again with ${REBUILD_FLAG} to move it aside and rebuild the state from a scan`;
+    default:
+      return `${what}; run sync or watch again with ${REBUILD_FLAG} to move it aside and rebuild the state from a scan`;
+  }
+}
+
+/** True when `--rebuild-state` can help: the file's bytes are damaged or the file cannot be opened or read. */
+export function isRebuildable(error: StateFileError): boolean {
+  return error.problem === "damaged" || error.problem === "unreadable" || error.problem === "io";
 }
 
 /**
- * Opens `--state FILE` when given, else every source state file of the state directory. Files of the
- * directory that cannot be read (another program's, half-written) are skipped: one bad file must not
- * hide the others.
+ * Moves a damaged state file aside as FILE.corrupt-TIMESTAMP (with its -wal beside it, so the pair still
+ * opens for a post-mortem; the -shm is only a cache and is removed). Returns the new name.
  */
-export function openStates(stateOption: string | undefined): OpenedState[] {
-  if (stateOption !== undefined) return [openState(posix.resolve(stateOption))];
+export function moveStateAside(statePath: string, now: Date = new Date()): string {
+  const aside = `${statePath}.corrupt-${now.toISOString().replaceAll(/[:.]/g, "-")}`;
+  renameSync(statePath, aside);
+  for (const suffix of ["-wal", "-journal"]) {
+    if (existsSync(`${statePath}${suffix}`)) renameSync(`${statePath}${suffix}`, `${aside}${suffix}`);
+  }
+  try {
+    unlinkSync(`${statePath}-shm`);
+  } catch {
+    // none
+  }
+  return aside;
+}
+
+/**
+ * Opens a state file with `open`. When it cannot be used: with `rebuild` and a problem a rebuild can
+ * help, the file is moved aside and opened afresh (`rebuilt` says why, for the new epoch's reason);
+ * otherwise the StateFileError is thrown.
+ */
+export function openStateFile<T>(
+  statePath: string,
+  rebuild: boolean,
+  open: () => T,
+): { value: T; rebuilt: string | undefined } {
+  try {
+    return { value: open(), rebuilt: undefined };
+  } catch (error) {
+    if (!(error instanceof StateFileError) || !rebuild || !isRebuildable(error)) throw error;
+    const aside = moveStateAside(statePath);
+    const value = open();
+    return { value, rebuilt: `${error.message}; moved aside to ${aside}` };
+  }
+}
+
+/** Opens one state file read-only; a missing file or one that is not a log is a CliError naming it. */
+export function openState(statePath: string): OpenedState {
+  if (!existsSync(statePath)) throw new CliError(`state file ${statePath} does not exist`);
+  let log: OperationLog;
+  try {
+    log = new OperationLog(statePath, { readOnly: true, verify: true });
+  } catch (error) {
+    if (error instanceof StateFileError) throw new CliError(stateFileAdvice(error));
+    throw new CliError(`state file ${statePath} cannot be read as a mirrorlog log: ${(error as Error).message}`);
+  }
+  try {
+    return { statePath, log, pair: log.pair() };
+  } catch (error) {
+    log.close();
+    if (error instanceof StateFileError) throw new CliError(stateFileAdvice(error));
+    throw error;
+  }
+}
+
+/** A state file of the directory that cannot be read: its path and the line saying what to do. */
+export interface DamagedState {
+  statePath: string;
+  message: string;
+}
+
+/**
+ * Opens `--state FILE` when given, else every source state file of the state directory. A file of the
+ * directory that cannot be read goes into `damaged` (named, with what to do), so one bad file neither
+ * hides the others nor passes silently for "no replication state".
+ */
+export function openStates(stateOption: string | undefined): { opened: OpenedState[]; damaged: DamagedState[] } {
+  if (stateOption !== undefined) return { opened: [openState(posix.resolve(stateOption))], damaged: [] };
   const opened: OpenedState[] = [];
+  const damaged: DamagedState[] = [];
   for (const statePath of sourceStatePaths()) {
     try {
       opened.push(openState(statePath));
-    } catch {
-      // Skipped, see above.
+    } catch (error) {
+      damaged.push({ statePath, message: (error as Error).message });
     }
   }
-  return opened;
+  return { opened, damaged };
+}
+
+/**
+ * Runs `read` on each opened state; one that turns out damaged while read joins `damaged` instead.
+ * Returns the results of the others, in order.
+ */
+export function readEach<T>(
+  states: readonly OpenedState[],
+  damaged: DamagedState[],
+  read: (state: OpenedState) => T,
+): T[] {
+  const results: T[] = [];
+  for (const state of states) {
+    try {
+      results.push(read(state));
+    } catch (error) {
+      if (!(error instanceof StateFileError)) throw error;
+      damaged.push({ statePath: state.statePath, message: stateFileAdvice(error) });
+    }
+  }
+  return results;
+}
+
+/**
+ * Says which state files are damaged: one line each on `stderr` when there is other output, else one
+ * CliError (exit 2). Returns the exit code the command ends with (2 when any is damaged).
+ */
+export function reportDamaged(
+  damaged: readonly DamagedState[],
+  hasOutput: boolean,
+  stderr: (text: string) => void,
+): number {
+  if (damaged.length === 0) return 0;
+  if (!hasOutput) throw new CliError(damaged.map((d) => d.message).join("; "));
+  for (const d of damaged) stderr(`mirrorlog: ${d.message}\n`);
+  return 2;
 }
 
 /** Closes every opened state. */

@@ -4,7 +4,7 @@ import { posix } from "node:path";
 import type { ResultTotals } from "../events/operationLog.js";
 import { CliError } from "./cliError.js";
 import { bytes } from "./report.js";
-import { canonicalPath, closeStates, type OpenedState, openStates } from "./stateFiles.js";
+import { canonicalPath, closeStates, type OpenedState, openStates, readEach, reportDamaged } from "./stateFiles.js";
 import { stateDirectory } from "./statePaths.js";
 import { quoteText, terminalSafeJson } from "./terminalText.js";
 
@@ -118,29 +118,35 @@ function recordedRootOf(src: string): string {
 
 /**
  * `mirrorlog status [SRC]`: the status of every replication in the state directory (or `--state`),
- * or of those whose source root is SRC. Returns the exit code: 1 when SRC has no replication state.
+ * or of those whose source root is SRC. Returns the exit code: 1 when SRC has no replication state, 2
+ * when a state file is damaged (each is named on stderr).
  */
 export function runStatus(
   src: string | undefined,
   options: StatusOptions,
   stdout: (text: string) => void,
   now: number = Date.now(),
+  stderr: (text: string) => void = (text) => process.stderr.write(text),
 ): number {
-  const states = openStates(options.state);
+  // A damaged state file is named (it may be SRC's: its recorded source cannot be read), never
+  // passed over as "no replication state".
+  const { opened: states, damaged } = openStates(options.state);
   try {
     const root = src === undefined ? undefined : recordedRootOf(src);
     const chosen = root === undefined ? states : states.filter((s) => s.pair?.sourceRoot === root);
-    if (root !== undefined && chosen.length === 0) {
+    if (root !== undefined && chosen.length === 0 && damaged.length === 0) {
       throw new CliError(
         `no replication state for source ${quoteText(root)} in ${quoteText(options.state ?? stateDirectory())}`,
         1,
       );
     }
-    const statuses = chosen.map((state) => statusOf(state, now));
+    const statuses = readEach(chosen, damaged, (state) => statusOf(state, now));
+    const hasOutput = options.json || statuses.length > 0 || damaged.length === 0;
+    const code = reportDamaged(damaged, hasOutput, stderr);
     if (options.json) stdout(`${terminalSafeJson(statuses)}\n`);
-    else if (statuses.length === 0) stdout(`no replication state in ${quoteText(stateDirectory())}\n`);
-    else stdout(`${statuses.map(formatStatus).join("\n\n")}\n`);
-    return 0;
+    else if (statuses.length > 0) stdout(`${statuses.map(formatStatus).join("\n\n")}\n`);
+    else if (damaged.length === 0) stdout(`no replication state in ${quoteText(stateDirectory())}\n`);
+    return code;
   } finally {
     closeStates(states);
   }

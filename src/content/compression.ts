@@ -69,7 +69,9 @@ export function encodeLiteral(bytes: Uint8Array, options: EncodeLiteralOptions =
 /**
  * Decodes a literal, refusing anything that is not exactly `encoded.size` bytes or that
  * declares more than `maxSize` bytes. Throws CompressionError; never allocates beyond the
- * declared size.
+ * declared size. The output is allocated at the declared size, so `maxSize` is what a caller
+ * lets one literal cost in memory: pass the smaller of the size it expects and its limit
+ * (the target passes at most its Limits' `maxDecodedPieceBytes`).
  */
 export function decodeLiteral(encoded: EncodedLiteral, maxSize: number): Uint8Array {
   const { encoding, data, size } = encoded;

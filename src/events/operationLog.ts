@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { z } from "zod";
 import {
@@ -10,6 +12,94 @@ import {
   PositionSchema,
 } from "./operation.js";
 import { type ApplyOutcome, ApplyOutcomeSchema } from "./protocol.js";
+
+/** Why a state file cannot be used: damaged bytes, a full file system, no access, I/O errors, another holder. */
+export type StateFileProblem = "damaged" | "full" | "unreadable" | "io" | "busy";
+
+const PROBLEM_TEXT: Record<StateFileProblem, string> = {
+  damaged: "is damaged",
+  full: "cannot be written: its file system is full",
+  unreadable: "cannot be opened",
+  io: "cannot be read or written",
+  busy: "is in use by another process",
+};
+
+/**
+ * A state file (a log, or a side's state store) that cannot be used. It stops the engine: nothing that
+ * depends on the file can be trusted or recorded. The message names the file; `cause` is SQLite's error.
+ */
+export class StateFileError extends Error {
+  override readonly name = "StateFileError";
+  constructor(
+    readonly path: string,
+    readonly problem: StateFileProblem,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`state file ${path} ${PROBLEM_TEXT[problem]} (${detail})`, options);
+  }
+}
+
+/** The problem an SQLite error code stands for, or undefined for errors that are not about the file. */
+function problemOfCode(code: string): StateFileProblem | undefined {
+  if (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB") return "damaged";
+  if (code === "SQLITE_FULL") return "full";
+  if (code.startsWith("SQLITE_CANTOPEN") || code === "SQLITE_PERM" || code.startsWith("SQLITE_READONLY"))
+    return "unreadable";
+  if (code.startsWith("SQLITE_IOERR")) return "io";
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) return "busy";
+  return undefined;
+}
+
+/**
+ * `error` as a StateFileError naming `path` when it is about the file (an SQLite error of the file, or
+ * a row that no longer parses when `rowsRead`); anything else is returned as it is.
+ */
+export function asStateFileError(error: unknown, path: string, rowsRead = false): unknown {
+  if (error instanceof StateFileError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (error instanceof Database.SqliteError && typeof code === "string") {
+    let problem = problemOfCode(code);
+    // SQLite reports some writes on a full file system (growing the WAL or its index) as I/O errors.
+    if (problem === "io" && isNearlyFull(path)) problem = "full";
+    return problem === undefined ? error : new StateFileError(path, problem, error.message, { cause: error });
+  }
+  // A row that SQLite returns but that no longer parses: its bytes were changed behind SQLite's back.
+  if (rowsRead && (error instanceof z.ZodError || error instanceof SyntaxError)) {
+    return new StateFileError(path, "damaged", `a row cannot be read: ${error.message.split("\n")[0]}`, {
+      cause: error,
+    });
+  }
+  return error;
+}
+
+/** Below this many free bytes, an I/O error of a state file is taken for a full file system. */
+const NEARLY_FULL_BYTES = 256 * 1024;
+
+/** True when the file system holding `path` has (almost) no space left for us. */
+function isNearlyFull(path: string): boolean {
+  try {
+    const stats = statfsSync(dirname(path));
+    return stats.bavail * stats.bsize < NEARLY_FULL_BYTES;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Fails with a StateFileError ("damaged") unless SQLite's quick_check finds `db` consistent. Run on
+ * opening for writing: damage found only later, in the middle of a run, would stop it half-way.
+ */
+export function checkStateFile(db: Database.Database, path: string): void {
+  const result = String(db.pragma("quick_check(1)", { simple: true }));
+  if (result === "ok") return;
+  // quick_check heads its findings with "*** in database main ***" and may span lines: keep one line.
+  const findings = result
+    .split("\n")
+    .filter((line) => line.trim() !== "" && !line.startsWith("***"))
+    .join("; ");
+  throw new StateFileError(path, "damaged", `quick_check: ${findings || result}`);
+}
 
 /** One operation as the log holds it. */
 export interface LogEntry {
@@ -134,24 +224,52 @@ const SCHEMA = `
  */
 export class OperationLog {
   /** Identifies this log to targets; a target following another log id re-establishes from scratch. */
-  readonly logId: string;
-  private readonly db: Database.Database;
-  private readonly insertEntry: Database.Statement;
-  private readonly insertResult: Database.Statement;
-  private head: Position;
+  logId!: string;
+  /** The file (":memory:" in memory): every failure about it is a StateFileError naming it. */
+  readonly path: string;
+  private db!: Database.Database;
+  private insertEntry!: Database.Statement;
+  private insertResult!: Database.Statement;
+  private head!: Position;
+
+  /** Runs `read` against the file; SQLite's complaints about the file (and rows that no longer parse) become StateFileErrors. */
+  private guarded<T>(read: () => T): T {
+    try {
+      return read();
+    } catch (error) {
+      throw asStateFileError(error, this.path, true);
+    }
+  }
 
   /**
    * Opens (or creates) a log; `path` undefined or ":memory:" keeps it in memory. `readOnly` opens an
-   * existing file for audit without creating or changing anything (appends then throw).
+   * existing file for audit without creating or changing anything (appends then throw). `verify` runs
+   * SQLite's quick_check first. A file that cannot be used throws a StateFileError naming it.
    */
-  constructor(path?: string, options: { readOnly?: boolean } = {}) {
+  constructor(path?: string, options: { readOnly?: boolean; verify?: boolean } = {}) {
+    this.path = path ?? ":memory:";
     const readOnly = options.readOnly === true && path !== undefined && path !== ":memory:";
-    this.db = readOnly ? openForReading(path) : new Database(path ?? ":memory:");
+    let db: Database.Database | undefined;
+    try {
+      db = readOnly ? openForReading(this.path) : new Database(this.path);
+      this.db = db;
+      this.prepareFile(readOnly, options.verify === true);
+    } catch (error) {
+      db?.close();
+      throw asStateFileError(error, this.path, true);
+    }
+  }
+
+  /** Creates or upgrades the schema (unless read-only), checks the file when asked, reads the head. */
+  private prepareFile(readOnly: boolean, verify: boolean): void {
+    const path = this.path;
     if (readOnly) {
+      if (verify) checkStateFile(this.db, path);
       // Fails at once on a file that is not a log, instead of on the first query.
       this.db.prepare("SELECT 1 FROM operations JOIN results USING (epoch, seq) JOIN epochs USING (epoch) LIMIT 0");
     } else {
-      if (path !== undefined && path !== ":memory:") {
+      if (path !== ":memory:") {
+        if (verify) checkStateFile(this.db, path);
         this.db.pragma("journal_mode = WAL");
         this.db.pragma("synchronous = FULL");
       }
@@ -188,20 +306,24 @@ export class OperationLog {
 
   /** Starts a new epoch with the reason continuity could not be proven, and returns its number. */
   startEpoch(reason: string, now: number): number {
-    const epoch = this.head.epoch + 1;
-    this.db.prepare("INSERT INTO epochs (epoch, started_at, reason) VALUES (?, ?, ?)").run(epoch, now, reason);
-    this.head = { epoch, seq: 0 };
-    return epoch;
+    return this.guarded(() => {
+      const epoch = this.head.epoch + 1;
+      this.db.prepare("INSERT INTO epochs (epoch, started_at, reason) VALUES (?, ?, ?)").run(epoch, now, reason);
+      this.head = { epoch, seq: 0 };
+      return epoch;
+    });
   }
 
   /** All epochs, oldest first. */
   epochs(): Epoch[] {
-    const rows = this.db.prepare("SELECT epoch, started_at, reason FROM epochs ORDER BY epoch").all() as {
-      epoch: number;
-      started_at: number;
-      reason: string;
-    }[];
-    return rows.map((r) => ({ epoch: r.epoch, startedAt: r.started_at, reason: r.reason }));
+    return this.guarded(() => {
+      const rows = this.db.prepare("SELECT epoch, started_at, reason FROM epochs ORDER BY epoch").all() as {
+        epoch: number;
+        started_at: number;
+        reason: string;
+      }[];
+      return rows.map((r) => ({ epoch: r.epoch, startedAt: r.started_at, reason: r.reason }));
+    });
   }
 
   /** Appends a batch of operations to the current epoch in one transaction and returns the logged entries. */
@@ -215,145 +337,165 @@ export class OperationLog {
       operation: OperationSchema.parse(operation),
       detectedBy,
     }));
-    this.db.transaction(() => {
-      for (const e of entries) {
-        this.insertEntry.run(epoch, e.position.seq, now, e.operation.path, JSON.stringify(e.operation), e.detectedBy);
-      }
-    })();
+    this.guarded(() =>
+      this.db.transaction(() => {
+        for (const e of entries) {
+          this.insertEntry.run(epoch, e.position.seq, now, e.operation.path, JSON.stringify(e.operation), e.detectedBy);
+        }
+      })(),
+    );
     this.head = { epoch, seq };
     return entries;
   }
 
   /** Entries of `epoch` with `seq > afterSeq`, in order, at most `limit`. */
   readAfter(epoch: number, afterSeq: number, limit = 10_000): LogEntry[] {
-    const rows = this.db
-      .prepare(
-        "SELECT epoch, seq, logged_at, operation, detected_by FROM operations WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT ?",
-      )
-      .all(epoch, afterSeq, limit);
-    return rows.map(parseEntryRow);
+    return this.guarded(() => {
+      const rows = this.db
+        .prepare(
+          "SELECT epoch, seq, logged_at, operation, detected_by FROM operations WHERE epoch = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .all(epoch, afterSeq, limit);
+      return rows.map(parseEntryRow);
+    });
   }
 
   /** Records what the target did with logged operations (one transaction). */
   recordResults(results: readonly LoggedResult[]): void {
-    this.db.transaction(() => {
-      for (const r of results) {
-        this.insertResult.run(
-          r.position.epoch,
-          r.position.seq,
-          r.outcome,
-          r.reason ?? null,
-          r.wireBytes,
-          r.bytesWritten,
-          r.appliedAt,
-          r.content === undefined ? null : JSON.stringify(r.content),
-        );
-      }
-    })();
+    this.guarded(() => {
+      this.db.transaction(() => {
+        for (const r of results) {
+          this.insertResult.run(
+            r.position.epoch,
+            r.position.seq,
+            r.outcome,
+            r.reason ?? null,
+            r.wireBytes,
+            r.bytesWritten,
+            r.appliedAt,
+            r.content === undefined ? null : JSON.stringify(r.content),
+          );
+        }
+      })();
+    });
   }
 
   /** Entries touching `path` or anything below it, oldest first, each with its result when known. */
   history(path: string): { entry: LogEntry; result?: LoggedResult }[] {
-    const escaped = path.replaceAll("\\", "\\\\").replaceAll("%", "\\%").replaceAll("_", "\\_");
-    const rows = this.db
-      .prepare(
-        `SELECT o.epoch, o.seq, o.logged_at, o.operation, o.detected_by,
-                r.outcome, r.reason, r.wire_bytes, r.bytes_written, r.applied_at, r.content
-           FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
-          WHERE ? = '' OR o.path = ? OR o.path LIKE ? ESCAPE '\\'
-          ORDER BY o.epoch, o.seq`,
-      )
-      .all(path, path, `${escaped}/%`) as Record<string, unknown>[];
-    return rows.map((row) => {
-      const entry = parseEntryRow(row);
-      if (row.outcome === null || row.outcome === undefined) return { entry };
-      const r = ResultRowSchema.parse(row);
-      return {
-        entry,
-        result: {
-          position: entry.position,
-          outcome: r.outcome,
-          ...(r.reason === null ? {} : { reason: r.reason }),
-          wireBytes: r.wire_bytes,
-          bytesWritten: r.bytes_written,
-          appliedAt: r.applied_at,
-          ...(r.content === null || r.content === undefined
-            ? {}
-            : { content: ContentSplitSchema.parse(JSON.parse(r.content)) }),
-        },
-      };
+    return this.guarded(() => {
+      const escaped = path.replaceAll("\\", "\\\\").replaceAll("%", "\\%").replaceAll("_", "\\_");
+      const rows = this.db
+        .prepare(
+          `SELECT o.epoch, o.seq, o.logged_at, o.operation, o.detected_by,
+                  r.outcome, r.reason, r.wire_bytes, r.bytes_written, r.applied_at, r.content
+             FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
+            WHERE ? = '' OR o.path = ? OR o.path LIKE ? ESCAPE '\\'
+            ORDER BY o.epoch, o.seq`,
+        )
+        .all(path, path, `${escaped}/%`) as Record<string, unknown>[];
+      return rows.map((row) => {
+        const entry = parseEntryRow(row);
+        if (row.outcome === null || row.outcome === undefined) return { entry };
+        const r = ResultRowSchema.parse(row);
+        return {
+          entry,
+          result: {
+            position: entry.position,
+            outcome: r.outcome,
+            ...(r.reason === null ? {} : { reason: r.reason }),
+            wireBytes: r.wire_bytes,
+            bytesWritten: r.bytes_written,
+            appliedAt: r.applied_at,
+            ...(r.content === null || r.content === undefined
+              ? {}
+              : { content: ContentSplitSchema.parse(JSON.parse(r.content)) }),
+          },
+        };
+      });
     });
   }
 
   /** Records which source root and target this log replicates between (audit commands find logs by it). */
   describePair(sourceRoot: string, target: string): void {
-    const put = this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
-    this.db.transaction(() => {
-      put.run("source_root", sourceRoot);
-      put.run("target", target);
-    })();
+    this.guarded(() => {
+      const put = this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+      this.db.transaction(() => {
+        put.run("source_root", sourceRoot);
+        put.run("target", target);
+      })();
+    });
   }
 
   /** The pair recorded by `describePair`, or null for a log that never recorded one. */
   pair(): ReplicationPair | null {
-    const rows = this.db.prepare("SELECT key, value FROM meta WHERE key IN ('source_root', 'target')").all() as {
-      key: string;
-      value: string;
-    }[];
-    const sourceRoot = rows.find((r) => r.key === "source_root")?.value;
-    const target = rows.find((r) => r.key === "target")?.value;
-    return sourceRoot === undefined || target === undefined ? null : { sourceRoot, target };
+    return this.guarded(() => {
+      const rows = this.db.prepare("SELECT key, value FROM meta WHERE key IN ('source_root', 'target')").all() as {
+        key: string;
+        value: string;
+      }[];
+      const sourceRoot = rows.find((r) => r.key === "source_root")?.value;
+      const target = rows.find((r) => r.key === "target")?.value;
+      return sourceRoot === undefined || target === undefined ? null : { sourceRoot, target };
+    });
   }
 
   /** Where `epoch` stands: last logged seq, last answered seq, operations still without a result. */
   epochProgress(epoch: number): EpochProgress {
-    const row = this.db
-      .prepare(
-        `SELECT COALESCE(MAX(o.seq), 0) AS last_seq, COALESCE(MAX(r.seq), 0) AS last_answered,
-                COUNT(*) - COUNT(r.seq) AS unanswered
-           FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
-          WHERE o.epoch = ?`,
-      )
-      .get(epoch) as { last_seq: number; last_answered: number; unanswered: number };
-    return { epoch, lastSeq: row.last_seq, lastAnsweredSeq: row.last_answered, unanswered: row.unanswered };
+    return this.guarded(() => {
+      const row = this.db
+        .prepare(
+          `SELECT COALESCE(MAX(o.seq), 0) AS last_seq, COALESCE(MAX(r.seq), 0) AS last_answered,
+                  COUNT(*) - COUNT(r.seq) AS unanswered
+             FROM operations o LEFT JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
+            WHERE o.epoch = ?`,
+        )
+        .get(epoch) as { last_seq: number; last_answered: number; unanswered: number };
+      return { epoch, lastSeq: row.last_seq, lastAnsweredSeq: row.last_answered, unanswered: row.unanswered };
+    });
   }
 
   /** Totals of the results recorded at or after `since` (milliseconds since the epoch). */
   resultTotalsSince(since: number): ResultTotals {
-    const row = this.db
-      .prepare(
-        `SELECT COUNT(*) AS operations, COALESCE(SUM(bytes_written), 0) AS bytes_written,
-                COALESCE(SUM(wire_bytes), 0) AS wire_bytes
-           FROM results WHERE applied_at >= ?`,
-      )
-      .get(since) as { operations: number; bytes_written: number; wire_bytes: number };
-    return { operations: row.operations, bytesWritten: row.bytes_written, wireBytes: row.wire_bytes };
+    return this.guarded(() => {
+      const row = this.db
+        .prepare(
+          `SELECT COUNT(*) AS operations, COALESCE(SUM(bytes_written), 0) AS bytes_written,
+                  COALESCE(SUM(wire_bytes), 0) AS wire_bytes
+             FROM results WHERE applied_at >= ?`,
+        )
+        .get(since) as { operations: number; bytes_written: number; wire_bytes: number };
+      return { operations: row.operations, bytesWritten: row.bytes_written, wireBytes: row.wire_bytes };
+    });
   }
 
   /** Per path, the last failure in `epoch` when no later operation on that path has been answered since. */
   openFailures(epoch: number): OpenFailure[] {
-    const rows = this.db
-      .prepare(
-        `SELECT o.seq, o.path, r.reason, r.applied_at
-           FROM operations o JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
-          WHERE o.epoch = ? AND r.outcome = 'failed'
-            AND NOT EXISTS (
-              SELECT 1 FROM operations later JOIN results lr ON lr.epoch = later.epoch AND lr.seq = later.seq
-               WHERE later.path = o.path AND later.epoch = o.epoch AND later.seq > o.seq)
-          ORDER BY o.seq`,
-      )
-      .all(epoch) as { seq: number; path: string; reason: string | null; applied_at: number }[];
-    return rows.map((r) => ({
-      position: { epoch, seq: r.seq },
-      path: r.path,
-      reason: r.reason,
-      appliedAt: r.applied_at,
-    }));
+    return this.guarded(() => {
+      const rows = this.db
+        .prepare(
+          `SELECT o.seq, o.path, r.reason, r.applied_at
+             FROM operations o JOIN results r ON r.epoch = o.epoch AND r.seq = o.seq
+            WHERE o.epoch = ? AND r.outcome = 'failed'
+              AND NOT EXISTS (
+                SELECT 1 FROM operations later JOIN results lr ON lr.epoch = later.epoch AND lr.seq = later.seq
+                 WHERE later.path = o.path AND later.epoch = o.epoch AND later.seq > o.seq)
+            ORDER BY o.seq`,
+        )
+        .all(epoch) as { seq: number; path: string; reason: string | null; applied_at: number }[];
+      return rows.map((r) => ({
+        position: { epoch, seq: r.seq },
+        path: r.path,
+        reason: r.reason,
+        appliedAt: r.applied_at,
+      }));
+    });
   }
 
   /** Runs SQLite's quick_check; "ok" when the file is consistent. */
   quickCheck(): string {
-    return String(this.db.pragma("quick_check", { simple: true }));
+    return this.guarded(() => {
+      return String(this.db.pragma("quick_check", { simple: true }));
+    });
   }
 
   /** Closes the database. */

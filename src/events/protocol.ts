@@ -239,6 +239,7 @@ export type ApplyOutcome = z.infer<typeof ApplyOutcomeSchema>;
  * - `unsafe-path`: the path traverses a symlink or names something the target reserves;
  * - `not-found`: a parent is missing or not a directory;
  * - `metadata`: the content is in place but some metadata could not be set as stated;
+ * - `limit`: the bytes would pass one of the target's limits (the reason names it); retrying cannot help;
  * - `io`: anything else.
  */
 export const FailureCodeSchema = z.enum([
@@ -251,6 +252,7 @@ export const FailureCodeSchema = z.enum([
   "unsafe-path",
   "not-found",
   "metadata",
+  "limit",
   "io",
 ]);
 /** A failure code. */
@@ -276,9 +278,10 @@ export const ApplyResponseSchema = z.strictObject({
   applied: AppliedPositionSchema,
 });
 
-/** Why a whole request was refused; nothing changed on the target. */
+/** Why a whole request was refused; nothing changed on the target. `limit`: the message names the limit passed. */
 export const ErrorCodeSchema = z.enum([
   "invalid-request",
+  "limit",
   "unsafe-path",
   "version-mismatch",
   "no-session",

@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { z } from "zod";
 import type { Chunk } from "../content/chunker.js";
+import { asStateFileError, checkStateFile } from "./operationLog.js";
 import { type AppliedPosition, AppliedPositionSchema } from "./protocol.js";
 
 /** What the cheap change check remembers of a file: if size, mtime, ctime and inode match, the hash holds. */
@@ -95,22 +96,46 @@ const SCHEMA = `
  * synchronous=FULL); index changes are buffered and written in one transaction by `flush`.
  */
 export class StateStore extends ContentIndexMap implements PositionStore {
-  private readonly db: Database.Database;
+  private readonly db!: Database.Database;
   private readonly dirty = new Map<string, IndexedFile | null>();
   private readonly dirtyChunks = new Map<string, Chunk[]>();
 
-  /** Opens (or creates) the state file; undefined keeps it in memory. */
-  constructor(path?: string) {
+  /** The file (":memory:" in memory): every failure about it is a StateFileError naming it. */
+  readonly path: string;
+
+  /**
+   * Opens (or creates) the state file; undefined keeps it in memory. `verify` runs SQLite's quick_check
+   * first. A file that cannot be used (damaged, full, unreadable) throws a StateFileError naming it.
+   */
+  constructor(path?: string, options: { verify?: boolean } = {}) {
     super();
-    this.db = new Database(path ?? ":memory:");
-    if (path !== undefined) {
-      this.db.pragma("journal_mode = WAL");
-      this.db.pragma("synchronous = FULL");
+    this.path = path ?? ":memory:";
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(this.path);
+      this.db = db;
+      if (path !== undefined) {
+        if (options.verify === true) checkStateFile(db, this.path);
+        db.pragma("journal_mode = WAL");
+        db.pragma("synchronous = FULL");
+      }
+      db.exec(SCHEMA);
+      for (const row of db.prepare("SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index").all()) {
+        const r = IndexRowSchema.parse(row);
+        super.set(r.path, { size: r.size, mtimeMs: r.mtime_ms, ctimeMs: r.ctime_ms, ino: r.ino, hash: r.hash });
+      }
+    } catch (error) {
+      db?.close();
+      throw asStateFileError(error, this.path, true);
     }
-    this.db.exec(SCHEMA);
-    for (const row of this.db.prepare("SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index").all()) {
-      const r = IndexRowSchema.parse(row);
-      super.set(r.path, { size: r.size, mtimeMs: r.mtime_ms, ctimeMs: r.ctime_ms, ino: r.ino, hash: r.hash });
+  }
+
+  /** Runs `work` against the file; SQLite's complaints about the file become StateFileErrors. */
+  private guarded<T>(work: () => T): T {
+    try {
+      return work();
+    } catch (error) {
+      throw asStateFileError(error, this.path);
     }
   }
 
@@ -132,7 +157,9 @@ export class StateStore extends ContentIndexMap implements PositionStore {
     get: (hash: string): Chunk[] | undefined => {
       const pending = this.dirtyChunks.get(hash);
       if (pending !== undefined) return pending;
-      const blob = this.db.prepare("SELECT chunks FROM chunk_lists WHERE hash = ?").pluck().get(hash);
+      const blob = this.guarded(() =>
+        this.db.prepare("SELECT chunks FROM chunk_lists WHERE hash = ?").pluck().get(hash),
+      );
       return blob instanceof Uint8Array ? decodeChunks(blob) : undefined;
     },
     set: (hash: string, chunks: Chunk[]): void => {
@@ -143,46 +170,61 @@ export class StateStore extends ContentIndexMap implements PositionStore {
   /** Writes buffered index changes in one transaction. */
   flush(): void {
     if (this.dirty.size === 0 && this.dirtyChunks.size === 0) return;
-    const upsert = this.db.prepare(
-      "INSERT OR REPLACE INTO file_index (path, size, mtime_ms, ctime_ms, ino, hash) VALUES (?, ?, ?, ?, ?, ?)",
+    const [upsert, remove, putChunks] = this.guarded(() => [
+      this.db.prepare(
+        "INSERT OR REPLACE INTO file_index (path, size, mtime_ms, ctime_ms, ino, hash) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
+      this.db.prepare("DELETE FROM file_index WHERE path = ?"),
+      this.db.prepare("INSERT OR REPLACE INTO chunk_lists (hash, chunks) VALUES (?, ?)"),
+    ]);
+    this.guarded(() =>
+      this.db.transaction(() => {
+        for (const [path, entry] of this.dirty) {
+          if (entry === null) remove.run(path);
+          else upsert.run(path, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.hash);
+        }
+        for (const [hash, chunks] of this.dirtyChunks) putChunks.run(hash, encodeChunks(chunks));
+      })(),
     );
-    const remove = this.db.prepare("DELETE FROM file_index WHERE path = ?");
-    const putChunks = this.db.prepare("INSERT OR REPLACE INTO chunk_lists (hash, chunks) VALUES (?, ?)");
-    this.db.transaction(() => {
-      for (const [path, entry] of this.dirty) {
-        if (entry === null) remove.run(path);
-        else upsert.run(path, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.hash);
-      }
-      for (const [hash, chunks] of this.dirtyChunks) putChunks.run(hash, encodeChunks(chunks));
-    })();
     this.dirty.clear();
     this.dirtyChunks.clear();
   }
 
   /** The applied position recorded by `save`, or null. */
   load(): AppliedPosition | null {
-    const row = this.db.prepare("SELECT log_id, epoch, seq FROM applied_position WHERE id = 1").get() as
-      | { log_id: string; epoch: number; seq: number }
-      | undefined;
-    return row === undefined
-      ? null
-      : AppliedPositionSchema.parse({ logId: row.log_id, epoch: row.epoch, seq: row.seq });
+    const row = this.guarded(
+      () =>
+        this.db.prepare("SELECT log_id, epoch, seq FROM applied_position WHERE id = 1").get() as
+          | { log_id: string; epoch: number; seq: number }
+          | undefined,
+    );
+    if (row === undefined) return null;
+    try {
+      return AppliedPositionSchema.parse({ logId: row.log_id, epoch: row.epoch, seq: row.seq });
+    } catch (error) {
+      throw asStateFileError(error, this.path, true);
+    }
   }
 
   /** Durably records the applied position, with any buffered index changes, in one transaction. */
   save(position: AppliedPosition): void {
-    this.db.transaction(() => {
-      this.db
-        .prepare("INSERT OR REPLACE INTO applied_position (id, log_id, epoch, seq) VALUES (1, ?, ?, ?)")
-        .run(position.logId, position.epoch, position.seq);
-      this.flush();
-    })();
+    this.guarded(() =>
+      this.db.transaction(() => {
+        this.db
+          .prepare("INSERT OR REPLACE INTO applied_position (id, log_id, epoch, seq) VALUES (1, ?, ?, ?)")
+          .run(position.logId, position.epoch, position.seq);
+        this.flush();
+      })(),
+    );
   }
 
-  /** Flushes and closes the file. */
+  /** Flushes and closes the file; the file is closed even when the flush fails (which is then thrown). */
   close(): void {
-    this.flush();
-    this.db.close();
+    try {
+      this.flush();
+    } finally {
+      this.db.close();
+    }
   }
 }
 

@@ -1,5 +1,6 @@
-import type { Buffer } from "node:buffer";
-import { type FSWatcher, lstatSync, readFileSync, type Stats, watch } from "node:fs";
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { type FSWatcher, lstatSync, readdirSync, readFileSync, type Stats, watch } from "node:fs";
 import { posix } from "node:path";
 import { bytesOfName, hasByteEscapes, nameOfBytes } from "./byteNames.js";
 import { type FileSystemEvent, FileSystemEventType, type WatchCallback } from "./fileSystem.js";
@@ -13,16 +14,96 @@ export interface FileSystemProblem {
 /** Listener shape of `fs.watch`: the kernel's event type and the child's name (or null). */
 export type WatchListener = (eventType: string, filename: string | Buffer | null) => void;
 
-/** Creates one non-recursive kernel watch on a directory; injectable so tests can raise ENOSPC. */
-export type WatchFactory = (path: string, listener: WatchListener) => FSWatcher;
+/**
+ * Creates one non-recursive kernel watch on a directory; injectable so tests can raise ENOSPC. `limit`, when
+ * set, is the number of watches the factory allows (a test cap), reported instead of the kernel's setting.
+ */
+export type WatchFactory = ((path: string, listener: WatchListener) => FSWatcher) & { readonly limit?: number };
 
 /** `fs.watch` on one directory, names as bytes (mapped to strings by `nameOfBytes`, like listings). */
 export const kernelWatchFactory: WatchFactory = (path, listener) =>
   watch(syscallPath(path), { persistent: true, recursive: false, encoding: "buffer" }, listener);
 
-/** The operator hint given when inotify runs out of watches. */
-export const WATCH_LIMIT_REASON =
-  "inotify watch limit reached (raise fs.inotify.max_user_watches, e.g. sysctl fs.inotify.max_user_watches=524288); falling back to periodic rescans";
+/**
+ * Environment variable that caps this process's kernel watches (tests and benchmarks only). The real limit,
+ * `fs.inotify.max_user_watches`, is one number for every process of the user: lowering it to exercise
+ * running out would break every other watcher on the machine (editors, parallel test files) until it is
+ * restored, and a crash would never restore it. The cap raises the kernel's own error (ENOSPC) past N
+ * live watches, so everything above the factory runs exactly as on a machine whose limit is reached.
+ */
+export const MAX_KERNEL_WATCHES_ENV = "MIRRORLOG_MAX_KERNEL_WATCHES";
+
+/** `factory` limited to `limit` live watches: the next one fails with ENOSPC, like inotify at its limit. */
+export function cappedWatchFactory(factory: WatchFactory, limit: number): WatchFactory {
+  let live = 0;
+  const capped = (path: string, listener: WatchListener): FSWatcher => {
+    if (live >= limit) {
+      throw Object.assign(new Error(`ENOSPC: System limit for number of file watchers reached, watch '${path}'`), {
+        code: "ENOSPC",
+        errno: -28,
+        syscall: "watch",
+        path,
+      });
+    }
+    const watcher = factory(path, listener);
+    live += 1;
+    watcher.once("close", () => {
+      live -= 1;
+    });
+    return watcher;
+  };
+  return Object.assign(capped, { limit });
+}
+
+/** The kernel's factory, capped when MIRRORLOG_MAX_KERNEL_WATCHES holds a non-negative integer. */
+export function defaultWatchFactory(env: NodeJS.ProcessEnv = process.env): WatchFactory {
+  const cap = env[MAX_KERNEL_WATCHES_ENV];
+  if (cap === undefined || cap === "") return kernelWatchFactory;
+  const limit = Number(cap);
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new Error(`${MAX_KERNEL_WATCHES_ENV} must be a non-negative integer, not ${JSON.stringify(cap)}`);
+  }
+  return cappedWatchFactory(kernelWatchFactory, limit);
+}
+
+/** The kernel's limit on inotify watches per user (`fs.inotify.max_user_watches`), or undefined off Linux. */
+export function kernelWatchLimit(): number | undefined {
+  try {
+    const value = Number.parseInt(readFileSync("/proc/sys/fs/inotify/max_user_watches", "utf8").trim(), 10);
+    return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  } catch {
+    // Not Linux or /proc not mounted: the message then names the setting without its value.
+    return undefined;
+  }
+}
+
+/** What the one watch-limit line reports. */
+export interface WatchLimitReport {
+  /** Directories watched in all (kernel and polled): the watches this tree needs. */
+  watched: number;
+  /** Of those, directories without a kernel watch, polled instead. */
+  polled: number;
+  /** The limit in force (the test cap, else `fs.inotify.max_user_watches`), when known. */
+  limit: number | undefined;
+  /** Seconds one polling round over every polled directory takes at most, at the current budget. */
+  roundSeconds: number;
+}
+
+/**
+ * The one line that tells the operator the watches ran out: how many directories need a watch, how many
+ * have none, the limit, and the sysctl that fixes it. The suggestion adds what is missing to the limit
+ * (other processes of the user hold part of it, so "the tree's size" alone could still fall short).
+ */
+export function watchLimitMessage(report: WatchLimitReport): string {
+  const { watched, polled, limit } = report;
+  const setting = limit === undefined ? "fs.inotify.max_user_watches" : `fs.inotify.max_user_watches (${limit})`;
+  const suggestion = Math.max(watched, (limit ?? 0) + polled);
+  return (
+    `inotify watch limit reached: this tree needs ${watched} watches (one per directory), ${setting} left ` +
+    `${polled} directories unwatched; they are polled instead (each about every ${Math.max(1, Math.ceil(report.roundSeconds))} s). ` +
+    `Raise the limit, e.g. sysctl fs.inotify.max_user_watches=${suggestion}`
+  );
+}
 
 /** Default size of one inotify queue: a burst this large means the kernel may have dropped events. */
 export function defaultOverflowThreshold(): number {
@@ -38,11 +119,18 @@ export function defaultOverflowThreshold(): number {
 /** Settings of a `DiskWatcher`. */
 export interface DiskWatcherOptions {
   onProblem: (problem: FileSystemProblem) => void;
+  /** Operator notices that are not about one path (the watch-limit line), said once, when they happen. */
+  onNotice: (message: string) => void;
+  /** Period of the retries of a watch that failed or lost its directory, and of the polling rounds. */
   rescanIntervalMs: number;
+  /** Milliseconds of polling per round at most (at least one directory is polled per round). */
+  pollBudgetMs: number;
   overflowThreshold: number;
   watchFactory: WatchFactory;
   /** Names the watcher must never report: the temps and stash of the file system instance it serves. */
   isInternalName: (name: string) => boolean;
+  /** Monotonic milliseconds, for the polling budget (default `performance.now`). */
+  clock?: () => number;
 }
 
 interface WatchEntry {
@@ -51,28 +139,57 @@ interface WatchEntry {
   /** Inode of the directory the kernel watch is attached to; a different inode at `dir` means it was replaced. */
   ino: number;
   watcher: FSWatcher | undefined;
+  /** Retry timer of a watch that failed or lost its directory (not used for directories polled after ENOSPC). */
   pollTimer: NodeJS.Timeout | undefined;
   /** True when polling only until the directory can be watched by the kernel again (not after ENOSPC). */
   retryKernelWatch: boolean;
+  /**
+   * Polled for want of a kernel watch (ENOSPC): the digest of the directory's listing and its entries'
+   * lstat when last looked at, or undefined when it could not be read then (the next look hints a rescan).
+   */
+  polled?: { fingerprint: string | undefined };
 }
 
 /**
  * Kernel watches, one per directory, turned into the seed's events. Events are hints naming a path to
- * re-read: whenever a watch cannot be trusted (watch limit, watcher error, the directory itself vanished,
- * an inotify queue overflow) the watcher emits FILE_OR_SUBDIR_ADDED naming a directory to rescan instead.
+ * re-read: whenever a watch cannot be trusted (watcher error, the directory itself vanished, an inotify
+ * queue overflow) the watcher emits FILE_OR_SUBDIR_ADDED naming a directory to rescan instead.
+ *
+ * When the kernel has no watch left (ENOSPC), the directory is polled instead, at a bounded cost: one
+ * timer for all of them, a round every `rescanIntervalMs` that looks at the least recently polled
+ * directories for at most `pollBudgetMs`, and a rescan hint only for a directory whose listing or
+ * entries' lstat changed. (Hinting every polled directory every round made the consumer re-read each
+ * one, and re-reads grow with the tree: 5,201 polled directories of 20,201 kept a core busy for good.)
+ * The shortage is told once, in one line with the counts, not once per directory.
  */
 export class DiskWatcher {
   private readonly entries = new Map<string, WatchEntry>();
+  /** Directories polled for want of kernel watches, least recently polled first. */
+  private readonly pollQueue = new Set<WatchEntry>();
+  private pollRound: NodeJS.Timeout | undefined;
+  /** Polled count when the watch-limit line was last said (0: not said yet), and at the previous round. */
+  private reportedPolled = 0;
+  private polledAtLastRound = 0;
+  /** Kernel watches this watcher let go of since the last round: a polled directory may get one back. */
+  private releasedKernelWatches = 0;
+  private readonly clock: () => number;
   private burstCount = 0;
   private burstOverflowed = false;
   private burstEndScheduled = false;
   private closed = false;
 
-  constructor(private readonly options: DiskWatcherOptions) {}
+  constructor(private readonly options: DiskWatcherOptions) {
+    this.clock = options.clock ?? (() => performance.now());
+  }
 
   /** Number of watched directories, including those only polled. */
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Number of watched directories that have no kernel watch for want of one (ENOSPC) and are polled. */
+  get polledCount(): number {
+    return this.pollQueue.size;
   }
 
   /** True when `dir` has a watch (kernel or polling). */
@@ -84,7 +201,7 @@ export class DiskWatcher {
   watch(dir: string, ino: number, callback: WatchCallback): void {
     const entry: WatchEntry = { dir, callback, ino, watcher: undefined, pollTimer: undefined, retryKernelWatch: false };
     this.closed = false;
-    if (!this.startKernelWatch(entry)) this.startPolling(entry, false);
+    if (!this.startKernelWatch(entry)) this.startPollingForLimit(entry);
     this.entries.set(dir, entry);
   }
 
@@ -104,7 +221,7 @@ export class DiskWatcher {
     this.closed = true;
   }
 
-  /** Returns false (after reporting) when the kernel has no watch left; other failures throw. */
+  /** Returns false when the kernel has no watch left (ENOSPC); other failures throw. */
   private startKernelWatch(entry: WatchEntry): boolean {
     let watcher: FSWatcher;
     try {
@@ -113,12 +230,25 @@ export class DiskWatcher {
       );
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
-      this.options.onProblem({ path: entry.dir, reason: WATCH_LIMIT_REASON });
       return false;
     }
     watcher.on("error", (error: Error) => this.onWatcherError(entry, watcher, error));
     entry.watcher = watcher;
     return true;
+  }
+
+  /**
+   * Polls `entry` for want of a kernel watch. Its first fingerprint is taken now, before the caller lists
+   * the directory (as a kernel watch would be in place before the listing), so no change after it is missed.
+   */
+  private startPollingForLimit(entry: WatchEntry): void {
+    entry.polled = { fingerprint: fingerprintOf(entry.dir, this.options.isInternalName) };
+    this.pollQueue.add(entry);
+    if (this.pollRound === undefined) {
+      this.pollRound = setInterval(() => this.onPollRound(), this.options.rescanIntervalMs);
+      // Polling must never keep the process alive by itself.
+      this.pollRound.unref();
+    }
   }
 
   private startPolling(entry: WatchEntry, retryKernelWatch: boolean): void {
@@ -130,10 +260,111 @@ export class DiskWatcher {
   }
 
   private release(entry: WatchEntry): void {
+    if (entry.watcher !== undefined) this.releasedKernelWatches += 1;
     entry.watcher?.close();
     entry.watcher = undefined;
     if (entry.pollTimer !== undefined) clearInterval(entry.pollTimer);
     entry.pollTimer = undefined;
+    this.stopPollingForLimit(entry);
+  }
+
+  private stopPollingForLimit(entry: WatchEntry): void {
+    if (!this.pollQueue.delete(entry)) return;
+    entry.polled = undefined;
+    if (this.pollQueue.size === 0 && this.pollRound !== undefined) {
+      clearInterval(this.pollRound);
+      this.pollRound = undefined;
+      this.reportedPolled = 0;
+      this.polledAtLastRound = 0;
+    }
+  }
+
+  /**
+   * One polling round: kernel watches freed meanwhile go to polled directories first, then the least
+   * recently polled directories are looked at until the budget is spent (at least one, so every
+   * directory's turn comes), each moved to the back of the queue. Once the number of polled directories
+   * stopped growing (the walk that watches them is over), the shortage is told in one line.
+   */
+  private onPollRound(): void {
+    this.regainKernelWatches();
+    const deadline = this.clock() + this.options.pollBudgetMs;
+    const rounds = this.pollQueue.size;
+    for (let looked = 0; looked < rounds; looked++) {
+      const entry = this.pollQueue.values().next().value as WatchEntry;
+      this.pollQueue.delete(entry);
+      this.pollQueue.add(entry);
+      this.pollOnce(entry);
+      if (this.clock() >= deadline) break;
+    }
+    this.reportShortage();
+  }
+
+  /** Hints a rescan of `entry.dir` when its listing or an entry's lstat changed since the last look. */
+  private pollOnce(entry: WatchEntry): void {
+    const polled = entry.polled;
+    if (polled === undefined) return;
+    const fingerprint = fingerprintOf(entry.dir, this.options.isInternalName);
+    const changed = fingerprint === undefined || fingerprint !== polled.fingerprint;
+    polled.fingerprint = fingerprint;
+    if (changed) this.emit(entry, { path: entry.dir, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  }
+
+  /**
+   * Tries kernel watches for polled directories while they succeed: once per round at least (another
+   * process may have freed some), and as often as this watcher released kernel watches since.
+   */
+  private regainKernelWatches(): void {
+    let attempts = Math.max(1, this.releasedKernelWatches);
+    this.releasedKernelWatches = 0;
+    while (attempts-- > 0 && this.pollQueue.size > 0) {
+      const entry = this.pollQueue.values().next().value as WatchEntry;
+      let watched: boolean;
+      try {
+        watched = this.startKernelWatch(entry);
+      } catch (error) {
+        // The directory went or changed: its next look (a changed fingerprint) hints the rescan.
+        this.pollQueue.delete(entry);
+        this.pollQueue.add(entry);
+        this.options.onProblem({ path: entry.dir, reason: `watch failed (${describeCode(error)}); still polled` });
+        continue;
+      }
+      if (!watched) return;
+      // Watched from now on: one last look covers what changed between the previous look and the watch.
+      this.pollOnce(entry);
+      this.stopPollingForLimit(entry);
+    }
+  }
+
+  /** Says the shortage once the polled count has settled, and again only if it doubles later. */
+  private reportShortage(): void {
+    const polled = this.pollQueue.size;
+    const settled = polled === this.polledAtLastRound;
+    this.polledAtLastRound = polled;
+    if (!settled || polled === 0 || polled < 2 * this.reportedPolled) return;
+    this.reportedPolled = polled;
+    const root = this.rootMostEntries()[0];
+    // Directories polled per round at this budget, measured as the rounds go: at least one.
+    const message = watchLimitMessage({
+      watched: this.entries.size,
+      polled,
+      limit: this.options.watchFactory.limit ?? kernelWatchLimit(),
+      roundSeconds: (this.options.rescanIntervalMs / 1000) * Math.max(1, Math.ceil(polled / this.polledPerRound())),
+    });
+    this.options.onNotice(message);
+    if (root !== undefined) this.options.onProblem({ path: root.dir, reason: message });
+  }
+
+  /** Directories one round polls within its budget, estimated from a timed look at a few of them. */
+  private polledPerRound(): number {
+    const sample = Math.min(16, this.pollQueue.size);
+    const started = this.clock();
+    let looked = 0;
+    for (const entry of this.pollQueue) {
+      if (looked++ >= sample) break;
+      fingerprintOf(entry.dir, this.options.isInternalName);
+    }
+    const each = (this.clock() - started) / Math.max(1, sample);
+    return each <= 0 ? this.pollQueue.size : Math.max(1, Math.floor(this.options.pollBudgetMs / each));
   }
 
   private isCurrent(entry: WatchEntry, watcher?: FSWatcher): boolean {
@@ -150,8 +381,12 @@ export class DiskWatcher {
           if (this.startKernelWatch(entry)) {
             if (entry.pollTimer !== undefined) clearInterval(entry.pollTimer);
             entry.pollTimer = undefined;
+          } else {
+            // Out of watches: polled with the others from now on, at their bounded cost.
+            if (entry.pollTimer !== undefined) clearInterval(entry.pollTimer);
+            entry.pollTimer = undefined;
+            this.startPollingForLimit(entry);
           }
-          // Either watched again, or out of watches (reported): polling is then the watch for good.
           entry.retryKernelWatch = false;
         } catch {
           // The directory changed between lstat and watch: try again on the next tick.
@@ -287,4 +522,38 @@ function lstatQuietly(path: string): Stats | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The error's code (ENOENT, ...) or its message. */
+function describeCode(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code ?? String(error);
+}
+
+/**
+ * A digest of what a poll can see change in `dir`: its own lstat (an entry added, removed or renamed
+ * changes its mtime) and every entry's name and lstat (a write changes the file's size, mtime or ctime;
+ * chmod and chown its ctime). Undefined when the directory cannot be read (gone, replaced): worth a rescan.
+ */
+function fingerprintOf(dir: string, isInternalName: (name: string) => boolean): string | undefined {
+  try {
+    const digest = createHash("sha1");
+    const own = lstatSync(syscallPath(dir));
+    if (!own.isDirectory()) return undefined;
+    digest.update(statLine(own));
+    const prefix = dir === "/" ? "/" : `${dir}/`;
+    for (const raw of readdirSync(syscallPath(dir), { encoding: "buffer" }).sort(Buffer.compare)) {
+      const name = nameOfBytes(raw);
+      if (isInternalName(name)) continue;
+      const stat = lstatSync(syscallPath(prefix + name), { throwIfNoEntry: false });
+      digest.update(raw).update(stat === undefined ? "\0gone\n" : `\0${statLine(stat)}`);
+    }
+    return digest.digest("base64");
+  } catch {
+    // Unreadable now (removed, replaced by a file, no permission): the consumer's rescan finds out what.
+    return undefined;
+  }
+}
+
+function statLine(stat: Stats): string {
+  return `${stat.ino}:${stat.mode}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.uid}:${stat.gid}\n`;
 }

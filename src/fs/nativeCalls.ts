@@ -4,11 +4,12 @@ import { getSystemErrorMap } from "node:util";
 import type { Timestamp } from "./fileSystem.js";
 
 /**
- * The three libc calls Node 20 lacks and mirrorlog needs, through koffi (an FFI whose npm package ships
+ * The libc calls Node 20 lacks and mirrorlog needs, through koffi (an FFI whose npm package ships
  * prebuilt binaries): `utimensat` and `futimens` set an mtime to the exact nanosecond (Node's `utimes`
  * family goes through a double and libuv keeps only microseconds), and `syncfs` flushes one file system
- * without spawning `sync -f`. Linux only; `loadNativeCalls()` is undefined wherever koffi or these
- * symbols cannot be loaded, and callers fall back to Node's calls (microsecond mtimes, `sync -f`).
+ * without spawning `sync -f`; `flock` locks a target root by what it is (its inode, not its path).
+ * Linux only; `loadNativeCalls()` is undefined wherever koffi or these symbols cannot be loaded, and
+ * callers fall back to Node's calls (microsecond mtimes, `sync -f`; no flock: serve refuses to run).
  */
 export interface NativeCalls {
   /**
@@ -20,7 +21,17 @@ export interface NativeCalls {
   setTimesOf(fd: number, atime: Timestamp, mtime: Timestamp): void;
   /** syncfs(fd): makes everything written to the file system holding `fd` durable. Throws an errno error. */
   syncFileSystem(fd: number): void;
+  /**
+   * flock(fd, operation): takes or drops an advisory lock on the open file (LOCK_EX, LOCK_NB, LOCK_UN).
+   * Throws an errno error (EAGAIN when LOCK_NB finds the lock held elsewhere).
+   */
+  flock(fd: number, operation: number): void;
 }
+
+/** flock operations: an exclusive lock, not waiting for it, and its release. */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 
 /** utimensat's "relative to the current directory" descriptor. */
 export const AT_FDCWD = -100;
@@ -49,6 +60,7 @@ function tryLoad(): NativeCalls | null {
   let utimensat: LibcFunction;
   let futimens: LibcFunction;
   let syncfs: LibcFunction;
+  let flock: LibcFunction;
   try {
     koffi = createRequire(import.meta.url)("koffi") as Koffi;
     const libc = koffi.load("libc.so.6");
@@ -57,10 +69,11 @@ function tryLoad(): NativeCalls | null {
     utimensat = libc.func("utimensat", "int", ["int", "const char *", times, "int"]);
     futimens = libc.func("futimens", "int", ["int", times]);
     syncfs = libc.func("syncfs", "int", ["int"]);
+    flock = libc.func("flock", "int", ["int", "int"]);
   } catch (error) {
     // Not fatal: every caller has a Node fallback. Say once why exact times are unavailable.
     process.emitWarning(
-      `koffi could not be loaded (${String(error)}); mtimes are set to the microsecond and syncfs runs as sync -f`,
+      `koffi could not be loaded (${String(error)}); mtimes are set to the microsecond, syncfs runs as sync -f, and serve cannot lock its target`,
       "MirrorlogNativeCallsWarning",
     );
     return null;
@@ -73,6 +86,7 @@ function tryLoad(): NativeCalls | null {
       check(utimensat(dirFd, cString(name), [timespec(atime), timespec(mtime)], AT_SYMLINK_NOFOLLOW), "utimensat"),
     setTimesOf: (fd, atime, mtime) => check(futimens(fd, [timespec(atime), timespec(mtime)]), "futimens"),
     syncFileSystem: (fd) => check(syncfs(fd), "syncfs"),
+    flock: (fd, operation) => check(flock(fd, operation), "flock"),
   };
 }
 

@@ -35,8 +35,8 @@ import { bytesOfName, hasByteEscapes, nameOfBytes } from "./byteNames.js";
 import {
   DiskWatcher,
   defaultOverflowThreshold,
+  defaultWatchFactory,
   type FileSystemProblem,
-  kernelWatchFactory,
   type WatchFactory,
 } from "./diskWatcher.js";
 import {
@@ -87,8 +87,18 @@ export interface NodeFileSystemOptions {
   root?: string;
   /** Receives per-path problems (watch limit, overflow); defaults to a process warning. */
   onProblem?: (problem: FileSystemProblem) => void;
-  /** Period of the rescan hints for directories that could not get a kernel watch (default 2000). */
+  /**
+   * Operator notices that concern no single path, said once when they happen (the one line saying the
+   * inotify watches ran out); defaults to a line on stderr, which a long-running watch shows at once.
+   */
+  onNotice?: (message: string) => void;
+  /**
+   * Period of the polling rounds over directories that could not get a kernel watch, and of the retries
+   * of a watch that failed (default 2000).
+   */
   rescanIntervalMs?: number;
+  /** Milliseconds one polling round may spend looking at polled directories (default 40: 2 % of a core). */
+  pollBudgetMs?: number;
   /** Clock in milliseconds since the epoch; sets the access time that accompanies an explicit mtime. */
   now?: () => number;
   /** Creates one kernel watch (default `fs.watch`); tests inject failures such as ENOSPC. */
@@ -179,9 +189,11 @@ export class NodeFileSystem implements MirrorFileSystem {
     this.native = loadNativeCalls();
     this.watcher = new DiskWatcher({
       onProblem: this.onProblem,
+      onNotice: options.onNotice ?? noticeOnStderr,
       rescanIntervalMs: options.rescanIntervalMs ?? 2000,
+      pollBudgetMs: options.pollBudgetMs ?? 40,
       overflowThreshold: options.overflowThreshold ?? defaultOverflowThreshold(),
-      watchFactory: options.watchFactory ?? kernelWatchFactory,
+      watchFactory: options.watchFactory ?? defaultWatchFactory(),
       isInternalName: (name) => this.isInternalName(name),
     });
   }
@@ -665,6 +677,11 @@ export class NodeFileSystem implements MirrorFileSystem {
   /** How many directories are watched, by the kernel or by periodic rescans. */
   numWatchedDirs(): number {
     return this.watcher.size;
+  }
+
+  /** How many watched directories are polled because the kernel had no watch left for them. */
+  numPolledDirs(): number {
+    return this.watcher.polledCount;
   }
 
   /** Releases every watch, timer and directory handle. */
@@ -1317,6 +1334,11 @@ function unlinkQuietly(address: SyscallPath): void {
     // Best effort after another failure, which is the one reported. A temp left behind is hidden from this
     // instance's listings and listed as an ordinary entry by the next instance, whose plan removes it.
   }
+}
+
+/** The default notice: one line on stderr, prefixed like every other line mirrorlog says there. */
+function noticeOnStderr(message: string): void {
+  process.stderr.write(`mirrorlog: ${message}\n`);
 }
 
 function reportAsWarning(problem: FileSystemProblem): void {

@@ -88,20 +88,49 @@ const kindOfOperation = { ensureDir: "dir", writeFile: "file", writeSymlink: "sy
 
 /** The tree a manifest describes (entries parents first; the root entry "" carries the root's metadata). */
 export function treeFromManifest(entries: readonly ManifestEntry[]): DirNode {
-  const root = emptyDir();
-  for (const entry of entries) {
+  const builder = new ManifestTreeBuilder();
+  builder.add(entries);
+  return builder.tree;
+}
+
+/**
+ * Builds the tree a manifest describes page by page, as the pages arrive, so a source never holds the
+ * entries of the whole manifest besides the tree they make (they were twice the tree's size in memory).
+ */
+export class ManifestTreeBuilder {
+  /** The tree so far: entries parents first, the root entry "" carries the root's metadata. */
+  readonly tree: DirNode = emptyDir();
+  /** Entries taken so far, kept or not: the offset of the next page. */
+  received = 0;
+  /** The directory the previous entry went into: entries come grouped by directory, so it is usually the next one's. */
+  private lastParent: { path: string; node: DirNode } = { path: "", node: this.tree };
+
+  /** Adds one page of entries; those `keep` rejects (excluded paths) are counted but left out. */
+  add(entries: readonly ManifestEntry[], keep: (entry: ManifestEntry) => boolean = () => true): void {
+    for (const entry of entries) {
+      this.received += 1;
+      if (keep(entry)) this.place(entry);
+    }
+  }
+
+  private place(entry: ManifestEntry): void {
     const segments = segmentsOf(entry.path);
     const name = segments.pop();
     if (name === undefined) {
-      if (entry.kind === "dir") Object.assign(root, definedAttributes(entry));
-      continue;
+      if (entry.kind === "dir") Object.assign(this.tree, definedAttributes(entry));
+      return;
     }
-    let parent: TreeNode | undefined = root;
-    for (const segment of segments) parent = parent?.kind === "dir" ? parent.children.get(segment) : undefined;
+    const parentPath = segments.join("/");
+    let parent: TreeNode | undefined;
+    if (parentPath === this.lastParent.path) parent = this.lastParent.node;
+    else {
+      parent = this.tree;
+      for (const segment of segments) parent = parent?.kind === "dir" ? parent.children.get(segment) : undefined;
+    }
     if (parent?.kind !== "dir") throw new Error(`manifest lists ${JSON.stringify(entry.path)} before its parent`);
+    this.lastParent = { path: parentPath, node: parent };
     parent.children.set(name, entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry));
   }
-  return root;
 }
 
 /** The manifest of a tree: every entry, parents first, children by name (the inverse of treeFromManifest). */

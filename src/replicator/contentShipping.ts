@@ -3,6 +3,7 @@ import { type Chunk, DELTA_MIN_SIZE, replicationChunking } from "../content/chun
 import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
 import { planDelta } from "../content/delta.js";
+import { DEFAULT_LIMITS } from "../events/limits.js";
 import type { WriteFile } from "../events/operation.js";
 import type { ContentSplit } from "../events/operationLog.js";
 import type { ApplyEntry, ApplyRequest, Content, Piece, UploadRequest } from "../events/protocol.js";
@@ -31,7 +32,7 @@ export interface ContentBasis {
  */
 const PIECE_BYTES = 1024 * 1024;
 /** Literal bytes per upload request: a few pieces, so little is held per request in flight. */
-const UPLOAD_REQUEST_BYTES = 2 * 1024 * 1024;
+const UPLOAD_REQUEST_BYTES = DEFAULT_LIMITS.uploadRequestBytes;
 /** zstd level of a pack of small files (it compresses across files, so a little more effort pays)... */
 const PACK_LEVEL = 6;
 /** ...and of the literal pieces of larger files and deltas. */
@@ -43,7 +44,7 @@ const SAMPLE_BYTES = 16 * 1024;
 /** Whole files up to this size travel in the request's pack (compressed with their neighbours). */
 const PACK_FILE_MAX = 1024 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
-export const INLINE_MAX = 4 * 1024 * 1024;
+export const INLINE_MAX = DEFAULT_LIMITS.inlineFileBytes;
 /** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
 const CONTENT_CACHE_BYTES = 32 * 1024 * 1024;
 /** Consecutive files that did not compress before compression is only probed... */

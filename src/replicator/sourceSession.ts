@@ -1,4 +1,5 @@
 import { posix } from "node:path";
+import { DEFAULT_LIMITS } from "../events/limits.js";
 import { type AttributeKey, type DetectedBy, type Operation, OperationSchema } from "../events/operation.js";
 import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
 import { childOf, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
@@ -10,7 +11,6 @@ import {
   type ApplyResult,
   type ChunksRequest,
   type HelloRequest,
-  type ManifestEntry,
   type ManifestRequest,
   type Piece,
   PROTOCOL_VERSION,
@@ -20,7 +20,7 @@ import {
 import type { ContentIndex } from "../events/stateStore.js";
 import { attributesMatch, type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
-import { foldExpectedTree, treeFromManifest } from "../projections/expectedTree.js";
+import { foldExpectedTree, ManifestTreeBuilder } from "../projections/expectedTree.js";
 import { type ChunkLists, type ContentBasis, type ContentBytes, ContentShipping } from "./contentShipping.js";
 import { LinkGroups } from "./linkGroups.js";
 import { attributesOf, isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
@@ -115,8 +115,8 @@ interface PendingEntry {
 }
 
 /** Content per apply request: large enough that one flush on the target covers many files, far below the frame limit. */
-const DEFAULT_MAX_REQUEST_CONTENT = 8 * 1024 * 1024;
-const MAX_ENTRIES_PER_REQUEST = 8192;
+const DEFAULT_MAX_REQUEST_CONTENT = DEFAULT_LIMITS.sourceRequestContentBytes;
+const MAX_ENTRIES_PER_REQUEST = DEFAULT_LIMITS.sourceOperationsPerRequest;
 /** Logged operations a resuming session ships again at most; a target further behind starts a new epoch. */
 const MAX_REPLAY = 10_000;
 
@@ -143,7 +143,8 @@ export class SourceSession {
   private readonly applyProblems = new Map<string, string>();
   private readonly shipping: ContentShipping;
   private expected: DirNode = emptyDir();
-  private manifestEntries: ManifestEntry[] = [];
+  /** The target's manifest being read, built into a tree page by page. */
+  private manifest = new ManifestTreeBuilder();
   /** Whether the opening hello started a new epoch (nothing to resume). */
   private openedNewEpoch = false;
   private readonly pending = new Map<number, PendingEntry>();
@@ -257,7 +258,7 @@ export class SourceSession {
 
   /** The request for the next page of the target's manifest. */
   manifestRequest(): ManifestRequest {
-    return { type: "manifest", offset: this.manifestEntries.length };
+    return { type: "manifest", offset: this.manifest.received };
   }
 
   /**
@@ -266,15 +267,13 @@ export class SourceSession {
    */
   acceptManifest(response: Response): boolean {
     const page = this.expectType(response, "manifest");
-    this.manifestEntries.push(...page.entries);
-    if (!page.complete) return false;
     const isExcluded = this.options.isExcluded;
-    const kept =
-      isExcluded === undefined
-        ? this.manifestEntries
-        : this.manifestEntries.filter((e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"));
-    this.expected = treeFromManifest(kept);
-    this.manifestEntries = [];
+    // Each page goes into the tree as it arrives: the manifest's entries are never all held at once.
+    if (isExcluded === undefined) this.manifest.add(page.entries);
+    else this.manifest.add(page.entries, (e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"));
+    if (!page.complete) return false;
+    this.expected = this.manifest.tree;
+    this.manifest = new ManifestTreeBuilder();
     this.shipping.resetTarget();
     this.shipping.countHeld(this.expected, 1);
     return true;
@@ -478,7 +477,10 @@ export class SourceSession {
         if (pending !== undefined) pending.content = splitSince(before, this.shipping.totals);
       }
       batch.push(shipped);
-      batchBytes += contentSize(shipped);
+      // Counted as the target decodes it (its limit maxDecodedRequestBytes), not as it travels: a thousand
+      // well-compressed files are small on the wire and large once decoded. An upload's bytes went ahead
+      // in their own requests but still end a batch, so open uploads stay few (limit maxOpenUploads).
+      batchBytes += shipped.content?.kind === "upload" ? maxBytes : decodedSize(shipped);
     }
     if (batch.length > 0) yield this.applyRequest(batch);
   }
@@ -567,6 +569,8 @@ export class SourceSession {
           // The target lacked what we assumed (content, basis) or the file changed while we read it:
           // send those bytes in full next time, and plan the path again.
           if (operation.type === "writeFile") this.shipping.markMissing(operation.hash);
+          // The hash we stated may be the index's mistake, not the target's: the next read hashes the file.
+          this.options.index?.delete(operation.path);
           if (pending?.basis !== undefined) this.shipping.markMissing(pending.basis.hash);
           retry.push(operation.path);
         }
@@ -732,6 +736,17 @@ function contentSize(entry: ApplyEntry): number {
   return 0;
 }
 
+/** Bytes of file content an apply entry decodes to on the target. */
+function decodedSize(entry: ApplyEntry): number {
+  const content = entry.content;
+  if (content === undefined) return 0;
+  if (content.kind === "inline") return entry.operation.type === "writeFile" ? entry.operation.size : 0;
+  if (content.kind === "delta")
+    return content.pieces.reduce((n, piece) => n + (piece.kind === "literal" ? piece.size : 0), 0);
+  if (content.kind === "packed") return content.length;
+  return 0;
+}
+
 function literalBytes(pieces: readonly Piece[]): number {
   return pieces.reduce((n, piece) => n + (piece.kind === "literal" ? piece.data.length : 0), 0);
 }
@@ -756,6 +771,7 @@ function isDrift(result: ApplyResult): boolean {
     case "unsafe-path":
     case "not-found":
     case "metadata":
+    case "limit":
     case "io":
       return false;
   }

@@ -1,7 +1,9 @@
+import { statfsSync } from "node:fs";
 import { posix } from "node:path";
 import type { ZodError } from "zod";
 import { decodeLiteral } from "../content/compression.js";
-import { contentIdOf } from "../content/contentId.js";
+import { ContentHasher, contentIdOf } from "../content/contentId.js";
+import { checkLimits, DEFAULT_LIMITS, type Limits, MAX_MANIFEST_ENTRY_BYTES } from "../events/limits.js";
 import type { Attributes, Operation, WriteFile } from "../events/operation.js";
 import { isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
 import {
@@ -20,7 +22,7 @@ import {
   type Response,
 } from "../events/protocol.js";
 import { type ContentIndex, ContentIndexMap, type PositionStore } from "../events/stateStore.js";
-import { attributesMatch, emptyDir } from "../events/tree.js";
+import { attributesMatch } from "../events/tree.js";
 import {
   type EntryKind,
   type EntryMetadata,
@@ -30,9 +32,10 @@ import {
   type MirrorFileSystem,
   type StagedFile,
 } from "../fs/fileSystem.js";
-import { manifestFromTree } from "../projections/expectedTree.js";
-import { describeError, indexEntry, indexedHash, isMirrorFileSystem, scanPath } from "./scan.js";
-import { ContentError, TargetContent } from "./targetContent.js";
+import { NodeFileSystem } from "../fs/nodeFileSystem.js";
+import { ManifestWalk } from "./manifestWalk.js";
+import { describeError, indexEntry, indexedHash, isMirrorFileSystem, STREAM_PIECE } from "./scan.js";
+import { ContentError, type FreeSpace, TargetContent } from "./targetContent.js";
 import { TargetDirectories } from "./targetDirectories.js";
 
 /** Options of a target beyond the seed's constructor. */
@@ -41,17 +44,18 @@ export interface ReplicatorTargetOptions {
   positionStore?: PositionStore;
   /** Lets the manifest skip re-reading files that have not changed since they were hashed. */
   index?: ContentIndex;
-  /** Largest file the target accepts, in bytes (default 4 GiB · 16). */
+  /** The limits in force against the peer (checked here; DEFAULT_LIMITS when not given). */
+  limits?: Limits;
+  /** Largest file the target accepts, in bytes (overrides the limits' `maxFileBytes`). */
   maxFileBytes?: number;
+  /**
+   * Free and total bytes of the file system holding the target: staging never eats into the reserve the
+   * limits keep. Default: `statfs` of the root on a NodeFileSystem, no check on other file systems.
+   */
+  freeSpace?: FreeSpace;
   /** Whether owners and groups stated by operations are applied (default: when running as root). */
   canSetOwner?: boolean;
 }
-
-const DEFAULT_MAX_FILE_BYTES = 2 ** 36;
-/** Largest pack of small files one request may carry, decoded (requests carry about 8 MiB). */
-const MAX_PACK_BYTES = 64 * 1024 * 1024;
-/** Manifest entries per response page: keeps each frame far below the frame limit. */
-const MANIFEST_PAGE_ENTRIES = 20_000;
 
 /**
  * The target side of the seed's contract: `handleRequest` validates every request with zod,
@@ -62,12 +66,12 @@ export class ReplicatorTarget {
   private readonly root: string;
   private readonly mirror: MirrorFileSystem | undefined;
   private readonly store: PositionStore | undefined;
-  private readonly maxFileBytes: number;
+  private readonly limits: Limits;
   private readonly index: ContentIndex;
   /** Assembles written files' bytes and keeps removed ones for reuse (real or in-memory file systems). */
   private readonly content: TargetContent | undefined;
-  /** The walk behind the manifest pages being read. */
-  private manifestWalk: ManifestEntry[] = [];
+  /** The walk behind the manifest pages being read (lazy: it lists directories as pages ask for them). */
+  private manifestWalk: ManifestWalk | undefined;
   /** Directories of this request already checked to be real directories below the root. */
   private readonly verifiedDirs = new Set<string>();
   /** The decoded pack of the request being applied, or why it could not be decoded. */
@@ -94,7 +98,10 @@ export class ReplicatorTarget {
     this.root = posix.normalize(dirPath);
     this.mirror = isMirrorFileSystem(fs) ? fs : undefined;
     this.store = options.positionStore;
-    this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    this.limits = checkLimits({
+      ...(options.limits ?? DEFAULT_LIMITS),
+      ...(options.maxFileBytes === undefined ? {} : { maxFileBytes: options.maxFileBytes }),
+    });
     this.index = options.index ?? new ContentIndexMap();
     this.applied = this.store?.load() ?? null;
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
@@ -107,7 +114,8 @@ export class ReplicatorTarget {
             fs: this.mirror,
             root: this.root,
             index: this.index,
-            maxFileBytes: this.maxFileBytes,
+            limits: this.limits,
+            freeSpace: options.freeSpace ?? (fs instanceof NodeFileSystem ? statfsOf(this.root) : () => undefined),
             dirs: this.dirs,
           });
   }
@@ -118,7 +126,8 @@ export class ReplicatorTarget {
     this.packProblem = undefined;
     if (request.pack === undefined) return;
     try {
-      this.pack = decodeLiteral(request.pack, MAX_PACK_BYTES);
+      if (this.content === undefined) throw new Error("this target cannot unpack small files");
+      this.pack = this.content.unpack(request.pack);
     } catch (error) {
       this.packProblem = `could not be decoded: ${describeError(error)}`;
     }
@@ -146,22 +155,26 @@ export class ReplicatorTarget {
       switch (valid.type) {
         case "hello":
           return this.hello(valid);
-        case "manifest": {
-          if (valid.offset === 0) this.manifestWalk = this.manifest();
-          const end = valid.offset + MANIFEST_PAGE_ENTRIES;
-          const entries = this.manifestWalk.slice(valid.offset, end);
-          return { type: "manifest", entries, complete: end >= this.manifestWalk.length };
-        }
+        case "manifest":
+          // Read-only (verify asks for it without a session): it lists, changes nothing.
+          // Offset 0 walks afresh; an offset the walk already let go of (a client that asks out of order) too.
+          if (valid.offset === 0 || this.manifestWalk?.reaches(valid.offset) !== true) {
+            this.manifestWalk = new ManifestWalk({ fs: this.fs, root: this.root, index: this.index });
+          }
+          return this.manifestPage(this.manifestWalk, valid.offset);
         case "apply":
           return this.apply(valid);
         case "upload": {
           if (this.session === null) return errorResponse("no-session", "upload before hello");
+          this.content?.beginRequest();
           const answer =
             this.content?.upload(valid) ?? errorResponse("invalid-request", "this target cannot assemble uploads");
           this.finishRequest();
           return answer;
         }
         case "chunks":
+          // Reading whole files on a peer's word is work: only for a source that said hello.
+          if (this.session === null) return errorResponse("no-session", "chunks before hello");
           return this.content?.chunkLists(valid.paths) ?? { type: "chunks", files: [] };
         case "release":
           this.close();
@@ -176,6 +189,26 @@ export class ReplicatorTarget {
   /** The last position applied, or null before the first session. */
   appliedPosition(): AppliedPosition | null {
     return this.applied === null ? null : { ...this.applied };
+  }
+
+  /**
+   * The page of the manifest walk at `offset`: up to `manifestPageEntries` entries and about
+   * `manifestPageBytes` of them, so a page of long names still fits a frame.
+   */
+  private manifestPage(walk: ManifestWalk, offset: number): Response {
+    const { manifestPageEntries, manifestPageBytes } = this.limits;
+    // Pages before this one were answered (a repeated request for this one is still served).
+    walk.releaseBefore(offset);
+    const entries: ManifestEntry[] = [];
+    let bytes = 0;
+    let at = offset;
+    let entry = walk.entryAt(at);
+    while (entry !== undefined && entries.length < manifestPageEntries && bytes < manifestPageBytes) {
+      entries.push(entry);
+      bytes += Math.min(MAX_MANIFEST_ENTRY_BYTES, estimatedEntryBytes(entry));
+      entry = walk.entryAt(++at);
+    }
+    return { type: "manifest", entries, complete: entry === undefined };
   }
 
   private hello(request: HelloRequest): Response {
@@ -203,6 +236,12 @@ export class ReplicatorTarget {
     const session = this.session;
     const applied = this.applied;
     if (session === null || applied === null) return errorResponse("no-session", "apply before hello");
+    if (request.entries.length > this.limits.maxOperationsPerRequest) {
+      return errorResponse(
+        "limit",
+        `apply carries ${request.entries.length} operations, over the limit maxOperationsPerRequest ${this.limits.maxOperationsPerRequest}`,
+      );
+    }
     if (request.logId !== session.logId || request.epoch !== session.epoch) {
       return errorResponse(
         "stale-epoch",
@@ -222,6 +261,7 @@ export class ReplicatorTarget {
     const results: ApplyResult[] = [];
     const pathsBySeq = new Map(request.entries.map((e) => [e.seq, e.operation.path]));
     this.verifiedDirs.clear();
+    this.content?.beginRequest();
     this.unpackRequest(request);
     for (const entry of request.entries) {
       if (entry.seq <= this.applied!.seq) {
@@ -432,7 +472,7 @@ export class ReplicatorTarget {
     entry: ApplyEntry,
   ): Omit<ApplyResult, "seq"> {
     const metadata = this.metadataOf(operation);
-    if (existing?.kind === "file" && this.hashOf(operation.path, absolute, existing) === operation.hash) {
+    if (existing?.kind === "file" && this.holds(operation, absolute, existing, entry.content !== undefined)) {
       // Same bytes already there: never rewrite them; bring the metadata in line if it differs.
       if (this.mirror === undefined || attributesMatch(existing, metadata)) return unchanged();
       return this.setFileMetadata(operation, absolute, metadata);
@@ -508,9 +548,14 @@ export class ReplicatorTarget {
   ): Omit<ApplyResult, "seq"> {
     if (content?.kind !== "inline")
       return failedWith("missing-content", `content ${operation.hash} missing: send it inline`);
+    if (operation.size > this.limits.maxDecodedPieceBytes)
+      return failedWith(
+        "limit",
+        `${JSON.stringify(operation.path)}: ${operation.size} bytes inline, over the limit maxDecodedPieceBytes ${this.limits.maxDecodedPieceBytes}`,
+      );
     const bytes = decodeLiteral(
       { encoding: content.encoding, data: content.data, size: operation.size },
-      this.maxFileBytes,
+      operation.size,
     );
     const actual = contentIdOf(bytes);
     if (actual !== operation.hash)
@@ -547,40 +592,66 @@ export class ReplicatorTarget {
     return { kind, size: 0, mtimeMs: 0, ctimeMs: 0, mtime: time, mode: 0, ino: 0, dev: 0, nlink: 1, uid: 0, gid: 0 };
   }
 
+  /**
+   * Whether the file at the operation's path holds its content. When the source sent the bytes it believes
+   * the file differs, so the index's word alone does not overrule it: the file is read, and a row that
+   * turns out wrong is corrected (index rows are hints; a wrong one heals here).
+   */
+  private holds(operation: WriteFile, absolute: string, stat: EntryStat, contentSent: boolean): boolean {
+    const fromIndex = indexedHash(this.index, operation.path, stat) !== undefined;
+    if (this.hashOf(operation.path, absolute, stat) !== operation.hash) return false;
+    if (!contentSent || !fromIndex) return true;
+    const hash = this.readHash(absolute, stat);
+    if (hash === operation.hash) return true;
+    const after = this.mirror?.lstatIfExists(absolute);
+    if (after?.kind === "file" && after.size === stat.size && after.mtimeMs === stat.mtimeMs)
+      this.index.set(operation.path, indexEntry(after, hash));
+    else this.index.delete(operation.path);
+    return false;
+  }
+
+  /** The content hash of the file at `absolute`, read in pieces (a large file is never held whole). */
+  private readHash(absolute: string, stat: EntryStat): string {
+    if (this.mirror === undefined) return contentIdOf(this.fs.readFile(absolute));
+    const hasher = new ContentHasher();
+    const scratch = new Uint8Array(STREAM_PIECE);
+    for (let offset = 0; offset < stat.size; offset += STREAM_PIECE) {
+      hasher.update(this.mirror.readFileRange(absolute, offset, STREAM_PIECE, scratch));
+    }
+    return hasher.digest();
+  }
+
   /** The content hash of the file at `path`, from the index when the file has not changed since. */
   private hashOf(path: string, absolute: string, stat = this.mirror?.lstat(absolute)): string {
     const known = stat === undefined ? undefined : indexedHash(this.index, path, stat);
     if (known !== undefined) return known;
-    const bytes = this.fs.readFile(absolute);
-    const hash = contentIdOf(bytes);
-    if (stat !== undefined && stat.size === bytes.length) this.index?.set(path, indexEntry(stat, hash));
+    if (stat === undefined) return contentIdOf(this.fs.readFile(absolute));
+    // Read in pieces: a peer naming a large file must not make the target hold it whole.
+    const hash = this.readHash(absolute, stat);
+    const after = this.mirror?.lstatIfExists(absolute);
+    // Indexed only when the file held still while it was read.
+    if (after?.kind === "file" && after.size === stat.size && after.mtimeMs === stat.mtimeMs && after.ino === stat.ino)
+      this.index.set(path, indexEntry(after, hash));
     return hash;
   }
+}
 
-  /**
-   * Every entry below the root, parents first, with hashes (unchanged files from the index, not re-read);
-   * our temp files are left out, and what cannot be described (a FIFO, an unreadable file) is "unknown".
-   */
-  private manifest(): ManifestEntry[] {
-    // The first name of each hard-link group in walk order leads it; later names are stated as links to it.
-    const leaders = new Map<string, string>();
-    const scan = scanPath(
-      {
-        fs: this.fs,
-        root: this.root,
-        keepContentUpTo: -1,
-        index: this.index,
-        owners: { uid: true, gid: true },
-        onLinkedFile: (path, inode) => {
-          const leader = leaders.get(inode);
-          if (leader === undefined) leaders.set(inode, path);
-          return leader;
-        },
-      },
-      "",
-    );
-    return manifestFromTree(scan.node?.kind === "dir" ? scan.node : emptyDir());
-  }
+/** Free and total bytes of the file system holding `root`, by statfs (unprivileged blocks only). */
+function statfsOf(root: string): FreeSpace {
+  return () => {
+    const stats = statfsSync(root);
+    return { free: stats.bavail * stats.bsize, total: stats.blocks * stats.bsize };
+  };
+}
+
+/** About how many bytes a manifest entry takes on the wire: its names plus a margin for hash and metadata. */
+function estimatedEntryBytes(entry: ManifestEntry): number {
+  const texts =
+    entry.path.length +
+    ("target" in entry ? entry.target.length : 0) +
+    ("linkTo" in entry ? (entry.linkTo?.length ?? 0) : 0);
+  // UTF-16 length × 3 bounds the UTF-8 bytes; 200 covers kind, hash, size, mode, mtime and owners.
+  return texts * 3 + 200;
 }
 
 function done(): Omit<ApplyResult, "seq"> {

@@ -1,13 +1,14 @@
 import { posix } from "node:path";
 import { HashingChunker, replicationChunking } from "../content/chunker.js";
-import { decodeLiteral } from "../content/compression.js";
+import { CompressionError, decodeLiteral, type EncodedLiteral } from "../content/compression.js";
 import { ContentHasher } from "../content/contentId.js";
+import { type Limits, reservedBytes } from "../events/limits.js";
 import type { WriteFile } from "../events/operation.js";
 import { parentOf } from "../events/paths.js";
 import type { Content, FailureCode, Piece, Response, UploadRequest } from "../events/protocol.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
 import type { EntryMetadata, EntryStat, MirrorFileSystem, StagedFile, StagedWriter } from "../fs/fileSystem.js";
-import { describeError, indexedHash, STREAM_PIECE } from "./scan.js";
+import { describeError, indexEntry, indexedHash, STREAM_PIECE } from "./scan.js";
 import type { TargetDirectories } from "./targetDirectories.js";
 
 /** Why content could not be assembled; the code says what the target lacked or what did not match. */
@@ -21,13 +22,19 @@ export class ContentError extends Error {
   }
 }
 
+/** Free and total bytes of the file system holding the target, or undefined when it cannot tell. */
+export type FreeSpace = () => { free: number; total: number } | undefined;
+
 /** What a TargetContent works with. */
 export interface TargetContentOptions {
   fs: MirrorFileSystem;
   /** Absolute root of the target tree. */
   root: string;
   index: ContentIndex;
-  maxFileBytes: number;
+  /** The limits in force (checked by the target that builds this). */
+  limits: Limits;
+  /** Space staging may use; nothing is staged into the reserve the limits keep free. */
+  freeSpace: FreeSpace;
   /** Told before a directory's entries change (temps, the stash), so its metadata is restored after. */
   dirs: TargetDirectories;
 }
@@ -38,17 +45,23 @@ interface Upload {
   hasher: ContentHasher;
   path: string;
   baseHash: string | undefined;
-  failure?: string;
+  /** The basis was taken on the index's word: a wrong final hash then means the index row was wrong. */
+  basisFromIndex: boolean;
+  failure?: { code: FailureCode; reason: string };
 }
 
-/** Removals set aside per session before the stash is emptied. */
-const STASH_MAX_ENTRIES = 100_000;
+/** Bytes a file being assembled may grow to, and which limit says so (named in a refusal). */
+interface GrowthCap {
+  bytes: number;
+  limit: string;
+}
 
 /**
  * The target's side of "content travels only when the target lacks it": assembles a written file's
  * bytes from what the request carries (inline bytes, a delta against the file at the same path, an
  * upload) or from what the target already holds (a file with the same content elsewhere, or one this
  * session removed and set aside), verifying size and hash before anything can become visible.
+ * Every byte a peer makes it decode, copy or stage is counted against a limit before it is spent.
  */
 export class TargetContent {
   private readonly stashRoot: string;
@@ -56,18 +69,33 @@ export class TargetContent {
   private readonly stash = new Map<string, { path: string; stat: IndexedFile }[]>();
   private stashCount = 0;
   private readonly uploads = new Map<string, Upload>();
+  /** Literal bytes decoded for the request being handled (the limit `maxDecodedRequestBytes`). */
+  private decodedThisRequest = 0;
 
   private readonly fs: MirrorFileSystem;
   private readonly root: string;
   private readonly index: ContentIndex;
-  private readonly maxFileBytes: number;
+  private readonly limits: Limits;
+  private readonly freeSpace: FreeSpace;
   private readonly dirs: TargetDirectories;
 
   constructor(options: TargetContentOptions) {
-    ({ fs: this.fs, root: this.root, index: this.index, maxFileBytes: this.maxFileBytes, dirs: this.dirs } = options);
+    ({
+      fs: this.fs,
+      root: this.root,
+      index: this.index,
+      limits: this.limits,
+      freeSpace: this.freeSpace,
+      dirs: this.dirs,
+    } = options);
     // Where removed files wait: inside the root (same file system, so taking one back is a rename), under
     // a name of the file system's own namespace, so no replicated name can collide with it.
     this.stashRoot = posix.join(this.root, this.fs.internalName("stash"));
+  }
+
+  /** Starts counting a new request's decoded bytes. */
+  beginRequest(): void {
+    this.decodedThisRequest = 0;
   }
 
   /** Ends the session: unfinished uploads and the stash are removed. */
@@ -85,7 +113,7 @@ export class TargetContent {
     const absolute = posix.join(this.root, path);
     // Bounded: past the limit the stash is emptied; a source that assumed something in it then gets
     // "content missing" and sends the bytes.
-    if (this.stashCount >= STASH_MAX_ENTRIES) {
+    if (this.stashCount >= this.limits.maxStashEntries) {
       this.clearStash();
       this.stashCount = 0;
     }
@@ -115,59 +143,105 @@ export class TargetContent {
 
   /** Appends an upload request's pieces to the file it assembles. */
   upload(request: UploadRequest): Response {
-    const answer = (upload: Upload | undefined, reason?: string): Response => ({
+    const answer = (upload: Upload | undefined, failure?: { code: FailureCode; reason: string }): Response => ({
       type: "uploaded",
       uploadId: request.uploadId,
       size: upload?.writer.size ?? 0,
-      ...(reason === undefined ? {} : { reason }),
+      ...(failure === undefined ? {} : failure),
     });
     let upload = this.uploads.get(request.uploadId);
     if (request.offset === 0) {
-      upload?.writer.abort();
+      if (upload !== undefined) {
+        upload.writer.abort();
+        this.uploads.delete(request.uploadId);
+      }
+      // Each upload holds an open temp file until an apply names it: their number is bounded.
+      if (this.uploads.size >= this.limits.maxOpenUploads) {
+        return answer(undefined, {
+          code: "limit",
+          reason: `${quote(request.path)}: ${this.uploads.size} uploads already open (limit maxOpenUploads ${this.limits.maxOpenUploads})`,
+        });
+      }
       this.dirs.willChange(parentOf(request.path));
       upload = {
         writer: this.fs.openStaged(posix.join(this.root, request.path)),
         hasher: new ContentHasher(),
         path: request.path,
         baseHash: request.baseHash,
+        basisFromIndex: false,
       };
       this.uploads.set(request.uploadId, upload);
     }
-    if (upload === undefined) return answer(undefined, `upload ${request.uploadId} missing: it never started`);
+    if (upload === undefined)
+      return answer(undefined, {
+        code: "missing-content",
+        reason: `upload ${request.uploadId} missing: it never started`,
+      });
     if (upload.failure !== undefined) return answer(upload, upload.failure);
     if (request.path !== upload.path || request.offset !== upload.writer.size) {
-      upload.failure = `upload ${request.uploadId} out of order: at ${upload.writer.size}, request offset ${request.offset}`;
+      upload.failure = {
+        code: "missing-content",
+        reason: `upload ${request.uploadId} out of order: at ${upload.writer.size}, request offset ${request.offset}`,
+      };
       return answer(upload, upload.failure);
     }
     try {
-      this.appendPieces(upload.writer, upload.hasher, request.pieces, upload.path, upload.baseHash);
+      // The final size is stated only by the apply that names the upload: until then it may grow to the
+      // per-file limit, and each request's growth must fit the free space before any of it is written.
+      this.checkSpace(upload.path, sizeOfPieces(request.pieces));
+      const cap = { bytes: this.limits.maxFileBytes, limit: `maxFileBytes ${this.limits.maxFileBytes}` };
+      const assembly = this.appendPieces(
+        upload.writer,
+        upload.hasher,
+        request.pieces,
+        upload.path,
+        upload.baseHash,
+        cap,
+      );
+      upload.basisFromIndex ||= assembly.basisFromIndex;
     } catch (error) {
-      upload.failure = describeError(error);
+      upload.failure = { code: error instanceof ContentError ? error.code : "io", reason: describeError(error) };
+      // The temp goes now, not when an apply names it: a refused upload holds no disk and no descriptor.
+      upload.writer.abort();
       return answer(upload, upload.failure);
     }
     return answer(upload);
   }
 
   /**
+   * Decodes the request's pack of small files (bounded by the piece and request limits). Throws
+   * ContentError naming the limit when it declares more than they allow.
+   */
+  unpack(pack: EncodedLiteral): Uint8Array {
+    return this.decode(pack, "the request's pack", pack.size);
+  }
+
+  /**
    * Stages the bytes `content` describes for `operation` beside its final path, verified to be exactly
-   * `operation.size` bytes hashing to `operation.hash`. Throws ContentError when they cannot be had.
+   * `operation.size` bytes hashing to `operation.hash`. Throws ContentError when they cannot be had, or
+   * when they would pass a limit (checked before anything is decoded, copied or written).
    */
   stage(operation: WriteFile, content: Content | undefined, metadata: EntryMetadata): StagedFile {
     const absolute = posix.join(this.root, operation.path);
-    if (operation.size > this.maxFileBytes) {
+    if (operation.size > this.limits.maxFileBytes) {
       throw new ContentError(
-        "io",
-        `file of ${operation.size} bytes exceeds the target's limit of ${this.maxFileBytes}`,
+        "limit",
+        `${quote(operation.path)}: file of ${operation.size} bytes exceeds the target's limit maxFileBytes ${this.limits.maxFileBytes}`,
       );
     }
+    // A delta may grow the temp to the declared size and not one byte further.
+    const cap = { bytes: operation.size, limit: `the declared size ${operation.size}` };
     switch (content?.kind) {
       case undefined:
       case "local":
         return this.stageLocal(operation, absolute, metadata);
       case "inline": {
-        const bytes = decodeLiteral(
+        // The temp will hold the declared size: it must fit beside the reserve before a byte is decoded.
+        this.checkSpace(operation.path, operation.size);
+        const bytes = this.decode(
           { encoding: content.encoding, data: content.data, size: operation.size },
-          this.maxFileBytes,
+          quote(operation.path),
+          operation.size,
         );
         const writer = this.fs.openStaged(absolute);
         const hasher = new ContentHasher();
@@ -176,15 +250,24 @@ export class TargetContent {
         return this.finish(writer, hasher, operation, metadata);
       }
       case "delta": {
+        this.checkSpace(operation.path, operation.size);
         const writer = this.fs.openStaged(absolute);
         const hasher = new ContentHasher();
+        let basisFromIndex: boolean;
         try {
-          this.appendPieces(writer, hasher, content.pieces, operation.path, content.baseHash);
+          ({ basisFromIndex } = this.appendPieces(
+            writer,
+            hasher,
+            content.pieces,
+            operation.path,
+            content.baseHash,
+            cap,
+          ));
         } catch (error) {
           writer.abort();
           throw error;
         }
-        return this.finish(writer, hasher, operation, metadata);
+        return this.finish(writer, hasher, operation, metadata, basisFromIndex);
       }
       case "packed":
         throw new ContentError("io", "packed content is taken out of its request's pack before staging");
@@ -195,7 +278,12 @@ export class TargetContent {
           throw new ContentError("missing-content", `content missing: upload ${content.uploadId} is unknown`);
         if (upload.failure !== undefined) {
           upload.writer.abort();
-          throw new ContentError("missing-content", `upload failed (content missing): ${upload.failure}`);
+          // A limit stays a limit: sending the same bytes again would pass it again.
+          const code =
+            upload.failure.code === "limit" || upload.failure.code === "no-space"
+              ? upload.failure.code
+              : "missing-content";
+          throw new ContentError(code, `upload failed (content missing): ${upload.failure.reason}`);
         }
         if (upload.path !== operation.path) {
           upload.writer.abort();
@@ -204,7 +292,7 @@ export class TargetContent {
             `upload ${content.uploadId} was for ${upload.path}, not ${operation.path}`,
           );
         }
-        return this.finish(upload.writer, upload.hasher, operation, metadata);
+        return this.finish(upload.writer, upload.hasher, operation, metadata, upload.basisFromIndex);
       }
     }
   }
@@ -232,16 +320,66 @@ export class TargetContent {
     return { type: "chunks", files };
   }
 
+  /**
+   * Refuses to stage `bytes` more at `path` unless they fit the free space minus the reserve the limits
+   * keep (checked before a byte is written, so a full disk is a refusal, not a half-written temp).
+   */
+  private checkSpace(path: string, bytes: number): void {
+    if (bytes === 0) return;
+    const space = this.freeSpace();
+    if (space === undefined) return;
+    const usable = space.free - reservedBytes(this.limits, space.total);
+    if (bytes > usable) {
+      throw new ContentError(
+        "no-space",
+        // Worded like the kernel's refusal (the same condition, found before a byte is written), with the
+        // absolute path, as a file system error names it.
+        `ENOSPC: no space left on device: ${posix.join(this.root, path)} needs ${bytes} bytes, ${Math.max(0, usable)} free beyond the reserve (limits reserveBytes/reserveFraction)`,
+      );
+    }
+  }
+
+  /**
+   * Decodes a literal of `declared` bytes for `what`, refusing before any work when it declares more than
+   * one piece or what is left of this request's budget may decode to (the decoder never outgrows it).
+   */
+  private decode(literal: EncodedLiteral, what: string, declared: number): Uint8Array {
+    const { maxDecodedPieceBytes, maxDecodedRequestBytes } = this.limits;
+    if (declared > maxDecodedPieceBytes) {
+      throw new ContentError(
+        "limit",
+        `${what}: literal declares ${declared} bytes, over the limit maxDecodedPieceBytes ${maxDecodedPieceBytes}`,
+      );
+    }
+    if (this.decodedThisRequest + declared > maxDecodedRequestBytes) {
+      throw new ContentError(
+        "limit",
+        `${what}: literal of ${declared} bytes after ${this.decodedThisRequest} decoded in this request passes the limit maxDecodedRequestBytes ${maxDecodedRequestBytes}`,
+      );
+    }
+    this.decodedThisRequest += declared;
+    try {
+      return decodeLiteral(literal, declared);
+    } catch (error) {
+      if (error instanceof CompressionError) throw new ContentError("io", `${what}: ${error.message}`);
+      throw error;
+    }
+  }
+
+  /** Checks the assembled bytes; a wrong final hash over a basis taken on the index's word drops its row. */
   private finish(
     writer: StagedWriter,
     hasher: ContentHasher,
     operation: WriteFile,
     metadata: EntryMetadata,
+    basisFromIndex = false,
   ): StagedFile {
     const size = writer.size;
     const hash = hasher.digest();
     if (size !== operation.size || hash !== operation.hash) {
       writer.abort();
+      // The copies came from a basis whose hash only the index vouched for: it may be the index that lied.
+      if (basisFromIndex) this.index.delete(operation.path);
       throw new ContentError(
         "hash-mismatch",
         `hash mismatch: assembled ${size} bytes hashing to ${hash}, operation declares ${operation.size} bytes ${operation.hash}`,
@@ -270,10 +408,12 @@ export class TargetContent {
       const from = posix.join(this.root, path);
       const stat = this.fs.lstatIfExists(from);
       if (stat?.kind !== "file" || indexedHash(this.index, path, stat) !== operation.hash) continue;
+      // A copy takes space (taking a file back from the stash above is a rename, and takes none).
+      this.checkSpace(operation.path, operation.size);
       const writer = this.fs.openStaged(absolute);
       const hasher = new ContentHasher();
       try {
-        for (let offset = 0; offset < stat.size; offset += STREAM_PIECE) {
+        for (let offset = 0; offset < stat.size && offset < operation.size; offset += STREAM_PIECE) {
           const bytes = this.fs.readFileRange(from, offset, STREAM_PIECE);
           writer.write(bytes);
           hasher.update(bytes);
@@ -282,71 +422,127 @@ export class TargetContent {
         writer.abort();
         throw error;
       }
-      return this.finish(writer, hasher, operation, metadata);
+      if (writer.size === operation.size && hasher.digest() === operation.hash) return writer.finish(metadata);
+      // The index vouched for bytes the file does not hold: forget that, and try the next holder.
+      writer.abort();
+      this.index.delete(path);
     }
     throw new ContentError("missing-content", `content ${operation.hash} missing: the target does not hold it`);
   }
 
-  /** Writes pieces in order: literals decoded (within the size limit), copies read from the basis. */
+  /**
+   * Writes pieces in order: literals decoded, copies read from the basis. The file never grows past `cap`
+   * (checked before each piece is decoded or copied), and a copy must lie inside the basis.
+   */
   private appendPieces(
     writer: StagedWriter,
     hasher: ContentHasher,
     pieces: readonly Piece[],
     path: string,
     baseHash: string | undefined,
-  ): void {
+    cap: GrowthCap,
+  ): { basisFromIndex: boolean } {
     const basis = posix.join(this.root, path);
-    let basisChecked = false;
+    let basisState: { size: number; fromIndex: boolean } | undefined;
+    const grow = (bytes: number) => {
+      if (writer.size + bytes > cap.bytes) {
+        throw new ContentError(
+          "limit",
+          `${quote(path)}: ${bytes} bytes more after ${writer.size} pass ${cap.limit} (temp bytes per file)`,
+        );
+      }
+    };
     for (const piece of pieces) {
       if (piece.kind === "literal") {
-        const room = this.maxFileBytes - writer.size;
-        const bytes = decodeLiteral(piece, room);
+        grow(piece.size);
+        const bytes = this.decode(piece, quote(path), piece.size);
         writer.write(bytes);
         hasher.update(bytes);
         continue;
       }
       if (baseHash === undefined) throw new ContentError("missing-basis", "copy piece without a basis");
-      if (!basisChecked) {
-        this.checkBasis(path, basis, baseHash);
-        basisChecked = true;
+      basisState ??= this.checkBasis(path, basis, baseHash);
+      if (piece.offset + piece.length > basisState.size) {
+        throw new ContentError(
+          "missing-basis",
+          `basis missing: copy range ${piece.offset}+${piece.length} lies past the end of ${quote(path)} (${basisState.size} bytes)`,
+        );
       }
-      if (writer.size + piece.length > this.maxFileBytes)
-        throw new ContentError("io", "delta output exceeds the size limit");
+      grow(piece.length);
       for (let at = piece.offset; at < piece.offset + piece.length; at += STREAM_PIECE) {
         const want = Math.min(STREAM_PIECE, piece.offset + piece.length - at);
         const bytes = this.fs.readFileRange(basis, at, want);
         if (bytes.length !== want)
           throw new ContentError(
             "missing-basis",
-            `basis missing: copy range ${at}+${want} lies past the end of ${path}`,
+            `basis missing: copy range ${at}+${want} lies past the end of ${quote(path)}`,
           );
         writer.write(bytes);
         hasher.update(bytes);
       }
     }
+    return { basisFromIndex: basisState?.fromIndex ?? false };
   }
 
-  /** The file at `path` must be the version the delta was computed against. */
-  private checkBasis(path: string, absolute: string, baseHash: string): void {
+  /**
+   * The file at `path` must be the version the delta was computed against. The index is a hint: when it
+   * disagrees with the delta, the file is read, and a row that turns out wrong is corrected.
+   */
+  private checkBasis(path: string, absolute: string, baseHash: string): { size: number; fromIndex: boolean } {
     const stat = this.fs.lstatIfExists(absolute);
     if (stat?.kind !== "file") throw new ContentError("missing-basis", `basis missing: no file at ${path}`);
-    let hash = indexedHash(this.index, path, stat);
-    if (hash === undefined) {
-      const hasher = new ContentHasher();
-      const scratch = new Uint8Array(STREAM_PIECE);
-      for (let offset = 0; offset < stat.size; offset += STREAM_PIECE) {
-        hasher.update(this.fs.readFileRange(absolute, offset, STREAM_PIECE, scratch));
-      }
-      hash = hasher.digest();
+    const indexed = indexedHash(this.index, path, stat);
+    if (indexed === baseHash) return { size: stat.size, fromIndex: true };
+    const hasher = new ContentHasher();
+    const scratch = new Uint8Array(STREAM_PIECE);
+    for (let offset = 0; offset < stat.size; offset += STREAM_PIECE) {
+      hasher.update(this.fs.readFileRange(absolute, offset, STREAM_PIECE, scratch));
     }
+    const hash = hasher.digest();
+    const after = this.fs.lstatIfExists(absolute);
+    // Only a file that held still while it was read may correct its row.
+    if (
+      indexed !== undefined &&
+      indexed !== hash &&
+      after !== undefined &&
+      indexedHash(this.index, path, after) === indexed
+    )
+      this.index.set(path, indexEntry(after, hash));
     if (hash !== baseHash)
       throw new ContentError("missing-basis", `basis mismatch: ${path} holds ${hash}, the delta expects ${baseHash}`);
+    return { size: stat.size, fromIndex: false };
   }
 
+  /**
+   * Removes the stash. Someone renaming entries inside it meanwhile makes a removal fail with ENOTEMPTY
+   * (or ENOENT); each new attempt lists it afresh. A stash that still cannot go is reported by the caller
+   * (and, with a random per-instance name, listed and removed by the next run).
+   */
   private clearStash(): void {
     this.stash.clear();
-    if (!this.fs.exists(this.stashRoot)) return;
-    this.dirs.willChange("");
-    this.fs.removeDir(this.stashRoot);
+    for (let attempt = 1; this.fs.exists(this.stashRoot); attempt++) {
+      this.dirs.willChange("");
+      try {
+        this.fs.removeDir(this.stashRoot);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if ((code !== "ENOTEMPTY" && code !== "ENOENT") || attempt >= STASH_REMOVAL_ATTEMPTS) throw error;
+      }
+    }
   }
+}
+
+/** Times the stash's removal is tried again when entries move inside it meanwhile. */
+const STASH_REMOVAL_ATTEMPTS = 5;
+
+/** Bytes `pieces` add to a file: literal sizes as declared plus copy lengths. */
+function sizeOfPieces(pieces: readonly Piece[]): number {
+  let bytes = 0;
+  for (const piece of pieces) bytes += piece.kind === "literal" ? piece.size : piece.length;
+  return bytes;
+}
+
+/** A relative path as refusals name it: quoted, so a hostile name cannot break the line. */
+function quote(path: string): string {
+  return JSON.stringify(path);
 }

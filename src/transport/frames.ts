@@ -5,9 +5,10 @@
 // (no Buffers, Dates, Maps or msgpackr extension objects) so decoded values survive
 // structuredClone and zod validation unchanged.
 import { Packr } from "msgpackr";
+import { DEFAULT_LIMITS } from "../events/limits.js";
 
-/** The largest payload a frame may carry unless a caller sets its own cap (16 MiB). */
-export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** The largest payload a frame may carry unless a caller sets its own cap (the Limits' `maxFrameBytes`). */
+export const DEFAULT_MAX_FRAME_BYTES = DEFAULT_LIMITS.maxFrameBytes;
 
 /** Bytes in a frame header: one big-endian u32 payload length. */
 export const FRAME_HEADER_BYTES = 4;

@@ -11,13 +11,15 @@
 // Message bodies are opaque here: callers pass validators, so this file knows no schema.
 import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
+import { checkLimits, DEFAULT_LIMITS, type Limits } from "../events/limits.js";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameError } from "./frames.js";
 
 /** The protocol name every hello frame carries; anything else on the stream is not us. */
 export const PROTOCOL_NAME = "mirrorlog";
 
 /** Default deadline for the peer's hello (ssh connection setup and authentication included). */
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = DEFAULT_LIMITS.handshakeTimeoutMs;
 
 /** Default time `close()` waits for the peer to finish before it cuts the streams. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -477,8 +479,14 @@ export interface ServeStreamOptions<Req, Res> {
   /** Handles one request; called one at a time, in arrival order. A throw is answered with `{ id, error }`. */
   handle: (req: Req) => Res | Promise<Res>;
   version: number;
+  /** The limits in force (checked at start; DEFAULT_LIMITS when not given); the options below override them. */
+  limits?: Limits;
   maxFrameBytes?: number;
   handshakeTimeoutMs?: number;
+  /** Time from a request frame's first byte to its last, and for the client to take one response frame. */
+  frameTimeoutMs?: number;
+  /** Time the client may send nothing between whole requests. */
+  idleTimeoutMs?: number;
   /** Told about every per-request failure (invalid request, handler throw, unsendable response). */
   onError?: (error: unknown) => void;
   /** End `output` when serving stops (default true). */
@@ -495,8 +503,11 @@ export async function serveStream<Req, Res>(
   output: Writable,
   options: ServeStreamOptions<Req, Res>,
 ): Promise<void> {
-  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const limits = checkLimits(options.limits ?? DEFAULT_LIMITS);
+  const maxFrameBytes = options.maxFrameBytes ?? limits.maxFrameBytes;
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? limits.handshakeTimeoutMs;
+  const frameTimeoutMs = options.frameTimeoutMs ?? limits.frameTimeoutMs;
+  const idleTimeoutMs = options.idleTimeoutMs ?? limits.idleTimeoutMs;
   const decoder = new FrameDecoder(maxFrameBytes);
   let outputError: Error | undefined;
   const onOutputError = (error: Error) => {
@@ -504,14 +515,31 @@ export async function serveStream<Req, Res>(
     input.destroy(new TransportError(`write error: ${describe(error)}`, { cause: error }));
   };
   output.on("error", onOutputError);
-  const handshakeTimer = setTimeout(() => {
-    input.destroy(new TransportError(`client did not complete the handshake within ${handshakeTimeoutMs} ms`));
-  }, handshakeTimeoutMs);
+  // One deadline at a time, always on what the client owes us: its hello, the rest of a frame it
+  // started, or (when idle time is bounded) its next request. None runs while we handle a request.
+  const deadline = new Deadline((message) => input.destroy(new TransportError(message)));
+  deadline.arm(
+    "handshake",
+    handshakeTimeoutMs,
+    `client did not complete the handshake within ${handshakeTimeoutMs} ms (limit handshakeTimeoutMs)`,
+  );
+  // A frame's deadline runs from its first byte: more bytes of the same frame never extend it (slowloris).
+  const awaitClient = () => {
+    if (!decoder.inFrame) {
+      deadline.arm("idle", idleTimeoutMs, `client sent nothing for ${idleTimeoutMs} ms (limit idleTimeoutMs)`);
+    } else if (deadline.kind !== "frame") {
+      deadline.arm(
+        "frame",
+        frameTimeoutMs,
+        `client did not finish a frame within ${frameTimeoutMs} ms (limit frameTimeoutMs)`,
+      );
+    }
+  };
 
   let greeted = false;
   let failed = false;
   try {
-    await writeFrame(output, encodeFrame(helloFrame(options.version), maxFrameBytes));
+    await writeFrame(output, encodeFrame(helloFrame(options.version), maxFrameBytes), frameTimeoutMs);
     // for-await pulls the next chunk only after the previous one's requests were handled and
     // answered, so a fast client fills the pipe and then waits: backpressure for free.
     for await (const chunk of input as AsyncIterable<Buffer>) {
@@ -521,8 +549,11 @@ export async function serveStream<Req, Res>(
       } catch (error) {
         throw new TransportError(`framing error from client: ${describe(error)}`, { cause: error });
       }
+      // A frame that started before a complete one was handled gets its full time once we read again.
+      if (messages.length > 0) deadline.disarm();
       for (const message of messages) {
         if (!greeted) {
+          // Nothing but a hello is accepted before the handshake: any other frame ends the connection.
           const hello = readHello(message);
           if (!hello || hello.protocol !== PROTOCOL_NAME) {
             throw new TransportError(`client sent non-protocol data: ${preview(message)}`);
@@ -531,7 +562,6 @@ export async function serveStream<Req, Res>(
             throw new TransportError(`client speaks protocol version ${hello.version}, we speak ${options.version}`);
           }
           greeted = true;
-          clearTimeout(handshakeTimer);
           continue;
         }
         const response = await answer(message, options);
@@ -545,8 +575,10 @@ export async function serveStream<Req, Res>(
             error: { message: `response could not be sent: ${describe(error)}` },
           });
         }
-        await writeFrame(output, frame);
+        await writeFrame(output, frame, frameTimeoutMs);
       }
+      // Before the hello only the handshake deadline runs.
+      if (greeted) awaitClient();
     }
     if (outputError) throw new TransportError(`write error: ${describe(outputError)}`, { cause: outputError });
     if (decoder.inFrame) throw new TransportError("client closed the connection in the middle of a frame");
@@ -556,14 +588,38 @@ export async function serveStream<Req, Res>(
     if (error instanceof TransportError) throw error;
     throw new TransportError(`connection failed: ${describe(error)}`, { cause: error });
   } finally {
-    clearTimeout(handshakeTimer);
+    deadline.disarm();
     if (options.endOutput ?? true) {
       if (failed) output.end();
-      else await endStream(output);
+      else await endStream(output, frameTimeoutMs);
     }
     output.off("error", onOutputError);
     // A late EPIPE after we stopped must not crash the process.
     output.on("error", () => {});
+  }
+}
+
+/** One pending deadline (monotonic: Node timers do not follow the wall clock); re-arming replaces it. */
+class Deadline {
+  private timer: NodeJS.Timeout | undefined;
+  /** What the pending deadline waits for, or undefined when none is armed. */
+  kind: "handshake" | "frame" | "idle" | undefined;
+
+  constructor(private readonly onExpiry: (message: string) => void) {}
+
+  /** Fires `onExpiry(message)` after `ms` unless disarmed or re-armed first; an infinite `ms` never fires. */
+  arm(kind: "handshake" | "frame" | "idle", ms: number, message: string): void {
+    this.disarm();
+    this.kind = kind;
+    if (!Number.isFinite(ms)) return;
+    this.timer = setTimeout(() => this.onExpiry(message), ms);
+  }
+
+  /** Cancels the pending deadline, if any. */
+  disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.kind = undefined;
   }
 }
 
@@ -625,31 +681,48 @@ function readEnvelope(
 
 // ---- stream plumbing ----------------------------------------------------------------------
 
-/** Writes one frame and, if the stream asks for it, waits for 'drain' (or fails if the stream dies). */
-async function writeFrame(output: Writable, frame: Buffer): Promise<void> {
+/** Writes one frame and, if the stream asks for it, waits for 'drain' (at most `timeoutMs`; fails if the stream dies). */
+async function writeFrame(output: Writable, frame: Buffer, timeoutMs?: number): Promise<void> {
   if (output.destroyed || output.writableEnded) throw new TransportError("write after the output closed");
   if (output.write(frame)) return;
-  await waitFor(output, "drain");
+  await waitFor(output, "drain", timeoutMs);
 }
 
-/** Ends a writable and waits until everything written was flushed. */
-async function endStream(output: Writable): Promise<void> {
+/** Ends a writable and waits until everything written was flushed (at most `timeoutMs`: a client that stopped reading). */
+async function endStream(output: Writable, timeoutMs?: number): Promise<void> {
   if (output.writableFinished || output.destroyed) return;
   if (!output.writableEnded) output.end();
-  await waitFor(output, "finish").catch(() => {});
+  // Ending is best effort: the answers were sent; a peer that will not take the rest is not an error here.
+  await waitFor(output, "finish", timeoutMs).catch(() => {});
 }
 
-/** Waits for `event`, failing if the stream errors or closes first. */
-async function waitFor(stream: Writable, event: "drain" | "finish"): Promise<void> {
-  const closed = once(stream, "close").then(() => {
-    throw new TransportError(`output closed while waiting for '${event}'`);
-  });
+/**
+ * Waits for `event`, failing if the stream closes first or `timeoutMs` passes. Every listener it adds
+ * goes with one abort signal when it returns: a wait per write must not leave a 'close' or 'error'
+ * listener behind (thousands of waits would pile up as a MaxListenersExceededWarning, and leak).
+ */
+async function waitFor(stream: Writable, event: "drain" | "finish", timeoutMs?: number): Promise<void> {
   const controller = new AbortController();
+  const { signal } = controller;
+  const waits: Promise<unknown>[] = [
+    once(stream, event, { signal }),
+    once(stream, "close", { signal }).then(() => {
+      throw new TransportError(`output closed while waiting for '${event}'`);
+    }),
+  ];
+  if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+    waits.push(
+      delay(timeoutMs, undefined, { signal }).then(() => {
+        throw new TransportError(`client did not read a response within ${timeoutMs} ms (limit frameTimeoutMs)`);
+      }),
+    );
+  }
   try {
-    await Promise.race([once(stream, event, { signal: controller.signal }), closed]);
+    await Promise.race(waits);
   } finally {
     controller.abort();
-    closed.catch(() => {});
+    // The losers reject with AbortError now; that is their way of letting go, not a failure.
+    for (const wait of waits) wait.catch(() => {});
   }
 }
 

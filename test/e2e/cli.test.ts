@@ -7,7 +7,6 @@ import {
   chownSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -15,10 +14,9 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliResult, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { type CliResult, makeWorkspace, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
 import { pickFreePort } from "../support/sshd.js";
 import {
   compareDescriptions,
@@ -37,13 +35,7 @@ afterAll(() => {
 
 /** A fresh temp dir with src/ (created), dst (not created) and a private XDG_STATE_HOME. */
 function workspace() {
-  const base = mkdtempSync(join(tmpdir(), "mirrorlog-e2e-cli-"));
-  workspaces.push(base);
-  const src = join(base, "src");
-  const dst = join(base, "dst");
-  const stateHome = join(base, "state");
-  mkdirSync(src);
-  return { base, src, dst, stateHome, env: testEnvironment(stateHome) };
+  return makeWorkspace("cli", workspaces);
 }
 
 /** The --json summary printed on stdout. */

@@ -1,5 +1,7 @@
 // A17: one source per target at a time. A second source reaching a root that another mirrorlog is
 // writing is refused (one line, non-zero exit, nothing written); once the first is gone, it may sync.
+// The lock is an flock on the root directory itself; the holder's pid comes from the kernel's lock
+// table. Other spellings of the path and other state directories: test/faults/targetFencing.test.ts.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type CliResult,
   MIRRORLOG_BIN,
+  makeWorkspace,
   pollUntil,
   runMirrorlog,
   startWatch,
@@ -64,13 +65,7 @@ afterAll(() => {
 
 /** A fresh temp dir with src/ (created), dst (not created) and a private XDG_STATE_HOME. */
 function workspace() {
-  const base = mkdtempSync(join(tmpdir(), "mirrorlog-e2e-fidelity-"));
-  workspaces.push(base);
-  const src = join(base, "src");
-  const dst = join(base, "dst");
-  const stateHome = join(base, "state");
-  mkdirSync(src);
-  return { base, src, dst, stateHome, env: testEnvironment(stateHome) };
+  return makeWorkspace("fidelity", workspaces);
 }
 
 /** The --json summary printed on stdout. */

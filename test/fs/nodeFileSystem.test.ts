@@ -648,10 +648,15 @@ describe("watch notifications to hints (fake kernel)", () => {
     expect(problems).toEqual([{ path: `${root}/f`, reason: expect.stringContaining("consumer bug") as string }]);
   });
 
-  it("ENOSPC from the kernel: reports the watch limit and falls back to periodic rescan hints", async () => {
+  it("ENOSPC from the kernel: one line names the watch limit; polled directories hint only when they change", async () => {
     const kernel = new FakeKernel();
     kernel.failWith = "ENOSPC";
-    const fs = makeFileSystem({ watchFactory: kernel.factory, rescanIntervalMs: 10 });
+    const notices: string[] = [];
+    const fs = makeFileSystem({
+      watchFactory: kernel.factory,
+      rescanIntervalMs: 10,
+      onNotice: (message) => notices.push(message),
+    });
     mkdirSync(`${root}/polled`);
     mkdirSync(`${root}/sentinel`);
     const polled: FileSystemEvent[] = [];
@@ -659,19 +664,24 @@ describe("watch notifications to hints (fake kernel)", () => {
     fs.watchDir(`${root}/polled`, (event) => polled.push(event));
     fs.watchDir(`${root}/sentinel`, (event) => sentinel.push(event));
     expect(fs.numWatchedDirs()).toBe(2);
-    expect(problems.map((problem) => problem.path)).toEqual([`${root}/polled`, `${root}/sentinel`]);
-    expect(problems[0]!.reason).toContain("fs.inotify.max_user_watches");
-    expect(problems[0]!.reason).toContain("periodic rescans");
-    await waitFor("three periodic hints", () => polled.length >= 3);
-    expect(new Set(polled.map((event) => `${event.eventType} ${event.path}`))).toEqual(
-      new Set([`${ADDED} ${root}/polled`]),
-    );
+    expect(fs.numPolledDirs()).toBe(2);
+    await waitFor("the watch-limit line", () => notices.length > 0);
+    expect(notices).toHaveLength(1);
+    expect(notices[0]).toContain("fs.inotify.max_user_watches");
+    expect(notices[0]).toContain("needs 2 watches");
+    expect(problems).toHaveLength(1);
+    // Nothing changed: no hints. A change in a polled directory is hinted as a rescan of it.
+    expect(polled).toEqual([]);
+    writeFileSync(`${root}/polled/new`, "x");
+    await waitFor("a hint for the changed directory", () => polled.length > 0);
+    expect(polled).toEqual([{ path: `${root}/polled`, eventType: ADDED }]);
     fs.unwatchDir(`${root}/polled`);
-    const afterUnwatch = polled.length;
-    const sentinelBefore = sentinel.length;
-    await waitFor("two more sentinel hints", () => sentinel.length >= sentinelBefore + 2);
-    expect(polled.length).toBe(afterUnwatch);
+    writeFileSync(`${root}/polled/after`, "x");
+    writeFileSync(`${root}/sentinel/new`, "x");
+    await waitFor("a hint from the sentinel", () => sentinel.length > 0);
+    expect(polled).toHaveLength(1);
     expect(fs.numWatchedDirs()).toBe(1);
+    expect(fs.numPolledDirs()).toBe(1);
   });
 
   it("other watch failures are thrown as typed errors and nothing is counted as watched", () => {

@@ -81,6 +81,7 @@ describe("SourceSession.settle decides on the failure code", () => {
       "unsafe-path",
       "not-found",
       "metadata",
+      "limit",
       "io",
     ]);
   });

@@ -1,7 +1,9 @@
 // Runs the real `mirrorlog` binary (bin/mirrorlog over the compiled dist/) in child processes for
 // end-to-end tests, and waits for conditions by polling with a deadline (never a fixed sleep).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CompareOptions, compareTrees, formatDifferences, type TreeDifference } from "./treeOracle.js";
 
@@ -35,6 +37,25 @@ export function testEnvironment(stateHome: string, extra: NodeJS.ProcessEnv = {}
   // An ssh command line inherited from the developer's shell would change which host tests reach.
   if (extra.MIRRORLOG_SSH === undefined) delete env.MIRRORLOG_SSH;
   return env;
+}
+
+/** A fresh end-to-end workspace: src/ (created), dst (not created), and a private XDG_STATE_HOME. */
+export interface Workspace {
+  base: string;
+  src: string;
+  dst: string;
+  stateHome: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Makes a workspace under the temp dir named after `label`; its base is pushed onto `created` for cleanup. */
+export function makeWorkspace(label: string, created: string[]): Workspace {
+  const base = mkdtempSync(join(tmpdir(), `mirrorlog-e2e-${label}-`));
+  created.push(base);
+  const src = join(base, "src");
+  mkdirSync(src);
+  const stateHome = join(base, "state");
+  return { base, src, dst: join(base, "dst"), stateHome, env: testEnvironment(stateHome) };
 }
 
 function assertBuilt(): void {

@@ -1,0 +1,86 @@
+// The target's manifest is produced lazily, one directory listing at a time (issue 10, memory): the pages
+// must describe exactly the tree a whole-tree scan sees, parents first, while the walk holds no more than
+// the page being served and what one directory listing adds.
+import { describe, expect, it } from "vitest";
+import type { ManifestEntry } from "../../src/events/protocol.js";
+import { ContentIndexMap } from "../../src/events/stateStore.js";
+import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
+import { ManifestTreeBuilder, manifestFromTree, treeFromManifest } from "../../src/projections/expectedTree.js";
+import { ManifestWalk } from "../../src/replicator/manifestWalk.js";
+import { scanPath } from "../../src/replicator/scan.js";
+import { ReplicatorTarget } from "../../src/replicator/target.js";
+
+const ROOT = "/target";
+
+/** A tree of `dirs` directories (nested three levels) with `perDir` files each. */
+function populated(dirs: number, perDir: number): MemoryFileSystem {
+  const fs = new MemoryFileSystem();
+  fs.makeDirs(ROOT);
+  for (let d = 0; d < dirs; d++) {
+    const dir = `${ROOT}/a${d % 5}/b${d % 7}/c${d}`;
+    fs.makeDirs(dir);
+    for (let f = 0; f < perDir; f++) fs.writeFile(`${dir}/f${f}`, `${d}/${f}`);
+  }
+  return fs;
+}
+
+/** Every entry of the manifest, read in pages of `pageEntries` through the walk. */
+function pagesOf(walk: ManifestWalk, pageEntries: number): { entries: ManifestEntry[]; largestHeld: number } {
+  const entries: ManifestEntry[] = [];
+  let largestHeld = 0;
+  for (let offset = 0; ; ) {
+    walk.releaseBefore(offset);
+    let entry = walk.entryAt(offset);
+    const start = offset;
+    while (entry !== undefined && offset - start < pageEntries) {
+      entries.push(entry);
+      entry = walk.entryAt(++offset);
+    }
+    largestHeld = Math.max(largestHeld, (walk as unknown as { held: unknown[] }).held.length);
+    if (entry === undefined) break;
+  }
+  return { entries, largestHeld };
+}
+
+describe("the manifest walk", () => {
+  it("describes the same tree as a whole-tree scan, parents first, holding about a page at a time", () => {
+    const fs = populated(60, 10);
+    const { entries, largestHeld } = pagesOf(new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap() }), 25);
+    const scanned = scanPath({ fs, root: ROOT, keepContentUpTo: -1, owners: { uid: true, gid: true } }, "");
+    const whole = manifestFromTree(scanned.node as Parameters<typeof manifestFromTree>[0]);
+    expect(entries).toHaveLength(whole.length);
+    // treeFromManifest throws when a child comes before its parent.
+    expect(manifestFromTree(treeFromManifest(entries))).toEqual(whole);
+    // 60 directories × 10 files + 108 directories: far more than a page plus the largest listing (10 files).
+    expect(largestHeld).toBeLessThanOrEqual(25 + 10 + 1);
+  });
+
+  it("serves pages through the target, and an offset it let go of restarts the walk instead of failing", () => {
+    const fs = populated(30, 4);
+    const target = new ReplicatorTarget(fs, ROOT);
+    const all: ManifestEntry[] = [];
+    let offset = 0;
+    for (;;) {
+      const page = target.handleRequest({ type: "manifest", offset });
+      if (page.type !== "manifest") throw new Error(`expected a manifest page, got ${JSON.stringify(page)}`);
+      all.push(...page.entries);
+      offset += page.entries.length;
+      if (page.complete) break;
+    }
+    const again = target.handleRequest({ type: "manifest", offset: 1 });
+    expect(again.type === "manifest" && again.entries[0]).toEqual(all[1]);
+  });
+
+  it("builds the source's tree page by page, leaving out what `keep` rejects but counting it", () => {
+    const fs = populated(10, 3);
+    const { entries } = pagesOf(new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap() }), 7);
+    const builder = new ManifestTreeBuilder();
+    for (let i = 0; i < entries.length; i += 7) {
+      builder.add(entries.slice(i, i + 7), (entry) => !entry.path.startsWith("a1"));
+    }
+    expect(builder.received).toBe(entries.length);
+    expect(manifestFromTree(builder.tree)).toEqual(
+      manifestFromTree(treeFromManifest(entries.filter((entry) => !entry.path.startsWith("a1")))),
+    );
+  });
+});
