@@ -355,14 +355,7 @@ export class MemoryFileSystem implements MirrorFileSystem {
     validateMetadata(metadata, normalized);
     this.assertCanReplace(parent, existing, normalized);
     const now = this.clock();
-    // A fresh entry (new inode), as the real disk's temp-file-and-rename gives; the mode survives unless given.
-    const file = this.newFile(
-      toOwnedBytes(content),
-      existing?.kind === "file" ? existing.mode : DEFAULT_FILE_MODE,
-      now,
-    );
-    applyMetadata(file, metadata, now);
-    this.attach(parent, name, file, now);
+    this.attach(parent, name, this.replacementFile(existing, content, metadata, now), now);
   }
 
   isInternalName(name: string): boolean {
@@ -385,13 +378,26 @@ export class MemoryFileSystem implements MirrorFileSystem {
     const { normalized, parent, existing } = this.stageSlot(path);
     validateMetadata(metadata, normalized);
     const now = this.clock();
+    return this.attachTemp(parent, normalized, this.replacementFile(existing, content, metadata, now), now);
+  }
+
+  /**
+   * A fresh entry (new inode) for `content` replacing `existing`, as the real disk's temp-file-and-rename
+   * gives: the old file's mode survives unless `metadata` states one.
+   */
+  private replacementFile(
+    existing: MemoryEntry | undefined,
+    content: Uint8Array,
+    metadata: EntryMetadata,
+    now: number,
+  ): MemoryFile {
     const file = this.newFile(
       toOwnedBytes(content),
       existing?.kind === "file" ? existing.mode : DEFAULT_FILE_MODE,
       now,
     );
     applyMetadata(file, metadata, now);
-    return this.attachTemp(parent, normalized, file, now);
+    return file;
   }
 
   openStaged(path: string): StagedWriter {

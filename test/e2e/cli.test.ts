@@ -16,7 +16,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliResult, makeWorkspace, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { type CliResult, makeWorkspace, runMirrorlog, summaryOf, testEnvironment } from "../support/cliRunner.js";
 import { pickFreePort } from "../support/sshd.js";
 import {
   compareDescriptions,
@@ -36,31 +36,6 @@ afterAll(() => {
 /** A fresh temp dir with src/ (created), dst (not created) and a private XDG_STATE_HOME. */
 function workspace() {
   return makeWorkspace("cli", workspaces);
-}
-
-/** The --json summary printed on stdout. */
-interface Summary {
-  filesScanned: number;
-  filesWritten: number;
-  filesDeleted: number;
-  dirsCreated: number;
-  dirsDeleted: number;
-  bytesWritten: number;
-  wireBytesSent: number;
-  wireBytesReceived: number;
-  operationsLogged: number;
-  durationMs: number;
-  problems: { path: string; reason: string }[];
-}
-
-function summaryOf(result: CliResult): Summary {
-  try {
-    return JSON.parse(result.stdout) as Summary;
-  } catch {
-    throw new Error(
-      `stdout is not one JSON object (exit ${result.code}):\n${result.stdout}\nstderr:\n${result.stderr}`,
-    );
-  }
 }
 
 function expectMirrored(src: string, dst: string, options: Parameters<typeof compareTrees>[2] = {}): void {

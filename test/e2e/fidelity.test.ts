@@ -28,6 +28,7 @@ import {
   pollUntil,
   runMirrorlog,
   startWatch,
+  summaryOf,
   testEnvironment,
 } from "../support/cliRunner.js";
 import {
@@ -66,23 +67,6 @@ afterAll(() => {
 /** A fresh temp dir with src/ (created), dst (not created) and a private XDG_STATE_HOME. */
 function workspace() {
   return makeWorkspace("fidelity", workspaces);
-}
-
-/** The --json summary printed on stdout. */
-interface Summary {
-  filesScanned: number;
-  filesWritten: number;
-  problems: { path: string; reason: string }[];
-}
-
-function summaryOf(result: CliResult): Summary {
-  try {
-    return JSON.parse(result.stdout) as Summary;
-  } catch {
-    throw new Error(
-      `stdout is not one JSON object (exit ${result.code}):\n${result.stdout}\nstderr:\n${result.stderr}`,
-    );
-  }
 }
 
 /** Everything a failed run said, for assertion messages. */

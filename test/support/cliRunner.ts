@@ -58,6 +58,32 @@ export function makeWorkspace(label: string, created: string[]): Workspace {
   return { base, src, dst: join(base, "dst"), stateHome, env: testEnvironment(stateHome) };
 }
 
+/** The `--json` summary `sync`/`watch` print on stdout (fields of README's `--json` row). */
+export interface RunSummary {
+  filesScanned: number;
+  filesWritten: number;
+  filesDeleted: number;
+  dirsCreated: number;
+  dirsDeleted: number;
+  bytesWritten: number;
+  wireBytesSent: number;
+  wireBytesReceived: number;
+  operationsLogged: number;
+  durationMs: number;
+  problems: { path: string; reason: string }[];
+}
+
+/** The `--json` summary of a run; fails naming the run's output when stdout is not one JSON object. */
+export function summaryOf(result: CliResult): RunSummary {
+  try {
+    return JSON.parse(result.stdout) as RunSummary;
+  } catch {
+    throw new Error(
+      `stdout is not one JSON object (exit ${result.code}):\n${result.stdout}\nstderr:\n${result.stderr}`,
+    );
+  }
+}
+
 function assertBuilt(): void {
   const compiled = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
   if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run \`npm run build\` first`);
