@@ -1,12 +1,11 @@
 // The composition root of the `mirrorlog` command: argument parsing only; each command lives in its own file.
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { CliError } from "./cliError.js";
-import { runSeedDemo } from "./demo.js";
-import { runLog } from "./log.js";
-import { DEFAULT_TIMEOUT_SECONDS, runMirror } from "./mirror.js";
-import { serve } from "./serve.js";
-import { runStatus } from "./status.js";
-import { runVerify, type VerifyOptions } from "./verify.js";
+import { DEFAULT_TIMEOUT_SECONDS } from "./defaults.js";
+import type { VerifyOptions } from "./verify.js";
+
+// Each command's module is imported inside its action, so `--version`, `--help` and a usage error load
+// commander alone, and each command loads only what it uses (start-up is most of a small job's time).
 
 /** Exit code of a command line that cannot be run as given (rsync uses 1; the README documents 2). */
 const USAGE_EXIT_CODE = 2;
@@ -50,6 +49,7 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
         .argParser(positiveNumber),
     )
     .action(async (src: string, dst: string, options) => {
+      const { runMirror } = await import("./mirror.js");
       process.exitCode = await runMirror(mode, src, dst, options);
     });
 }
@@ -64,7 +64,8 @@ function auditCommands(program: Command): void {
     )
     .option("--state <FILE>", "read this state file instead of searching the state directory")
     .option("--json", "print a JSON array of entries", false)
-    .action((path: string, options: { state?: string; json: boolean }) => {
+    .action(async (path: string, options: { state?: string; json: boolean }) => {
+      const { runLog } = await import("./log.js");
       process.exitCode = runLog(path, options, stdout);
     });
   program
@@ -72,7 +73,8 @@ function auditCommands(program: Command): void {
     .description("where each replication stands (or those of source SRC): epoch, positions, lag, throughput, problems")
     .option("--state <FILE>", "read this state file instead of searching the state directory")
     .option("--json", "print a JSON array, one object per replication", false)
-    .action((src: string | undefined, options: { state?: string; json: boolean }) => {
+    .action(async (src: string | undefined, options: { state?: string; json: boolean }) => {
+      const { runStatus } = await import("./status.js");
       process.exitCode = runStatus(src, options, stdout);
     });
   program
@@ -85,6 +87,7 @@ function auditCommands(program: Command): void {
     .option("--no-group", "do not compare groups (compared by default when the target runs as root)")
     .addOption(new Option("--remote-command <CMD>", "mirrorlog's command on the far side of ssh").default("mirrorlog"))
     .action(async (src: string, dst: string, options: VerifyOptions) => {
+      const { runVerify } = await import("./verify.js");
       process.exitCode = await runVerify(src, dst, options, stdout);
     });
 }
@@ -108,13 +111,15 @@ export function buildProgram(): Command {
     .option("--dry-run", "serve read-only: create and change nothing (what `sync --dry-run` starts)", false)
     .option("--rebuild-state", "move a damaged state file aside and start a new one (the source rescans)", false)
     .action(async (options: { root: string; state?: string; dryRun: boolean; rebuildState: boolean }) => {
+      const { serve } = await import("./serve.js");
       await serve(options);
     });
   auditCommands(program);
   program
     .command("demo")
     .description("the seed demo: mirror a sample tree between two in-memory file systems")
-    .action(() => {
+    .action(async () => {
+      const { runSeedDemo } = await import("./demo.js");
       process.stdout.write(`${runSeedDemo()}\n`);
     });
   return program;

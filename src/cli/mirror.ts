@@ -20,6 +20,7 @@ import {
 } from "../transport/sshCommand.js";
 import { StreamClient, TransportError } from "../transport/streamConnection.js";
 import { CliError, StateUnusableError } from "./cliError.js";
+import { DEFAULT_TIMEOUT_SECONDS } from "./defaults.js";
 import { exclusionRules } from "./ignoreRules.js";
 import { progressDisplay } from "./progress.js";
 import { formatSummary, type RunSummary, summarize } from "./report.js";
@@ -62,9 +63,6 @@ const defaultOutput: MirrorOutput = {
 
 /** The executable this process runs as; a local target is a child running `serve` from it. */
 const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
-
-/** Seconds a target may stay silent while requests wait (a manifest of a huge tree takes a while). */
-export const DEFAULT_TIMEOUT_SECONDS = 120;
 
 /** Times a lost connection is replaced before the run fails... */
 const MAX_RECONNECTS = 5;
