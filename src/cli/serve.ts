@@ -61,6 +61,13 @@ export async function serve(options: ServeOptions): Promise<void> {
   }
 }
 
+/**
+ * Milliseconds between the target's flushes: requests are answered once applied, and made durable together
+ * at least this often, at the end of each sync pass and when the session ends (see ReplicatorTarget.flush).
+ * MIRRORLOG_FLUSH_INTERVAL_MS overrides it (tests use a long one to catch a target between answer and flush).
+ */
+const FLUSH_INTERVAL_MS = Number(process.env.MIRRORLOG_FLUSH_INTERVAL_MS) || 2000;
+
 async function serveLocked(
   options: ServeOptions,
   root: string,
@@ -111,15 +118,27 @@ async function serveLocked(
   let fs: (FileSystem & { close?: () => void }) | undefined;
   let target: ReplicatorTarget | undefined;
   let failure: { error: unknown } | undefined;
+  let stopFlushing = () => {};
   try {
     fs =
       options.dryRun && !existsSync(root)
         ? new MemoryFileSystem()
-        : // Each apply request ends with one flush, before its position is saved and answered. Temps left by
-          // a crashed run are ordinary entries to this instance: its manifest lists them and the source removes them.
+        : // Nothing is made durable until the target flushes (its durable position advances only then). Temps
+          // left by a crashed run are ordinary entries to this instance: its manifest lists them and the source removes them.
           new NodeFileSystem({ root, onProblem, durability: "batched" });
-    const serving = new ReplicatorTarget(fs, root, { positionStore, index: state });
+    const serving = new ReplicatorTarget(fs, root, { positionStore, index: state, flushIntervalMs: FLUSH_INTERVAL_MS });
     target = serving;
+    // Between requests (and while idle in a watch): what was applied becomes durable at least this often.
+    const flushTimer = setInterval(() => {
+      try {
+        serving.flushIfDue();
+      } catch (error) {
+        // The target refuses every later request; the source re-establishes with a new target.
+        process.stderr.write(`mirrorlog serve: ${describe(error)}\n`);
+      }
+    }, FLUSH_INTERVAL_MS);
+    flushTimer.unref();
+    stopFlushing = () => clearInterval(flushTimer);
     const handle = (request: unknown) =>
       options.dryRun && (request as { type?: unknown } | null)?.type === "apply"
         ? { type: "error" as const, code: "invalid-request" as const, message: "this target serves a dry run" }
@@ -135,11 +154,13 @@ async function serveLocked(
   }
   // Each step runs whatever the one before it did: a failed cleanup must not keep the state open or
   // the process alive (the lock is released by the caller, and by the kernel in any case).
+  stopFlushing();
   try {
     target?.close();
   } catch (error) {
-    // Leftovers carry the reserved prefix: the next session's manifest lists them and the source removes them.
-    process.stderr.write(`mirrorlog serve: could not remove this session's set-aside files: ${describe(error)}\n`);
+    // Not flushed: the durable position stays where it was and the source replays from it. Leftover temps
+    // are ordinary entries to the next session: its manifest lists them and the source removes them.
+    process.stderr.write(`mirrorlog serve: could not end the session cleanly: ${describe(error)}\n`);
   }
   let closeFailure: unknown;
   try {

@@ -11,7 +11,7 @@ import {
 } from "./operation.js";
 
 /** Bumped whenever a request or response changes shape; both sides must agree exactly. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 const BytesSchema = z.custom<Uint8Array>((value) => value instanceof Uint8Array, "expected bytes");
 const SizeSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -153,7 +153,11 @@ export const ChunksRequestSchema = z.strictObject({
 });
 
 /** Ends a burst of work: the target drops what it kept for reuse (removed files, unfinished uploads). */
-export const ReleaseRequestSchema = z.strictObject({ type: z.literal("release") });
+export const ReleaseRequestSchema = z.strictObject({
+  type: z.literal("release"),
+  /** Make everything applied durable before answering (the end of a sync pass). */
+  durable: z.boolean().optional(),
+});
 
 /** Every request a source sends. */
 export const RequestSchema = z.discriminatedUnion("type", [
@@ -321,7 +325,11 @@ export const ChunksResponseSchema = z.strictObject({
 });
 
 /** The answer to release. */
-export const ReleasedResponseSchema = z.strictObject({ type: z.literal("released") });
+export const ReleasedResponseSchema = z.strictObject({
+  type: z.literal("released"),
+  /** The target's durable position: what it resumes from after a crash (the source replays its log from there). */
+  durable: AppliedPositionSchema.nullable(),
+});
 
 /** Every response a target sends. */
 export const ResponseSchema = z.discriminatedUnion("type", [

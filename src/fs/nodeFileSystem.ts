@@ -59,8 +59,11 @@ import { AT_FDCWD, loadNativeCalls, type NativeCalls } from "./nativeCalls.js";
 
 /**
  * "full": every change is durable when its call returns (fsync of files and parent directories).
- * "batched": file contents are durable before they become visible, but directory entries (mkdir, unlink,
- * rename, symlink) only at `flush()` or the next multi-file commit, one syncfs for many changes.
+ * "batched": nothing is made durable until `flush()`, which makes every change since the last one durable
+ * with one syncfs. Files are still written to a temp and renamed into place once complete, so a process
+ * that dies (kill -9) never leaves a partial file under a final name: the kernel keeps what was written.
+ * After a power loss, a file renamed since the last flush may be torn; the caller must be able to redo
+ * everything since its last flush (the target's durable position: the source replays from it).
  * "none": no fsync at all (benchmarks and tests only).
  */
 export type Durability = "full" | "batched" | "none";
@@ -415,15 +418,16 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   /**
-   * Data durable → rename → renames durable. Few files: fsync each temp, then each parent directory
-   * (or, batched, mark them for the next flush). Many files: one syncfs(2) before and one after the
-   * renames, which costs one journal commit instead of two per file. A rename that fails costs only its
-   * own file (its temp is removed); a durability failure throws for all of them.
+   * Full durability: data durable → rename → renames durable. Few files: fsync each temp, then each parent
+   * directory. Many files: one syncfs(2) before and one after the renames, which costs one journal commit
+   * instead of two per file. Batched: rename only; the next `flush()` makes data and renames durable at once.
+   * A rename that fails costs only its own file (its temp is removed); a durability failure throws for all.
    */
   commitStaged(files: readonly StagedFile[]): CommitFailure[] {
     if (files.length === 0) return [];
     const firstDir = posix.dirname(files[0]!.path);
-    const wholeFileSystem = this.durable && files.length >= SYNCFS_MIN_FILES && this.syncFileSystem(firstDir);
+    const full = this.durability === "full";
+    const wholeFileSystem = full && files.length >= SYNCFS_MIN_FILES && this.syncFileSystem(firstDir);
     // Indexes of the files that failed alone, with their errors (their temps are removed at once).
     const failed = new Map<number, FileSystemError>();
     const fail = (index: number, error: unknown): void => {
@@ -432,7 +436,7 @@ export class NodeFileSystem implements MirrorFileSystem {
     };
     // Each file is located again in each phase: a Location is used at once, never kept across another
     // `locate`, which may close the cached handles (and let their numbers be reused).
-    if (this.durable && !wholeFileSystem) {
+    if (full && !wholeFileSystem) {
       files.forEach((file, index) => {
         let fd: number;
         try {

@@ -95,7 +95,7 @@ export class StreamingSource {
     for (let attempt = 0; ; attempt++) {
       // The source is read while the target lists itself; planning starts once its manifest is in.
       await this.walk("", attempt === 0 ? detectedBy : "rescan", this.handshake(why));
-      await this.drain();
+      await this.drain(true);
       // Set while the pass ran (a response may refuse it); the reset above does not hold across awaits.
       const refused = this.refused as SessionRefusedError | undefined;
       if (refused === undefined) break;
@@ -104,7 +104,10 @@ export class StreamingSource {
       this.refused = undefined;
       why = `target refused: ${refused.message}`;
     }
-    await this.retryFailures();
+    await this.retryFailures(true);
+    // The last release (the flush that makes the pass durable) failed: the pass is not done.
+    const refused = this.refused as SessionRefusedError | undefined;
+    if (refused !== undefined) throw refused;
   }
 
   /** Queues a watch hint; hints arriving together are planned and shipped as one batch. */
@@ -147,14 +150,15 @@ export class StreamingSource {
         this.enqueue(this.session.planEvent({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy));
       }
     }
-    await this.drain();
+    // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.
+    await this.drain(false);
     const refused = this.refused;
     if (refused !== undefined) {
       this.refused = undefined;
       await this.establish(`target refused: ${refused.message}`);
       return;
     }
-    await this.retryFailures();
+    await this.retryFailures(false);
   }
 
   /**
@@ -238,11 +242,16 @@ export class StreamingSource {
     }
   }
 
-  /** Sends the rest, settles every response, and lets the target drop what it kept for reuse. */
-  private async drain(): Promise<void> {
+  /**
+   * Sends the rest, settles every response, and lets the target drop what it kept for reuse; `durable`
+   * (the end of a whole-tree pass) has it make everything applied durable before it answers.
+   */
+  private async drain(durable: boolean): Promise<void> {
     await this.sendBuffer();
     while (this.inFlight.length > 0) await this.settleOldest();
-    if (this.refused === undefined) await this.connection.request({ type: "release" });
+    if (this.refused !== undefined) return;
+    const answer = await this.connection.request({ type: "release", durable });
+    if (answer.type === "error") this.refused = new SessionRefusedError(answer.code, answer.message);
   }
 
   private async settleOldest(): Promise<void> {
@@ -260,7 +269,7 @@ export class StreamingSource {
   }
 
   /** Plans again the paths the target reported missing content for (it lacked what we assumed). */
-  private async retryFailures(): Promise<void> {
+  private async retryFailures(durable: boolean): Promise<void> {
     for (let round = 0; round < MAX_RETRY_ROUNDS && this.retryPaths.length > 0; round++) {
       const paths = this.retryPaths;
       this.retryPaths = [];
@@ -272,7 +281,7 @@ export class StreamingSource {
           this.session.planEvent({ path: absolute, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, "retry"),
         );
       }
-      await this.drain();
+      await this.drain(durable);
     }
     this.retryPaths = [];
   }

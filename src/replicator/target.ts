@@ -40,8 +40,17 @@ import { TargetDirectories } from "./targetDirectories.js";
 
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
-  /** Keeps the applied position durable (memory when not given); saved once per apply request, before the answer. */
+  /** Keeps the durable position (memory when not given); see `flushIntervalMs` for when it is saved. */
   positionStore?: PositionStore;
+  /**
+   * Defers durability: requests are answered once applied, and all changes since the last flush are made
+   * durable together (one file-system flush, then the position saved) when this many milliseconds have
+   * passed, on a release that asks for it, and at close. Not given: every apply request is flushed and its
+   * position saved before it is answered.
+   */
+  flushIntervalMs?: number;
+  /** The clock of the flush interval (milliseconds). */
+  now?: () => number;
   /** Lets the manifest skip re-reading files that have not changed since they were hashed. */
   index?: ContentIndex;
   /** The limits in force against the peer (checked here; DEFAULT_LIMITS when not given). */
@@ -55,6 +64,8 @@ export interface ReplicatorTargetOptions {
   freeSpace?: FreeSpace;
   /** Whether owners and groups stated by operations are applied (default: when running as root). */
   canSetOwner?: boolean;
+  /** Keeps each file or directory before it is removed or replaced (serve --backup-dir); a throw keeps it in place. */
+  backup?: { keep(path: string, absolute: string): void };
 }
 
 /**
@@ -84,11 +95,19 @@ export class ReplicatorTarget {
   >();
   /** Every directory above a staged write: replacing or removing one must commit the writes first. */
   private readonly stagedDirs = new Set<string>();
+  /** The last position applied (answered), and the last one made durable (what a restart resumes from). */
   private applied: AppliedPosition | null;
+  private durable: AppliedPosition | null;
+  private readonly flushIntervalMs: number | undefined;
+  private readonly now: () => number;
+  private lastFlushAt: number;
+  /** Why a flush failed: nothing more may be applied (the kernel may have dropped what it could not write). */
+  private flushFailure: string | undefined;
   private session: { logId: string; epoch: number } | null = null;
   private readonly canSetOwner: boolean;
   /** Keeps directories' mode and mtime final while their entries change (real or in-memory mirrors). */
   private readonly dirs: TargetDirectories | undefined;
+  private readonly backup: ReplicatorTargetOptions["backup"];
 
   constructor(
     private readonly fs: FileSystem,
@@ -104,8 +123,13 @@ export class ReplicatorTarget {
     });
     this.index = options.index ?? new ContentIndexMap();
     this.applied = this.store?.load() ?? null;
+    this.durable = this.applied;
+    this.flushIntervalMs = options.flushIntervalMs;
+    this.now = options.now ?? Date.now;
+    this.lastFlushAt = this.now();
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
     this.canSetOwner = options.canSetOwner ?? process.getuid?.() === 0;
+    this.backup = options.backup;
     this.dirs = this.mirror === undefined ? undefined : new TargetDirectories(this.mirror, this.root);
     this.content =
       this.mirror === undefined || this.dirs === undefined
@@ -133,10 +157,56 @@ export class ReplicatorTarget {
     }
   }
 
-  /** Ends the session: unfinished uploads and files set aside for reuse are removed. */
+  /** Ends the session: what was applied is made durable; unfinished uploads and files set aside for reuse are removed. */
   close(): void {
-    this.content?.close();
-    this.finishRequest();
+    try {
+      this.flush();
+    } finally {
+      this.content?.close();
+      this.finishRequest();
+    }
+  }
+
+  /**
+   * Makes every change applied so far durable, then records the applied position as the durable one.
+   *
+   * Why deferring this is safe (RELIABILITY rule 3): the durable position only ever names operations whose
+   * effects were flushed before it was saved (one syncfs, then one SQLite transaction with
+   * synchronous=FULL, which also writes the buffered index rows: an index row is never more durable than
+   * the file it describes). After a crash the target reports its durable position and the source replays
+   * its log from there (it keeps the whole log); every operation states an after-state, so applying one
+   * again is a no-op or a rewrite. A kill -9 loses no written byte (the kernel keeps them; files are
+   * renamed into place only once complete), so no final name is ever partial. A power loss may leave a file
+   * renamed since the last flush torn, but it has no committed index row, so the replayed write finds its
+   * hash wrong and rewrites it: once the replay is done, every final name holds a complete version.
+   */
+  flush(): void {
+    if (this.flushFailure !== undefined) throw new Error(this.flushFailure);
+    try {
+      this.mirror?.flush();
+    } catch (error) {
+      this.flushFailure = `could not make the applied changes durable: ${describeError(error)}`;
+      throw error;
+    }
+    if (this.applied !== null) this.store?.save(this.applied);
+    this.durable = this.appliedPosition();
+    this.lastFlushAt = this.now();
+  }
+
+  /** Flushes when the flush interval has passed since the last flush (a driver's timer calls it between requests). */
+  flushIfDue(): void {
+    if (this.flushIntervalMs === undefined) return;
+    if (this.now() - this.lastFlushAt < this.flushIntervalMs) return;
+    if (this.durable?.seq === this.applied?.seq && this.durable?.epoch === this.applied?.epoch) {
+      this.lastFlushAt = this.now();
+      return;
+    }
+    this.flush();
+  }
+
+  /** The last position made durable: what this target reports after a restart. */
+  durablePosition(): AppliedPosition | null {
+    return this.durable === null ? null : { ...this.durable };
   }
 
   /** Directories get their final metadata back, cached handles are let go. */
@@ -151,6 +221,9 @@ export class ReplicatorTarget {
     const parsed = RequestSchema.safeParse(request);
     if (!parsed.success) return refusal(parsed.error, request);
     const valid = parsed.data;
+    if (this.flushFailure !== undefined && valid.type !== "manifest") {
+      return errorResponse("internal", `${this.flushFailure}; this target must be restarted`);
+    }
     try {
       switch (valid.type) {
         case "hello":
@@ -177,8 +250,11 @@ export class ReplicatorTarget {
           if (this.session === null) return errorResponse("no-session", "chunks before hello");
           return this.content?.chunkLists(valid.paths) ?? { type: "chunks", files: [] };
         case "release":
-          this.close();
-          return { type: "released" };
+          if (valid.durable === true || this.flushIntervalMs === undefined) this.flush();
+          else this.flushIfDue();
+          this.content?.close();
+          this.finishRequest();
+          return { type: "released", durable: this.durablePosition() };
       }
     } catch (error) {
       this.finishRequest();
@@ -225,8 +301,10 @@ export class ReplicatorTarget {
     // The answer is where the target stood before this hello: the source judges continuity by it.
     const before = this.appliedPosition();
     if (current === null || current.logId !== request.logId || current.epoch !== request.epoch) {
+      // Made durable with what came before: saving the position writes the buffered index rows, which
+      // must never describe files that are not durable yet.
       this.applied = { logId: request.logId, epoch: request.epoch, seq: 0 };
-      this.store?.save(this.applied);
+      this.flush();
     }
     this.session = { logId: request.logId, epoch: request.epoch };
     return { type: "hello", version: PROTOCOL_VERSION, applied: before, canSetOwner: this.canSetOwner };
@@ -280,9 +358,9 @@ export class ReplicatorTarget {
       if (last !== undefined && last.outcome !== "failed")
         Object.assign(last, failedWith("metadata", `directory ${dir}: ${describeError(error)}`));
     }
-    this.mirror?.flush();
-    // Apply, then record, then answer: a crash before this line replays operations that are idempotent.
-    this.store?.save(this.applied!);
+    // Apply, then record, then answer: a crash before the flush replays operations that are idempotent.
+    if (this.flushIntervalMs === undefined) this.flush();
+    else this.flushIfDue();
     return { type: "applied", results, applied: this.appliedPosition()! };
   }
 
@@ -443,6 +521,7 @@ export class ReplicatorTarget {
     if (existing?.kind === "file" && existing.ino === leader.ino && existing.dev === leader.dev) {
       return attributesMatch(existing, metadata) ? unchanged() : this.setFileMetadata(operation, absolute, metadata);
     }
+    if (existing !== undefined && existing.kind !== "dir") this.backup?.keep(operation.path, absolute);
     if (existing?.kind === "dir") this.replaceEntry(operation.path, absolute, existing.kind);
     else this.dirs?.willChangeEntry(operation.path);
     if (!attributesMatch(leader, metadata)) this.setFileMetadata({ ...operation, path: linkTo }, leaderPath, metadata);
@@ -483,6 +562,7 @@ export class ReplicatorTarget {
       if (typeof unpacked === "string") return failedWith("missing-content", unpacked);
       content = unpacked;
     }
+    if (existing !== undefined && existing.kind !== "dir") this.backup?.keep(operation.path, absolute);
     if (existing?.kind === "dir") {
       this.replaceEntry(operation.path, absolute, existing.kind);
       this.verifiedDirs.clear();
@@ -569,6 +649,7 @@ export class ReplicatorTarget {
    * until the session ends. Its directory's metadata is kept; nothing below it is restored any more.
    */
   private replaceEntry(path: string, absolute: string, kind: EntryKind): void {
+    this.backup?.keep(path, absolute);
     this.dirs?.willChangeEntry(path);
     this.dirs?.forget(path);
     if (this.content !== undefined && (kind === "file" || kind === "dir")) {

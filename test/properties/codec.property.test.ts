@@ -185,7 +185,7 @@ const requestOf = {
     { requiredKeys: ["type", "uploadId", "path", "offset", "pieces"] },
   ),
   chunks: plainRecord({ type: fc.constant("chunks" as const), paths: fc.array(entryPath, { maxLength: 4 }) }),
-  release: plainRecord({ type: fc.constant("release" as const) }),
+  release: plainRecord({ type: fc.constant("release" as const), durable: fc.boolean() }, { requiredKeys: ["type"] }),
 } satisfies Record<Request["type"], fc.Arbitrary<Request>>;
 
 const appliedPosition = plainRecord({ logId, epoch, seq });
@@ -286,7 +286,7 @@ const responseOf = {
       { maxLength: 3 },
     ),
   }),
-  released: plainRecord({ type: fc.constant("released" as const) }),
+  released: plainRecord({ type: fc.constant("released" as const), durable: fc.option(appliedPosition, { nil: null }) }),
 } satisfies Record<Response["type"], fc.Arbitrary<Response>>;
 
 // ---- the round trips ------------------------------------------------------------------------

@@ -1,0 +1,153 @@
+// A target answers requests once applied and makes them durable later (one flush per interval, per pass
+// and at the end). A target that dies after answering, before its durable position advanced, loses
+// nothing: it comes back at its durable position, the source replays its log from there, and the mirror
+// is exact again. Simulated as a power loss: the target directory goes back to what it held at the last
+// flush, files written since then come back torn under their final names, and the state file keeps only
+// what was committed.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { OperationLog } from "../../src/events/operationLog.js";
+import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import { StateStore } from "../../src/events/stateStore.js";
+import { FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
+import { SourceSession } from "../../src/replicator/sourceSession.js";
+import { StreamingSource } from "../../src/replicator/streamingSource.js";
+import { ReplicatorTarget } from "../../src/replicator/target.js";
+import { compareTrees, formatDifferences } from "../support/treeOracle.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A real disk whose every flush also copies the target directory aside: what a power loss would keep. */
+class SnapshottingFileSystem extends NodeFileSystem {
+  flushes = 0;
+  constructor(
+    private readonly dst: string,
+    private readonly snapshot: string,
+  ) {
+    super({ root: dst, durability: "batched", onProblem: () => {} });
+  }
+  override flush(): void {
+    super.flush();
+    this.flushes++;
+    rmSync(this.snapshot, { recursive: true, force: true });
+    execFileSync("cp", ["-a", this.dst, this.snapshot]);
+  }
+}
+
+/** Every regular file below `dir`, by relative path, with its bytes. */
+function filesBelow(dir: string, prefix = ""): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  for (const entry of readdirSync(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory()) for (const [p, b] of filesBelow(dir, path)) files.set(p, b);
+    else if (entry.isFile()) files.set(path, readFileSync(join(dir, path)));
+  }
+  return files;
+}
+
+describe("deferred durability", () => {
+  it("a target that dies after answering, before its durable position advanced, loses nothing once the source reconnects", async () => {
+    const base = mkdtempSync(join(tmpdir(), "mirrorlog-durable-"));
+    dirs.push(base);
+    const src = join(base, "src");
+    const dst = join(base, "dst");
+    const snapshot = join(base, "at-last-flush");
+    const statePath = join(base, "target.sqlite");
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(src, `d${d}`), { recursive: true });
+      for (let f = 0; f < 10; f++)
+        writeFileSync(join(src, `d${d}`, `f${f}`), `version one of d${d}/f${f}\n`.repeat(f + 1));
+    }
+    mkdirSync(dst);
+
+    const clock = { now: 0 };
+    const targetOn = (fs: NodeFileSystem, state: StateStore) =>
+      new ReplicatorTarget(fs, dst, {
+        positionStore: state,
+        index: state,
+        flushIntervalMs: 60_000,
+        now: () => clock.now,
+      });
+    const firstFs = new SnapshottingFileSystem(dst, snapshot);
+    const firstState = new StateStore(statePath);
+    let target = targetOn(firstFs, firstState);
+    const sent: Request[] = [];
+    const connection = {
+      request: async (request: Request): Promise<Response> => {
+        sent.push(request);
+        return ResponseSchema.parse(target.handleRequest(structuredClone(request)));
+      },
+    };
+    const sourceFs = new NodeFileSystem({ root: src, onProblem: () => {} });
+    const session = new SourceSession({ fs: sourceFs, root: src, log: new OperationLog(), now: () => clock.now });
+    const source = new StreamingSource(session, connection);
+
+    // The whole-tree pass ends with a durable release: one flush, the position saved.
+    await source.establish();
+    const afterPass = target.durablePosition();
+    expect(afterPass).toEqual(target.appliedPosition());
+    expect(firstFs.flushes).toBeGreaterThanOrEqual(1);
+    expect(formatDifferences(compareTrees(src, dst))).toBe("(trees are equal)");
+    const flushesAfterPass = firstFs.flushes;
+
+    // A burst of changes shipped as a watch would: answered, but not flushed (the interval has not passed).
+    for (let f = 0; f < 10; f++)
+      writeFileSync(join(src, "d0", `f${f}`), `version two of d0/f${f}, longer than before\n`);
+    for (let f = 0; f < 10; f++) writeFileSync(join(src, "d1", `new${f}`), `new file ${f}\n`.repeat(20));
+    rmSync(join(src, "d2"), { recursive: true });
+    mkdirSync(join(src, "d5"));
+    writeFileSync(join(src, "d5", "late"), "late\n");
+    for (const dir of ["d0", "d1", "d2", "d5"]) {
+      source.hint({ path: join(src, dir), eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+    }
+    await source.idle();
+    expect(formatDifferences(compareTrees(src, dst))).toBe("(trees are equal)");
+    expect(firstFs.flushes).toBe(flushesAfterPass);
+    const answered = target.appliedPosition()!;
+    expect(answered.seq).toBeGreaterThan(afterPass!.seq);
+    expect(target.durablePosition()).toEqual(afterPass);
+
+    // Power loss: the disk holds what it held at the last flush, except that files renamed since then
+    // came back torn (their names durable, half their bytes not); the state file holds what was committed.
+    const live = filesBelow(dst);
+    rmSync(dst, { recursive: true });
+    execFileSync("cp", ["-a", snapshot, dst]);
+    const kept = filesBelow(dst);
+    let torn = 0;
+    for (const [path, bytes] of live) {
+      const before = kept.get(path);
+      if (before?.equals(bytes)) continue;
+      mkdirSync(join(dst, path, ".."), { recursive: true });
+      writeFileSync(
+        join(dst, path),
+        Buffer.concat([bytes.subarray(0, bytes.length >> 1), Buffer.alloc(bytes.length - (bytes.length >> 1))]),
+      );
+      torn++;
+    }
+    expect(torn).toBe(21);
+    expect(compareTrees(src, dst).length).toBeGreaterThan(0);
+
+    // The target comes back at its durable position, not at what it had answered...
+    const secondState = new StateStore(statePath);
+    expect(secondState.load()).toEqual(afterPass);
+    target = targetOn(new NodeFileSystem({ root: dst, durability: "batched", onProblem: () => {} }), secondState);
+    sent.length = 0;
+    // ...and the source, reconnecting as the CLI does, replays its log from there and mirrors exactly.
+    clock.now += 1;
+    await source.establish();
+    const replayed = sent.flatMap((r) => (r.type === "apply" ? r.entries.map((e) => e.seq) : []));
+    expect(replayed).toContain(afterPass!.seq + 1);
+    expect(replayed).toContain(answered.seq);
+    expect(formatDifferences(compareTrees(src, dst))).toBe("(trees are equal)");
+    expect(target.durablePosition()).toEqual(target.appliedPosition());
+    for (const file of ["d0/f3", "d1/new7"])
+      expect(statSync(join(dst, file)).size).toBe(statSync(join(src, file)).size);
+  });
+});
