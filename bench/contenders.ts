@@ -1,6 +1,7 @@
 // How each tool is invoked for a one-shot mirror, and the shared state of one benchmark run (temp
 // directory, state directories, the throwaway sshd). Both tools get the same ssh command line, so
 // the connection cost is the same on both sides.
+import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { posix } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,11 +95,32 @@ export async function runMirrorlogSync(
 }
 
 /** `rsync -a --delete SRC/ DST/` (with `-e <the same ssh>` and `localhost:DST/` over ssh), timed. */
-export function runRsync(context: BenchContext, source: string, target: MirrorTarget): Promise<TimedRun> {
-  const argv = ["rsync", "-a", "--delete"];
+export function runRsync(
+  context: BenchContext,
+  source: string,
+  target: MirrorTarget,
+  options: { fsync?: boolean } = {},
+): Promise<TimedRun> {
+  // --fsync (rsync ≥ 3.2.6): fsync every written file, the durable peer of mirrorlog's flush.
+  const argv = ["rsync", "-a", "--delete", ...(options.fsync ? ["--fsync"] : [])];
   if (target.overSsh) argv.push("-e", context.ssh.sshCommandLine, `${source}/`, `localhost:${target.path}/`);
   else argv.push(`${source}/`, `${target.path}/`);
   return withSshDiagnosis(context, target, () => timeCommand({ argv, rssFile: freshRssFile(context) }));
+}
+
+/** `cp -a SRC DST` into a DST that does not exist yet (cp then creates it as the copy), timed: the floor. */
+export function runCp(context: BenchContext, source: string, targetPath: string): Promise<TimedRun> {
+  return timeCommand({ argv: ["cp", "-a", source, targetPath], rssFile: freshRssFile(context) });
+}
+
+/**
+ * `sync`, untimed, before a timed local trial: no trial pays for flushing the dirty pages an earlier
+ * trial of another tool left behind (mirrorlog's syncfs would, cp's and rsync's writeback would
+ * compete with the next trial).
+ */
+export function flushDirtyPages(): void {
+  const result = spawnSync("sync", { stdio: "ignore" });
+  if (result.status !== 0) throw new Error(`sync failed: ${result.error?.message ?? `exit ${result.status}`}`);
 }
 
 /**

@@ -1,6 +1,6 @@
 // Timing and statistics: wall-clock runs of one command (wrapped in GNU time for its peak RSS),
 // interleaved trials of two contenders, medians and percentiles, and the results table.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 
 /** GNU time, which reports a command's peak resident set size; runs are timed without it if missing. */
@@ -64,6 +64,28 @@ export async function timeCommand(command: TimedCommand): Promise<TimedRun> {
     );
   }
   return { ms, maxRssKiB: readRss(command.rssFile), stdout: Buffer.concat(stdout).toString("utf8") };
+}
+
+/**
+ * Runs `argv` to completion synchronously and returns its wall-clock milliseconds (spawn to exit),
+ * without GNU time: for start-up trials of ~0.1 s, where the wrapper's own fork and exec and the
+ * event loop's latency would be a visible share. Only while nothing else needs the event loop (no ssh
+ * traffic). A failing command stops the benchmark.
+ */
+export function timeCommandSync(argv: readonly string[], env?: NodeJS.ProcessEnv): { ms: number; stdout: string } {
+  const started = performance.now();
+  const result = spawnSync(argv[0]!, argv.slice(1), {
+    env: env ?? process.env,
+    stdio: ["ignore", "pipe", "pipe"],
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const ms = performance.now() - started;
+  if (result.error) throw new Error(`could not run ${argv.join(" ")}: ${result.error.message}`);
+  if (result.status !== 0) {
+    throw new Error(`${argv.join(" ")} exited with ${result.status ?? result.signal}:\n${result.stderr.slice(-4000)}`);
+  }
+  return { ms, stdout: result.stdout };
 }
 
 /** The median of `values` (mean of the middle two for an even count). */

@@ -3,8 +3,10 @@
 // every target is checked against the source after the timed part.
 import {
   type BenchContext,
+  flushDirtyPages,
   freshPath,
   type MirrorTarget,
+  runCp,
   runMirrorlogSync,
   runRsync,
   runSshNoop,
@@ -43,7 +45,10 @@ function timesOf(times: Map<string, number[]>, name: string): number[] {
   return times.get(name)!;
 }
 
-/** Scenario 1: initial mirror over ssh to localhost into a fresh, non-existent target per trial. */
+/**
+ * Scenario 1: initial mirror into a fresh, non-existent target per trial: over ssh to localhost
+ * (against rsync), then locally (against rsync, `rsync --fsync` and `cp -a`, see initialLocalRows).
+ */
 export async function initialScenario(
   context: BenchContext,
   source: OneShotSource,
@@ -97,9 +102,72 @@ export async function initialScenario(
         goal: 0.8,
         note: `median of ${trials} interleaved trials`,
       },
+      ...(await initialLocalRows(context, source, trials)),
     ],
     notes: [],
   };
+}
+
+/**
+ * The local initial mirror: `mirrorlog sync SRC DST_i` against `rsync -a --delete`, the durable
+ * peer `rsync -a --delete --fsync` and the floor `cp -a`, four contenders interleaved, each into a
+ * fresh target. An untimed `sync` precedes every trial (flushDirtyPages), so none pays for the
+ * writeback of the trial before it. One row per peer, all against the same mirrorlog trials.
+ */
+async function initialLocalRows(context: BenchContext, source: OneShotSource, trials: number): Promise<ResultRow[]> {
+  const root = source.tree.root;
+  const targets: { tool: string; path: string }[] = [];
+  const rssMirrorlog: (number | undefined)[] = [];
+  const rssRsync: (number | undefined)[] = [];
+  /** One contender: flush, then the timed run into a fresh target. */
+  const contender = (
+    name: string,
+    run: (path: string) => Promise<{ ms: number; maxRssKiB: number | undefined }>,
+    rss?: (number | undefined)[],
+  ) => ({
+    name,
+    trial: async () => {
+      const path = freshPath(context, `initial-local-${name.replaceAll(/[^a-z]+/g, "-")}`);
+      flushDirtyPages();
+      const result = await run(path);
+      targets.push({ tool: name, path });
+      rss?.push(result.maxRssKiB);
+      context.log(`  initial local ${name.padEnd(13)} ${(result.ms / 1000).toFixed(3)} s`);
+      return result.ms;
+    },
+  });
+  const times = await interleave(trials, [
+    contender(
+      "mirrorlog",
+      async (path) => {
+        const run = await runMirrorlogSync(context, root, { path, overSsh: false });
+        if (run.summary.filesWritten !== source.tree.files.length) {
+          throw new Error(`mirrorlog wrote ${run.summary.filesWritten} files, expected ${source.tree.files.length}`);
+        }
+        return run;
+      },
+      rssMirrorlog,
+    ),
+    contender("rsync", (path) => runRsync(context, root, { path, overSsh: false }), rssRsync),
+    contender("rsync --fsync", (path) => runRsync(context, root, { path, overSsh: false }, { fsync: true })),
+    contender("cp -a", (path) => runCp(context, root, path)),
+  ]);
+  for (const target of targets) assertMirrored(target.tool, root, target.path);
+  // GNU time's %M of a process is the largest of it and its reaped children: sync or its serve child.
+  recordMemory(context, "mirrorlog sync and its local serve child (the larger), initial local", rssMirrorlog);
+  recordMemory(context, "rsync (largest of its processes), initial local", rssRsync);
+  const mirrorlog = median(timesOf(times, "mirrorlog"));
+  const note = `median of ${trials} interleaved trials (4 tools), \`sync\` before each`;
+  const row = (peer: string, goal?: number): ResultRow => ({
+    scenario: `initial mirror, local (${source.tree.files.length} files)`,
+    peer,
+    unit: "s",
+    mirrorlog,
+    peerValue: median(timesOf(times, peer)),
+    ...(goal === undefined ? {} : { goal }),
+    note,
+  });
+  return [row("rsync", 0.8), row("rsync --fsync"), row("cp -a")];
 }
 
 /** Scenario 2: re-run with nothing changed, locally and over ssh, against targets synced beforehand. */

@@ -1,7 +1,7 @@
 // `npm run bench [-- SCENARIO... | --quick | --keep | --files N]`: mirrorlog against rsync and
 // lsyncd on the same machine in the same run. Progress goes to stderr; the report (Markdown, the
-// format of bench/README.md) to stdout. Scenarios: initial, nochange, modified, live (all four by
-// default) and profile (only when named). Needs rsync, lsyncd, openssh-server and GNU time.
+// format of bench/README.md) to stdout. Scenarios: startup, initial, nochange, modified, live (all
+// five by default) and profile (only when named). Needs rsync, lsyncd, openssh-server and GNU time.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -19,11 +19,14 @@ import {
   type OneShotSource,
   type ScenarioResult,
 } from "./oneShotScenarios.js";
+import { startupScenario } from "./startupScenario.js";
 import { FULL_TREE, generateTree, type TreeShape } from "./workload.js";
 
-const SCENARIOS = ["initial", "nochange", "modified", "live", "profile"] as const;
+const SCENARIOS = ["startup", "initial", "nochange", "modified", "live", "profile"] as const;
 type Scenario = (typeof SCENARIOS)[number];
-const DEFAULT_SCENARIOS: Scenario[] = ["initial", "nochange", "modified", "live"];
+const DEFAULT_SCENARIOS: Scenario[] = ["startup", "initial", "nochange", "modified", "live"];
+/** Scenarios that mirror the generated source tree (startup and live bring their own). */
+const needsTree = (name: Scenario): boolean => name !== "live" && name !== "startup";
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -42,8 +45,8 @@ if (unknown.length > 0) {
 const chosen = positionals.length > 0 ? (positionals as Scenario[]) : DEFAULT_SCENARIOS;
 /** --quick: fewer trials, for checking the benchmark itself; its numbers are not results. */
 const trials = flags.quick
-  ? { initial: 1, nochange: 2, modified: 2, latency: 5, warmup: 1, bursts: 1 }
-  : { initial: 3, nochange: 5, modified: 5, latency: 30, warmup: 3, bursts: 3 };
+  ? { startup: 5, initial: 1, nochange: 2, modified: 2, latency: 5, warmup: 1, bursts: 1 }
+  : { startup: 15, initial: 3, nochange: 5, modified: 5, latency: 30, warmup: 3, bursts: 3 };
 const files = flags.files === undefined ? FULL_TREE.files : Number(flags.files);
 const shape: TreeShape = { ...FULL_TREE, files, directories: Math.max(1, Math.round(files / 10)) };
 
@@ -85,7 +88,7 @@ try {
   log(`bench dir ${dir}; scenarios: ${chosen.join(", ")}${flags.quick ? " (--quick: not results)" : ""}`);
   await runSshNoop(context); // the first connection pays sshd's start-up; no trial should
   let source: OneShotSource | undefined;
-  if (chosen.some((name) => name !== "live")) {
+  if (chosen.some(needsTree)) {
     log(`generating ${shape.files} files in ${shape.directories} directories (seed ${shape.seed})`);
     const tree = generateTree(posix.join(dir, "source"), shape);
     source = { tree, shape };
@@ -94,6 +97,7 @@ try {
   for (const scenario of SCENARIOS.filter((name) => chosen.includes(name))) {
     log(`scenario ${scenario}`);
     let result: ScenarioResult | undefined;
+    if (scenario === "startup") result = await startupScenario(context, trials.startup);
     if (scenario === "initial") result = await initialScenario(context, source!, trials.initial);
     if (scenario === "nochange") result = await noChangeScenario(context, source!, trials.nochange);
     if (scenario === "modified") result = await modifiedScenario(context, source!, trials.modified);
@@ -117,7 +121,7 @@ const report = [
   `## Results (${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, Node ${process.version}, load ${loadAtStart} at start)`,
   "",
   `Peers: ${versionOf(["rsync", "--version"])}; lsyncd ${versionOf(["lsyncd", "--version"])}.${
-    chosen.some((name) => name !== "live")
+    chosen.some(needsTree)
       ? ` Workload: ${shape.files} files of ${shape.minFileBytes}–${shape.maxFileBytes} bytes in ${shape.directories} directories up to depth ${shape.maxDepth}, seed ${shape.seed}.`
       : ""
   }`,

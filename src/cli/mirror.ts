@@ -8,7 +8,7 @@ import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from ".
 import { StateStore } from "../events/stateStore.js";
 import { isWithin } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
-import { SourceSession } from "../replicator/sourceSession.js";
+import { requestContentBytes, SourceSession } from "../replicator/sourceSession.js";
 import { StreamingSource } from "../replicator/streamingSource.js";
 import {
   parseTargetSpec,
@@ -19,13 +19,20 @@ import {
   TargetSpecError,
 } from "../transport/sshCommand.js";
 import { StreamClient, TransportError } from "../transport/streamConnection.js";
+import { paced } from "./bandwidthLimit.js";
+import { rehashingIndex } from "./checksumIndex.js";
 import { CliError, StateUnusableError } from "./cliError.js";
 import { DEFAULT_TIMEOUT_SECONDS } from "./defaults.js";
-import { exclusionRules } from "./ignoreRules.js";
+import { DeletionGuard, DeletionRefusedError, sourceHasReplicated } from "./deletionSafety.js";
+import { EXIT } from "./exitCodes.js";
+import { exclusionRules, readPatternFile } from "./ignoreRules.js";
+import { interruptedBy, onOrderlyStop, phase, requestPhase, trackTarget } from "./interrupt.js";
+import { ChangeTracker, timestampOf } from "./itemize.js";
 import { progressDisplay } from "./progress.js";
 import { formatSummary, type RunSummary, summarize } from "./report.js";
 import { makeStateDirectory, openStateFile, REBUILD_FLAG, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultSourceStatePath, statePathProblem } from "./statePaths.js";
+import { PairService } from "./watchService.js";
 
 /** Options shared by `sync` and `watch`. */
 export interface MirrorOptions {
@@ -48,6 +55,28 @@ export interface MirrorOptions {
   hardLinks?: boolean;
   /** Move a damaged state file aside (either side) and rebuild the state from a scan, in a new epoch. */
   rebuildState?: boolean;
+  /** Allow the first sync of a pair to delete what DST holds beyond SRC (deletion safety, see deletionSafety.ts). */
+  delete?: boolean;
+  /** Keep what the target removes or replaces in this directory (relative to DST, or absolute on the target). */
+  backupDir?: string;
+  /** Create DST's missing parents (otherwise a missing parent is refused: a typo'd DST). */
+  mkpath?: boolean;
+  /** -v: list each change by name (rsync -v); repeatable. */
+  verbose?: number;
+  /** -q: print nothing but errors (no summary, no change lines). */
+  quiet?: boolean;
+  /** -i: list each change in rsync's itemize format. */
+  itemizeChanges?: boolean;
+  /** -c: hash every file on both sides instead of trusting size, mtime, inode and ctime. */
+  checksum?: boolean;
+  /** Files of exclude patterns (one per line), like rsync --exclude-from. */
+  excludeFrom?: string[];
+  /** Patterns that are never excluded (they win over every exclude). */
+  include?: string[];
+  /** Bytes per second this side writes to the transport at most (--bwlimit, given in KiB/s). */
+  bwlimit?: number;
+  /** --progress / --no-progress; undefined: a progress display only when stderr is a terminal. */
+  progress?: boolean;
 }
 
 /** Where a run's output goes; injectable so tests can capture it. */
@@ -129,9 +158,6 @@ async function targetStateFailure(child: SpawnedTarget): Promise<StateUnusableEr
 /** How long a target may take to exit after the connection closes before it is killed. */
 const TARGET_EXIT_GRACE_MS = 5_000;
 
-/** How often the transfer bar and watch-mode counters refresh, in files scanned. */
-const SCAN_PROGRESS_EVERY = 500;
-
 /**
  * `mirrorlog sync SRC DST` (mode "sync") and `mirrorlog watch SRC DST` (mode "watch"): mirror SRC onto
  * DST through a target process (local child or ssh), then, for watch, follow changes until SIGINT or
@@ -145,41 +171,72 @@ export async function runMirror(
   output: MirrorOutput = defaultOutput,
 ): Promise<number> {
   const started = performance.now();
-  const { sourceRoot, spec, targetKey, statePath } = resolvePair(src, dst, options.state);
+  const file = singleFileSource(src);
+  if (file !== undefined) {
+    if (mode === "watch")
+      throw new CliError(`source ${file} is a file; watch mirrors a directory (watch its directory)`);
+    const { copySingleFile } = await import("./singleFile.js");
+    return copySingleFile(file, dst, options, output);
+  }
+  const { sourceRoot, spec, targetKey, statePath } = resolvePair(src, dst, options.state, options.mkpath === true);
   if (!options.dryRun) makeStateDirectory(statePath);
 
   // A dry run keeps its log and index in memory: it changes nothing, not even our own state. A state
   // file that cannot be used stops the run here, before anything is sent (or, with --rebuild-state and
   // damage, is moved aside: the new epoch below records why).
   const { log, state, rebuilt } = openSourceState(statePath, { sourceRoot, targetKey }, options);
-  const progress = progressDisplay(!options.json);
   const fs = new NodeFileSystem({
     root: sourceRoot,
     onProblem: (problem) => session.reportProblem(problem),
   });
-  let scanned = 0;
   const fatal = new FatalFailure();
-  const isExcluded = exclusionRules(fs, sourceRoot, options.exclude);
+  // The pair as a service: heartbeat, problems recorded for `status`, SIGHUP reloads the excludes (watchService.ts).
+  const service = new PairService(mode, {
+    log,
+    statePath,
+    runOptions: options,
+    rules: (o) => exclusionRules(fs, sourceRoot, excludePatterns(o, spec), o.include ?? []),
+    dryRun: options.dryRun,
+    stderr: output.stderr,
+  });
+  const isExcluded = service.isExcluded;
+  const progress = progressDisplay({ progress: options.progress, json: options.json, root: sourceRoot, isExcluded });
+  // Lines printed while the bar or the watch's status line shows erase it first and redraw it after.
+  output = progress.guard(output);
+  const changes = changeTracker(mode, options, output);
+  // The first sync of a pair must not delete what DST holds beyond SRC without --delete (a wrong DST).
+  const guard =
+    options.delete || options.dryRun
+      ? undefined
+      : new DeletionGuard({
+          logId: log.logId,
+          sourceReplicated: sourceHasReplicated(log),
+          fs,
+          sourceRoot,
+          isExcluded,
+          target: spec.kind === "local" ? spec.path : dst,
+        });
   const session: SourceSession = new SourceSession({
     fs,
     root: sourceRoot,
     log,
-    index: state,
+    index: options.checksum ? rehashingIndex(state) : state,
     chunkLists: state.chunkLists,
     refuseEmptySource: !options.allowEmptySource,
     preserveOwner: options.owner ?? true,
     preserveGroup: options.group ?? true,
     hardLinks: options.hardLinks ?? false,
     ...(isExcluded === undefined ? {} : { isExcluded }),
-    onFileScanned: () => {
-      if (++scanned % SCAN_PROGRESS_EVERY === 0) progress.scanned(scanned);
+    onFileScanned: (size) => {
+      void phase("scan");
+      progress.fileChecked(size);
     },
     ...(mode === "watch" ? { onWatchEvent: (event) => driver.hint(event) } : {}),
   });
 
   let connection: TargetProcess;
   try {
-    connection = await connectTarget(spec, dst, options);
+    connection = await connectTarget(spec, dst, { ...options, mkpath: options.mkpath === true });
   } catch (error) {
     closeQuietly(log, state, fs);
     throw error;
@@ -193,6 +250,8 @@ export async function runMirror(
   /** Replaces a lost connection (with backoff) and re-establishes the session on the new one. */
   const reconnect = async (cause: unknown): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
+      // After SIGINT/SIGTERM/SIGHUP the connection is gone on purpose: nothing to reconnect (see interrupt.ts).
+      if (interruptedBy() !== undefined) throw cause;
       // A target that stopped because its state file failed is not a lost connection: that is the answer.
       const broken = await targetStateFailure(connection.child);
       if (broken !== undefined) throw broken;
@@ -202,7 +261,7 @@ export async function runMirror(
       connection.child.kill();
       await new Promise((resolve) => setTimeout(resolve, Math.min(RECONNECT_MAX_DELAY_MS, 100 * 2 ** attempt)));
       try {
-        connection = await connectTarget(spec, dst, options);
+        connection = await connectTarget(spec, dst, { ...options, mkpath: options.mkpath === true });
         await driver.establish();
         return;
       } catch (error) {
@@ -211,15 +270,37 @@ export async function runMirror(
       }
     }
   };
+  // Every request: a test's phase marker (interrupt.ts), and the content bytes answered for (progress).
+  let settledContentBytes = 0;
+  const send = (request: Request): Promise<Response> => {
+    const held = phase(requestPhase(request.type));
+    const answer =
+      held === undefined ? connection.client.request(request) : held.then(() => connection.client.request(request));
+    if (request.type === "manifest") {
+      answer
+        .then((response) => response.type === "manifest" && response.complete && progress.targetListed())
+        .catch(() => {});
+    } else if (request.type === "apply" || request.type === "upload") {
+      const contentBytes = requestContentBytes(request);
+      answer.then(() => (settledContentBytes += contentBytes)).catch(() => {});
+    }
+    return answer;
+  };
   const driver: StreamingSource = new StreamingSource(
     session,
     {
-      request: (request) => connection.client.request(request),
+      request: (request) =>
+        send(request).then((response) => {
+          guard?.inspect(request, response);
+          return changes?.observe(request, response) ?? response;
+        }),
       bytesSent: () => connection.client.stats.bytesSent + connection.client.queuedBytes,
     },
     {
-      onProgress: (p) => progress.transferred(p.operationsShipped, p.operationsPlanned, p.contentBytesShipped),
+      onProgress: (p) => progress.settled(p.operationsShipped),
       onError: (error) => {
+        // After an interruption every failure is its consequence: the run ends with one line (interrupt.ts).
+        if (interruptedBy() !== undefined) return;
         const stateFailure = stateFailureOf(error);
         if (stateFailure !== undefined) {
           // Nothing can be recorded any more: watching must stop, and the run fails with this line.
@@ -235,6 +316,15 @@ export async function runMirror(
     },
   );
 
+  // Planned or in flight but not answered: the bar's "done" never runs ahead of the target.
+  progress.trackPending(() => {
+    const unlogged = session.unloggedSize();
+    return {
+      operations: unlogged.operations + driver.progress.operationsPlanned - driver.progress.operationsShipped,
+      bytes: unlogged.contentBytes + driver.progress.contentBytesShipped - settledContentBytes,
+    };
+  });
+  service.start(() => session.stats.problems);
   let finished: Promise<RunSummary> | undefined;
   const finish = (): Promise<RunSummary> => {
     finished ??= closeAll();
@@ -245,6 +335,7 @@ export async function runMirror(
   const closeAll = async (): Promise<RunSummary> => {
     progress.stop();
     session.releaseWatches();
+    service.stop(session.stats.problems);
     let failure: unknown;
     try {
       state.flush();
@@ -260,11 +351,13 @@ export async function runMirror(
 
   try {
     if (options.dryRun) {
-      const entries = await planDryRun(session, connection.client);
+      const { held, entries } = await planDryRun(session, connection.client);
       const summary = await finish();
+      if (changes !== undefined) changes.listPlanned(held, entries);
       if (options.json) output.stdout(`${JSON.stringify({ ...summary, plannedOperations: entries })}\n`);
-      else output.stdout(`${entries.map(describeOperation).join("\n")}${entries.length > 0 ? "\n" : ""}`);
-      return 0;
+      else if (changes === undefined && !options.quiet)
+        output.stdout(`${entries.map(describeOperation).join("\n")}${entries.length > 0 ? "\n" : ""}`);
+      return EXIT.ok;
     }
     try {
       // A rebuilt state (either side) begins a new epoch that says why; without one, the log resumes.
@@ -279,7 +372,10 @@ export async function runMirror(
       if (!isConnectionLoss(error)) throw error;
       await reconnect(error);
     }
+    progress.passDone();
+    await phase("final");
     if (mode === "sync") return report(await finish(), options, output);
+    service.watching(() => driver.rescan("rescan"));
     await followChanges(driver, options, output, fatal.stopped, () =>
       summarize(session.stats, wire(), performance.now() - started),
     );
@@ -287,9 +383,17 @@ export async function runMirror(
     return report(await finish(), options, output);
   } catch (error) {
     await finish().catch(() => {});
+    if (error instanceof DeletionRefusedError) {
+      if (options.json)
+        output.stdout(
+          `${JSON.stringify({ refused: error.message, wouldDelete: error.listed, wouldDeleteCount: error.total })}\n`,
+        );
+      else output.stdout(`${error.listing().join("\n")}\n`);
+      throw error;
+    }
     const stateFailure = stateFailureOf(error) ?? (await targetStateFailure(connection.child));
     if (stateFailure !== undefined) throw stateFailure;
-    throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, 1);
+    throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, EXIT.drift);
   }
 }
 
@@ -370,7 +474,7 @@ export interface ResolvedPair {
  * Resolves SRC and DST as `sync` does: the source must be a directory, a local target must not overlap
  * it or be a non-directory, and the state file (`--state` or the default) must lie outside both trees.
  */
-export function resolvePair(src: string, dst: string, stateOption: string | undefined): ResolvedPair {
+export function resolvePair(src: string, dst: string, stateOption: string | undefined, mkpath = true): ResolvedPair {
   const sourceRoot = resolveSourceRoot(src);
   let spec: TargetSpec;
   try {
@@ -385,6 +489,12 @@ export function resolvePair(src: string, dst: string, stateOption: string | unde
     }
     if (existsSync(targetRoot) && !lstatSync(targetRoot).isDirectory()) {
       throw new CliError(`target ${targetRoot} exists and is not a directory`);
+    }
+    // A typo'd DST is not created with all its parents (rsync --mkpath): its parent must exist.
+    if (!mkpath && !existsSync(targetRoot) && !existsSync(posix.dirname(targetRoot))) {
+      throw new CliError(
+        `target ${targetRoot}: parent ${posix.dirname(targetRoot)} does not exist (use --mkpath to create it)`,
+      );
     }
     spec = { kind: "local", path: targetRoot };
   }
@@ -408,7 +518,18 @@ export interface TargetProcess {
 export async function connectTarget(
   spec: TargetSpec,
   dst: string,
-  options: { dryRun: boolean; remoteCommand: string; timeout?: number; rebuildState?: boolean },
+  options: {
+    dryRun: boolean;
+    remoteCommand: string;
+    timeout?: number;
+    rebuildState?: boolean;
+    /** false: the target refuses a root whose parent is missing (sync and watch without --mkpath). */
+    mkpath?: boolean;
+    backupDir?: string;
+    checksum?: boolean;
+    /** Bytes per second written to the target at most. */
+    bwlimit?: number;
+  },
 ): Promise<TargetProcess> {
   // A dry run's target serves read-only: it creates neither the target directory nor its state file.
   const serveArgs = (root: string) => [
@@ -417,18 +538,27 @@ export async function connectTarget(
     `--root=${root}`,
     ...(options.dryRun ? ["--dry-run"] : []),
     ...(options.rebuildState ? [REBUILD_FLAG] : []),
+    ...(options.mkpath === false ? ["--no-mkpath"] : []),
+    ...(options.backupDir === undefined ? [] : [`--backup-dir=${options.backupDir}`]),
+    ...(options.checksum ? ["--checksum"] : []),
   ];
+  // Interrupted meanwhile (a reconnect racing with SIGINT): no new target.
+  const interrupted = interruptedBy();
+  if (interrupted !== undefined) throw new CliError(`interrupted by ${interrupted}`, EXIT.interrupted);
   const targetStderr = new HeldStderr();
   const child = spawnTarget(spec, {
     localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
     remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
     forwardStderr: targetStderr,
   });
+  // SIGINT/SIGTERM/SIGHUP stop it (it cleans up and releases the lock): see interrupt.ts.
+  trackTarget(child);
   let client: StreamClient<Request, Response>;
   try {
+    await phase("start");
     client = await StreamClient.connect<Request, Response>({
       input: child.input,
-      output: child.output,
+      output: options.bwlimit === undefined ? child.output : paced(child.output, options.bwlimit),
       version: PROTOCOL_VERSION,
       validateResponse: (value) => ResponseSchema.parse(value),
       diagnose: () => child.diagnose(),
@@ -516,18 +646,16 @@ async function followChanges(
   const reconcile = setInterval(() => driver.rescan("rescan"), options.rescanInterval * 1000);
   const onSummary = (): void => output.stderr(`${formatSummary(summarySoFar())}\n`);
   process.on("SIGUSR1", onSummary);
+  // SIGINT/SIGTERM stop the watch in order: what is in flight is finished and the summary printed. A
+  // second signal, or a stop that takes too long, interrupts (exit 20; see interrupt.ts). SIGHUP: `onReload`.
+  let removeStop = (): void => {};
   try {
     await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-        resolve();
-      };
-      process.on("SIGINT", stop);
-      process.on("SIGTERM", stop);
-      void stopped.then(stop);
+      removeStop = onOrderlyStop(resolve);
+      void stopped.then(resolve);
     });
   } finally {
+    removeStop();
     clearInterval(reconcile);
     process.off("SIGUSR1", onSummary);
   }
@@ -537,10 +665,12 @@ async function followChanges(
   await driver.idle();
 }
 
+/** A dry run's plan: what the target holds (its manifest) and the operations that would make it mirror SRC. */
 async function planDryRun(session: SourceSession, client: StreamClient<Request, Response>) {
   while (!session.acceptManifest(await client.request(session.manifestRequest()))) {}
   session.log.startEpoch("dry run", Date.now());
-  return session.planPath("", "initial").map((e) => e.operation);
+  const held = session.expectedTree();
+  return { held, entries: session.planPath("", "initial").map((e) => e.operation) };
 }
 
 function describeOperation(operation: { type: string; path: string; size?: number }): string {
@@ -548,10 +678,63 @@ function describeOperation(operation: { type: string; path: string; size?: numbe
   return `${operation.type} ${JSON.stringify(operation.path)}${size}`;
 }
 
+/** Prints the run's summary (none with -q, unless --json) and returns its exit code: 23 when paths failed. */
 function report(summary: RunSummary, options: MirrorOptions, output: MirrorOutput): number {
   if (options.json) output.stdout(`${JSON.stringify(summary)}\n`);
-  else output.stdout(`${formatSummary(summary)}\n`);
-  return summary.problems.length === 0 ? 0 : 1;
+  else if (!options.quiet) output.stdout(`${formatSummary(summary)}\n`);
+  return summary.problems.length === 0 ? EXIT.ok : EXIT.partial;
+}
+
+/**
+ * What `-i` / `-v` list, and where: each change on stdout (on stderr with --json, which owns stdout), in
+ * watch prefixed with the time. Undefined when nothing is listed (or with -q).
+ */
+function changeTracker(
+  mode: "sync" | "watch",
+  options: MirrorOptions,
+  output: MirrorOutput,
+): ChangeTracker | undefined {
+  const listing = options.itemizeChanges ? "itemize" : (options.verbose ?? 0) > 0 ? "names" : undefined;
+  if (listing === undefined || options.quiet) return undefined;
+  const write = options.json ? output.stderr : output.stdout;
+  return new ChangeTracker(listing, (line) =>
+    write(mode === "watch" ? `${timestampOf(new Date())} ${line}\n` : `${line}\n`),
+  );
+}
+
+/**
+ * Every exclude pattern of a run: --exclude, the lines of each --exclude-from file, and a --backup-dir that
+ * lies inside DST (anchored to the root: the backups are not part of the mirror, and never deleted).
+ */
+function excludePatterns(options: MirrorOptions, spec: TargetSpec): string[] {
+  const patterns = [...options.exclude, ...(options.excludeFrom ?? []).flatMap(readPatternFile)];
+  const inside = backupDirInside(options.backupDir, spec);
+  if (inside !== undefined) patterns.push(`/${inside.replace(/[\\*?[\]!# ]/g, (c) => `\\${c}`)}`);
+  return patterns;
+}
+
+/** The path of the backup directory relative to DST when it lies inside DST, else undefined. */
+function backupDirInside(backupDir: string | undefined, spec: TargetSpec): string | undefined {
+  if (backupDir === undefined) return undefined;
+  const targetPath = spec.path;
+  const relative = posix.isAbsolute(backupDir)
+    ? posix.isAbsolute(targetPath) && isWithin(targetPath, backupDir)
+      ? posix.relative(targetPath, backupDir)
+      : undefined
+    : posix.normalize(backupDir);
+  if (relative === undefined || relative === "" || relative === "." || relative.startsWith("../") || relative === "..")
+    return undefined;
+  return relative.replace(/\/+$/, "");
+}
+
+/** The real path of SRC when it is a regular file (rsync copies it), else undefined (a directory, or a failure resolveSourceRoot words). */
+function singleFileSource(src: string): string | undefined {
+  try {
+    const real = realpathSync(posix.resolve(src));
+    return lstatSync(real).isFile() ? real : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function resolveSourceRoot(src: string): string {

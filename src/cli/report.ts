@@ -45,7 +45,7 @@ export function summarize(
 /** The human summary, in the spirit of rsync's --stats. */
 export function formatSummary(summary: RunSummary): string {
   const seconds = summary.durationMs / 1000;
-  const rate = seconds > 0 ? (summary.wireBytesSent + summary.wireBytesReceived) / seconds : 0;
+  const wireRate = seconds > 0 ? (summary.wireBytesSent + summary.wireBytesReceived) / seconds : 0;
   const lines = [
     `Number of files scanned: ${count(summary.filesScanned)}`,
     `Number of files written: ${count(summary.filesWritten)} (${bytes(summary.bytesWritten)})`,
@@ -53,11 +53,11 @@ export function formatSummary(summary: RunSummary): string {
     `Number of directories created: ${count(summary.dirsCreated)}`,
     `Number of directories deleted: ${count(summary.dirsDeleted)}`,
     `Operations logged: ${count(summary.operationsLogged)}`,
-    `File bytes sent literally: ${count(summary.content.literal)}, compressed: ${count(summary.content.compressed)}`,
-    `File bytes matched by deltas: ${count(summary.content.matched)}, reused on the target: ${count(summary.content.reused)}`,
-    `Total bytes sent: ${count(summary.wireBytesSent)}`,
-    `Total bytes received: ${count(summary.wireBytesReceived)}`,
-    `Duration: ${seconds.toFixed(3)} s (${bytes(rate)}/s on the wire)`,
+    `File bytes sent literally: ${bytes(summary.content.literal)}, compressed: ${bytes(summary.content.compressed)}`,
+    `File bytes matched by deltas: ${bytes(summary.content.matched)}, reused on the target: ${bytes(summary.content.reused)}`,
+    `Total bytes sent: ${exactBytes(summary.wireBytesSent)}`,
+    `Total bytes received: ${exactBytes(summary.wireBytesReceived)}`,
+    `Duration: ${seconds.toFixed(3)} s (${rate(wireRate)} on the wire)`,
   ];
   if (summary.problems.length > 0) {
     lines.push(`Problems (${summary.problems.length}):`);
@@ -81,14 +81,32 @@ function count(n: number): string {
   return n.toLocaleString("en-US");
 }
 
-/** Bytes in binary units, e.g. "1.50 MiB". */
+/**
+ * Bytes in binary units for people: whole bytes below 1 KiB ("395 B"), else three significant digits
+ * ("1.50 KiB", "12.3 MiB", "512 GiB"). A fraction of a byte (an average, a rate) is rounded, never printed raw.
+ */
 export function bytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = n;
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  if (!Number.isFinite(n)) return "- B";
+  let value = Math.abs(n);
   let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
+  // Rounded before choosing the unit: 1023.7 B reads "1.00 KiB", not "1024 B".
+  while (unit < units.length - 1 && (unit === 0 ? Math.round(value) : Number(value.toPrecision(3))) >= 1024) {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(2)} ${units[unit]}`;
+  const sign = n < 0 ? "-" : "";
+  if (unit === 0) return `${sign}${Math.round(value)} B`;
+  const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
+  return `${sign}${value.toFixed(digits)} ${units[unit]}`;
+}
+
+/** A transfer rate for people: `bytes(n)` per second, e.g. "395 B/s", "1.20 MiB/s". */
+export function rate(bytesPerSecond: number): string {
+  return `${bytes(bytesPerSecond)}/s`;
+}
+
+/** Bytes as an exact count with its readable form when that says more, e.g. "1,234,567 (1.18 MiB)". */
+export function exactBytes(n: number): string {
+  return n < 1024 ? `${count(n)} B` : `${count(n)} B (${bytes(n)})`;
 }

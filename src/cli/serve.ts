@@ -7,9 +7,13 @@ import { StateStore } from "../events/stateStore.js";
 import type { FileSystem } from "../fs/fileSystem.js";
 import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
+import { BackupDir, backupDirProblem } from "../replicator/backupDir.js";
 import { ReplicatorTarget } from "../replicator/target.js";
 import { serveStream, TransportError } from "../transport/streamConnection.js";
+import { rehashingIndex } from "./checksumIndex.js";
 import { CliError } from "./cliError.js";
+import { EXIT } from "./exitCodes.js";
+import { onStopSignals } from "./interrupt.js";
 import { makeStateDirectory, openStateFile, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultTargetStatePath } from "./statePaths.js";
 import { lockTarget, type TargetLock } from "./targetLock.js";
@@ -22,6 +26,12 @@ export interface ServeOptions {
   dryRun?: boolean;
   /** A damaged state file is moved aside and a new one started (the source then begins a new epoch). */
   rebuildState?: boolean;
+  /** Create the root's missing parents (default true; `sync` passes --no-mkpath unless it was given --mkpath). */
+  mkpath?: boolean;
+  /** Keep removed and replaced entries here (relative to the root, or absolute), like rsync --backup-dir. */
+  backupDir?: string;
+  /** Hash every file for the manifest instead of trusting the index (sync --checksum). */
+  checksum?: boolean;
 }
 
 /** The one line a target state file that cannot be used ends serve with (exit STATE_UNUSABLE_EXIT). */
@@ -38,10 +48,36 @@ export async function serve(options: ServeOptions): Promise<void> {
   // before the state is saved and the lock released.
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
+  // SIGINT, SIGTERM, SIGHUP: stop between requests (each is applied whole), then end as at the end of the
+  // input: unfinished uploads and the stash removed, state saved, lock released. Quietly: the source says why.
+  let interrupted = false;
+  const removeHandlers = onStopSignals(() => {
+    interrupted = true;
+    process.stdin.destroy();
+    process.stdout.destroy();
+  });
+  try {
+    await serveRoot(options);
+  } catch (error) {
+    if (!interrupted) throw error;
+  } finally {
+    removeHandlers();
+  }
+  if (interrupted) process.exitCode = EXIT.interrupted;
+}
+
+/** `serve` once its signals are handled: lock the root and serve it. */
+async function serveRoot(options: ServeOptions): Promise<void> {
   const root = posix.resolve(options.root);
   if (existsSync(root) && !lstatSync(root).isDirectory()) {
     throw new CliError(`target ${root} exists and is not a directory`);
   }
+  if (options.mkpath === false && !existsSync(root) && !existsSync(posix.dirname(root))) {
+    throw new CliError(`target ${root}: parent ${posix.dirname(root)} does not exist (use --mkpath to create it)`);
+  }
+  const backupDir = options.backupDir === undefined ? undefined : posix.resolve(root, options.backupDir);
+  const backupProblem = backupDir === undefined || options.dryRun ? null : backupDirProblem(backupDir, root);
+  if (backupProblem !== null) throw new CliError(backupProblem);
   if (!options.dryRun) {
     try {
       mkdirSync(root, { recursive: true });
@@ -126,7 +162,12 @@ async function serveLocked(
         : // Nothing is made durable until the target flushes (its durable position advances only then). Temps
           // left by a crashed run are ordinary entries to this instance: its manifest lists them and the source removes them.
           new NodeFileSystem({ root, onProblem, durability: "batched" });
-    const serving = new ReplicatorTarget(fs, root, { positionStore, index: state, flushIntervalMs: FLUSH_INTERVAL_MS });
+    const serving = new ReplicatorTarget(fs, root, {
+      positionStore,
+      index: options.checksum ? rehashingIndex(state) : state,
+      flushIntervalMs: FLUSH_INTERVAL_MS,
+      ...(options.backupDir === undefined ? {} : { backup: new BackupDir(posix.resolve(root, options.backupDir)) }),
+    });
     target = serving;
     // Between requests (and while idle in a watch): what was applied becomes durable at least this often.
     const flushTimer = setInterval(() => {

@@ -5,7 +5,8 @@ import { posix } from "node:path";
 import { OperationLog, type ReplicationPair, StateFileError } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
 import { CliError } from "./cliError.js";
-import { stateDirectory } from "./statePaths.js";
+import { pairConfigPath } from "./pairConfig.js";
+import { defaultTargetStatePath, stateDirectory } from "./statePaths.js";
 
 /** A source state file opened for reading, with the pair it recorded (null for logs from before pairs were kept). */
 export interface OpenedState {
@@ -197,4 +198,42 @@ export function canonicalPath(path: string, cwd: string = process.cwd()): string
     resolvedParent = canonicalPath(parent, "/");
   }
   return posix.join(resolvedParent, posix.basename(absolute));
+}
+
+/** A pair's id as `status` shows it: its state file's name without `source-` and `.db` (unique per state directory). */
+export function pairIdOf(statePath: string): string {
+  const name = posix.basename(statePath);
+  return name.replace(/^source-/, "").replace(/\.db$/, "");
+}
+
+/** True when `id` names the pair of `statePath`: its whole id, or the hash at the id's end (as long as given). */
+export function idMatches(statePath: string, id: string): boolean {
+  const own = pairIdOf(statePath);
+  return own === id || (/^[0-9a-f]{8,}$/.test(id) && own.endsWith(`-${id}`));
+}
+
+/**
+ * Removes a pair's state: its source state file (with -wal, -shm), its pair config and, for a local target
+ * that no longer exists, the target's own state file in the state directory (nothing else can use it).
+ * The caller has closed the log. Returns the files removed.
+ */
+export function forgetPair(statePath: string, target: string | null): string[] {
+  const files = [statePath, `${statePath}-wal`, `${statePath}-shm`, `${statePath}-journal`];
+  files.push(pairConfigPath(statePath));
+  if (target !== null && posix.isAbsolute(target) && !existsSync(target)) {
+    const targetState = defaultTargetStatePath(target);
+    files.push(targetState, `${targetState}-wal`, `${targetState}-shm`, `${targetState}.lock`);
+  }
+  const removed: string[] = [];
+  for (const file of files) {
+    try {
+      unlinkSync(file);
+      removed.push(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        throw new CliError(`cannot remove ${escapeForDisplay(file)}: ${(error as Error).message}`);
+      }
+    }
+  }
+  return removed;
 }

@@ -215,6 +215,7 @@ const SCHEMA = `
     wire_bytes INTEGER NOT NULL, bytes_written INTEGER NOT NULL, applied_at INTEGER NOT NULL,
     content TEXT,
     PRIMARY KEY (epoch, seq)) STRICT, WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS service (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 `;
 
 /**
@@ -488,6 +489,27 @@ export class OperationLog {
         reason: r.reason,
         appliedAt: r.applied_at,
       }));
+    });
+  }
+
+  /**
+   * Replaces the service record `key` (a watch's heartbeat, the last run's problems): small JSON the
+   * CLI validates, kept outside the append-only tables because only the latest value matters.
+   */
+  putServiceRecord(key: string, value: string): void {
+    this.guarded(() => {
+      this.db.prepare("INSERT OR REPLACE INTO service (key, value) VALUES (?, ?)").run(key, value);
+    });
+  }
+
+  /** The service record `key`, or undefined (also in a log written before service records existed). */
+  serviceRecord(key: string): string | undefined {
+    return this.guarded(() => {
+      // A read-only audit of an older log: the table is only created by a writer.
+      const exists = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'service'").get();
+      if (exists === undefined) return undefined;
+      const value = this.db.prepare("SELECT value FROM service WHERE key = ?").pluck().get(key);
+      return typeof value === "string" ? value : undefined;
     });
   }
 

@@ -24,8 +24,8 @@ export interface ScanOptions {
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** Called with each directory's relative path just before it is listed (to watch it first). */
   onDirectory?: (path: string, ino: number | undefined) => void;
-  /** Called for every file scanned (progress display). */
-  onFileScanned?: () => void;
+  /** Called for every file scanned, with its size (progress display). */
+  onFileScanned?: (size: number) => void;
   /** Files up to this size keep their bytes in `contents` for shipping without a second read. */
   keepContentUpTo?: number;
   /** Which numeric ids to observe (rsync -o/-g); none when not given. */
@@ -95,7 +95,7 @@ function scanEntry(
           return { kind: "symlink", target: fs.readLink(absolute), ...attributes };
         }
         case "file":
-          options.onFileScanned?.();
+          options.onFileScanned?.(stat.size);
           return scanFile(options, fs, { path, absolute, stat }, out, depth);
         case "special":
           out.problems.push({ path, reason: "skipped: FIFO, socket or device" });

@@ -21,9 +21,16 @@ import type { ContentIndex } from "../events/stateStore.js";
 import { attributesMatch, type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
 import { foldExpectedTree, ManifestTreeBuilder } from "../projections/expectedTree.js";
-import { type ChunkLists, type ContentBasis, type ContentBytes, ContentShipping } from "./contentShipping.js";
+import {
+  type ChunkLists,
+  type ContentBasis,
+  type ContentBytes,
+  ContentShipping,
+  INLINE_MAX,
+} from "./contentShipping.js";
 import { LinkGroups } from "./linkGroups.js";
 import { attributesOf, isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
+import { type WireEntry, wireShares } from "./wireShares.js";
 
 /** Totals of one source session, as `--stats`/`--json` report them. */
 export interface SyncStats {
@@ -55,8 +62,8 @@ export interface SourceSessionOptions {
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** When given, every directory of the source tree is watched with this callback, and nothing else. */
   onWatchEvent?: WatchCallback;
-  /** Called for every file a scan reads or checks (progress display). */
-  onFileScanned?: () => void;
+  /** Called for every file a scan reads or checks, with its size (progress display). */
+  onFileScanned?: (size: number) => void;
   /** Refuse to mirror an empty source root onto a non-empty target (B8: an unmounted source looks empty). */
   refuseEmptySource?: boolean;
   /** Content bytes per apply request before a new one starts (default 4 MiB). */
@@ -469,6 +476,18 @@ export class SourceSession {
         batch = [];
         batchBytes = 0;
       }
+      // An upload is staged beside its final name before the apply naming it arrives: a directory this
+      // batch creates above it must be applied first, or the upload finds no place to go.
+      if (
+        operation.type === "writeFile" &&
+        needsContent &&
+        operation.size > INLINE_MAX &&
+        batch.some((b) => b.operation.type === "ensureDir" && isAtOrBelow(b.operation.path, operation.path))
+      ) {
+        yield this.applyRequest(batch);
+        batch = [];
+        batchBytes = 0;
+      }
       let shipped: ApplyEntry = { seq: entry.position.seq, operation };
       if (operation.type === "writeFile" && needsContent) {
         const before = { ...this.shipping.totals };
@@ -544,7 +563,11 @@ export class SourceSession {
     const applied: ApplyResponse = this.expectType(response, "applied");
     const operations = new Map(request.entries.map((e) => [e.seq, e.operation]));
     const appliedAt = this.now();
-    const perEntryWire = request.entries.length === 0 ? 0 : Math.round(wireBytes / request.entries.length);
+    const shares = wireShares(
+      request.entries.map((e) => this.entryWire(e)),
+      wireBytes,
+    );
+    const wireOf = new Map(request.entries.map((e, i) => [e.seq, shares[i]!]));
     const logged: LoggedResult[] = [];
     const unknown: { type: "unknown"; path: string }[] = [];
     const retry: string[] = [];
@@ -557,7 +580,7 @@ export class SourceSession {
         position: { epoch: request.epoch, seq: result.seq },
         outcome: result.outcome,
         ...(result.reason === undefined ? {} : { reason: result.reason }),
-        wireBytes: perEntryWire,
+        wireBytes: wireOf.get(result.seq) ?? 0,
         bytesWritten: result.bytesWritten,
         appliedAt,
         ...(pending?.content === undefined ? {} : { content: pending.content }),
@@ -587,6 +610,15 @@ export class SourceSession {
     this.log.recordResults(logged);
     this.expected = foldExpectedTree(this.expected, unknown);
     return retry;
+  }
+
+  /** What an entry's content put on the wire, for `wireShares` (before `settle` forgets its pending entry). */
+  private entryWire(entry: ApplyEntry): WireEntry {
+    const content = this.pending.get(entry.seq)?.content;
+    return {
+      contentWire: content === undefined ? 0 : content.literal + content.compressed,
+      inRequest: entry.content?.kind !== "upload",
+    };
   }
 
   /** Releases every watch this session holds. */

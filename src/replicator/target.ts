@@ -250,9 +250,16 @@ export class ReplicatorTarget {
           if (this.session === null) return errorResponse("no-session", "chunks before hello");
           return this.content?.chunkLists(valid.paths) ?? { type: "chunks", files: [] };
         case "release":
+          // A flush that fails fails the release (the pass is not durable); the cleanup after it cannot: what
+          // it cannot remove now (a racer renaming inside the stash) is an ordinary entry to the next pass's
+          // manifest, which the source removes.
           if (valid.durable === true || this.flushIntervalMs === undefined) this.flush();
           else this.flushIfDue();
-          this.content?.close();
+          try {
+            this.content?.close();
+          } catch {
+            // See above: left for the next pass.
+          }
           this.finishRequest();
           return { type: "released", durable: this.durablePosition() };
       }

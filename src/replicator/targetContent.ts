@@ -71,6 +71,12 @@ export class TargetContent {
   private readonly uploads = new Map<string, Upload>();
   /** Literal bytes decoded for the request being handled (the limit `maxDecodedRequestBytes`). */
   private decodedThisRequest = 0;
+  /**
+   * Free space as the request found it (one statfs per request, not per file) and the bytes staged since:
+   * what the request stages in all must fit, so the check is as strict as asking before every file.
+   */
+  private spaceThisRequest: { free: number; total: number } | undefined;
+  private stagedThisRequest = 0;
 
   private readonly fs: MirrorFileSystem;
   private readonly root: string;
@@ -96,6 +102,8 @@ export class TargetContent {
   /** Starts counting a new request's decoded bytes. */
   beginRequest(): void {
     this.decodedThisRequest = 0;
+    this.spaceThisRequest = undefined;
+    this.stagedThisRequest = 0;
   }
 
   /** Ends the session: unfinished uploads and the stash are removed. */
@@ -326,9 +334,10 @@ export class TargetContent {
    */
   private checkSpace(path: string, bytes: number): void {
     if (bytes === 0) return;
-    const space = this.freeSpace();
+    this.spaceThisRequest ??= this.freeSpace();
+    const space = this.spaceThisRequest;
     if (space === undefined) return;
-    const usable = space.free - reservedBytes(this.limits, space.total);
+    const usable = space.free - this.stagedThisRequest - reservedBytes(this.limits, space.total);
     if (bytes > usable) {
       throw new ContentError(
         "no-space",
@@ -337,6 +346,7 @@ export class TargetContent {
         `ENOSPC: no space left on device: ${posix.join(this.root, path)} needs ${bytes} bytes, ${Math.max(0, usable)} free beyond the reserve (limits reserveBytes/reserveFraction)`,
       );
     }
+    this.stagedThisRequest += bytes;
   }
 
   /**

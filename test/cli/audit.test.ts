@@ -14,9 +14,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { recordRunProblems } from "../../src/cli/heartbeat.js";
 import { pathLogEntries } from "../../src/cli/log.js";
 import { canonicalPath, openState } from "../../src/cli/stateFiles.js";
-import { statusOf } from "../../src/cli/status.js";
+import { formatStatus, statusOf } from "../../src/cli/status.js";
 import { quoteText, terminalSafeJson } from "../../src/cli/terminalText.js";
 import { driftOf } from "../../src/cli/verify.js";
 import type { Operation, WriteFile } from "../../src/events/operation.js";
@@ -166,6 +167,47 @@ describe("status of a log", () => {
       lastHour: { operations: 2, bytesWritten: 3, wireBytes: 200 },
       problems: [{ path: "y", position: "1:2", reason: "EACCES", appliedAt: new Date(now - 1_000).toISOString() }],
     });
+  });
+
+  it("counts every kind of problem: failed applies from the log and paths the last run skipped, each once", () => {
+    const file = join(tempDir(), "source-x.db");
+    const log = new OperationLog(file);
+    log.describePair("/s", "/t");
+    log.startEpoch("first", 1_000);
+    log.append([{ operation: write("y", H1), detectedBy: "initial" as const }], 1_000);
+    log.recordResults([result(1, 1, "failed", 2_000, "EACCES")]);
+    // The run's own list names the failed apply too: it must not count twice.
+    recordRunProblems(
+      log,
+      "sync",
+      [
+        { path: "pipe", reason: "skipped: FIFO, socket or device" },
+        { path: "y", reason: "EACCES" },
+      ],
+      3_000,
+    );
+    log.close();
+
+    const state = openState(file);
+    const status = statusOf(state, 4_000);
+    state.log.close();
+    expect(status.problemCounts).toEqual({ failed: 1, skipped: 1 });
+    expect(status.problems.map((p) => [p.kind, p.path, p.position])).toEqual([
+      ["failed", "y", "1:1"],
+      ["skipped", "pipe", null],
+    ]);
+    // Never watched, last seen at the end of that sync.
+    expect(status.watch).toEqual({
+      state: "stopped",
+      pid: null,
+      since: null,
+      lastBeat: null,
+      lastSeen: new Date(3_000).toISOString(),
+    });
+    const text = formatStatus(status);
+    expect(text).toMatch(/problems +2 \(1 failed, 1 skipped\)/);
+    expect(text).toMatch(/skipped +"pipe": "skipped: FIFO, socket or device"/);
+    expect(text).toMatch(/watch +stopped \(last seen 1970-01-01T00:00:03.000Z\)/);
   });
 
   it("a log with no epoch yet has no positions and no lag", () => {

@@ -1,7 +1,8 @@
 // End-to-end tests of the audit commands `mirrorlog log`, `status` and `verify`: the real binary in
 // child processes on temp directories with a private XDG_STATE_HOME. Expected hashes are computed
 // here with node:crypto, and "verify changes nothing" is checked with lstat snapshots, not our scanner.
-import { createHash } from "node:crypto";
+import { execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
   lstatSync,
@@ -211,6 +212,152 @@ describe("mirrorlog log", () => {
   });
 });
 
+describe("mirrorlog log: -n, --since, --until", () => {
+  async function threeVersions() {
+    const w = workspace();
+    for (const content of ["one", "two!", "three"]) {
+      writeFileSync(join(w.src, "f"), content);
+      await w.sync();
+    }
+    const all = json<LogLine[]>(await w.run(["log", "--json", join(w.src, "f")]));
+    expect(all.map((l) => l.size)).toEqual([5, 4, 3]);
+    return { w, all };
+  }
+
+  it("-n N keeps the newest N; --since and --until keep a window of time, ISO or relative", async () => {
+    const { w, all } = await threeVersions();
+    const f = join(w.src, "f");
+    const positions = async (args: string[]) => {
+      const result = await w.run(["log", "--json", ...args, f]);
+      expect(result.code, result.stderr).toBe(0);
+      return json<LogLine[]>(result).map((l) => l.position);
+    };
+    expect(await positions(["-n", "2"])).toEqual([all[0]!.position, all[1]!.position]);
+    expect(await positions(["--max-count=1"])).toEqual([all[0]!.position]);
+    expect(await positions(["--since", "1h"])).toEqual(all.map((l) => l.position));
+    expect(await positions(["--until", "2000-01-01"])).toEqual([]);
+    // Each sync logged at its own time (separate processes, hundreds of ms apart).
+    expect(await positions(["--since", all[1]!.loggedAt])).toEqual([all[0]!.position, all[1]!.position]);
+    expect(await positions(["--until", all[1]!.loggedAt])).toEqual([all[1]!.position, all[2]!.position]);
+    expect(await positions(["--since", all[1]!.loggedAt, "-n", "1"])).toEqual([all[0]!.position]);
+
+    const text = await w.run(["log", "-n", "1", f]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout.trimEnd().split("\n")).toHaveLength(1);
+    expect(text.stdout).toMatch(/size 5 B +wire \d+ B /);
+  });
+
+  it.each([
+    [["--since", "yesterday"], /--since "yesterday": not a time/],
+    [["--until", "10x"], /--until "10x": not a time/],
+    [["-n", "0"], /-n "0": not a positive whole number/],
+    [["-n", "ten"], /-n "ten": not a positive whole number/],
+  ])("%j is a usage error: exit 2, one line, nothing on stdout", async (args, message) => {
+    const w = workspace();
+    writeFileSync(join(w.src, "f"), "x");
+    await w.sync();
+    const result = await w.run(["log", ...args, w.src]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(result.stderr).toMatch(message);
+  });
+});
+
+describe("readable sizes and rates", () => {
+  it("a 6-byte file sent beside a 1 MiB one is charged its own bytes on the wire, not half the request", async () => {
+    const w = workspace();
+    writeFileSync(join(w.src, "small"), "hello!");
+    // Incompressible, and small enough to share the 6-byte file's request (pack).
+    writeFileSync(join(w.src, "big"), randomBytes(1024 * 1024));
+    await w.sync();
+    const lines = json<LogLine[]>(await w.run(["log", "--json", w.src]));
+    const small = lines.find((l) => l.path === "small")!;
+    const big = lines.find((l) => l.path === "big")!;
+    expect(small.wireBytes).toBeLessThan(1024);
+    expect(big.wireBytes).toBeGreaterThanOrEqual(1024 * 1024);
+    const text = await w.run(["log", join(w.src, "small")]);
+    expect(text.stdout).toMatch(/size 6 B +wire \d{1,3} B /);
+  });
+
+  it("the sync summary and status print rates as '395 B/s' or '1.20 MiB/s', never a long fraction", async () => {
+    const w = workspace();
+    writeFileSync(join(w.src, "f"), "some content");
+    const result = await w.run(["sync", w.src, w.dst]);
+    expect(result.code, result.stderr).toBe(0);
+    const readable = /^\d+ B\/s$|^\d+(\.\d{1,2})? [KMGT]iB\/s$/;
+    const summaryRate = /^Duration: \d+\.\d{3} s \((.*) on the wire\)$/m.exec(result.stdout)?.[1];
+    expect(summaryRate, result.stdout).toMatch(readable);
+    expect(result.stdout).toMatch(/^Total bytes sent: [\d,]+ B( \(\d+(\.\d+)? [KMG]iB\))?$/m);
+    const status = await w.run(["status", w.src]);
+    const rates = [...status.stdout.matchAll(/on the wire \((.*)\)$/gm)].map((m) => m[1]);
+    expect(rates).toHaveLength(2);
+    for (const r of rates) expect(r).toMatch(readable);
+  });
+});
+
+describe("a reader that goes away (EPIPE)", () => {
+  /** Runs mirrorlog with its stdout pipe closed by the reader before anything is written. */
+  function runWithClosedStdout(
+    args: readonly string[],
+    env: NodeJS.ProcessEnv,
+  ): Promise<{ code: number | null; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout.destroy();
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+        stderr += chunk;
+      });
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+  }
+
+  it("log | head -1 ends quietly with exit 0 (a long log, read only in part)", async () => {
+    const w = workspace();
+    for (let i = 0; i < 1500; i++) writeFileSync(join(w.src, `f${i}`), `${i}`);
+    await w.sync();
+    // Like `| head -1`: the reader takes the first line and goes away while the log is still being written.
+    const child = spawn(process.execPath, [MIRRORLOG_BIN, "log", w.src], {
+      env: w.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    let first = "";
+    child.stdout.setEncoding("utf8").once("data", (chunk: string) => {
+      first = chunk.split("\n")[0]!;
+      child.stdout.destroy();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(first).toMatch(/^1:\d+ /);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+  });
+
+  it("every command that prints ends quietly with exit 0 when its stdout is gone", async () => {
+    const w = workspace();
+    writeFileSync(join(w.src, "f"), "x");
+    await w.sync();
+    for (const args of [
+      ["log", w.src],
+      ["log", "--json", w.src],
+      ["status"],
+      ["status", "--json"],
+      ["verify", w.src, w.dst],
+      ["sync", w.src, w.dst],
+      ["sync", "--json", w.src, w.dst],
+      ["service", "install", "--print", w.src, w.dst],
+      ["--help"],
+    ]) {
+      const result = await runWithClosedStdout(args, w.env);
+      expect({ args, ...result }).toEqual({ args, code: 0, stderr: "" });
+    }
+  });
+});
+
 describe("mirrorlog status", () => {
   it("after a sync: the pair, the epoch and why it started, logged = applied, lag 0, recent throughput", async () => {
     const w = workspace();
@@ -260,6 +407,88 @@ describe("mirrorlog status", () => {
     const none = await w.run(["status", join(w.base, "dst")]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no replication state for source/);
+  });
+});
+
+describe("mirrorlog status: problems of every kind, --forget, --prune", () => {
+  it("counts a skipped FIFO as a problem instead of saying none", async () => {
+    const w = workspace();
+    writeFileSync(join(w.src, "f"), "x");
+    execFileSync("mkfifo", [join(w.src, "pipe")]);
+    const synced = await w.run(["sync", "--json", w.src, w.dst]);
+    expect(synced.code, synced.stderr).not.toBe(0);
+    const status = json<(Status & { problemCounts: unknown })[]>(await w.run(["status", "--json", w.src]))[0]!;
+    expect(status.problemCounts).toEqual({ failed: 0, skipped: 1 });
+    expect(status.problems).toEqual([expect.objectContaining({ kind: "skipped", path: "pipe" })]);
+    const text = await w.run(["status", w.src]);
+    expect(text.stdout).toMatch(/problems +1 \(1 skipped\)/);
+    expect(text.stdout).toMatch(/skipped +"pipe": ".*FIFO/);
+    // Fixed in the source: the next run records no problem, and status says so.
+    rmSync(join(w.src, "pipe"));
+    await w.sync();
+    expect(json<Status[]>(await w.run(["status", "--json", w.src]))[0]!.problems).toEqual([]);
+  });
+
+  it("--forget removes one pair's state (by SRC DST or by id); a pair it does not know is exit 1", async () => {
+    const w = workspace();
+    writeFileSync(join(w.src, "f"), "x");
+    const other = join(w.base, "other-dst");
+    await w.sync();
+    expect((await w.run(["sync", "--exclude", "*.tmp", w.src, other])).code).toBe(0);
+    const before = json<(Status & { id: string })[]>(await w.run(["status", "--json"]));
+    expect(before).toHaveLength(2);
+    const stateDir = join(w.stateHome, "mirrorlog");
+    const otherStatus = before.find((s) => s.target === other)!;
+    // The remembered --exclude made a pair config beside the state file.
+    expect(readdirSync(stateDir)).toContain(`source-${otherStatus.id}.json`);
+
+    const unknown = await w.run(["status", "--forget", w.src, join(w.base, "nowhere")]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trimEnd().split("\n")).toHaveLength(1);
+
+    const byPair = await w.run(["status", "--forget", w.src, other]);
+    expect(byPair.code, byPair.stderr).toBe(0);
+    expect(byPair.stdout).toMatch(new RegExp(`^forgot "${otherStatus.id}"`));
+    expect(readdirSync(stateDir).filter((n) => n.includes(otherStatus.id))).toEqual([]);
+    expect(json<Status[]>(await w.run(["status", "--json"])).map((s) => s.target)).toEqual([w.dst]);
+
+    const id = before.find((s) => s.target === w.dst)!.id;
+    const byId = await w.run(["status", "--json", "--forget", id]);
+    expect(byId.code, byId.stderr).toBe(0);
+    expect(json<{ id: string; removed: string[] }[]>(byId).map((f) => f.id)).toEqual([id]);
+    expect(readdirSync(stateDir).filter((n) => n.startsWith("source-"))).toEqual([]);
+    // The mirrors themselves are untouched.
+    expect(readFileSync(join(w.dst, "f"), "utf8")).toBe("x");
+    expect(readFileSync(join(other, "f"), "utf8")).toBe("x");
+  });
+
+  it("--prune forgets the pairs whose source or target is gone, and keeps the others", async () => {
+    const w = workspace();
+    writeFileSync(join(w.src, "f"), "x");
+    await w.sync();
+    const goneTarget = join(w.base, "gone-dst");
+    expect((await w.run(["sync", w.src, goneTarget])).code).toBe(0);
+    const goneSource = join(w.base, "gone-src");
+    mkdirSync(goneSource);
+    writeFileSync(join(goneSource, "g"), "y");
+    expect((await w.run(["sync", goneSource, join(w.base, "kept-dst")])).code).toBe(0);
+    rmSync(goneTarget, { recursive: true });
+    rmSync(goneSource, { recursive: true });
+
+    const pruned = await w.run(["status", "--prune"]);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    const lines = pruned.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines.find((l) => l.includes(goneTarget))).toMatch(/\(target gone\)/);
+    expect(lines.find((l) => l.includes(goneSource))).toMatch(/\(source gone\)/);
+    expect(json<Status[]>(await w.run(["status", "--json"])).map((s) => [s.sourceRoot, s.target])).toEqual([
+      [w.src, w.dst],
+    ]);
+    // The gone target's own state file went with it; the live target's stays.
+    const stateFiles = readdirSync(join(w.stateHome, "mirrorlog"));
+    expect(stateFiles.filter((n) => n.startsWith("target-gone-dst"))).toEqual([]);
+    expect(stateFiles.filter((n) => n.startsWith("target-dst-"))).toHaveLength(1);
+    expect((await w.run(["status", "--prune"])).stdout).toMatch(/^nothing to prune/);
   });
 });
 

@@ -161,7 +161,8 @@ describe("mirrorlog sync onto a non-empty target", () => {
     mkdirSync(join(dst, "extra-dir/deep"), { recursive: true });
     write(join(dst, "extra-dir/deep/f"), "f");
 
-    const result = await runMirrorlog(["sync", "--json", src, dst], { env });
+    // A DST with entries SRC lacks and no state of this pair: deleting them takes --delete (rsyncHabits.test.ts).
+    const result = await runMirrorlog(["sync", "--delete", "--json", src, dst], { env });
     expect(result.code, result.stderr).toBe(0);
     expectMirrored(src, dst, { mtimes: true });
     expect(findTempFiles(dst)).toEqual([]);
@@ -201,14 +202,14 @@ describe("mirrorlog sync onto a non-empty target", () => {
 });
 
 describe("mirrorlog sync: per-path problems", () => {
-  it("skips a FIFO, reports it in problems, exits 1 and mirrors the rest", async () => {
+  it("skips a FIFO, reports it in problems, exits 23 (partial transfer) and mirrors the rest", async () => {
     const { src, dst, env } = workspace();
     mkdirSync(join(src, "d"));
     write(join(src, "d/file.txt"), "content");
     write(join(src, "top.txt"), "top");
     execFileSync("mkfifo", [join(src, "d/pipe")]);
     const result = await runMirrorlog(["sync", "--json", src, dst], { env, timeoutMs: 20_000 });
-    expect(result.code, result.stderr).toBe(1);
+    expect(result.code, result.stderr).toBe(23);
     const summary = summaryOf(result);
     expect(summary.problems).toEqual([{ path: "d/pipe", reason: expect.stringMatching(/FIFO/) }]);
     expect(existsSync(join(dst, "d/pipe"))).toBe(false);
@@ -217,7 +218,7 @@ describe("mirrorlog sync: per-path problems", () => {
 
   // Root reads every file whatever its mode, so as root the run drops to `nobody` for this test;
   // as any other user it runs as that user. Either way the reading process truly gets EACCES.
-  it("reports an unreadable file and an unreadable directory, exits 1 and mirrors the rest", async () => {
+  it("reports an unreadable file and an unreadable directory, exits 23 and mirrors the rest", async () => {
     const { base, src, dst, stateHome } = workspace();
     const asRoot = process.getuid?.() === 0;
     const user = asRoot ? { uid: 65534, gid: 65534 } : {};
@@ -239,7 +240,7 @@ describe("mirrorlog sync: per-path problems", () => {
     chmodSync(join(src, "closed"), 0o000);
     const result = await runMirrorlog(["sync", "--json", src, dst], { env: testEnvironment(stateHome), ...user });
     chmodSync(join(src, "closed"), 0o755); // so that the oracle (and cleanup) can read it
-    expect(result.code, result.stderr).toBe(1);
+    expect(result.code, result.stderr).toBe(23);
     const problems = summaryOf(result).problems;
     expect(problems.map((p) => p.path).sort()).toEqual(["closed", "locked.txt"]);
     for (const problem of problems) expect(problem.reason).toMatch(/EACCES|permission denied/i);
@@ -269,7 +270,11 @@ describe("mirrorlog sync: exclusions", () => {
     write(join(dst, "cache/stale"), "stale cache");
     write(join(dst, "not-excluded.txt"), "must go");
 
-    const result = await runMirrorlog(["sync", "--json", "--exclude", "*.log", src, dst], { env });
+    // Deleting not-excluded.txt from a DST of no known pair takes --delete; excluded paths are not listed.
+    const refused = await runMirrorlog(["sync", "--exclude", "*.log", src, dst], { env });
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stdout).toBe("would delete not-excluded.txt\n");
+    const result = await runMirrorlog(["sync", "--delete", "--json", "--exclude", "*.log", src, dst], { env });
     expect(result.code, result.stderr).toBe(0);
     const isExcluded = (path: string) => path.endsWith(".log") || path === "cache" || path.startsWith("cache/");
     expectMirrored(src, dst, { exclude: isExcluded });
@@ -384,11 +389,11 @@ describe("mirrorlog sync: unusable arguments", () => {
     expect(existsSync(dst)).toBe(false);
   });
 
-  it("a SRC that is a file", async () => {
+  it("watch of a SRC that is a file (sync copies it: rsyncHabits.test.ts)", async () => {
     const { base, dst, env } = workspace();
     const file = join(base, "a-file");
     write(file, "x");
-    expectOneLineError(await runMirrorlog(["sync", file, dst], { env }), file);
+    expectOneLineError(await runMirrorlog(["watch", file, dst], { env }), file);
     expect(existsSync(dst)).toBe(false);
   });
 

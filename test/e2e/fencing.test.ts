@@ -34,7 +34,8 @@ describe("fencing", () => {
     expect(compareTrees(first, dst)).toEqual([]);
     const stopped = await watch.stop();
     expect(stopped.code).toBe(0);
-    const later = await runMirrorlog(["sync", second, dst], { env });
+    // DST now mirrors the first source: taking it over is a first sync of another pair (--delete).
+    const later = await runMirrorlog(["sync", "--delete", second, dst], { env });
     expect(later.code, later.stderr).toBe(0);
     expect(compareTrees(second, dst)).toEqual([]);
   });

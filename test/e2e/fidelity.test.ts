@@ -3,7 +3,7 @@
 // the 12 permission bits, nanosecond mtimes of files, directories and symlinks (before 1970, after
 // 2038), numeric owners and groups (as root), hard-link groups (-H), names and symlink targets that
 // are arbitrary bytes. rsync is the oracle; the trees come from test/support/fidelityTree.ts.
-// One file that cannot be written on the target (chattr +i) fails alone, with exit 1.
+// One file that cannot be written on the target (chattr +i) fails alone, with exit 23 (partial transfer).
 import { spawnSync } from "node:child_process";
 import {
   chmodSync,
@@ -382,7 +382,7 @@ describe.skipIf(!asRoot)("one file the target cannot write fails alone", () => {
     return { base, src, dst, env };
   }
 
-  it("an immutable target file: exit 1 naming it with a permission reason, the others written; then exact", async () => {
+  it("an immutable target file: exit 23 naming it with a permission reason, the others written; then exact", async () => {
     const { src, dst, env } = chattrWorkspace("abcd");
     for (const name of ["a", "b", "c", "d"]) writeFileSync(join(src, name), `first ${name}\n`);
     const first = await runMirrorlog(["sync", "--json", src, dst], { env });
@@ -393,7 +393,7 @@ describe.skipIf(!asRoot)("one file the target cannot write fails alone", () => {
       for (const name of ["a", "b", "c", "d"]) writeFileSync(join(src, name), `second ${name}, longer than before\n`);
       const blocked = await runMirrorlog(["sync", "--json", src, dst], { env });
       const context = `${ran(blocked)}\n(target on ${loopMounted ? "a loop-mounted ext4 image" : "the temp dir"})`;
-      expect(blocked.code, context).toBe(1);
+      expect(blocked.code, context).toBe(23);
       const problems = summaryOf(blocked).problems;
       expect(
         problems.map((p) => p.path),
@@ -409,7 +409,7 @@ describe.skipIf(!asRoot)("one file the target cannot write fails alone", () => {
 
       // The human summary (no --json) names it on one line too.
       const human = await runMirrorlog(["sync", src, dst], { env });
-      expect(human.code, ran(human)).toBe(1);
+      expect(human.code, ran(human)).toBe(23);
       const lines = `${human.stdout}\n${human.stderr}`.split("\n").filter((line) => /\bb\b/.test(line));
       expect(
         lines.some((line) => /permission|EPERM|not permitted|immutable/i.test(line)),
@@ -437,7 +437,7 @@ describe.skipIf(!asRoot)("one file the target cannot write fails alone", () => {
       writeFileSync(join(src, hostile), "second\n");
       writeFileSync(join(src, "fine"), "second\n");
       const blocked = await runMirrorlog(["sync", src, dst], { env });
-      expect(blocked.code, ran(blocked)).toBe(1);
+      expect(blocked.code, ran(blocked)).toBe(23);
       const output = `${blocked.stdout}${blocked.stderr}`;
       expect(output.includes("\u001b"), `raw ESC in ${JSON.stringify(output)}`).toBe(false);
       expect(output, JSON.stringify(output)).not.toMatch(/new\nline/);
@@ -451,7 +451,7 @@ describe.skipIf(!asRoot)("one file the target cannot write fails alone", () => {
     }
   }, 60_000);
 
-  it("a 600-file edit with one immutable file writes the other 599 and exits 1", async () => {
+  it("a 600-file edit with one immutable file writes the other 599 and exits 23", async () => {
     const { src, dst, env } = chattrWorkspace("many");
     mkdirSync(join(src, "many"));
     const names = Array.from({ length: 600 }, (_, i) => `many/f${String(i).padStart(3, "0")}`);
@@ -464,7 +464,7 @@ describe.skipIf(!asRoot)("one file the target cannot write fails alone", () => {
     try {
       for (const name of names) writeFileSync(join(src, name), `second ${name}: edited\n`);
       const blocked = await runMirrorlog(["sync", "--json", src, dst], { env, timeoutMs: 40_000 });
-      expect(blocked.code, ran(blocked)).toBe(1);
+      expect(blocked.code, ran(blocked)).toBe(23);
       const summary = summaryOf(blocked);
       expect(
         summary.problems.map((p) => p.path),

@@ -22,11 +22,11 @@ import { chooseSeed, runLiveBursts } from "./liveScenario.js";
 // write fails as "content ... missing" and is retried, but the retry may be cut short by the stop.
 const CUT_SHORT_BY_STOP = [/ missing: the target does not hold it$/];
 
-/** The watch ended by itself after SIGTERM (no signal), with 0, or 1 only for writes the stop cut short. */
+/** The watch ended by itself after SIGTERM (no signal), with 0, or 23 only for writes the stop cut short. */
 function expectCleanExit(stopped: CliResult, ending: string): void {
   expect(stopped.signal, ending).toBeNull();
   if (stopped.code === 0) return;
-  expect(stopped.code, ending).toBe(1);
+  expect(stopped.code, ending).toBe(23);
   const summary = JSON.parse(stopped.stdout) as { problems: { path: string; reason: string }[] };
   const unexpected = summary.problems.filter((p) => !CUT_SHORT_BY_STOP.some((known) => known.test(p.reason)));
   expect(unexpected, ending).toEqual([]);

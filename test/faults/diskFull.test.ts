@@ -45,8 +45,8 @@ describe("disk full on the target (ENOSPC)", () => {
 
     const full = await runMirrorlog(["sync", ws.src, ws.dst], { env: ws.env, timeoutMs: 30_000 });
     expect(full.signal, full.stderr).toBeNull();
-    // Exit 1: mirrored with per-path problems, each naming the file that did not fit and its target path.
-    expect(full.code, full.stderr).toBe(1);
+    // Exit 23 (partial transfer): mirrored with per-path problems, each naming the file that did not fit and its target path.
+    expect(full.code, full.stderr).toBe(23);
     expect(full.stdout).toContain("ENOSPC: no space left on device");
     expect(full.stdout).toMatch(new RegExp(`ENOSPC[^\n]*${ws.dst.replaceAll(/[.*+?^${}()|[\]\\]/g, "\\$&")}/`));
     expect(findTempFiles(ws.dst), "temps left after the failed run").toEqual([]);

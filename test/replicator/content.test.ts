@@ -1,6 +1,15 @@
 import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { DEFAULT_LIMITS } from "../../src/events/limits.js";
+import { OperationLog } from "../../src/events/operationLog.js";
 import { FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
+import { ReplicatorSource } from "../../src/replicator/source.js";
+import { ReplicatorTarget } from "../../src/replicator/target.js";
+import { connectInProcess } from "../../src/transport/inProcess.js";
 import { renderedTrees, seedMachines, startReplication } from "../support/seedHarness.js";
 
 const { FILE_OR_SUBDIR_ADDED: ADDED, FILE_OR_SUBDIR_REMOVED: REMOVED, FILE_MODIFIED: MODIFIED } = FileSystemEventType;
@@ -136,5 +145,35 @@ describe("file sizes around the inline and piece limits", () => {
     m.sourceFs.writeFile("/a/b/c/f.bin", bytes);
     startReplication(m);
     expect(Buffer.from(m.targetFs.readFile("/x/y/z/f.bin")).equals(bytes)).toBe(true);
+  });
+});
+
+describe("uploads on a real disk", () => {
+  test("a large file in a directory the same pass creates is uploaded once, without a new epoch", () => {
+    // Regression: its upload (staged beside the final name) went out before the apply creating the
+    // directory; the target refused the request, and the source started a new epoch and sent it again.
+    const base = mkdtempSync(join(tmpdir(), "mirrorlog-upload-"));
+    try {
+      mkdirSync(join(base, "src/new/deeper"), { recursive: true });
+      mkdirSync(join(base, "dst"));
+      const big = fixedRandomBytes(DEFAULT_LIMITS.inlineFileBytes + 1024, "new-dir");
+      writeFileSync(join(base, "src/new/deeper/big.bin"), big);
+      writeFileSync(join(base, "src/new/small"), "small");
+      const target = new ReplicatorTarget(
+        new NodeFileSystem({ root: join(base, "dst"), durability: "none" }),
+        join(base, "dst"),
+      );
+      const transport = connectInProcess(target);
+      const log = new OperationLog();
+      const sourceFs = new NodeFileSystem({ root: join(base, "src") });
+      const source = new ReplicatorSource(sourceFs, join(base, "src"), transport.rpcHandle, { log });
+      source.close();
+      sourceFs.close();
+      expect(readFileSync(join(base, "dst/new/deeper/big.bin")).equals(big)).toBe(true);
+      expect(log.lastPosition().epoch).toBe(1);
+      expect(transport.stats.bytesSent).toBeLessThan(big.length * 1.1);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

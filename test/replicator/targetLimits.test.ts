@@ -114,13 +114,26 @@ describe("staged bytes fit the free space minus the reserve, checked up front", 
   it("a write of exactly the usable space is staged; one byte more is refused (no-space, naming the path)", () => {
     const { send, fs } = machine({ freeSpace });
     hello(send);
-    const [ok, over] = results(send(apply([writeZeros(1, "fits", 9_000_000), writeZeros(2, "big", 9_000_001)])));
+    const [ok] = results(send(apply([writeZeros(1, "fits", 9_000_000)])));
     expect(ok).toMatchObject({ outcome: "applied" });
+    const [over] = results(send(apply([writeZeros(2, "big", 9_000_001)])));
     expect(over).toMatchObject({ outcome: "failed", code: "no-space" });
     expect(over!.reason).toMatch(
       /ENOSPC: no space left on device: \/dst\/big needs 9000001 bytes, 9000000 free beyond the reserve/,
     );
     expect(fs.exists(`${ROOT}/big`)).toBe(false);
+  });
+
+  it("what one request stages counts in full: the free space is asked once, and each file's bytes are taken from it", () => {
+    const { send, fs } = machine({ freeSpace });
+    hello(send);
+    const [first, second] = results(
+      send(apply([writeZeros(1, "first", 6_000_000), writeZeros(2, "second", 3_000_001)])),
+    );
+    expect(first).toMatchObject({ outcome: "applied" });
+    expect(second).toMatchObject({ outcome: "failed", code: "no-space" });
+    expect(second!.reason).toMatch(/second needs 3000001 bytes, 3000000 free beyond the reserve/);
+    expect(fs.exists(`${ROOT}/second`)).toBe(false);
   });
 
   it("an upload's growth is checked per request before any of it is written", () => {

@@ -1,0 +1,174 @@
+// SIGINT, SIGTERM and SIGHUP stop `sync` and `watch` promptly in every phase, through the real binary:
+// exit 20 with one line, the local serve child gone, no temp files in DST, the target lock free (the
+// next sync succeeds and DST then equals SRC). The run prints a marker as it reaches each phase
+// (MIRRORLOG_TEST_PHASES); a short phase is held until the signal (MIRRORLOG_TEST_HOLD), see interrupt.ts.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  MIRRORLOG_BIN,
+  makeWorkspace,
+  pollUntil,
+  processesMentioning,
+  runMirrorlog,
+  type Workspace,
+} from "../support/cliRunner.js";
+import { compareTrees, findTempFiles, formatDifferences } from "../support/treeOracle.js";
+
+const created: string[] = [];
+afterAll(() => {
+  for (const dir of created) rmSync(dir, { recursive: true, force: true });
+});
+
+/** How long a signalled run may take to exit (generous: the suite shares two cores). */
+const EXIT_DEADLINE_MS = 10_000;
+const PHASE_MARKER = /^mirrorlog: phase \S+$/;
+const INTERRUPTED_LINE =
+  /^mirrorlog: interrupted by (SIGINT|SIGTERM|SIGHUP); ".*" is partly updated, run again to finish$/;
+
+/** A source big enough that each phase lasts: a few hundred small files, and large ones sent as uploads. */
+function populate(ws: Workspace): void {
+  for (let i = 0; i < 2; i++) writeFileSync(join(ws.src, `large-${i}.bin`), randomBytes(6 * 1024 * 1024));
+  for (let d = 0; d < 6; d++) {
+    const dir = join(ws.src, `dir-${d}`);
+    mkdirSync(dir);
+    for (let f = 0; f < 80; f++) writeFileSync(join(dir, `file-${f}`), randomBytes(4096));
+  }
+}
+
+/** A running mirrorlog and what it has printed. */
+interface Running {
+  child: ChildProcess;
+  stderr(): string;
+  stdout(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function start(args: string[], env: NodeJS.ProcessEnv): Running {
+  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    err += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("close", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, stderr: () => err, stdout: () => out, exited };
+}
+
+/** Waits for the exit; kills and fails when it does not come by the deadline. */
+async function exitWithin(run: Running, deadlineMs: number): Promise<{ code: number | null; elapsedMs: number }> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([
+    run.exited,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), deadlineMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (ended === undefined) {
+    run.child.kill("SIGKILL");
+    await run.exited;
+    throw new Error(`no exit within ${deadlineMs} ms of the signal; stderr:\n${run.stderr()}`);
+  }
+  return { code: ended.code, elapsedMs: Date.now() - started };
+}
+
+/** What the interrupted run left: no serve, no temps, a free lock (a new sync mirrors DST exactly). */
+async function expectCleanlyInterrupted(ws: Workspace, dst: string, servePids: number[], context: string) {
+  await pollUntil(() => servePids.every((pid) => !processesMentioning(`--root=${dst}`).includes(pid)), {
+    deadlineMs: 2_000,
+    describe: () => `the serve child outlived its run: ${processesMentioning(`--root=${dst}`).join(", ")}; ${context}`,
+  });
+  // A target stopped while starting may not have created DST yet.
+  if (existsSync(dst)) expect(findTempFiles(dst), context).toEqual([]);
+  const resumed = await runMirrorlog(["sync", ws.src, dst], { env: ws.env, timeoutMs: 60_000 });
+  expect(resumed.code, `${context}\nresumed sync: ${resumed.stderr}`).toBe(0);
+  const differences = compareTrees(ws.src, dst, { mtimes: true });
+  expect(differences, formatDifferences(differences)).toEqual([]);
+}
+
+/** The phases of a sync, each with the signal sent there and whether the run is held at it. */
+const SYNC_PHASES: { phase: string; hold: boolean; signal: NodeJS.Signals }[] = [
+  { phase: "start", hold: true, signal: "SIGINT" }, // the target process starting, before the handshake
+  { phase: "handshake", hold: true, signal: "SIGTERM" }, // connected; the session's hello not yet sent
+  { phase: "scan", hold: false, signal: "SIGHUP" }, // reading the source
+  { phase: "manifest", hold: true, signal: "SIGINT" }, // asking for the target's listing
+  { phase: "transfer", hold: false, signal: "SIGTERM" }, // files and uploads in flight
+  { phase: "final", hold: true, signal: "SIGHUP" }, // everything sent; the target's last flush and exit
+];
+
+describe("interruption", () => {
+  const ws = makeWorkspace("interrupt", created);
+  populate(ws);
+
+  for (const { phase, hold, signal } of SYNC_PHASES) {
+    it(`sync: ${signal} in phase ${phase} exits 20 with one line, no serve, no temps, lock free`, async () => {
+      const dst = join(ws.base, `dst-${phase}`);
+      const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1", ...(hold ? { MIRRORLOG_TEST_HOLD: phase } : {}) };
+      const run = start(["sync", ws.src, dst], env);
+      await pollUntil(() => run.stderr().includes(`mirrorlog: phase ${phase}\n`), {
+        deadlineMs: 30_000,
+        describe: () => `phase ${phase} never came; stderr:\n${run.stderr()}`,
+      });
+      // Every phase from "start" on has its serve child (held phases wait with it running).
+      const servePids = processesMentioning(`--root=${dst}`);
+      expect(servePids.length, run.stderr()).toBeGreaterThan(0);
+      run.child.kill(signal);
+      const ended = await exitWithin(run, EXIT_DEADLINE_MS);
+      const context = `phase ${phase}, ${signal}: exit ${ended.code} after ${ended.elapsedMs} ms; stderr:\n${run.stderr()}`;
+      expect(ended.code, context).toBe(20);
+      const lines = run
+        .stderr()
+        .split("\n")
+        .filter((line) => line !== "" && !PHASE_MARKER.test(line));
+      expect(lines, context).toHaveLength(1);
+      expect(lines[0], context).toMatch(INTERRUPTED_LINE);
+      expect(lines[0], context).toContain(signal);
+      await expectCleanlyInterrupted(ws, dst, servePids, context);
+    });
+  }
+
+  it("watch: SIGINT during the initial sync exits 20; SIGTERM to an idle watch stops it in order (exit 0)", async () => {
+    const dst = join(ws.base, "dst-watch");
+    const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1" };
+    const first = start(["watch", "--json", ws.src, dst], env);
+    await pollUntil(() => first.stderr().includes("mirrorlog: phase transfer\n"), {
+      deadlineMs: 30_000,
+      describe: () => `no transfer; stderr:\n${first.stderr()}`,
+    });
+    const firstPids = processesMentioning(`--root=${dst}`);
+    first.child.kill("SIGINT");
+    const interrupted = await exitWithin(first, EXIT_DEADLINE_MS);
+    const context = `initial sync of watch: exit ${interrupted.code}; stderr:\n${first.stderr()}`;
+    expect(interrupted.code, context).toBe(20);
+    expect(first.stderr(), context).toMatch(/^mirrorlog: interrupted by SIGINT; /m);
+    expect(findTempFiles(dst), context).toEqual([]);
+    await pollUntil(() => firstPids.every((pid) => !processesMentioning(`--root=${dst}`).includes(pid)), {
+      deadlineMs: 2_000,
+      describe: () => `serve outlived the watch; ${context}`,
+    });
+
+    // The next watch resumes, finishes the initial sync and idles; SIGTERM then ends it at once, in order.
+    const second = start(["watch", "--json", ws.src, dst], env);
+    await pollUntil(() => second.stderr().includes("mirrorlog: watching "), {
+      deadlineMs: 30_000,
+      describe: () => `the second watch never watched; stderr:\n${second.stderr()}`,
+    });
+    const secondPids = processesMentioning(`--root=${dst}`);
+    second.child.kill("SIGTERM");
+    const stopped = await exitWithin(second, EXIT_DEADLINE_MS);
+    const idle = `idle watch: exit ${stopped.code} after ${stopped.elapsedMs} ms; stderr:\n${second.stderr()}`;
+    expect(stopped.code, idle).toBe(0);
+    expect(stopped.elapsedMs, idle).toBeLessThan(5_000);
+    expect(JSON.parse(second.stdout()).problems, idle).toEqual([]);
+    await expectCleanlyInterrupted(ws, dst, secondPids, idle);
+  });
+});
