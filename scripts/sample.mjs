@@ -29,9 +29,9 @@ writeFileSync(join(src, "scratch.tmp"), "never mirrored");
 mkdirSync(join(dst, "README.md"), { recursive: true });
 writeFileSync(join(dst, "stale.txt"), "left over");
 
-function sync(title) {
-  console.log(`\n$ mirrorlog sync ${src} ${dst}   # ${title}`);
-  console.log(execFileSync(process.execPath, [bin, "sync", src, dst], { env, encoding: "utf8" }).trimEnd());
+function sync(title, flags = []) {
+  console.log(`\n$ mirrorlog sync ${[...flags, src, dst].join(" ")}   # ${title}`);
+  console.log(execFileSync(process.execPath, [bin, "sync", ...flags, src, dst], { env, encoding: "utf8" }).trimEnd());
 }
 
 function listing(root, dir = "", depth = 0) {
@@ -47,7 +47,8 @@ function listing(root, dir = "", depth = 0) {
   return lines;
 }
 
-sync("initial mirror onto a non-empty target");
+// The first sync into a DST that holds entries SRC lacks deletes them only when told to (--delete).
+sync("initial mirror onto a non-empty target", ["--delete"]);
 writeFileSync(join(src, "docs/guide.txt"), "how to mirror a tree, revised\n");
 rmSync(join(src, "docs/notes"), { recursive: true });
 mkdirSync(join(src, "new/deeper"), { recursive: true });
