@@ -1,7 +1,8 @@
 // `npm run bench [-- SCENARIO... | --quick | --keep | --files N]`: mirrorlog against rsync and
 // lsyncd on the same machine in the same run. Progress goes to stderr; the report (Markdown, the
 // format of bench/README.md) to stdout. Scenarios: startup, initial, nochange, modified, live (all
-// five by default) and profile (only when named). Needs rsync, lsyncd, openssh-server and GNU time.
+// five by default), profile and fanout (only when named). Needs rsync, lsyncd, openssh-server and GNU time
+// (fanout: nats-server too).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { parseArgs } from "node:util";
 import { startSshd } from "../test/support/sshd.js";
 import { type BenchContext, runSshNoop } from "./contenders.js";
 import { profileScenario } from "./cpuProfile.js";
+import { fanoutScenario } from "./fanout.js";
 import { liveScenario } from "./liveScenarios.js";
 import { canMeasureRss, formatMemoryTable, formatResultsTable, type ResultRow } from "./measurement.js";
 import {
@@ -22,7 +24,7 @@ import {
 import { startupScenario } from "./startupScenario.js";
 import { FULL_TREE, generateTree, type TreeShape } from "./workload.js";
 
-const SCENARIOS = ["startup", "initial", "nochange", "modified", "live", "profile"] as const;
+const SCENARIOS = ["startup", "initial", "nochange", "modified", "live", "profile", "fanout"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 const DEFAULT_SCENARIOS: Scenario[] = ["startup", "initial", "nochange", "modified", "live"];
 /** Scenarios that mirror the generated source tree (startup and live bring their own). */
@@ -83,6 +85,7 @@ const context: BenchContext = {
 const rows: ResultRow[] = [];
 const notes: string[] = [];
 let profileLines: string[] = [];
+let fanoutLines: string[] = [];
 try {
   mkdirSync(posix.join(dir, "runs"));
   log(`bench dir ${dir}; scenarios: ${chosen.join(", ")}${flags.quick ? " (--quick: not results)" : ""}`);
@@ -103,6 +106,7 @@ try {
     if (scenario === "modified") result = await modifiedScenario(context, source!, trials.modified);
     if (scenario === "live") result = await liveScenario(context, trials);
     if (scenario === "profile") profileLines = profileScenario(context, source!, 15);
+    if (scenario === "fanout") fanoutLines = await fanoutScenario(context, source!, trials.initial);
     if (result) {
       rows.push(...result.rows);
       notes.push(...result.notes);
@@ -132,6 +136,7 @@ if (context.memory.length > 0)
   report.push("Peak RSS (largest of the observed runs):", "", formatMemoryTable(context.memory), "");
 else if (!canMeasureRss()) report.push("Peak RSS not measured: /usr/bin/time (Debian package `time`) is missing.", "");
 for (const note of notes) report.push(`- ${note}`);
+if (fanoutLines.length > 0) report.push("", ...fanoutLines);
 if (profileLines.length > 0) report.push("", "## CPU profiles (self time)", "", "```", ...profileLines, "```");
 report.push("", `Total benchmark time: ${elapsed()}.`);
 process.stdout.write(`${report.join("\n")}\n`);

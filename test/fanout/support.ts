@@ -95,12 +95,12 @@ export async function run(
   return result;
 }
 
-/** Starts `mirrorlog subscribe --watch URL DST` as a child. */
-export function startSubscriber(url: string, dst: string, env: NodeJS.ProcessEnv): ChildProcess & { output(): string } {
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, "subscribe", "--watch", url, dst], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+/** A child running the binary, with its stdout and stderr so far. */
+export type WatchingChild = ChildProcess & { output(): string };
+
+/** Spawns `node bin/mirrorlog ...args`, collecting stdout and stderr together. */
+function spawnWatching(args: string[], env: NodeJS.ProcessEnv): WatchingChild {
+  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {
     output += d.toString();
@@ -109,6 +109,27 @@ export function startSubscriber(url: string, dst: string, env: NodeJS.ProcessEnv
     output += d.toString();
   });
   return Object.assign(child, { output: () => output });
+}
+
+/** Starts `mirrorlog subscribe --watch URL DST` as a child. */
+export function startSubscriber(url: string, dst: string, env: NodeJS.ProcessEnv): WatchingChild {
+  return spawnWatching(["subscribe", "--watch", url, dst], env);
+}
+
+/** Starts `mirrorlog publish --watch SRC URL` as a child. */
+export function startPublisher(src: string, url: string, env: NodeJS.ProcessEnv): WatchingChild {
+  return spawnWatching(["publish", "--watch", src, url], env);
+}
+
+/** Polls a child's output until it matches `pattern`; fails with the output when it exits first or the deadline passes. */
+export async function waitForOutput(child: WatchingChild, pattern: RegExp, deadlineMs = 30_000): Promise<void> {
+  const deadline = performance.now() + deadlineMs;
+  while (!pattern.test(child.output())) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`exited (${child.exitCode ?? child.signalCode}) before printing ${pattern}:\n${child.output()}`);
+    if (performance.now() > deadline) throw new Error(`no ${pattern} within ${deadlineMs} ms:\n${child.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Stops a watching child with SIGTERM and returns its exit code. */
