@@ -35,6 +35,7 @@ import {
   type FanoutConnection,
   FanoutMetaSchema,
   type NatsSecurityOptions,
+  NoFanoutError,
   type OperationMessage,
   OperationMessageSchema,
   openFanout,
@@ -77,6 +78,8 @@ const ONE_SHOT_EXPIRES_MS = 2_000;
 const WATCH_EXPIRES_MS = 5_000;
 /** A subscriber whose disk is full retries after this long while watching (ms). */
 const NO_SPACE_RETRY_MS = 5_000;
+/** Failed reads of the stream in a row (a node lost, a leader moving) before a subscriber gives up. */
+const READ_RETRIES = 8;
 /** A temp a killed target run left (the file system's reserved prefix and its per-run random part). */
 const LEFTOVER_TEMP = /^\.mirrorlog-tmp-[0-9a-f]{12}/;
 /** Failure codes meaning the target lacked what the content assumed: retried once with every chunk. */
@@ -392,24 +395,42 @@ class Subscriber {
     void stopped.then(() => {
       stop = true;
     });
+    let readFailures = 0;
     while (!stop) {
       const incoming: Incoming[] = [];
-      const info = await withRetries("reading the consumer", () => this.consumer!.info());
-      if (info.num_pending === 0) {
-        if (!watch) return;
-        // Idle: wait for the next message, then take what arrived with it.
-        const msg = await this.consumer!.next({ expires: WATCH_EXPIRES_MS });
-        if (msg === null) continue;
-        incoming.push({ msg, message: this.decode(msg) });
-      }
-      const wanted = Math.min(
-        BATCH_MESSAGES - incoming.length,
-        Math.max(info.num_pending, incoming.at(-1)?.msg?.info.pending ?? 0),
-      );
-      if (wanted > 0) {
-        // Sized by what is pending, so the fetch returns as soon as those arrived (it does not wait to expire).
-        const batch = await this.consumer!.fetch({ max_messages: wanted, expires: ONE_SHOT_EXPIRES_MS });
-        for await (const msg of batch) incoming.push({ msg, message: this.decode(msg) });
+      try {
+        const info = await withRetries("reading the consumer", () => this.consumer!.info());
+        if (info.num_pending === 0) {
+          if (!watch) return;
+          // Idle: wait for the next message, then take what arrived with it.
+          const msg = await this.consumer!.next({ expires: WATCH_EXPIRES_MS });
+          if (msg === null) continue;
+          incoming.push({ msg, message: this.decode(msg) });
+        }
+        const wanted = Math.min(
+          BATCH_MESSAGES - incoming.length,
+          Math.max(info.num_pending, incoming.at(-1)?.msg?.info.pending ?? 0),
+        );
+        if (wanted > 0) {
+          // Sized by what is pending, so the fetch returns as soon as those arrived (it does not wait to expire).
+          const batch = await this.consumer!.fetch({ max_messages: wanted, expires: ONE_SHOT_EXPIRES_MS });
+          for await (const msg of batch) incoming.push({ msg, message: this.decode(msg) });
+        }
+        readFailures = 0;
+      } catch (error) {
+        // A node lost or a leader moving ("heartbeats missed", timeouts): nothing of this read was applied,
+        // so the consumer is opened again at the cursor and delivers it again, in order.
+        if (error instanceof NoFanoutError || ++readFailures > READ_RETRIES) throw error;
+        process.stderr.write(
+          `mirrorlog subscribe: reading the stream failed (${(error as Error).message}); resuming at ${this.streamSeq}\n`,
+        );
+        await Promise.race([
+          stopped,
+          new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** readFailures))),
+        ]);
+        if (stop) break;
+        await this.startConsumerAt(this.streamSeq);
+        continue;
       }
       if (incoming.length > 0) {
         const halted = await this.applyBatch(incoming, true);
