@@ -24,16 +24,21 @@ export interface ShipProgress {
 
 /** Options of the streaming driver. */
 export interface StreamingSourceOptions {
-  /** Apply requests in flight at once; bounds memory (each carries at most a few MiB). Default 4. */
+  /** Apply requests in flight at once; bounds memory (each carries at most a few MiB). Default 8. */
   maxInFlight?: number;
   onProgress?: (progress: ShipProgress) => void;
   /** Told about failures of background work (watch-triggered shipping). */
   onError?: (error: unknown) => void;
 }
 
-const DEFAULT_MAX_IN_FLIGHT = 4;
-/** File bytes in flight at most (each request's content counted from sending until its answer). */
-const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+/**
+ * Requests and file bytes in flight at most (each request's content counted from sending until its
+ * answer). Enough that the target always has the next request queued while the source reads the one
+ * after: 4 requests / 8 MiB left both sides idle half the time; 8 / 24 MiB took a local initial mirror of
+ * 20,000 files from 8.6–10.8 s to 7.0–7.4 s (interleaved trials, same machine).
+ */
+const DEFAULT_MAX_IN_FLIGHT = 8;
+const MAX_IN_FLIGHT_BYTES = 24 * 1024 * 1024;
 const MAX_RETRY_ROUNDS = 3;
 const MAX_REESTABLISH = 2;
 /** Planned operations are sent once this many are buffered (or BUFFER_CONTENT_BYTES of content)... */
