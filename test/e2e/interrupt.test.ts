@@ -2,17 +2,17 @@
 // exit 20 with one line, the local serve child gone, no temp files in DST, the target lock free (the
 // next sync succeeds and DST then equals SRC). The run prints a marker as it reaches each phase
 // (MIRRORLOG_TEST_PHASES); a short phase is held until the signal (MIRRORLOG_TEST_HOLD), see interrupt.ts.
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  MIRRORLOG_BIN,
   makeWorkspace,
   pollUntil,
   processesMentioning,
+  type RunningMirrorlog,
   runMirrorlog,
+  spawnMirrorlog,
   type Workspace,
 } from "../support/cliRunner.js";
 import { compareTrees, findTempFiles, formatDifferences } from "../support/treeOracle.js";
@@ -38,32 +38,10 @@ function populate(ws: Workspace): void {
   }
 }
 
-/** A running mirrorlog and what it has printed. */
-interface Running {
-  child: ChildProcess;
-  stderr(): string;
-  stdout(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv): Running {
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    out += chunk;
-  });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    err += chunk;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("close", (code, signal) => resolve({ code, signal }));
-  });
-  return { child, stderr: () => err, stdout: () => out, exited };
-}
-
-/** Waits for the exit; kills and fails when it does not come by the deadline. */
-async function exitWithin(run: Running, deadlineMs: number): Promise<{ code: number | null; elapsedMs: number }> {
+async function exitWithin(
+  run: RunningMirrorlog,
+  deadlineMs: number,
+): Promise<{ code: number | null; elapsedMs: number }> {
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const ended = await Promise.race([
@@ -113,7 +91,7 @@ describe("interruption", () => {
     it(`sync: ${signal} in phase ${phase} exits 20 with one line, no serve, no temps, lock free`, async () => {
       const dst = join(ws.base, `dst-${phase}`);
       const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1", ...(hold ? { MIRRORLOG_TEST_HOLD: phase } : {}) };
-      const run = start(["sync", ws.src, dst], env);
+      const run = spawnMirrorlog(["sync", ws.src, dst], env);
       await pollUntil(() => run.stderr().includes(`mirrorlog: phase ${phase}\n`), {
         deadlineMs: 30_000,
         describe: () => `phase ${phase} never came; stderr:\n${run.stderr()}`,
@@ -139,7 +117,7 @@ describe("interruption", () => {
   it("watch: SIGINT during the initial sync exits 20; SIGTERM to an idle watch stops it in order (exit 0)", async () => {
     const dst = join(ws.base, "dst-watch");
     const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1" };
-    const first = start(["watch", "--json", ws.src, dst], env);
+    const first = spawnMirrorlog(["watch", "--json", ws.src, dst], env);
     await pollUntil(() => first.stderr().includes("mirrorlog: phase transfer\n"), {
       deadlineMs: 30_000,
       describe: () => `no transfer; stderr:\n${first.stderr()}`,
@@ -157,7 +135,7 @@ describe("interruption", () => {
     });
 
     // The next watch resumes, finishes the initial sync and idles; SIGTERM then ends it at once, in order.
-    const second = start(["watch", "--json", ws.src, dst], env);
+    const second = spawnMirrorlog(["watch", "--json", ws.src, dst], env);
     await pollUntil(() => second.stderr().includes("mirrorlog: watching "), {
       deadlineMs: 30_000,
       describe: () => `the second watch never watched; stderr:\n${second.stderr()}`,

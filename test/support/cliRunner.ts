@@ -119,6 +119,32 @@ export function runMirrorlog(args: readonly string[], options: RunOptions): Prom
   });
 }
 
+/** A `mirrorlog` child still running, what it has printed so far, and how it ended. */
+export interface RunningMirrorlog {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Spawns `node bin/mirrorlog ...args` without waiting for it, collecting its output. */
+export function spawnMirrorlog(args: readonly string[], env: NodeJS.ProcessEnv): RunningMirrorlog {
+  assertBuilt();
+  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    err += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("close", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
 /** A running `mirrorlog watch`. */
 export interface WatchProcess {
   child: ChildProcess;
@@ -143,23 +169,9 @@ export interface WatchOptions {
  * initial sync is done and the watches are in place), so changes made afterwards must be seen.
  */
 export async function startWatch(src: string, dst: string, options: WatchOptions): Promise<WatchProcess> {
-  assertBuilt();
   if (options.env.XDG_STATE_HOME === undefined) throw new Error("startWatch: set XDG_STATE_HOME in env");
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, "watch", ...(options.args ?? []), src, dst], {
-    env: options.env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    out += chunk;
-  });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    err += chunk;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("close", (code, signal) => resolve({ code, signal }));
-  });
+  const running = spawnMirrorlog(["watch", ...(options.args ?? []), src, dst], options.env);
+  const { child, exited } = running;
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   void exited.then((value) => {
     exit = value;
@@ -167,8 +179,8 @@ export async function startWatch(src: string, dst: string, options: WatchOptions
 
   const watch: WatchProcess = {
     child,
-    stdout: () => out,
-    stderr: () => err,
+    stdout: running.stdout,
+    stderr: running.stderr,
     stop: async (deadlineMs = 10_000) => {
       const started = Date.now();
       if (exit === undefined) child.kill("SIGTERM");
@@ -183,22 +195,26 @@ export async function startWatch(src: string, dst: string, options: WatchOptions
       if (result === undefined) {
         child.kill("SIGKILL");
         await exited;
-        throw new Error(`mirrorlog watch did not exit within ${deadlineMs} ms of SIGTERM; stderr:\n${err}`);
+        throw new Error(
+          `mirrorlog watch did not exit within ${deadlineMs} ms of SIGTERM; stderr:\n${running.stderr()}`,
+        );
       }
-      return { ...result, stdout: out, stderr: err, elapsedMs: Date.now() - started };
+      return { ...result, stdout: running.stdout(), stderr: running.stderr(), elapsedMs: Date.now() - started };
     },
   };
   try {
-    await pollUntil(() => exit !== undefined || err.includes("mirrorlog: watching "), {
+    await pollUntil(() => exit !== undefined || running.stderr().includes("mirrorlog: watching "), {
       deadlineMs: options.readyDeadlineMs ?? 20_000,
-      describe: () => `mirrorlog watch did not report "watching"; stderr so far:\n${err}`,
+      describe: () => `mirrorlog watch did not report "watching"; stderr so far:\n${running.stderr()}`,
     });
   } catch (error) {
     child.kill("SIGKILL");
     throw error;
   }
   if (exit !== undefined) {
-    throw new Error(`mirrorlog watch exited early (${exit.signal ?? `status ${exit.code}`}); stderr:\n${err}`);
+    throw new Error(
+      `mirrorlog watch exited early (${exit.signal ?? `status ${exit.code}`}); stderr:\n${running.stderr()}`,
+    );
   }
   return watch;
 }
