@@ -305,10 +305,13 @@ export class OperationLog {
     return { ...this.head };
   }
 
-  /** Starts a new epoch with the reason continuity could not be proven, and returns its number. */
-  startEpoch(reason: string, now: number): number {
+  /**
+   * Starts a new epoch with the reason continuity could not be proven, and returns its number: the next
+   * one, or `atLeast` when that is higher (a target already on a later epoch must see a newer one).
+   */
+  startEpoch(reason: string, now: number, atLeast = 0): number {
     return this.guarded(() => {
-      const epoch = this.head.epoch + 1;
+      const epoch = Math.max(this.head.epoch + 1, atLeast);
       this.db.prepare("INSERT INTO epochs (epoch, started_at, reason) VALUES (?, ?, ?)").run(epoch, now, reason);
       this.head = { epoch, seq: 0 };
       return epoch;

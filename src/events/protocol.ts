@@ -300,6 +300,8 @@ export const ErrorResponseSchema = z.strictObject({
   code: ErrorCodeSchema,
   message: z.string(),
   path: z.string().optional(),
+  /** On a hello refused as stale: where the target stands, so the source starts its new epoch beyond it. */
+  applied: AppliedPositionSchema.optional(),
 });
 
 /** The answer to an upload: how many bytes the file being assembled now holds, or why it failed. */

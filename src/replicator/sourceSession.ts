@@ -199,8 +199,8 @@ export class SourceSession {
   }
 
   /** Starts a new epoch (continuity with the target cannot be proven) and returns the hello to send. */
-  beginEpoch(reason: string): HelloRequest {
-    const epoch = this.log.startEpoch(reason, this.now());
+  beginEpoch(reason: string, atLeast = 0): HelloRequest {
+    const epoch = this.log.startEpoch(reason, this.now(), atLeast);
     this.pending.clear();
     this.unlogged = [];
     return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch };
@@ -223,6 +223,17 @@ export class SourceSession {
    * Otherwise a new epoch starts, with the reason in the log, and its hello is returned to send.
    */
   resume(response: Response): { replay: LogEntry[] } | { hello: HelloRequest } {
+    // A target on a later epoch of this log than the log itself (a damaged frame or state told it so) refuses
+    // the hello as stale: a new epoch beyond it re-establishes from its manifest.
+    if (response.type === "error" && response.code === "stale-epoch" && response.applied?.logId === this.log.logId) {
+      const head = this.log.lastPosition();
+      return {
+        hello: this.beginEpoch(
+          `continuity not proven: target is on epoch ${response.applied.epoch}, beyond the log's ${head.epoch}`,
+          response.applied.epoch + 1,
+        ),
+      };
+    }
     const { applied } = this.acceptHello(response);
     if (this.openedNewEpoch) return { replay: [] }; // a new epoch owes the target nothing
     const head = this.log.lastPosition();

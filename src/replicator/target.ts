@@ -303,7 +303,10 @@ export class ReplicatorTarget {
     }
     const current = this.applied;
     if (current !== null && current.logId === request.logId && request.epoch < current.epoch) {
-      return errorResponse("stale-epoch", `epoch ${request.epoch} is older than the applied epoch ${current.epoch}`);
+      return {
+        ...errorResponse("stale-epoch", `epoch ${request.epoch} is older than the applied epoch ${current.epoch}`),
+        applied: { ...current },
+      };
     }
     // The answer is where the target stood before this hello: the source judges continuity by it.
     const before = this.appliedPosition();
