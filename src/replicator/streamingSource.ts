@@ -250,8 +250,8 @@ export class StreamingSource {
     if (chunks !== undefined) this.session.acceptChunks(await this.connection.request(chunks));
     for (const request of this.session.requestsFor(entries)) {
       if (this.refused !== undefined) return;
-      this.progress.contentBytesShipped += requestContentBytes(request);
       const contentBytes = requestContentBytes(request);
+      this.progress.contentBytesShipped += contentBytes;
       const before = this.connection.bytesSent?.() ?? 0;
       const response = this.connection.request(request);
       // Awaited in order by settleOldest; a connection lost meanwhile must not be an unhandled rejection.

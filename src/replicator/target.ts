@@ -162,7 +162,15 @@ export class ReplicatorTarget {
     try {
       this.flush();
     } finally {
+      this.dropKept();
+    }
+  }
+
+  /** Unfinished uploads and files set aside for reuse are removed; cached handles let go. */
+  private dropKept(): void {
+    try {
       this.content?.close();
+    } finally {
       this.finishRequest();
     }
   }
@@ -256,11 +264,10 @@ export class ReplicatorTarget {
           if (valid.durable === true || this.flushIntervalMs === undefined) this.flush();
           else this.flushIfDue();
           try {
-            this.content?.close();
+            this.dropKept();
           } catch {
             // See above: left for the next pass.
           }
-          this.finishRequest();
           return { type: "released", durable: this.durablePosition() };
       }
     } catch (error) {

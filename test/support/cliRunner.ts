@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { RunSummary } from "../../src/cli/report.js";
 import { type CompareOptions, compareTrees, formatDifferences, type TreeDifference } from "./treeOracle.js";
 
 /** Absolute path of this checkout's bin/mirrorlog. */
@@ -56,21 +57,6 @@ export function makeWorkspace(label: string, created: string[]): Workspace {
   mkdirSync(src);
   const stateHome = join(base, "state");
   return { base, src, dst: join(base, "dst"), stateHome, env: testEnvironment(stateHome) };
-}
-
-/** The `--json` summary `sync`/`watch` print on stdout (fields of README's `--json` row). */
-export interface RunSummary {
-  filesScanned: number;
-  filesWritten: number;
-  filesDeleted: number;
-  dirsCreated: number;
-  dirsDeleted: number;
-  bytesWritten: number;
-  wireBytesSent: number;
-  wireBytesReceived: number;
-  operationsLogged: number;
-  durationMs: number;
-  problems: { path: string; reason: string }[];
 }
 
 /** The `--json` summary of a run; fails naming the run's output when stdout is not one JSON object. */
