@@ -99,10 +99,17 @@ export function runRsync(
   context: BenchContext,
   source: string,
   target: MirrorTarget,
-  options: { fsync?: boolean } = {},
+  options: { fsync?: boolean; wholeFile?: boolean } = {},
 ): Promise<TimedRun> {
   // --fsync (rsync ≥ 3.2.6): fsync every written file, the durable peer of mirrorlog's flush.
-  const argv = ["rsync", "-a", "--delete", ...(options.fsync ? ["--fsync"] : [])];
+  // --whole-file: no delta algorithm (the large-file copy's peer; rsync's default only locally).
+  const argv = [
+    "rsync",
+    "-a",
+    "--delete",
+    ...(options.fsync ? ["--fsync"] : []),
+    ...(options.wholeFile ? ["--whole-file"] : []),
+  ];
   if (target.overSsh) argv.push("-e", context.ssh.sshCommandLine, `${source}/`, `localhost:${target.path}/`);
   else argv.push(`${source}/`, `${target.path}/`);
   return withSshDiagnosis(context, target, () => timeCommand({ argv, rssFile: freshRssFile(context) }));

@@ -13,25 +13,24 @@
 // a small disk); `--bin` runs another mirrorlog build on both sides (to compare a fix with this one).
 
 import { execFileSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import {
-  closeSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { posix } from "node:path";
 import { parseArgs } from "node:util";
 import { startSshd, type TestSshServer } from "../test/support/sshd.js";
 import { MIRRORLOG_BIN } from "./contenders.js";
-import { canMeasureRss, median, readRss, rssWrapper, timeCommand } from "./measurement.js";
-import { SeededRandom } from "./workload.js";
+import {
+  freeBytes,
+  kib,
+  largeCopyDiskNeeded,
+  largeFileCopy,
+  RSYNC_WHOLE_FILE,
+  THROUGHPUT_GOAL,
+  throughputOf,
+} from "./largeFile.js";
+import { canMeasureRss, readRss, rssWrapper, timeCommand } from "./measurement.js";
+import { checkMirrors, SeededRandom, treeDigest, writeRandomFile } from "./workload.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -197,56 +196,6 @@ async function rsyncRun(bench: ContentBench, rsyncFlags: string[], source: strin
     localRssKiB: run.maxRssKiB,
     remoteRssKiB: undefined,
   };
-}
-
-/** Path → "size sha256" of every file below `root` (streamed: files may be larger than memory allows). */
-function treeDigest(root: string): Map<string, string> {
-  const digest = new Map<string, string>();
-  const buffer = Buffer.allocUnsafe(PIECE);
-  const walk = (relative: string): void => {
-    for (const entry of readdirSync(posix.join(root, relative), { withFileTypes: true })) {
-      const path = relative === "" ? entry.name : `${relative}/${entry.name}`;
-      if (entry.isDirectory()) {
-        digest.set(path, "dir");
-        walk(path);
-        continue;
-      }
-      const hash = createHash("sha256");
-      const fd = openSync(posix.join(root, path), "r");
-      let size = 0;
-      try {
-        for (let read = readSync(fd, buffer); read > 0; read = readSync(fd, buffer)) {
-          hash.update(buffer.subarray(0, read));
-          size += read;
-        }
-      } finally {
-        closeSync(fd);
-      }
-      digest.set(path, `${size} ${hash.digest("hex")}`);
-    }
-  };
-  walk("");
-  return digest;
-}
-
-/** Throws unless every target holds exactly the source's files and directories. */
-function checkMirrors(source: string, ...targets: string[]): void {
-  const expected = treeDigest(source);
-  for (const target of targets) {
-    const actual = treeDigest(target);
-    const wrong = [...new Set([...expected.keys(), ...actual.keys()])].filter((p) => expected.get(p) !== actual.get(p));
-    if (wrong.length > 0) throw new Error(`${target} differs from ${source} at ${wrong.slice(0, 5).join(", ")}`);
-  }
-}
-
-/** Writes `size` random bytes to `path` (crypto.randomBytes: incompressible, like media or archives). */
-function writeRandomFile(path: string, size: number): void {
-  const fd = openSync(path, "w");
-  try {
-    for (let written = 0; written < size; written += PIECE) writeSync(fd, randomBytes(Math.min(PIECE, size - written)));
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Overwrites `length` bytes at `offset` with random bytes, in place. */
@@ -510,37 +459,33 @@ async function compressScenario(bench: ContentBench): Promise<BytesRow> {
 
 async function largeScenario(bench: ContentBench): Promise<LimitRow[]> {
   const size = sizes.largeFile;
-  const source = fresh(bench, "large-source");
-  mkdirSync(source);
-  log(`large file: ${(size / GiB).toFixed(2)} GiB of random bytes, ${largeTrials} trial(s) per tool, interleaved`);
-  writeRandomFile(posix.join(source, "huge.bin"), size);
-  const mirrorlogRuns: ToolRun[] = [];
-  const rsyncRuns: ToolRun[] = [];
-  const wholeFile = ["-a", "--whole-file"];
-  for (let trial = 0; trial < largeTrials; trial++) {
-    const mirrorlogTarget = fresh(bench, "large-mirrorlog");
-    const run = await mirrorlogRun(bench, source, mirrorlogTarget, 1);
-    mirrorlogRuns.push(run);
-    log(
-      `  mirrorlog ${(run.ms / 1000).toFixed(1)} s, RSS source ${kib(run.localRssKiB)}, target ${kib(run.remoteRssKiB)}`,
-    );
-    const rsyncTarget = fresh(bench, "large-rsync");
-    const peer = await rsyncRun(bench, wholeFile, source, rsyncTarget);
-    rsyncRuns.push(peer);
-    log(`  rsync ${(peer.ms / 1000).toFixed(1)} s, RSS ${kib(peer.localRssKiB)}`);
-    checkMirrors(source, mirrorlogTarget, rsyncTarget);
-    removeAll(mirrorlogTarget, rsyncTarget);
-  }
-  removeAll(source);
-  const throughput = (runs: ToolRun[]): number => size / (median(runs.map((r) => r.ms)) / 1000);
-  const ratio = throughput(mirrorlogRuns) / throughput(rsyncRuns);
+  const result = await largeFileCopy({
+    bytes: size,
+    trials: largeTrials,
+    fresh: (label) => fresh(bench, label),
+    log,
+    keep: flags.keep,
+    tools: {
+      mirrorlog: async (source, target) => {
+        const run = await mirrorlogRun(bench, source, target, 1);
+        return { ms: run.ms, sourceRssKiB: run.localRssKiB, targetRssKiB: run.remoteRssKiB };
+      },
+      rsync: async (source, target) => {
+        const run = await rsyncRun(bench, RSYNC_WHOLE_FILE, source, target);
+        return { ms: run.ms, sourceRssKiB: run.localRssKiB, targetRssKiB: undefined };
+      },
+    },
+  });
+  const mirrorlogRate = throughputOf(size, result.mirrorlog);
+  const rsyncRate = throughputOf(size, result.rsync);
+  const ratio = mirrorlogRate / rsyncRate;
   const peak = (values: (number | undefined)[]): number | undefined => {
     const defined = values.filter((v): v is number => v !== undefined);
     return defined.length === 0 ? undefined : Math.max(...defined);
   };
   const limit = 200e6 / 1024; // 200 MB in KiB
-  const sourcePeak = peak(mirrorlogRuns.map((r) => r.localRssKiB));
-  const targetPeak = peak(mirrorlogRuns.map((r) => r.remoteRssKiB));
+  const sourcePeak = peak(result.mirrorlog.map((r) => r.sourceRssKiB));
+  const targetPeak = peak(result.mirrorlog.map((r) => r.targetRssKiB));
   const label = `${(size / GiB).toFixed(2)} GiB file`;
   return [
     {
@@ -557,34 +502,29 @@ async function largeScenario(bench: ContentBench): Promise<LimitRow[]> {
     },
     {
       what: `${label}: peak RSS, rsync client (for reference)`,
-      value: kib(peak(rsyncRuns.map((r) => r.localRssKiB))),
+      value: kib(peak(result.rsync.map((r) => r.sourceRssKiB))),
       goal: "—",
       met: undefined,
     },
     {
       what: `${label}: initial copy, mirrorlog throughput (median of ${largeTrials})`,
-      value: `${(throughput(mirrorlogRuns) / MiB).toFixed(0)} MiB/s`,
+      value: `${(mirrorlogRate / MiB).toFixed(0)} MiB/s`,
       goal: "—",
       met: undefined,
     },
     {
-      what: `${label}: initial copy, rsync ${wholeFile.join(" ")} throughput (median of ${largeTrials})`,
-      value: `${(throughput(rsyncRuns) / MiB).toFixed(0)} MiB/s`,
+      what: `${label}: initial copy, rsync ${RSYNC_WHOLE_FILE.join(" ")} throughput (median of ${largeTrials})`,
+      value: `${(rsyncRate / MiB).toFixed(0)} MiB/s`,
       goal: "—",
       met: undefined,
     },
     {
       what: `${label}: throughput ratio mirrorlog / rsync`,
       value: `${ratio.toFixed(2)}×`,
-      goal: "≥ 0.8×",
-      met: ratio >= 0.8,
+      goal: `≥ ${THROUGHPUT_GOAL}×`,
+      met: ratio >= THROUGHPUT_GOAL,
     },
   ];
-}
-
-function kib(value: number | undefined): string {
-  if (value === undefined) return "not measured";
-  return `${(value / 1024).toFixed(1)} MiB (${((value * 1024) / 1e6).toFixed(0)} MB)`;
 }
 
 function formatBytesTable(rows: readonly BytesRow[]): string {
@@ -620,16 +560,11 @@ function versionOf(argv: string[]): string {
   }
 }
 
-/** Free bytes below `path` (df), to scale down rather than fill the disk. */
-function freeBytes(path: string): number {
-  const output = execFileSync("df", ["-B1", "--output=avail", path], { encoding: "utf8" });
-  return Number(output.trim().split("\n").pop());
-}
-
 const dir = mkdtempSync(posix.join(tmpdir(), "mirrorlog-bench-content-"));
 /** Source plus two targets of the largest scenario (each scenario's files go when it ends). */
-const needed =
-  3 * Math.max(sizes.largeFile, sizes.renamedDirFiles * sizes.renamedDirFileSize, sizes.editedFile) + 2 * GiB;
+const needed = largeCopyDiskNeeded(
+  Math.max(sizes.largeFile, sizes.renamedDirFiles * sizes.renamedDirFileSize, sizes.editedFile),
+);
 if (freeBytes(dir) < needed) {
   rmSync(dir, { recursive: true, force: true });
   process.stderr.write(

@@ -12,7 +12,7 @@ import { type GeneratedTree, generateTree, LIVE_TREE, SeededRandom, treeDifferen
 
 /** Blocks the thread for `ms` (sub-millisecond works; setTimeout cannot go below 1 ms). */
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-function pause(ms: number): void {
+export function pause(ms: number): void {
   Atomics.wait(sleeper, 0, 0, ms);
 }
 
@@ -28,7 +28,7 @@ const SETTLE_MS = 100;
 const BURST_SETTLE_MS = 1_000;
 
 /** Whether `path` holds exactly `expected` right now. */
-function holds(path: string, expected: Buffer): boolean {
+export function holds(path: string, expected: Buffer): boolean {
   const stats = statSync(path, { throwIfNoEntry: false });
   if (stats === undefined || stats.size !== expected.length) return false;
   try {
@@ -73,7 +73,7 @@ function replicateAndWait(
 }
 
 /** A replicator running in the background for the live trials. */
-interface LiveReplicator {
+export interface LiveReplicator {
   name: string;
   source: string;
   target: string;
@@ -110,15 +110,23 @@ function startLogged(
   return { name, process: child, ...paths };
 }
 
-/** Starts `mirrorlog watch SRC DST` and waits for its initial sync. */
-async function startMirrorlogWatch(context: BenchContext, source: string, target: string): Promise<LiveReplicator> {
+/**
+ * Starts `mirrorlog watch SRC DST` and waits for its initial sync ("watching" on stderr). Each watch
+ * of a run needs its own `logName`: the log is appended to, and an earlier "watching" would count.
+ */
+export async function startMirrorlogWatch(
+  context: BenchContext,
+  source: string,
+  target: string,
+  options: { logName?: string; deadlineMs?: number } = {},
+): Promise<LiveReplicator> {
   const replicator = startLogged(
     "mirrorlog watch",
     [process.execPath, MIRRORLOG_BIN, "watch", source, target],
     context.env,
-    { source, target, logPath: posix.join(context.dir, "mirrorlog-watch.log") },
+    { source, target, logPath: posix.join(context.dir, `${options.logName ?? "mirrorlog-watch"}.log`) },
   );
-  await waitForLog(replicator, /mirrorlog: watching /, 120_000);
+  await waitForLog(replicator, /mirrorlog: watching /, options.deadlineMs ?? 120_000);
   return replicator;
 }
 
@@ -150,7 +158,7 @@ async function startLsyncd(context: BenchContext, source: string, target: string
 }
 
 /** Sends SIGTERM and waits for the exit (SIGKILL after 10 s). */
-async function stop(replicator: LiveReplicator): Promise<void> {
+export async function stopReplicator(replicator: LiveReplicator): Promise<void> {
   const child = replicator.process;
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -161,7 +169,7 @@ async function stop(replicator: LiveReplicator): Promise<void> {
 }
 
 /** VmHWM (peak RSS, KiB) of a live process, read from /proc. */
-function peakRssOf(pid: number): number | undefined {
+export function peakRssOf(pid: number): number | undefined {
   try {
     const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return match ? Number(match[1]) : undefined;
@@ -171,7 +179,7 @@ function peakRssOf(pid: number): number | undefined {
 }
 
 /** The pids of a process's children (Linux /proc). */
-function childPids(pid: number): number[] {
+export function childPids(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
@@ -323,6 +331,6 @@ export async function liveScenario(context: BenchContext, trials: LiveTrials): P
       notes,
     };
   } finally {
-    for (const replicator of replicators) await stop(replicator);
+    for (const replicator of replicators) await stopReplicator(replicator);
   }
 }

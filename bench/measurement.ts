@@ -153,7 +153,8 @@ export function formatResultsTable(rows: readonly ResultRow[]): string {
   const lines = ["| scenario | mirrorlog | peer | ratio | goal | met? | how |", "|---|---:|---:|---:|---:|:---:|---|"];
   for (const row of rows) {
     const ratio = ratioOf(row);
-    const goal = row.goal === undefined ? "—" : `≤ ${row.goal.toFixed(1)}×`;
+    // One decimal unless the goal needs two (1.25× is the inverse of a ≥ 0.8× throughput goal).
+    const goal = row.goal === undefined ? "—" : `≤ ${row.goal.toFixed(Number.isInteger(row.goal * 10) ? 1 : 2)}×`;
     const met = row.goal === undefined ? "—" : ratio <= row.goal ? "yes" : "**no**";
     const shownRatio = Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : "∞";
     lines.push(

@@ -1,17 +1,19 @@
-// `npm run bench [-- SCENARIO... | --quick | --keep | --files N]`: mirrorlog against rsync and
-// lsyncd on the same machine in the same run. Progress goes to stderr; the report (Markdown, the
-// format of bench/README.md) to stdout. Scenarios: startup, initial, nochange, modified, live (all
-// five by default), profile and fanout (only when named). Needs rsync, lsyncd, openssh-server and GNU time
-// (fanout: nats-server too).
+// `npm run bench [-- SCENARIO... | --quick | --keep | --files N]`: mirrorlog against rsync, lsyncd
+// and git on the same machine in the same run. Progress goes to stderr; the report (Markdown, the
+// format of bench/README.md) to stdout. Scenarios: startup, initial, nochange, modified, live,
+// checkout (all six by default), profile, fanout and large (only when named: large needs ~14 GiB of
+// free disk). Needs rsync, lsyncd, git, openssh-server and GNU time (fanout: nats-server too).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { posix } from "node:path";
 import { parseArgs } from "node:util";
 import { startSshd } from "../test/support/sshd.js";
+import { checkoutScenario } from "./checkoutScenario.js";
 import { type BenchContext, runSshNoop } from "./contenders.js";
 import { profileScenario } from "./cpuProfile.js";
 import { fanoutScenario } from "./fanout.js";
+import { LARGE_FILE_BYTES, largeScenario } from "./largeFile.js";
 import { liveScenario } from "./liveScenarios.js";
 import { canMeasureRss, formatMemoryTable, formatResultsTable, type ResultRow } from "./measurement.js";
 import {
@@ -24,11 +26,21 @@ import {
 import { startupScenario } from "./startupScenario.js";
 import { FULL_TREE, generateTree, type TreeShape } from "./workload.js";
 
-const SCENARIOS = ["startup", "initial", "nochange", "modified", "live", "profile", "fanout"] as const;
+const SCENARIOS = [
+  "startup",
+  "initial",
+  "nochange",
+  "modified",
+  "live",
+  "checkout",
+  "profile",
+  "fanout",
+  "large",
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
-const DEFAULT_SCENARIOS: Scenario[] = ["startup", "initial", "nochange", "modified", "live"];
-/** Scenarios that mirror the generated source tree (startup and live bring their own). */
-const needsTree = (name: Scenario): boolean => name !== "live" && name !== "startup";
+const DEFAULT_SCENARIOS: Scenario[] = ["startup", "initial", "nochange", "modified", "live", "checkout"];
+/** Scenarios that mirror the generated source tree (the others bring their own). */
+const needsTree = (name: Scenario): boolean => ["initial", "nochange", "modified", "profile", "fanout"].includes(name);
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -47,8 +59,10 @@ if (unknown.length > 0) {
 const chosen = positionals.length > 0 ? (positionals as Scenario[]) : DEFAULT_SCENARIOS;
 /** --quick: fewer trials, for checking the benchmark itself; its numbers are not results. */
 const trials = flags.quick
-  ? { startup: 5, initial: 1, nochange: 2, modified: 2, latency: 5, warmup: 1, bursts: 1 }
-  : { startup: 15, initial: 3, nochange: 5, modified: 5, latency: 30, warmup: 3, bursts: 3 };
+  ? { startup: 5, initial: 1, nochange: 2, modified: 2, latency: 5, warmup: 1, bursts: 1, checkout: 2, large: 1 }
+  : { startup: 15, initial: 3, nochange: 5, modified: 5, latency: 30, warmup: 3, bursts: 3, checkout: 10, large: 2 };
+/** The large file: the issue's 4 GiB, 512 MiB with --quick. */
+const largeBytes = flags.quick ? LARGE_FILE_BYTES / 8 : LARGE_FILE_BYTES;
 const files = flags.files === undefined ? FULL_TREE.files : Number(flags.files);
 const shape: TreeShape = { ...FULL_TREE, files, directories: Math.max(1, Math.round(files / 10)) };
 
@@ -105,6 +119,9 @@ try {
     if (scenario === "nochange") result = await noChangeScenario(context, source!, trials.nochange);
     if (scenario === "modified") result = await modifiedScenario(context, source!, trials.modified);
     if (scenario === "live") result = await liveScenario(context, trials);
+    if (scenario === "checkout") result = await checkoutScenario(context, shape, trials.checkout);
+    if (scenario === "large")
+      result = await largeScenario(context, { bytes: largeBytes, trials: trials.large, keep: flags.keep });
     if (scenario === "profile") profileLines = profileScenario(context, source!, 15);
     if (scenario === "fanout") fanoutLines = await fanoutScenario(context, source!, trials.initial);
     if (result) {
@@ -124,7 +141,7 @@ try {
 const report = [
   `## Results (${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, Node ${process.version}, load ${loadAtStart} at start)`,
   "",
-  `Peers: ${versionOf(["rsync", "--version"])}; lsyncd ${versionOf(["lsyncd", "--version"])}.${
+  `Peers: ${versionOf(["rsync", "--version"])}; lsyncd ${versionOf(["lsyncd", "--version"])}; ${versionOf(["git", "--version"])}.${
     chosen.some(needsTree)
       ? ` Workload: ${shape.files} files of ${shape.minFileBytes}–${shape.maxFileBytes} bytes in ${shape.directories} directories up to depth ${shape.maxDepth}, seed ${shape.seed}.`
       : ""

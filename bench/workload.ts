@@ -1,8 +1,13 @@
 // The benchmark workload: a deterministic tree of random files (fixed seed, our own PRNG so the
 // bytes never change with Node or library versions), the modifications the re-run scenarios
-// apply, and a byte-for-byte tree comparison that checks every tool really did its job.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+// apply, and a byte-for-byte tree comparison that checks every tool really did its job (in memory
+// for trees of small files, streamed through sha256 for files larger than memory allows).
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import { posix } from "node:path";
+
+/** Large files are written and read in pieces of this size. */
+const PIECE = 4 * 1024 * 1024;
 
 /** A seeded pseudo-random source (mulberry32): same seed, same sequence, on every machine. */
 export class SeededRandom {
@@ -158,4 +163,54 @@ export function filesDifference(source: string, target: string, paths: readonly 
     if (!actual.equals(readFileSync(posix.join(source, path)))) return `${path} differs`;
   }
   return null;
+}
+
+/** Writes `size` random bytes to `path` (crypto.randomBytes: incompressible, like media or archives; not seeded). */
+export function writeRandomFile(path: string, size: number): void {
+  const fd = openSync(path, "w");
+  try {
+    for (let written = 0; written < size; written += PIECE) writeSync(fd, randomBytes(Math.min(PIECE, size - written)));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Path → "size sha256" of every file below `root`, "dir" for directories (streamed: files may exceed memory). */
+export function treeDigest(root: string): Map<string, string> {
+  const digest = new Map<string, string>();
+  const buffer = Buffer.allocUnsafe(PIECE);
+  const walk = (relative: string): void => {
+    for (const entry of readdirSync(posix.join(root, relative), { withFileTypes: true })) {
+      const path = relative === "" ? entry.name : `${relative}/${entry.name}`;
+      if (entry.isDirectory()) {
+        digest.set(path, "dir");
+        walk(path);
+        continue;
+      }
+      const hash = createHash("sha256");
+      const fd = openSync(posix.join(root, path), "r");
+      let size = 0;
+      try {
+        for (let read = readSync(fd, buffer); read > 0; read = readSync(fd, buffer)) {
+          hash.update(buffer.subarray(0, read));
+          size += read;
+        }
+      } finally {
+        closeSync(fd);
+      }
+      digest.set(path, `${size} ${hash.digest("hex")}`);
+    }
+  };
+  walk("");
+  return digest;
+}
+
+/** Throws unless every target holds exactly the source's files and directories (compared by treeDigest). */
+export function checkMirrors(source: string, ...targets: string[]): void {
+  const expected = treeDigest(source);
+  for (const target of targets) {
+    const actual = treeDigest(target);
+    const wrong = [...new Set([...expected.keys(), ...actual.keys()])].filter((p) => expected.get(p) !== actual.get(p));
+    if (wrong.length > 0) throw new Error(`${target} differs from ${source} at ${wrong.slice(0, 5).join(", ")}`);
+  }
 }

@@ -2,6 +2,10 @@
 // under dist/bundle/, which bin/mirrorlog runs: node then reads a handful of files instead of hundreds
 // (zod alone is hundreds of modules), the largest share of a small job's start-up. Native packages stay
 // outside the bundle and are loaded from node_modules as usual.
+//
+// Modules import zod as `import * as z from "zod"`: esbuild tree-shakes that namespace (~200 KB of zod
+// bundled), where `import { z } from "zod"` hands it zod's `z` object whole (every locale, JSON Schema:
+// ~750 KB parsed at each start, ~50 ms here).
 import { build } from "esbuild";
 
 await build({

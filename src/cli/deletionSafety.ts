@@ -76,6 +76,11 @@ export class DeletionGuard {
 
   constructor(private readonly options: DeletionGuardOptions) {}
 
+  /** True while the target's whole manifest must be read before anything is planned: an unknown pair. */
+  get judging(): boolean {
+    return this.known === false && !this.done;
+  }
+
   /** Passes `response` (the answer to `request`) through, or throws the refusal on the last manifest page. */
   inspect(request: Request, response: Response): Response {
     if (this.done) return response;

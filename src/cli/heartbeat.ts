@@ -3,7 +3,7 @@
 // tell a live pair from a stopped one and to count every kind of problem. Like a pid file, but one that
 // cannot outlive its process unnoticed: a beat that stops coming or a pid that is gone means stopped.
 import { hostname } from "node:os";
-import { z } from "zod";
+import * as z from "zod";
 import { type OperationLog, StateFileError } from "../events/operationLog.js";
 import type { Problem } from "../replicator/scan.js";
 

@@ -35,13 +35,15 @@ export class InterruptedError extends CliError {
   }
 }
 
-/** A process serving a target: stopped on interruption. */
+/** A target being served (by a child process, or in this process): stopped on interruption. */
 export interface StoppableTarget {
-  /** Asks it to stop (SIGTERM: serve removes its temps and releases the lock). */
+  /** Asks it to stop (SIGTERM to a process): serve removes its temps and releases the lock. */
   kill(): void;
-  /** The child process itself, for the last resort (SIGKILL). */
-  child: { kill(signal: NodeJS.Signals): boolean; exitCode: number | null; signalCode: NodeJS.Signals | null };
-  /** Settles when it has exited. */
+  /** The last resort (SIGKILL to a process). */
+  forceKill(): void;
+  /** True until it has ended. */
+  running(): boolean;
+  /** Settles when it has ended. */
   exited: Promise<unknown>;
 }
 
@@ -57,7 +59,7 @@ export function interruptedBy(): NodeJS.Signals | undefined {
 }
 
 /**
- * Registers a target process to stop on interruption, until it exits. A target started after the
+ * Registers a target to stop on interruption, until it ends. A target started after the
  * interruption (a reconnect racing with it) is stopped at once.
  */
 export function trackTarget(target: StoppableTarget): void {
@@ -121,7 +123,7 @@ export async function runInterruptible<T>(options: InterruptibleOptions, run: ()
   // Set once the run's ending became the InterruptedError (main prints its line): exiting says nothing more.
   let delivered = false;
   const exitNow = (signal: NodeJS.Signals): never => {
-    for (const target of targets) if (target.child.exitCode === null && target.child.signalCode === null) target.kill();
+    for (const target of targets) if (target.running()) target.kill();
     restoreTerminal();
     if (!delivered) stderr(`mirrorlog: ${new InterruptedError(signal, options.target).message}\n`);
     process.exit(EXIT.interrupted);
@@ -206,7 +208,7 @@ async function stopTargets(): Promise<void> {
   ]);
   clearTimeout(timer);
   if (inTime) return;
-  for (const target of running) target.child.kill("SIGKILL");
+  for (const target of running) target.forceKill();
   await exited;
 }
 
@@ -235,9 +237,14 @@ export function phase(name: string | undefined): Promise<void> | undefined {
   // On its own line, also over a progress bar (which draws itself again).
   process.stderr.write(`${process.stderr.isTTY ? "\r\x1b[K" : ""}mirrorlog: phase ${name}\n`);
   if (process.env.MIRRORLOG_TEST_HOLD !== name) return undefined;
-  // Waits for the signal, then fails as the step it stands in for would (its connection is gone).
+  // Waits for the signal, then fails as the step it stands in for would (its connection is gone). The timer
+  // keeps the process alive meanwhile: a target served in this process holds no handle that would.
   return new Promise<void>((_resolve, reject) => {
-    holds.add(() => reject(new Error(`interrupted in phase ${name}`)));
+    const alive = setInterval(() => {}, 60_000);
+    holds.add(() => {
+      clearInterval(alive);
+      reject(new Error(`interrupted in phase ${name}`));
+    });
   });
 }
 

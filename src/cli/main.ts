@@ -1,9 +1,9 @@
 // The composition root of the `mirrorlog` command: argument parsing only; each command lives in its own file.
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { parseBandwidth } from "./bandwidthLimit.js";
-import { CliError } from "./cliError.js";
 import { DEFAULT_TIMEOUT_SECONDS } from "./defaults.js";
 import { EXIT, EXIT_CODES_HELP } from "./exitCodes.js";
+import { failureLine } from "./failureLine.js";
 import type { LogOptions } from "./log.js";
 import type { ServeOptions } from "./serve.js";
 import type { VerifyOptions } from "./verify.js";
@@ -397,7 +397,7 @@ function endQuietlyOnBrokenPipe(): void {
   }
 }
 
-/** Runs the program; a CliError becomes one line on stderr and its exit code. */
+/** Runs the program; a CliError becomes one line on stderr and its exit code (failureLine.ts). */
 export async function main(argv: string[]): Promise<void> {
   endQuietlyOnBrokenPipe();
   try {
@@ -408,13 +408,8 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode === 0 ? 0 : USAGE_EXIT_CODE;
       return;
     }
-    if (error instanceof CliError) {
-      // One line, always: a message quoting a child's stderr may span several.
-      process.stderr.write(`mirrorlog: ${error.message.trim().replace(/\s*\n\s*/g, "; ")}\n`);
-      process.exitCode = error.exitCode;
-      return;
-    }
-    process.stderr.write(`mirrorlog: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = EXIT.internal;
+    const { line, exitCode } = failureLine(error);
+    process.stderr.write(line);
+    process.exitCode = exitCode;
   }
 }

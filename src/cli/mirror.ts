@@ -5,14 +5,14 @@ import { StringDecoder } from "node:string_decoder";
 import { fileURLToPath } from "node:url";
 import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
-import { StateStore } from "../events/stateStore.js";
+import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
 import { isWithin } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { requestContentBytes, SourceSession } from "../replicator/sourceSession.js";
 import { StreamingSource } from "../replicator/streamingSource.js";
 import {
   parseTargetSpec,
-  type SpawnedTarget,
+  type RunningTarget,
   spawnTarget,
   splitCommandWords,
   type TargetSpec,
@@ -30,6 +30,7 @@ import { interruptedBy, onOrderlyStop, phase, requestPhase, trackTarget } from "
 import { ChangeTracker, timestampOf } from "./itemize.js";
 import { progressDisplay } from "./progress.js";
 import { formatSummary, type RunSummary, summarize } from "./report.js";
+import type { ServeOptions } from "./serve.js";
 import { makeStateDirectory, openStateFile, REBUILD_FLAG, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultSourceStatePath, statePathProblem } from "./statePaths.js";
 import { PairService } from "./watchService.js";
@@ -133,7 +134,7 @@ const TARGET_STATE_EXIT_WAIT_MS = 300;
  * When the target process ended because its state file cannot be used (exit STATE_UNUSABLE_EXIT), the
  * line it said so with, as the run's failure; undefined for any other ending (a lost connection).
  */
-async function targetStateFailure(child: SpawnedTarget): Promise<StateUnusableError | undefined> {
+async function targetStateFailure(child: RunningTarget): Promise<StateUnusableError | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const exit = await Promise.race([
     child.exited,
@@ -226,6 +227,7 @@ export async function runMirror(
     preserveOwner: options.owner ?? true,
     preserveGroup: options.group ?? true,
     hardLinks: options.hardLinks ?? false,
+    oneShot: mode !== "watch",
     ...(isExcluded === undefined ? {} : { isExcluded }),
     onFileScanned: (size) => {
       void phase("scan");
@@ -236,7 +238,11 @@ export async function runMirror(
 
   let connection: TargetProcess;
   try {
-    connection = await connectTarget(spec, dst, { ...options, mkpath: options.mkpath === true });
+    connection = await connectTarget(spec, dst, {
+      ...options,
+      mkpath: options.mkpath === true,
+      inProcess: targetInProcess(mode, spec, log),
+    });
   } catch (error) {
     closeQuietly(log, state, fs);
     throw error;
@@ -278,7 +284,11 @@ export async function runMirror(
       held === undefined ? connection.client.request(request) : held.then(() => connection.client.request(request));
     if (request.type === "manifest") {
       answer
-        .then((response) => response.type === "manifest" && response.complete && progress.targetListed())
+        // Planning starts with the first page when listings are adopted as the walk reaches them.
+        .then(
+          (response) =>
+            response.type === "manifest" && (response.complete || guard?.judging !== true) && progress.targetListed(),
+        )
         .catch(() => {});
     } else if (request.type === "apply" || request.type === "upload") {
       const contentBytes = requestContentBytes(request);
@@ -297,6 +307,7 @@ export async function runMirror(
       bytesSent: () => connection.client.stats.bytesSent + connection.client.queuedBytes,
     },
     {
+      wholeManifestFirst: () => guard?.judging === true,
       onProgress: (p) => progress.settled(p.operationsShipped),
       onError: (error) => {
         // After an interruption every failure is its consequence: the run ends with one line (interrupt.ts).
@@ -428,7 +439,7 @@ function openSourceState(
     const opened = openStateFile(statePath, options.rebuildState === true, () => {
       const log = new OperationLog(statePath, { verify: true });
       try {
-        return { log, state: new StateStore(statePath) };
+        return { log, state: new StateStore(statePath, { writeAheadAfter: SOURCE_WRITE_AHEAD }) };
       } catch (error) {
         log.close();
         throw error;
@@ -445,6 +456,22 @@ function openSourceState(
   } catch (error) {
     throw stateFailureOf(error) ?? error;
   }
+}
+
+/** Operations in the log's current epoch up to which a sync serves its local target in this process. */
+const IN_PROCESS_MAX_OPERATIONS = 2_000;
+
+/**
+ * Whether a run serves its local target in this process rather than in a child: a sync of a known pair
+ * whose log's current epoch is short (a small tree, few changes since). Such a run is mostly start-up, and
+ * a child would double it (a second node process that loads every module again). A large or first sync,
+ * and a watch, keep the child: it works beside the source on another core, which pays once there is work.
+ */
+function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, log: OperationLog): boolean {
+  // MIRRORLOG_LOCAL_TARGET=child keeps the child always (the fault suite kills the target alone through it).
+  if (mode !== "sync" || spec.kind !== "local" || process.env.MIRRORLOG_LOCAL_TARGET === "child") return false;
+  const head = log.lastPosition();
+  return head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS;
 }
 
 /** Closes each (a failure does not stop the others) and returns the first failure, if any. */
@@ -505,15 +532,16 @@ export function resolvePair(src: string, dst: string, stateOption: string | unde
   return { sourceRoot, spec, targetKey, statePath };
 }
 
-/** A target process (local child or ssh) and the protocol client connected to it. */
+/** A target (a local child, ssh, or served in this process) and the protocol client connected to it. */
 export interface TargetProcess {
-  child: SpawnedTarget;
+  child: RunningTarget;
   client: StreamClient<Request, Response>;
 }
 
 /**
- * Starts `mirrorlog serve` for `spec` (locally or through ssh; read-only when `dryRun`) and completes
- * the handshake. The target's stderr is forwarded once connected; an unreachable target is a CliError.
+ * Starts the target for `spec` (read-only when `dryRun`): `mirrorlog serve` locally or through ssh, or, for
+ * a local `inProcess` target, served by this process (see serveInProcess). Then completes the handshake.
+ * The target's stderr is forwarded once connected; an unreachable target is a CliError.
  */
 export async function connectTarget(
   spec: TargetSpec,
@@ -529,28 +557,35 @@ export async function connectTarget(
     checksum?: boolean;
     /** Bytes per second written to the target at most. */
     bwlimit?: number;
+    /** Serve a local target in this process instead of a child (see targetInProcess). */
+    inProcess?: boolean;
   },
 ): Promise<TargetProcess> {
   // A dry run's target serves read-only: it creates neither the target directory nor its state file.
-  const serveArgs = (root: string) => [
-    "serve",
-    "--stdio",
-    `--root=${root}`,
-    ...(options.dryRun ? ["--dry-run"] : []),
-    ...(options.rebuildState ? [REBUILD_FLAG] : []),
-    ...(options.mkpath === false ? ["--no-mkpath"] : []),
-    ...(options.backupDir === undefined ? [] : [`--backup-dir=${options.backupDir}`]),
-    ...(options.checksum ? ["--checksum"] : []),
-  ];
+  const serveOptions = (root: string): ServeOptions => ({
+    root,
+    dryRun: options.dryRun,
+    rebuildState: options.rebuildState === true,
+    mkpath: options.mkpath !== false,
+    ...(options.backupDir === undefined ? {} : { backupDir: options.backupDir }),
+    checksum: options.checksum === true,
+  });
   // Interrupted meanwhile (a reconnect racing with SIGINT): no new target.
   const interrupted = interruptedBy();
   if (interrupted !== undefined) throw new CliError(`interrupted by ${interrupted}`, EXIT.interrupted);
   const targetStderr = new HeldStderr();
-  const child = spawnTarget(spec, {
-    localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
-    remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
-    forwardStderr: targetStderr,
-  });
+  let child: RunningTarget;
+  if (options.inProcess && spec.kind === "local") {
+    const { serveInProcess } = await import("./serve.js");
+    child = serveInProcess(serveOptions(spec.path), targetStderr);
+  } else {
+    const serveArgs = (root: string) => serveArgv(serveOptions(root));
+    child = spawnTarget(spec, {
+      localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
+      remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
+      forwardStderr: targetStderr,
+    });
+  }
   // SIGINT/SIGTERM/SIGHUP stop it (it cleans up and releases the lock): see interrupt.ts.
   trackTarget(child);
   let client: StreamClient<Request, Response>;
@@ -574,6 +609,20 @@ export async function connectTarget(
   }
   targetStderr.release();
   return { child, client };
+}
+
+/** The command line of `mirrorlog serve` (after the executable) that serves with `options`. */
+function serveArgv(options: ServeOptions): string[] {
+  return [
+    "serve",
+    "--stdio",
+    `--root=${options.root}`,
+    ...(options.dryRun ? ["--dry-run"] : []),
+    ...(options.rebuildState ? [REBUILD_FLAG] : []),
+    ...(options.mkpath === false ? ["--no-mkpath"] : []),
+    ...(options.backupDir === undefined ? [] : [`--backup-dir=${options.backupDir}`]),
+    ...(options.checksum ? ["--checksum"] : []),
+  ];
 }
 
 /** Closes the connection and lets the target exit by itself; only a stuck one is killed. */

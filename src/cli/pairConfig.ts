@@ -4,7 +4,7 @@
 // file is plain JSON a user may edit, and `watch` re-reads it on SIGHUP.
 import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { posix } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { CliError } from "./cliError.js";
 import { quoteText } from "./terminalText.js";
 

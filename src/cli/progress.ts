@@ -8,7 +8,8 @@
 // the walk planned but the target has not answered yet is subtracted. The percentage and the ETA count
 // work as bytes plus a fixed cost per file (workOf), at the rate of the last few seconds.
 import { lstat, readdir } from "node:fs/promises";
-import cliProgress from "cli-progress";
+import { createRequire } from "node:module";
+import type cliProgress from "cli-progress";
 import { onTerminalRestore } from "./interrupt.js";
 import { bytes, rate } from "./report.js";
 
@@ -60,6 +61,14 @@ export interface ProgressOptions {
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** Where to draw (default process.stderr). */
   stream?: NodeJS.WriteStream;
+}
+
+/**
+ * cli-progress, loaded when a display is first drawn rather than at start-up: most runs (--json, not a
+ * terminal) draw none and need not pay for loading it.
+ */
+function loadCliProgress(): typeof cliProgress {
+  return createRequire(import.meta.url)("cli-progress") as typeof cliProgress;
 }
 
 /** Redraws per second on a terminal. */
@@ -188,7 +197,7 @@ class TreeProgress implements ProgressDisplay {
     private readonly stream: NodeJS.WriteStream,
   ) {
     this.tty = stream.isTTY === true;
-    this.bar = new cliProgress.SingleBar({
+    this.bar = new (loadCliProgress().SingleBar)({
       stream,
       format: () => this.line(),
       hideCursor: true,

@@ -1,5 +1,6 @@
 import { existsSync, lstatSync, mkdirSync } from "node:fs";
 import { posix } from "node:path";
+import { PassThrough, type Readable, type Writable } from "node:stream";
 import { StateFileError } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
 import { type AppliedPosition, PROTOCOL_VERSION } from "../events/protocol.js";
@@ -9,10 +10,12 @@ import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { BackupDir, backupDirProblem } from "../replicator/backupDir.js";
 import { ReplicatorTarget } from "../replicator/target.js";
+import { diagnoseTarget, type RunningTarget, StderrTail, type TargetExit } from "../transport/sshCommand.js";
 import { serveStream, TransportError } from "../transport/streamConnection.js";
 import { rehashingIndex } from "./checksumIndex.js";
 import { CliError } from "./cliError.js";
 import { EXIT } from "./exitCodes.js";
+import { failureLine } from "./failureLine.js";
 import { onStopSignals } from "./interrupt.js";
 import { makeStateDirectory, openStateFile, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultTargetStatePath } from "./statePaths.js";
@@ -39,6 +42,16 @@ function targetStateError(error: StateFileError): CliError {
   return new CliError(`target ${stateFileAdvice(error)}`, STATE_UNUSABLE_EXIT);
 }
 
+/** Where a target talks and what it says: the streams carrying frames, and its human lines. */
+interface TargetIo {
+  /** Requests arrive here. */
+  input: Readable;
+  /** Frames only. */
+  output: Writable;
+  /** Problems and notices, line by line (the source forwards them). */
+  stderr: (text: string) => void;
+}
+
 /**
  * `mirrorlog serve --stdio --root DIR`: a target on stdin/stdout. stdout carries frames only;
  * anything human goes to stderr. Returns when the source closes the stream.
@@ -48,26 +61,101 @@ export async function serve(options: ServeOptions): Promise<void> {
   // before the state is saved and the lock released.
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
+  const io: TargetIo = {
+    input: process.stdin,
+    output: process.stdout,
+    stderr: (text) => process.stderr.write(text),
+  };
   // SIGINT, SIGTERM, SIGHUP: stop between requests (each is applied whole), then end as at the end of the
-  // input: unfinished uploads and the stash removed, state saved, lock released. Quietly: the source says why.
-  let interrupted = false;
-  const removeHandlers = onStopSignals(() => {
-    interrupted = true;
-    process.stdin.destroy();
-    process.stdout.destroy();
-  });
-  try {
-    await serveRoot(options);
-  } catch (error) {
-    if (!interrupted) throw error;
-  } finally {
-    removeHandlers();
-  }
-  if (interrupted) process.exitCode = EXIT.interrupted;
+  // input. Quietly: the source says why.
+  if (await serveUntilStopped(options, io, onStopSignals)) process.exitCode = EXIT.interrupted;
 }
 
-/** `serve` once its signals are handled: lock the root and serve it. */
-async function serveRoot(options: ServeOptions): Promise<void> {
+/**
+ * Serves the root on `io` until the input ends, or until asked to stop (through `onStop`: the streams are
+ * cut, the request at hand is finished, then everything ends as at the end of the input: unfinished
+ * uploads and the stash removed, state saved, lock released). Resolves true when it was stopped; a
+ * failure that is not the consequence of a stop is thrown.
+ */
+async function serveUntilStopped(
+  options: ServeOptions,
+  io: TargetIo,
+  onStop: (stop: () => void) => () => void,
+): Promise<boolean> {
+  let stopped = false;
+  const removeStop = onStop(() => {
+    stopped = true;
+    io.input.destroy();
+    io.output.destroy();
+  });
+  try {
+    await serveRoot(options, io);
+  } catch (error) {
+    if (!stopped) throw error;
+  } finally {
+    removeStop();
+  }
+  return stopped;
+}
+
+/**
+ * A local target served by this process, on its event loop, over in-memory streams carrying the same
+ * frames as a child's stdin/stdout. For a small job, where starting a second node process and loading
+ * every module again would be most of the run; the source decides (see mirror.ts). It ends like a child:
+ * `exited` carries the exit code serve would have (EXIT.interrupted once stopped), and a failure's one
+ * line is in its stderr (state-file failures are read from there).
+ */
+export function serveInProcess(options: ServeOptions, forwardStderr?: Writable): RunningTarget {
+  const toTarget = new PassThrough();
+  const fromTarget = new PassThrough();
+  const stderr = new StderrTail(forwardStderr);
+  const say = (text: string) => stderr.write(Buffer.from(text));
+  let stop: (() => void) | undefined;
+  let ended = false;
+  const exited = serveUntilStopped(options, { input: toTarget, output: fromTarget, stderr: say }, (stopNow) => {
+    stop = stopNow;
+    return () => {
+      stop = undefined;
+    };
+  }).then(
+    (stopped): TargetExit => ({ code: stopped ? EXIT.interrupted : EXIT.ok, signal: null }),
+    (error: unknown): TargetExit => {
+      const { line, exitCode } = failureLine(error);
+      say(line);
+      return { code: exitCode, signal: null };
+    },
+  );
+  // Ended as a process ends: what it wrote can still be read, then the client sees the end (a target that
+  // failed before its hello leaves the client nothing to wait for); what is written to it goes nowhere.
+  void exited.then(() => {
+    ended = true;
+    toTarget.destroy();
+    if (!fromTarget.destroyed && !fromTarget.writableEnded) fromTarget.end();
+  });
+  const description = "local target";
+  // Its whole life is on our event loop: asking it to stop is all there is (the lock goes with the process).
+  const kill = () => stop?.();
+  return {
+    input: fromTarget,
+    output: toTarget,
+    description,
+    exited,
+    stderrTail: () => stderr.text(),
+    diagnose: diagnoseTarget({
+      target: { kind: "local", path: options.root },
+      description,
+      command: "serve (in process)",
+      exited,
+      stderr,
+    }),
+    kill,
+    forceKill: kill,
+    running: () => !ended,
+  };
+}
+
+/** `serve` once its stop is handled: lock the root and serve it. */
+async function serveRoot(options: ServeOptions, io: TargetIo): Promise<void> {
   const root = posix.resolve(options.root);
   if (existsSync(root) && !lstatSync(root).isDirectory()) {
     throw new CliError(`target ${root} exists and is not a directory`);
@@ -91,7 +179,7 @@ async function serveRoot(options: ServeOptions): Promise<void> {
   // locked before anything is written: one source per target, however its path is spelled.
   const lock = options.dryRun ? undefined : lockTarget(root);
   try {
-    await serveLocked(options, root, statePath, lock);
+    await serveLocked(options, io, { root, statePath, lock });
   } finally {
     lock?.release();
   }
@@ -106,9 +194,8 @@ const FLUSH_INTERVAL_MS = Number(process.env.MIRRORLOG_FLUSH_INTERVAL_MS) || 200
 
 async function serveLocked(
   options: ServeOptions,
-  root: string,
-  statePath: string,
-  lock: TargetLock | undefined,
+  io: TargetIo,
+  { root, statePath, lock }: { root: string; statePath: string; lock: TargetLock | undefined },
 ): Promise<void> {
   let state: StateStore;
   if (options.dryRun) state = new StateStore();
@@ -123,7 +210,7 @@ async function serveLocked(
       );
       state = opened.value;
       if (opened.rebuilt !== undefined)
-        process.stderr.write(`mirrorlog serve: target ${opened.rebuilt}; rebuilding it from a scan\n`);
+        io.stderr(`mirrorlog serve: target ${opened.rebuilt}; rebuilding it from a scan\n`);
     } catch (error) {
       if (error instanceof StateFileError) throw targetStateError(error);
       throw error;
@@ -135,7 +222,7 @@ async function serveLocked(
   const failed = (error: unknown): never => {
     if (error instanceof StateFileError && stateFailure === undefined) {
       stateFailure = error;
-      process.stdin.destroy(error);
+      io.input.destroy(error);
     }
     throw error;
   };
@@ -150,7 +237,7 @@ async function serveLocked(
     },
   };
   const onProblem = (problem: { path: string; reason: string }) =>
-    process.stderr.write(`mirrorlog serve: ${escapeForDisplay(problem.path)}: ${escapeForDisplay(problem.reason)}\n`);
+    io.stderr(`mirrorlog serve: ${escapeForDisplay(problem.path)}: ${escapeForDisplay(problem.reason)}\n`);
   let fs: (FileSystem & { close?: () => void }) | undefined;
   let target: ReplicatorTarget | undefined;
   let failure: { error: unknown } | undefined;
@@ -175,7 +262,7 @@ async function serveLocked(
         serving.flushIfDue();
       } catch (error) {
         // The target refuses every later request; the source re-establishes with a new target.
-        process.stderr.write(`mirrorlog serve: ${describe(error)}\n`);
+        io.stderr(`mirrorlog serve: ${describe(error)}\n`);
       }
     }, FLUSH_INTERVAL_MS);
     flushTimer.unref();
@@ -184,11 +271,11 @@ async function serveLocked(
       options.dryRun && (request as { type?: unknown } | null)?.type === "apply"
         ? { type: "error" as const, code: "invalid-request" as const, message: "this target serves a dry run" }
         : serving.handleRequest(request);
-    await serveStream(process.stdin, process.stdout, {
+    await serveStream(io.input, io.output, {
       validateRequest: (value) => value, // the target validates every request with zod itself
       handle,
       version: PROTOCOL_VERSION,
-      onError: (error) => process.stderr.write(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
+      onError: (error) => io.stderr(`mirrorlog serve: ${(error as Error).message ?? String(error)}\n`),
     });
   } catch (error) {
     failure = { error };
@@ -201,7 +288,7 @@ async function serveLocked(
   } catch (error) {
     // Not flushed: the durable position stays where it was and the source replays from it. Leftover temps
     // are ordinary entries to the next session: its manifest lists them and the source removes them.
-    process.stderr.write(`mirrorlog serve: could not end the session cleanly: ${describe(error)}\n`);
+    io.stderr(`mirrorlog serve: could not end the session cleanly: ${describe(error)}\n`);
   }
   let closeFailure: unknown;
   try {

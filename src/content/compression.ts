@@ -1,4 +1,4 @@
-import zstd from "zstd-napi/binding.js";
+import { createRequire } from "node:module";
 
 /*
  * Literal compression with zstd. The encoder compresses only when it pays; the decoder treats
@@ -7,6 +7,20 @@ import zstd from "zstd-napi/binding.js";
  * moment the frame tries to produce one byte more (a decompression bomb costs the declared
  * size, never the inflated size). The frame header's content size is never trusted.
  */
+
+/** zstd-napi's binding, as `import zstd from "zstd-napi/binding.js"` would give it. */
+type Zstd = typeof import("zstd-napi/binding.js");
+
+let loadedZstd: Zstd | undefined;
+
+/**
+ * The zstd binding, loaded on first use: a run that compresses and decompresses nothing (a small job
+ * with no change) does not pay for loading the addon at start-up.
+ */
+function zstd(): Zstd {
+  loadedZstd ??= createRequire(import.meta.url)("zstd-napi/binding.js") as Zstd;
+  return loadedZstd;
+}
 
 /** How a literal's bytes are stored on the wire. */
 export type LiteralEncoding = "raw" | "zstd";
@@ -47,13 +61,13 @@ const MIN_COMPRESSIBLE_SIZE = 64;
  */
 const MAX_WINDOW_LOG = 24;
 
-let sharedCompressor: zstd.CCtx | undefined;
+let sharedCompressor: InstanceType<Zstd["CCtx"]> | undefined;
 
 /** Encodes literal bytes: zstd when the frame is strictly smaller, otherwise the bytes as they are. */
 export function encodeLiteral(bytes: Uint8Array, options: EncodeLiteralOptions = {}): EncodedLiteral {
   const raw: EncodedLiteral = { encoding: "raw", data: bytes, size: bytes.length };
   if (bytes.length < MIN_COMPRESSIBLE_SIZE) return raw;
-  sharedCompressor ??= new zstd.CCtx();
+  sharedCompressor ??= new (zstd().CCtx)();
   // Capacity of size - 1: the frame is only useful if strictly smaller, and zstd reports
   // "destination too small" (thrown) when it is not, which saves building a useless frame.
   const frame = new Uint8Array(bytes.length - 1);
@@ -92,8 +106,9 @@ export function decodeLiteral(encoded: EncodedLiteral, maxSize: number): Uint8Ar
 }
 
 function decompressCapped(frame: Uint8Array, size: number): Uint8Array {
-  const dctx = new zstd.DCtx();
-  dctx.setParameter(zstd.DParameter.windowLogMax, MAX_WINDOW_LOG);
+  const binding = zstd();
+  const dctx = new binding.DCtx();
+  dctx.setParameter(binding.DParameter.windowLogMax, MAX_WINDOW_LOG);
   const output = new Uint8Array(size);
   // Once the output is full, a one-byte probe catches any further output without allocating it.
   const probe = new Uint8Array(1);

@@ -64,7 +64,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxOperationsPerRequest: 10_000,
   maxOpenUploads: 64,
   maxStashEntries: 100_000,
-  manifestPageEntries: 20_000,
+  manifestPageEntries: 4_096,
   manifestPageBytes: 8 * MiB,
   sourceOperationsPerRequest: 8192,
   sourceRequestContentBytes: 8 * MiB,

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import type { Timestamp } from "../fs/fileSystem.js";
 import { relativePathProblem, symlinkTargetProblem } from "./paths.js";
 

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { z } from "zod";
+import * as z from "zod";
 import {
   type DetectedBy,
   DetectedBySchema,
@@ -12,6 +12,7 @@ import {
   PositionSchema,
 } from "./operation.js";
 import { type ApplyOutcome, ApplyOutcomeSchema } from "./protocol.js";
+import { sqliteNativeBinding } from "./sqliteBinding.js";
 
 /** Why a state file cannot be used: damaged bytes, a full file system, no access, I/O errors, another holder. */
 export type StateFileProblem = "damaged" | "full" | "unreadable" | "io" | "busy";
@@ -84,6 +85,18 @@ function isNearlyFull(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * SQLite's page cache per connection, in KiB. better-sqlite3's default (16 MiB) fills as a large tree's
+ * index and log are read and stays: 2 MiB keeps a state file's memory flat whatever the tree's size; the
+ * lookups of a whole-tree pass go in path order, so a small cache serves them as well.
+ */
+const PAGE_CACHE_KIB = 2048;
+
+/** Bounds the page cache of a state file's connection (see PAGE_CACHE_KIB). */
+export function boundPageCache(db: Database.Database): void {
+  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
 }
 
 /**
@@ -252,7 +265,7 @@ export class OperationLog {
     const readOnly = options.readOnly === true && path !== undefined && path !== ":memory:";
     let db: Database.Database | undefined;
     try {
-      db = readOnly ? openForReading(this.path) : new Database(this.path);
+      db = readOnly ? openForReading(this.path) : new Database(this.path, { nativeBinding: sqliteNativeBinding() });
       this.db = db;
       this.prepareFile(readOnly, options.verify === true);
     } catch (error) {
@@ -264,6 +277,7 @@ export class OperationLog {
   /** Creates or upgrades the schema (unless read-only), checks the file when asked, reads the head. */
   private prepareFile(readOnly: boolean, verify: boolean): void {
     const path = this.path;
+    boundPageCache(this.db);
     if (readOnly) {
       if (verify) checkStateFile(this.db, path);
       // Fails at once on a file that is not a log, instead of on the first query.
@@ -538,10 +552,10 @@ export class OperationLog {
 function openForReading(path: string): Database.Database {
   let db: Database.Database;
   try {
-    db = new Database(path, { fileMustExist: true });
+    db = new Database(path, { fileMustExist: true, nativeBinding: sqliteNativeBinding() });
   } catch (error) {
     if ((error as { code?: string }).code !== "SQLITE_CANTOPEN") throw error;
-    return new Database(path, { readonly: true, fileMustExist: true });
+    return new Database(path, { readonly: true, fileMustExist: true, nativeBinding: sqliteNativeBinding() });
   }
   db.pragma("query_only = ON");
   return db;

@@ -1,8 +1,8 @@
 import Database from "better-sqlite3";
-import { z } from "zod";
 import type { Chunk } from "../content/chunker.js";
-import { asStateFileError, checkStateFile } from "./operationLog.js";
+import { asStateFileError, boundPageCache, checkStateFile } from "./operationLog.js";
 import { type AppliedPosition, AppliedPositionSchema } from "./protocol.js";
+import { sqliteNativeBinding } from "./sqliteBinding.js";
 
 /** What the cheap change check remembers of a file: if size, mtime, ctime and inode match, the hash holds. */
 export interface IndexedFile {
@@ -22,6 +22,8 @@ export interface ContentIndex {
   pathsWithHash(hash: string): string[];
   /** Entries at or below `path`. */
   entriesBelow(path: string): [string, IndexedFile][];
+  /** Says which paths `get` is about to be asked for (a directory's files), so it can read them at once. */
+  prefetch?(paths: readonly string[]): void;
 }
 
 /** A ContentIndex in memory. */
@@ -72,33 +74,54 @@ export interface PositionStore {
   save(position: AppliedPosition): void;
 }
 
-const IndexRowSchema = z.object({
-  path: z.string(),
-  size: z.number(),
-  mtime_ms: z.number(),
-  ctime_ms: z.number(),
-  ino: z.number(),
-  hash: z.string(),
-});
-
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS file_index (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, ctime_ms REAL NOT NULL,
     ino INTEGER NOT NULL, hash TEXT NOT NULL) STRICT, WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS file_index_by_hash ON file_index (hash);
   CREATE TABLE IF NOT EXISTS chunk_lists (hash TEXT PRIMARY KEY, chunks BLOB NOT NULL) STRICT, WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS applied_position (
     id INTEGER PRIMARY KEY CHECK (id = 1), log_id TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL) STRICT;
 `;
 
 /**
+ * A source writes buffered index and chunk-list changes once this many wait, so its memory stays bounded
+ * (see `writeAheadAfter`).
+ */
+export const SOURCE_WRITE_AHEAD = 8192;
+
+/** A file_index row as SQLite returns it (STRICT columns: the types hold). */
+interface IndexRow {
+  size: number;
+  mtime_ms: number;
+  ctime_ms: number;
+  ino: number;
+  hash: string;
+}
+
+/**
  * A side's durable state beside the log: the persistent content index (so a restart scan does not
  * re-read unchanged files) and, on a target, the applied position. One SQLite file (WAL,
- * synchronous=FULL); index changes are buffered and written in one transaction by `flush`.
+ * synchronous=FULL). The index is looked up in the file, a directory's rows at a time, never loaded
+ * whole: memory does not grow with the tree. Changes are buffered and written in one transaction by
+ * `flush`, and on a source also once `writeAheadAfter` wait.
  */
-export class StateStore extends ContentIndexMap implements PositionStore {
+export class StateStore implements ContentIndex, PositionStore {
   private readonly db!: Database.Database;
+  /** Index changes not yet written: an entry, or null for a removal. */
   private readonly dirty = new Map<string, IndexedFile | null>();
+  /** Paths among `dirty` by their new hash. */
+  private readonly dirtyByHash = new Map<string, Set<string>>();
   private readonly dirtyChunks = new Map<string, Chunk[]>();
+  private readonly writeAheadAfter: number;
+  private readonly statements!: {
+    get: Database.Statement<[string], IndexRow>;
+    byHash: Database.Statement<[string], string>;
+    below: Database.Statement<[string, string, string], IndexRow & { path: string }>;
+    many: Database.Statement<[string], IndexRow & { path: string }>;
+  };
+  /** The rows of the last `prefetch` (null: no row), until a change or the next prefetch. */
+  private prefetched = new Map<string, IndexedFile | null>();
 
   /** The file (":memory:" in memory): every failure about it is a StateFileError naming it. */
   readonly path: string;
@@ -107,27 +130,106 @@ export class StateStore extends ContentIndexMap implements PositionStore {
    * Opens (or creates) the state file; undefined keeps it in memory. `verify` runs SQLite's quick_check
    * first. A file that cannot be used (damaged, full, unreadable) throws a StateFileError naming it.
    */
-  constructor(path?: string, options: { verify?: boolean } = {}) {
-    super();
+  /**
+   * `writeAheadAfter`: write buffered changes once this many wait, not only at `flush`. Only for a side
+   * whose rows describe files it does not write (a source: SOURCE_WRITE_AHEAD). A target's rows vouch for
+   * files whose bytes are durable only after its next file-system flush, so they must be committed with
+   * it (`save`), never ahead: after a power loss a torn file would otherwise pass for the hashed one.
+   */
+  constructor(path?: string, options: { verify?: boolean; writeAheadAfter?: number } = {}) {
     this.path = path ?? ":memory:";
+    this.writeAheadAfter = options.writeAheadAfter ?? Number.POSITIVE_INFINITY;
     let db: Database.Database | undefined;
     try {
-      db = new Database(this.path);
+      db = new Database(this.path, { nativeBinding: sqliteNativeBinding() });
       this.db = db;
+      boundPageCache(db);
       if (path !== undefined) {
         if (options.verify === true) checkStateFile(db, this.path);
         db.pragma("journal_mode = WAL");
         db.pragma("synchronous = FULL");
       }
       db.exec(SCHEMA);
-      for (const row of db.prepare("SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index").all()) {
-        const r = IndexRowSchema.parse(row);
-        super.set(r.path, { size: r.size, mtimeMs: r.mtime_ms, ctimeMs: r.ctime_ms, ino: r.ino, hash: r.hash });
-      }
+      this.statements = {
+        get: db.prepare("SELECT size, mtime_ms, ctime_ms, ino, hash FROM file_index WHERE path = ?"),
+        byHash: db.prepare<[string], string>("SELECT path FROM file_index WHERE hash = ?").pluck(),
+        below: db.prepare(
+          "SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index WHERE path = ? OR (path > ? AND path < ?)",
+        ),
+        many: db.prepare(
+          "SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index WHERE path IN (SELECT value FROM json_each(?))",
+        ),
+      };
     } catch (error) {
       db?.close();
       throw asStateFileError(error, this.path, true);
     }
+  }
+
+  get(path: string): IndexedFile | undefined {
+    const pending = this.dirty.has(path) ? this.dirty.get(path) : this.prefetched.get(path);
+    if (pending !== undefined) return pending ?? undefined;
+    const row = this.guarded(() => this.statements.get.get(path));
+    return row === undefined ? undefined : entryOf(row);
+  }
+
+  /** Records the state of `path` (written at the next flush). */
+  set(path: string, entry: IndexedFile): void {
+    this.markDirty(path, entry);
+  }
+
+  /** Forgets `path` (at the next flush). */
+  delete(path: string): void {
+    this.markDirty(path, null);
+  }
+
+  pathsWithHash(hash: string): string[] {
+    const stored = this.guarded(() => this.statements.byHash.all(hash)).filter((path) => !this.dirty.has(path));
+    return [...stored, ...(this.dirtyByHash.get(hash) ?? [])];
+  }
+
+  entriesBelow(path: string): [string, IndexedFile][] {
+    // "/" sorts just before "0": the paths below `path` are those strictly between "path/" and "path0".
+    const rows = this.guarded(() => this.statements.below.all(path, `${path}/`, `${path}0`));
+    const below: [string, IndexedFile][] = rows.filter((r) => !this.dirty.has(r.path)).map((r) => [r.path, entryOf(r)]);
+    const prefix = `${path}/`;
+    for (const [p, entry] of this.dirty) {
+      if (entry !== null && (p === path || p.startsWith(prefix))) below.push([p, entry]);
+    }
+    return below;
+  }
+
+  /**
+   * Reads the rows of `paths` in one statement (one call per directory instead of one per file: a
+   * statement costs more than the lookups it makes).
+   */
+  prefetch(paths: readonly string[]): void {
+    this.prefetched = new Map();
+    if (paths.length < 2) return;
+    for (const path of paths) this.prefetched.set(path, null);
+    for (const row of this.guarded(() => this.statements.many.all(JSON.stringify(paths)))) {
+      this.prefetched.set(row.path, entryOf(row));
+    }
+  }
+
+  private markDirty(path: string, entry: IndexedFile | null): void {
+    this.prefetched.delete(path);
+    const old = this.dirty.get(path);
+    if (old) {
+      const paths = this.dirtyByHash.get(old.hash);
+      paths?.delete(path);
+      if (paths?.size === 0) this.dirtyByHash.delete(old.hash);
+    }
+    this.dirty.set(path, entry);
+    if (entry !== null) {
+      let paths = this.dirtyByHash.get(entry.hash);
+      if (paths === undefined) {
+        paths = new Set();
+        this.dirtyByHash.set(entry.hash, paths);
+      }
+      paths.add(path);
+    }
+    if (this.dirty.size >= this.writeAheadAfter) this.flush();
   }
 
   /** Runs `work` against the file; SQLite's complaints about the file become StateFileErrors. */
@@ -137,19 +239,6 @@ export class StateStore extends ContentIndexMap implements PositionStore {
     } catch (error) {
       throw asStateFileError(error, this.path);
     }
-  }
-
-  /** Records the state of `path` (written at the next flush). */
-  override set(path: string, entry: IndexedFile): void {
-    super.set(path, entry);
-    this.dirty.set(path, entry);
-  }
-
-  /** Forgets `path` (at the next flush). */
-  override delete(path: string): void {
-    if (this.get(path) === undefined) return;
-    super.delete(path);
-    this.dirty.set(path, null);
   }
 
   /** The chunk list of a content version, as a delta's basis (a ChunkLists for the source). */
@@ -164,6 +253,7 @@ export class StateStore extends ContentIndexMap implements PositionStore {
     },
     set: (hash: string, chunks: Chunk[]): void => {
       this.dirtyChunks.set(hash, chunks);
+      if (this.dirtyChunks.size >= this.writeAheadAfter) this.flush();
     },
   };
 
@@ -187,6 +277,8 @@ export class StateStore extends ContentIndexMap implements PositionStore {
       })(),
     );
     this.dirty.clear();
+    this.dirtyByHash.clear();
+    this.prefetched = new Map(); // read before these rows were written
     this.dirtyChunks.clear();
   }
 
@@ -226,6 +318,10 @@ export class StateStore extends ContentIndexMap implements PositionStore {
       this.db.close();
     }
   }
+}
+
+function entryOf(row: IndexRow): IndexedFile {
+  return { size: row.size, mtimeMs: row.mtime_ms, ctimeMs: row.ctime_ms, ino: row.ino, hash: row.hash };
 }
 
 /** Packs a chunk list: per chunk its length (u32) and hash (32 bytes); offsets are the running sum. */

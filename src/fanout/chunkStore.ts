@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { type Chunk, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { decodeLiteral, encodeLiteral } from "../content/compression.js";
 import {

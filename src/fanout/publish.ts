@@ -7,7 +7,7 @@ import { makeStateDirectory, STATE_UNUSABLE_EXIT, stateFileAdvice } from "../cli
 import { stateDirectory, statePathProblem } from "../cli/statePaths.js";
 import { quoteText } from "../cli/terminalText.js";
 import { OperationLog, StateFileError } from "../events/operationLog.js";
-import { StateStore } from "../events/stateStore.js";
+import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import type { ChunkLists } from "../replicator/contentShipping.js";
 import { SourceSession } from "../replicator/sourceSession.js";
@@ -205,7 +205,7 @@ function openPublisherState(
   let log: OperationLog | undefined;
   try {
     log = new OperationLog(statePath, { verify: true });
-    const state = new StateStore(statePath);
+    const state = new StateStore(statePath, { writeAheadAfter: SOURCE_WRITE_AHEAD });
     log.describePair(sourceRoot, fanout);
     return { log, state };
   } catch (error) {

@@ -12,7 +12,7 @@ import {
   usernamePasswordAuthenticator,
 } from "@nats-io/transport-node";
 import { pack, unpack } from "msgpackr";
-import { z } from "zod";
+import * as z from "zod";
 import type { Chunk } from "../content/chunker.js";
 import { ContentHashSchema } from "../events/operation.js";
 import { LogIdSchema, ManifestEntrySchema } from "../events/protocol.js";

@@ -1,8 +1,8 @@
 import { enableMapSet, produce } from "immer";
 import type { Operation } from "../events/operation.js";
-import { segmentsOf } from "../events/paths.js";
+import { compareWalkOrder, parentOf as parentOfPath, segmentsOf } from "../events/paths.js";
 import type { ManifestEntry } from "../events/protocol.js";
-import { type DirNode, definedAttributes, emptyDir, type TreeNode } from "../events/tree.js";
+import { type DirNode, definedAttributes, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 
 enableMapSet();
 
@@ -133,19 +133,136 @@ export class ManifestTreeBuilder {
   }
 }
 
-/** The manifest of a tree: every entry, parents first, children by name (the inverse of treeFromManifest). */
+/**
+ * The manifest of a tree (the inverse of treeFromManifest), in the order every manifest follows: the root,
+ * then each directory's children together, by name, directories listed in walk order (`compareWalkOrder`),
+ * as the target's ManifestWalk lists them. A source adopts listings in that order as its walk reaches them.
+ */
 export function manifestFromTree(root: DirNode): ManifestEntry[] {
   const entries: ManifestEntry[] = [manifestEntryOf(root, "")];
   const visit = (dir: DirNode, prefix: string): void => {
+    const dirs: [DirNode, string][] = [];
     for (const name of [...dir.children.keys()].sort()) {
       const node = dir.children.get(name)!;
       const path = prefix === "" ? name : `${prefix}/${name}`;
       entries.push(manifestEntryOf(node, path));
-      if (node.kind === "dir") visit(node, path);
+      if (node.kind === "dir") dirs.push([node, path]);
     }
+    for (const [node, path] of dirs) visit(node, path);
   };
   visit(root, "");
   return entries;
+}
+
+/**
+ * A manifest read page by page and handed out one directory listing at a time, in walk order, as a
+ * whole-tree walk reaches each directory: the source never holds the target's whole tree at once.
+ * Each listing is complete once an entry of a later directory (or the last page) has arrived.
+ */
+export class ManifestListings {
+  /** Entries taken so far: the offset of the next page. */
+  received = 0;
+  complete = false;
+  /** The root's own entry, until taken. */
+  root: ManifestEntry | undefined;
+  /** Listings not yet taken, in walk order; the last one may still grow. */
+  private readonly pending: { dir: string; entries: ManifestEntry[] }[] = [];
+  /** The directory of the latest listing: each new one must come after it. */
+  private latest: string | undefined;
+
+  /** Adds one page. A manifest out of walk order (a broken or hostile target) is refused. */
+  add(entries: readonly ManifestEntry[], complete: boolean): void {
+    for (const entry of entries) {
+      this.received += 1;
+      if (entry.path === "") {
+        if (this.received !== 1) throw new ManifestOrderError(`the root's entry came at position ${this.received}`);
+        this.root = entry;
+        continue;
+      }
+      const dir = parentOfPath(entry.path);
+      if (dir !== this.latest) {
+        if (this.latest !== undefined && compareWalkOrder(dir, this.latest) <= 0) {
+          throw new ManifestOrderError(`${JSON.stringify(dir)} was listed after ${JSON.stringify(this.latest)}`);
+        }
+        this.latest = dir;
+        this.pending.push({ dir, entries: [] });
+      }
+      this.pending.at(-1)!.entries.push(entry);
+    }
+    this.complete = complete;
+  }
+
+  /** True when every listing up to `dir` (in walk order) has arrived whole. */
+  readyFor(dir: string): boolean {
+    return this.complete || (this.latest !== undefined && compareWalkOrder(this.latest, dir) > 0);
+  }
+
+  /** The listings not taken yet (the last may still grow). */
+  queued(): readonly { dir: string; entries: readonly ManifestEntry[] }[] {
+    return this.pending;
+  }
+
+  /** Takes the listings of the directories up to `dir` in walk order that have arrived whole. */
+  takeUpTo(dir: string): { dir: string; entries: ManifestEntry[] }[] {
+    let count = 0;
+    while (
+      count < this.pending.length &&
+      compareWalkOrder(this.pending[count]!.dir, dir) <= 0 &&
+      (this.complete || count < this.pending.length - 1 || compareWalkOrder(this.latest!, dir) > 0)
+    ) {
+      count++;
+    }
+    return this.pending.splice(0, count);
+  }
+}
+
+/**
+ * Folds whole directory listings into the tree: each fills the children of its directory, if the tree
+ * holds that directory; entries `keep` rejects are left out. Returns the new tree, the nodes added, and
+ * the nodes of the listings dropped because the tree no longer holds their directory (planned away, or
+ * below an excluded one): what the target still holds there, or set aside when it removed it.
+ */
+export function adoptListings(
+  tree: DirNode,
+  listings: readonly { dir: string; entries: readonly ManifestEntry[] }[],
+  keep: (entry: ManifestEntry) => boolean = () => true,
+): { tree: DirNode; adopted: TreeNode[]; dropped: TreeNode[] } {
+  const adopted: TreeNode[] = [];
+  const dropped: TreeNode[] = [];
+  const next = produce(tree, (draft) => {
+    for (const listing of listings) {
+      const node = nodeAt(draft as DirNode, listing.dir);
+      for (const entry of listing.entries) {
+        const child: TreeNode = entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry);
+        if (node?.kind !== "dir") dropped.push(child);
+        else if (keep(entry)) {
+          node.children.set(entry.path.slice(entry.path.lastIndexOf("/") + 1), child);
+          adopted.push(child);
+        }
+      }
+    }
+  });
+  return { tree: next, adopted, dropped };
+}
+
+/** The tree without the files and symlinks directly in `dir` (its subdirectories, and unknown paths, stay). */
+export function withoutFilesOf(tree: DirNode, dir: string): DirNode {
+  const node = nodeAt(tree, dir);
+  if (node?.kind !== "dir") return tree;
+  const isFile = (child: TreeNode) => child.kind === "file" || child.kind === "symlink";
+  if (![...node.children.values()].some(isFile)) return tree;
+  return produce(tree, (draft) => {
+    const target = nodeAt(draft as DirNode, dir) as DirNode;
+    for (const [name, child] of target.children) if (isFile(child)) target.children.delete(name);
+  });
+}
+
+/** A target's manifest that does not follow walk order cannot be adopted listing by listing. */
+export class ManifestOrderError extends Error {
+  override readonly name = "ManifestOrderError";
+  constructor(detail: string) {
+    super(`target's manifest is out of order: ${detail}`);
+  }
 }
 
 /** The manifest entry of one node (a directory without its children). */

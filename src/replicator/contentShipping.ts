@@ -3,6 +3,7 @@ import { type Chunk, DELTA_MIN_SIZE, replicationChunking } from "../content/chun
 import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
 import { planDelta } from "../content/delta.js";
+import { HashCounts } from "../content/hashCounts.js";
 import { DEFAULT_LIMITS } from "../events/limits.js";
 import type { WriteFile } from "../events/operation.js";
 import type { ContentSplit } from "../events/operationLog.js";
@@ -61,7 +62,7 @@ const COMPRESSION_PROBE_EVERY = 16;
 export class ContentShipping {
   readonly totals: ContentBytes = { literal: 0, compressed: 0, matched: 0, reused: 0 };
   /** How many files of each content the target holds, by hash (from its manifest and our operations). */
-  private readonly held = new Map<string, number>();
+  private readonly held = new HashCounts();
   /** Content the target set aside when this session removed it (it keeps it for reuse until the session ends). */
   private readonly stashed = new Set<string>();
   /** Content the target turned out not to hold after all: never referenced again this session. */
@@ -90,12 +91,10 @@ export class ContentShipping {
    * Counts the files of a subtree as held by the target, or with -1 as gone from their paths; `stashed`
    * says the target set them aside (it does so for what it removes, not for a file overwritten in place).
    */
-  countHeld(node: TreeNode | undefined, delta: 1 | -1, stashed = false): void {
+  countHeld(node: TreeNode | undefined, delta: 1 | 0 | -1, stashed = false): void {
     if (node === undefined) return;
     if (node.kind === "file") {
-      const count = (this.held.get(node.hash) ?? 0) + delta;
-      if (count > 0) this.held.set(node.hash, count);
-      else this.held.delete(node.hash);
+      if (delta !== 0) this.held.add(node.hash, delta);
       if (stashed) this.stashed.add(node.hash);
     } else if (node.kind === "dir") {
       for (const child of node.children.values()) this.countHeld(child, delta, stashed);
@@ -326,7 +325,7 @@ export class ContentShipping {
   }
 
   private targetHolds(hash: string): boolean {
-    return !this.missing.has(hash) && ((this.held.get(hash) ?? 0) > 0 || this.stashed.has(hash));
+    return !this.missing.has(hash) && (this.held.get(hash) > 0 || this.stashed.has(hash));
   }
 
   private dropContent(path: string): void {

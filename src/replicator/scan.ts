@@ -133,6 +133,7 @@ function scanDir(
         .listDir(absolute)
         .sort()
         .map((name) => ({ name }));
+  options.index?.prefetch?.(listing.filter((e) => e.stat?.kind === "file").map((e) => childOf(path, e.name)));
   for (const { name, stat } of listing) {
     const child = childOf(path, name);
     const problem = relativePathProblem(child);

@@ -2,7 +2,7 @@ import { posix } from "node:path";
 import { DEFAULT_LIMITS } from "../events/limits.js";
 import { type AttributeKey, type DetectedBy, type Operation, OperationSchema } from "../events/operation.js";
 import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
-import { childOf, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
+import { childOf, compareWalkOrder, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
 import { operationOf, planChanges } from "../events/plan.js";
 import {
   type ApplyEntry,
@@ -20,7 +20,15 @@ import {
 import type { ContentIndex } from "../events/stateStore.js";
 import { attributesMatch, type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
-import { foldExpectedTree, ManifestTreeBuilder } from "../projections/expectedTree.js";
+import {
+  adoptListings,
+  foldExpectedTree,
+  ManifestListings,
+  ManifestOrderError,
+  ManifestTreeBuilder,
+  nodeOf,
+  withoutFilesOf,
+} from "../projections/expectedTree.js";
 import {
   type ChunkLists,
   type ContentBasis,
@@ -73,6 +81,12 @@ export interface SourceSessionOptions {
   preserveGroup?: boolean;
   /** Keep hard-link groups as links on the target (rsync -H). */
   hardLinks?: boolean;
+  /**
+   * A one-shot run (no watches): once a whole-tree walk has planned a directory, the expected tree keeps
+   * its subdirectories but forgets its files (`forgetFilesOf`), so memory does not grow with the tree.
+   * Ignored with `hardLinks` (other names of a group are looked up in the tree) and with watches.
+   */
+  oneShot?: boolean;
 }
 
 /** The target refused a whole request (position gap, stale epoch, ...): the session must be re-established. */
@@ -152,6 +166,10 @@ export class SourceSession {
   private expected: DirNode = emptyDir();
   /** The target's manifest being read, built into a tree page by page. */
   private manifest = new ManifestTreeBuilder();
+  /** ...or, after `streamManifest`, handed out listing by listing as a whole-tree walk reaches each directory. */
+  private listings: ManifestListings | undefined;
+  /** Directories a streamed pass removed before their listings came (their content may be reused). */
+  private removedUnlisted: string[] = [];
   /** Whether the opening hello started a new epoch (nothing to resume). */
   private openedNewEpoch = false;
   private readonly pending = new Map<number, PendingEntry>();
@@ -201,6 +219,7 @@ export class SourceSession {
   /** Starts a new epoch (continuity with the target cannot be proven) and returns the hello to send. */
   beginEpoch(reason: string, atLeast = 0): HelloRequest {
     const epoch = this.log.startEpoch(reason, this.now(), atLeast);
+    this.listings = undefined;
     this.pending.clear();
     this.unlogged = [];
     return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch };
@@ -212,6 +231,7 @@ export class SourceSession {
    */
   openingHello(): HelloRequest {
     const head = this.log.lastPosition();
+    this.listings = undefined;
     this.openedNewEpoch = head.epoch === 0;
     if (this.openedNewEpoch) return this.beginEpoch("new log: first session");
     return { type: "hello", version: PROTOCOL_VERSION, logId: this.log.logId, epoch: head.epoch };
@@ -276,15 +296,107 @@ export class SourceSession {
 
   /** The request for the next page of the target's manifest. */
   manifestRequest(): ManifestRequest {
-    return { type: "manifest", offset: this.manifest.received };
+    return { type: "manifest", offset: this.listings?.received ?? this.manifest.received };
+  }
+
+  /**
+   * Reads the target's manifest listing by listing from now on: a whole-tree walk adopts each directory's
+   * listing as it reaches it (`manifestReadyFor`, `adoptListingsUpTo`), so neither the manifest nor,
+   * with `oneShot`, the expected tree is ever held whole. The expected tree starts empty.
+   */
+  streamManifest(): void {
+    this.listings = new ManifestListings();
+    this.removedUnlisted = [];
+    this.manifest = new ManifestTreeBuilder();
+    this.expected = emptyDir();
+    this.shipping.resetTarget();
+  }
+
+  /** Ends a streamed manifest (the walk is over): listings not taken are dropped, later manifests are read whole. */
+  endManifestStream(): void {
+    this.listings = undefined;
+  }
+
+  /**
+   * How far (walk order) the streamed manifest must be read before planned writes ship, or undefined:
+   * past every directory the pass removed before its listing came (one renamed to a name the walk
+   * reaches first). The target sets removed files aside, so the renamed ones reuse them instead of
+   * travelling again; what their listings say is counted here. Listings read meanwhile stay queued.
+   */
+  manifestNeededBeforeShipping(): string | undefined {
+    const listings = this.listings;
+    if (listings === undefined || this.removedUnlisted.length === 0) return undefined;
+    const removed = this.removedUnlisted;
+    for (const listing of listings.queued()) {
+      if (!removed.some((dir) => isAtOrBelow(dir, listing.dir))) continue;
+      for (const entry of listing.entries) if (entry.kind === "file") this.shipping.countHeld(nodeOf(entry), 0, true);
+    }
+    // Past all of a directory's subtree: after its last possible descendant.
+    const pastSubtree = (dir: string) => `${dir}/\uffff`;
+    this.removedUnlisted = removed.filter((dir) => !listings.readyFor(pastSubtree(dir)));
+    let last: string | undefined;
+    for (const dir of this.removedUnlisted) if (last === undefined || compareWalkOrder(dir, last) > 0) last = dir;
+    return last === undefined ? undefined : pastSubtree(last);
+  }
+
+  /** True when the listings up to `dir` (walk order) have arrived, or the manifest is not streamed. */
+  manifestReadyFor(dir: string): boolean {
+    return this.listings?.readyFor(dir) ?? true;
+  }
+
+  /**
+   * Folds the listings of the directories up to `dir` (walk order) into the expected tree, those of
+   * directories it still holds (one the walk planned away, or that the source excludes, is dropped).
+   */
+  adoptListingsUpTo(dir: string): void {
+    const listings = this.listings;
+    if (listings === undefined) return;
+    const root = listings.root;
+    if (root !== undefined && root.kind === "dir") {
+      listings.root = undefined;
+      this.expected = { ...nodeOf(root), children: this.expected.children } as DirNode;
+    }
+    const taken = listings.takeUpTo(dir);
+    if (taken.length === 0) return;
+    const isExcluded = this.options.isExcluded;
+    const { tree, adopted, dropped } = adoptListings(
+      this.expected,
+      taken,
+      isExcluded === undefined ? undefined : (e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"),
+    );
+    this.expected = tree;
+    for (const child of adopted) this.shipping.countHeld(child, 1);
+    // A directory the walk removed before its listing came (a renamed one): the target set its files
+    // aside for reuse, as it does with every removal, so they are not sent again under the new name.
+    for (const child of dropped) this.shipping.countHeld(child, 0, true);
+  }
+
+  /**
+   * With `oneShot`, forgets the files and symlinks of a directory the walk has planned (its
+   * subdirectories stay: later plans start from them); a path planned again later (a retry) is then
+   * written whole, as if the target lacked it.
+   */
+  forgetFilesOf(dir: string): void {
+    if (!this.options.oneShot || this.options.hardLinks || this.options.onWatchEvent !== undefined) return;
+    this.expected = withoutFilesOf(this.expected, dir);
   }
 
   /**
    * Takes one page of the target's manifest; on the last page the manifest becomes the expected tree
    * (excluded paths left out: they are never touched). Returns true once the manifest is complete.
+   * After `streamManifest` pages are only queued, for `adoptListingsUpTo`.
    */
   acceptManifest(response: Response): boolean {
     const page = this.expectType(response, "manifest");
+    if (this.listings !== undefined) {
+      try {
+        this.listings.add(page.entries, page.complete);
+      } catch (error) {
+        if (error instanceof ManifestOrderError) throw new SessionRefusedError("invalid-request", error.message);
+        throw error;
+      }
+      return page.complete;
+    }
     const isExcluded = this.options.isExcluded;
     // Each page goes into the tree as it arrives: the manifest's entries are never all held at once.
     if (isExcluded === undefined) this.manifest.add(page.entries);
@@ -370,6 +482,9 @@ export class SourceSession {
     const operations = this.valid(planned);
     for (const operation of operations) {
       const pending = this.pendingFor(operation);
+      // A directory removed before its listing came: its files are set aside by the target (see manifestNeededBeforeShipping).
+      if (this.listings !== undefined && pending.beforeKind === "dir" && operation.type !== "ensureDir")
+        this.removedUnlisted.push(operation.path);
       this.unlogged.push({ operation, detectedBy, pending });
       const bytes = pending.needsContent ? scan.contents.get(operation.path) : undefined;
       if (bytes !== undefined) this.shipping.keepContent(operation.path, bytes);

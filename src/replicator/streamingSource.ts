@@ -29,6 +29,12 @@ export interface StreamingSourceOptions {
   onProgress?: (progress: ShipProgress) => void;
   /** Told about failures of background work (watch-triggered shipping). */
   onError?: (error: unknown) => void;
+  /**
+   * Whether this pass must read the target's whole manifest before planning anything (the CLI's deletion
+   * guard judges a first sync into a non-empty target from it). Otherwise listings are read as the walk
+   * reaches them.
+   */
+  wholeManifestFirst?: () => boolean;
 }
 
 /**
@@ -51,7 +57,9 @@ const MAX_REESTABLISH = 2;
 const BUFFER_ENTRIES = 4096;
 /** ...so that one request, and one flush on the target, covers many files. */
 const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
-/** Directories read ahead while the target is still listing itself (their small files' bytes are kept). */
+/** Longest stretch of synchronous walking before responses get a turn. */
+const TURN_MS = 10;
+/** Directories read ahead while the handshake is answered (their small files' bytes are kept). */
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
 const PRESCAN_BYTES = 32 * 1024 * 1024;
@@ -81,6 +89,8 @@ export class StreamingSource {
   private inFlightBytes = 0;
   private retryPaths: string[] = [];
   private refused: SessionRefusedError | undefined;
+  /** The next page of a streamed manifest, asked for ahead of need so the target lists while we plan. */
+  private nextManifestPage: Promise<Response> | undefined;
 
   constructor(
     readonly session: SourceSession,
@@ -110,14 +120,17 @@ export class StreamingSource {
     this.buffer = [];
     this.retryPaths = [];
     this.refused = undefined;
+    this.nextManifestPage = undefined;
     this.pendingHints.clear();
     // A log that has sessions behind it is resumed after a restart: what changed meanwhile is a restart scan.
     const detectedBy: DetectedBy = this.session.log.lastPosition().epoch === 0 ? "initial" : "restart";
     let why = newEpochReason;
     for (let attempt = 0; ; attempt++) {
-      // The source is read while the target lists itself; planning starts once its manifest is in.
+      // The source is read while the handshake runs; each directory is planned once its listing is in.
       await this.walk("", attempt === 0 ? detectedBy : "rescan", this.handshake(why));
       await this.drain(true);
+      this.session.endManifestStream();
+      this.nextManifestPage = undefined;
       // Set while the pass ran (a response may refuse it); the reset above does not hold across awaits.
       const refused = this.refused as SessionRefusedError | undefined;
       if (refused === undefined) break;
@@ -196,9 +209,42 @@ export class StreamingSource {
     } else {
       this.session.acceptHello(await this.connection.request(this.session.beginEpoch(reason)));
     }
+    // Replayed operations fold over the whole manifest; otherwise listings are read as the walk needs them.
+    if (replay.length === 0 && this.options.wholeManifestFirst?.() !== true) {
+      this.session.streamManifest();
+      return;
+    }
     while (!this.session.acceptManifest(await this.connection.request(this.session.manifestRequest()))) {}
     this.session.adoptReplay(replay);
     this.enqueue(replay);
+  }
+
+  /**
+   * Reads the streamed manifest up to `dir` (walk order) and adopts those listings; keeps one page asked
+   * for ahead, so the target lists the next directories while this side plans.
+   */
+  private async adoptListings(dir: string): Promise<void> {
+    await this.readManifestTo(dir);
+    this.session.adoptListingsUpTo(dir);
+  }
+
+  /** Reads the streamed manifest until the listings up to `dir` (walk order) are in. */
+  private async readManifestTo(dir: string): Promise<void> {
+    while (!this.session.manifestReadyFor(dir)) {
+      const page = this.nextManifestPage ?? this.connection.request(this.session.manifestRequest());
+      this.nextManifestPage = undefined;
+      if (this.session.acceptManifest(await page)) break;
+      const ahead = this.connection.request(this.session.manifestRequest());
+      ahead.catch(() => {}); // awaited on the next call; a connection lost meanwhile surfaces there
+      this.nextManifestPage = ahead;
+    }
+  }
+
+  /** Plans one directory level the walk read, against its listing, and lets a one-shot run forget its files. */
+  private async planLevel(dir: string, scan: ScanResult, detectedBy: DetectedBy): Promise<void> {
+    await this.adoptListings(dir);
+    this.session.planScanned(dir, scan, detectedBy, false);
+    this.session.forgetFilesOf(dir);
   }
 
   /**
@@ -212,6 +258,7 @@ export class StreamingSource {
     });
     handshake.catch(() => {}); // awaited below; a rejection is handled there
     let scanned: { dir: string; scan: ScanResult }[] = [];
+    let lastTurn = performance.now();
     let scannedBytes = 0;
     const stack = [root];
     while (stack.length > 0 && this.refused === undefined) {
@@ -222,18 +269,23 @@ export class StreamingSource {
       stack.push(...childDirs(scan.node, dir).reverse());
       if (handshakeDone || scanned.length >= PRESCAN_LIMIT || scannedBytes >= PRESCAN_BYTES) {
         await handshake;
-        for (const level of scanned) this.session.planScanned(level.dir, level.scan, detectedBy, false);
+        for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
         scanned = [];
         scannedBytes = 0;
         const planned = this.session.unloggedSize();
         if (planned.operations >= BUFFER_ENTRIES || planned.contentBytes >= BUFFER_CONTENT_BYTES)
           await this.sendBuffer();
       }
-      // Let responses and pipe writes through between directories: scanning is synchronous.
-      await nextTurn();
+      // Let responses and pipe writes through between directories (scanning is synchronous), every few
+      // milliseconds rather than after each one: the file system's directory handles live until the turn
+      // ends, so a turn over several directories opens their shared ancestors once, not once each.
+      if (performance.now() - lastTurn >= TURN_MS) {
+        await nextTurn();
+        lastTurn = performance.now();
+      }
     }
     await handshake;
-    for (const level of scanned) this.session.planScanned(level.dir, level.scan, detectedBy, false);
+    for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
   }
 
   private enqueue(entries: readonly LogEntry[]): void {
@@ -243,6 +295,11 @@ export class StreamingSource {
 
   /** Logs what is planned and sends it with what is buffered, waiting for the oldest response whenever the window is full. */
   private async sendBuffer(): Promise<void> {
+    // A directory removed before its listing came may hold what the planned writes carry (a rename).
+    for (let upTo = this.session.manifestNeededBeforeShipping(); upTo !== undefined; ) {
+      await this.readManifestTo(upTo);
+      upTo = this.session.manifestNeededBeforeShipping();
+    }
     this.enqueue(this.session.logPlanned());
     const entries = this.buffer;
     this.buffer = [];

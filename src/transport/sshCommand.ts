@@ -219,26 +219,89 @@ export interface TargetExit {
   error?: Error;
 }
 
-/** A running target child and the streams to talk to it. */
-export interface SpawnedTarget {
-  child: ChildProcess;
-  /** What the target writes: its stdout, carrying frames only. */
+/** A running target, whatever runs it (a local child, ssh, or this process): its streams and how it ends. */
+export interface RunningTarget {
+  /** What the target writes: frames only. */
   input: Readable;
-  /** What we write to the target: its stdin. */
+  /** What we write to the target. */
   output: Writable;
   /** "ssh root@host" or "local target": for messages. */
   description: string;
-  /** Settles when the child exits or fails to start; never rejects. */
+  /** Settles when the target has ended (or failed to start); never rejects. */
   exited: Promise<TargetExit>;
-  /** The last STDERR_TAIL_BYTES of the child's stderr, trimmed. */
+  /** The last STDERR_TAIL_BYTES of what the target said on stderr, trimmed. */
   stderrTail(): string;
-  /** Waits briefly for the child to exit, then explains how it ended (for TransportError messages). */
+  /** Waits briefly for the target to end, then explains how it ended (for TransportError messages). */
   diagnose(): Promise<string | undefined>;
-  /** Stops the child (SIGTERM); for ssh this closes the remote session. */
+  /** Asks it to stop (SIGTERM for a process): it finishes the request at hand, cleans up, releases the target. */
   kill(): void;
+  /** Ends it without waiting for its cleanup (SIGKILL for a process), when asking was not enough. */
+  forceKill(): void;
+  /** True until it has ended. */
+  running(): boolean;
 }
 
+/** A target run by a child process (a local `mirrorlog serve`, or ssh). */
+export interface SpawnedTarget extends RunningTarget {
+  child: ChildProcess;
+}
+
+/**
+ * What a target says on stderr: copied on to `forward` as it arrives, and its last STDERR_TAIL_BYTES
+ * kept for error messages.
+ */
+export class StderrTail {
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(private readonly forward?: Writable) {}
+
+  /** Takes the next piece of the target's stderr. */
+  write(chunk: Buffer): void {
+    this.forward?.write(chunk);
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    while (this.chunks.length > 1 && this.bytes - this.chunks[0]!.length >= STDERR_TAIL_BYTES) {
+      this.bytes -= this.chunks.shift()!.length;
+    }
+  }
+
+  /** The last STDERR_TAIL_BYTES said, trimmed. */
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return all
+      .subarray(Math.max(0, all.length - STDERR_TAIL_BYTES))
+      .toString("utf8")
+      .trim();
+  }
+}
+
+/** How long a diagnosis waits for the target to end. */
 const EXIT_WAIT_MS = 1_500;
+
+/**
+ * A target's `diagnose`: waits up to EXIT_WAIT_MS for it to end, then explains how it ended (or that it
+ * is still running) in the words of describeTargetExit.
+ */
+export function diagnoseTarget(facts: {
+  target: TargetSpec;
+  description: string;
+  command: string;
+  exited: Promise<TargetExit>;
+  stderr: StderrTail;
+}): () => Promise<string | undefined> {
+  return async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      facts.exited,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), EXIT_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return describeTargetExit({ ...facts, exit: ended, stderr: facts.stderr.text() });
+  };
+}
 
 /** Spawns the process serving a target: a local child, or ssh running the remote command. */
 export function spawnTarget(spec: string | TargetSpec, options: SpawnTargetOptions): SpawnedTarget {
@@ -258,23 +321,8 @@ export function spawnTarget(spec: string | TargetSpec, options: SpawnTargetOptio
   }
 
   const child = spawn(argv.file, argv.args, { stdio: ["pipe", "pipe", "pipe"], env, shell: false });
-  const stderrChunks: Buffer[] = [];
-  let stderrBytes = 0;
-  child.stderr!.on("data", (chunk: Buffer) => {
-    options.forwardStderr?.write(chunk);
-    stderrChunks.push(chunk);
-    stderrBytes += chunk.length;
-    while (stderrChunks.length > 1 && stderrBytes - stderrChunks[0]!.length >= STDERR_TAIL_BYTES) {
-      stderrBytes -= stderrChunks.shift()!.length;
-    }
-  });
-  const stderrTail = (): string => {
-    const all = Buffer.concat(stderrChunks);
-    return all
-      .subarray(Math.max(0, all.length - STDERR_TAIL_BYTES))
-      .toString("utf8")
-      .trim();
-  };
+  const stderr = new StderrTail(options.forwardStderr);
+  child.stderr!.on("data", (chunk: Buffer) => stderr.write(chunk));
 
   let exit: TargetExit | undefined;
   const exited = new Promise<TargetExit>((resolve) => {
@@ -291,18 +339,7 @@ export function spawnTarget(spec: string | TargetSpec, options: SpawnTargetOptio
   // The streams are the client's to watch; these only stop an EPIPE after the client left from crashing us.
   child.stdin!.on("error", () => {});
   child.stdout!.on("error", () => {});
-
-  const diagnose = async (): Promise<string | undefined> => {
-    let timer: NodeJS.Timeout | undefined;
-    const ended = await Promise.race([
-      exited,
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), EXIT_WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    return describeTargetExit({ target, description, command: argv.file, exit: ended, stderr: stderrTail() });
-  };
+  const running = () => child.exitCode === null && child.signalCode === null;
 
   return {
     child,
@@ -310,11 +347,15 @@ export function spawnTarget(spec: string | TargetSpec, options: SpawnTargetOptio
     output: child.stdin!,
     description,
     exited,
-    stderrTail,
-    diagnose,
+    stderrTail: () => stderr.text(),
+    diagnose: diagnoseTarget({ target, description, command: argv.file, exited, stderr }),
     kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      if (running()) child.kill("SIGTERM");
     },
+    forceKill: () => {
+      if (running()) child.kill("SIGKILL");
+    },
+    running,
   };
 }
 

@@ -28,12 +28,15 @@ const PHASE_MARKER = /^mirrorlog: phase \S+$/;
 const INTERRUPTED_LINE =
   /^mirrorlog: interrupted by (SIGINT|SIGTERM|SIGHUP); ".*" is partly updated, run again to finish$/;
 
-/** A source big enough that each phase lasts: a few hundred small files, and large ones sent as uploads. */
+/**
+ * A source big enough that each phase lasts: a few hundred small files, and large ones sent as uploads.
+ * Again on a populated source: every file gets new content.
+ */
 function populate(ws: Workspace): void {
   for (let i = 0; i < 2; i++) writeFileSync(join(ws.src, `large-${i}.bin`), randomBytes(6 * 1024 * 1024));
   for (let d = 0; d < 6; d++) {
     const dir = join(ws.src, `dir-${d}`);
-    mkdirSync(dir);
+    mkdirSync(dir, { recursive: true });
     for (let f = 0; f < 80; f++) writeFileSync(join(dir, `file-${f}`), randomBytes(4096));
   }
 }
@@ -83,34 +86,48 @@ const SYNC_PHASES: { phase: string; hold: boolean; signal: NodeJS.Signals }[] = 
   { phase: "final", hold: true, signal: "SIGHUP" }, // everything sent; the target's last flush and exit
 ];
 
+/**
+ * Runs `sync SRC DST` until it reaches `phase` (held there when `hold`), checks where its target runs (a
+ * serve child, or this process: none), sends `signal`, and checks the ending: exit 20 with one line, no
+ * serve, no temps, the lock free.
+ */
+async function interruptSync(
+  ws: Workspace,
+  dst: string,
+  { phase, hold, signal }: (typeof SYNC_PHASES)[number],
+  target: "child" | "in process",
+): Promise<void> {
+  const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1", ...(hold ? { MIRRORLOG_TEST_HOLD: phase } : {}) };
+  const run = spawnMirrorlog(["sync", ws.src, dst], env);
+  await pollUntil(() => run.stderr().includes(`mirrorlog: phase ${phase}\n`), {
+    deadlineMs: 30_000,
+    describe: () => `phase ${phase} never came; stderr:\n${run.stderr()}`,
+  });
+  // Every phase from "start" on has its target (held phases wait with it running): a serve child, or none.
+  const servePids = processesMentioning(`--root=${dst}`);
+  if (target === "child") expect(servePids.length, run.stderr()).toBeGreaterThan(0);
+  else expect(servePids, run.stderr()).toEqual([]);
+  run.child.kill(signal);
+  const ended = await exitWithin(run, EXIT_DEADLINE_MS);
+  const context = `phase ${phase}, ${signal}, target ${target}: exit ${ended.code} after ${ended.elapsedMs} ms; stderr:\n${run.stderr()}`;
+  expect(ended.code, context).toBe(20);
+  const lines = run
+    .stderr()
+    .split("\n")
+    .filter((line) => line !== "" && !PHASE_MARKER.test(line));
+  expect(lines, context).toHaveLength(1);
+  expect(lines[0], context).toMatch(INTERRUPTED_LINE);
+  expect(lines[0], context).toContain(signal);
+  await expectCleanlyInterrupted(ws, dst, servePids, context);
+}
+
 describe("interruption", () => {
   const ws = makeWorkspace("interrupt", created);
   populate(ws);
 
-  for (const { phase, hold, signal } of SYNC_PHASES) {
-    it(`sync: ${signal} in phase ${phase} exits 20 with one line, no serve, no temps, lock free`, async () => {
-      const dst = join(ws.base, `dst-${phase}`);
-      const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1", ...(hold ? { MIRRORLOG_TEST_HOLD: phase } : {}) };
-      const run = spawnMirrorlog(["sync", ws.src, dst], env);
-      await pollUntil(() => run.stderr().includes(`mirrorlog: phase ${phase}\n`), {
-        deadlineMs: 30_000,
-        describe: () => `phase ${phase} never came; stderr:\n${run.stderr()}`,
-      });
-      // Every phase from "start" on has its serve child (held phases wait with it running).
-      const servePids = processesMentioning(`--root=${dst}`);
-      expect(servePids.length, run.stderr()).toBeGreaterThan(0);
-      run.child.kill(signal);
-      const ended = await exitWithin(run, EXIT_DEADLINE_MS);
-      const context = `phase ${phase}, ${signal}: exit ${ended.code} after ${ended.elapsedMs} ms; stderr:\n${run.stderr()}`;
-      expect(ended.code, context).toBe(20);
-      const lines = run
-        .stderr()
-        .split("\n")
-        .filter((line) => line !== "" && !PHASE_MARKER.test(line));
-      expect(lines, context).toHaveLength(1);
-      expect(lines[0], context).toMatch(INTERRUPTED_LINE);
-      expect(lines[0], context).toContain(signal);
-      await expectCleanlyInterrupted(ws, dst, servePids, context);
+  for (const syncPhase of SYNC_PHASES) {
+    it(`sync: ${syncPhase.signal} in phase ${syncPhase.phase} exits 20 with one line, no serve, no temps, lock free`, async () => {
+      await interruptSync(ws, join(ws.base, `dst-${syncPhase.phase}`), syncPhase, "child");
     });
   }
 
@@ -149,4 +166,22 @@ describe("interruption", () => {
     expect(JSON.parse(second.stdout()).problems, idle).toEqual([]);
     await expectCleanlyInterrupted(ws, dst, secondPids, idle);
   });
+});
+
+// A sync of a known pair with a short log serves its target in this process (mirror.ts, targetInProcess):
+// the same endings hold without a serve child. Each case mirrors the tree first (a first sync has a
+// child), then gives every file new content, so that the interrupted re-sync has a whole transfer to do.
+describe("interruption, target served in process", () => {
+  const ws = makeWorkspace("interrupt-in-process", created);
+  populate(ws);
+
+  for (const syncPhase of SYNC_PHASES) {
+    it(`sync: ${syncPhase.signal} in phase ${syncPhase.phase} exits 20 with one line, no temps, lock free`, async () => {
+      const dst = join(ws.base, `dst-${syncPhase.phase}`);
+      const first = await runMirrorlog(["sync", ws.src, dst], { env: ws.env, timeoutMs: 60_000 });
+      expect(first.code, first.stderr).toBe(0);
+      populate(ws);
+      await interruptSync(ws, dst, syncPhase, "in process");
+    });
+  }
 });

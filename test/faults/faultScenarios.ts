@@ -505,7 +505,11 @@ export async function runCrashPoints(ws: Workspace, options: CrashOptions): Prom
       if (round > 0) history = tree.mutate(options.changesPerRound ?? 10).join("; ");
       await observer.addVersions(tree.versions());
       const delay = random.int(5, 400);
-      const run = spawnMirrorlog(args, ws.env);
+      // The target must be a process of its own to be killed alone (a small known pair is otherwise served in the sync process).
+      const run = spawnMirrorlog(
+        args,
+        options.victim === "target" ? { ...ws.env, MIRRORLOG_LOCAL_TARGET: "child" } : ws.env,
+      );
       let hit = false;
       if (options.victim === "source") {
         await new Promise((resolve) => setTimeout(resolve, delay));

@@ -6,10 +6,13 @@ import type { ManifestEntry } from "../../src/events/protocol.js";
 import { type DirNode, emptyDir, nodeAt, sameNode, type TreeNode } from "../../src/events/tree.js";
 import {
   foldExpectedTree,
+  ManifestListings,
+  ManifestOrderError,
   manifestEntryOf,
   manifestFromTree,
   nodeOf,
   treeFromManifest,
+  withoutFilesOf,
 } from "../../src/projections/expectedTree.js";
 
 const H1 = "1".repeat(64);
@@ -299,5 +302,56 @@ describe("treeFromManifest", () => {
         { kind: "file", path: "a/f", hash: H1, size: 1 },
       ]),
     ).toThrow(/"a\/f" before its parent/);
+  });
+});
+
+describe("manifest listings in walk order", () => {
+  const file = (hash: string): TreeNode => ({ kind: "file", hash, size: 1 });
+  const tree = dir({
+    a: dir({ x: file(H1), sub: dir({ y: file(H2) }) }),
+    "a-b": file(H1),
+    b: dir({ z: file(H2) }),
+  });
+
+  it("a tree's manifest lists each directory's children together, directories in walk order", () => {
+    const parents = manifestFromTree(tree)
+      .slice(1)
+      .map((e) => e.path.split("/").slice(0, -1).join("/"));
+    expect(parents).toEqual(["", "", "", "a", "a", "a/sub", "b"]);
+  });
+
+  it("hands out each listing once it is whole, across pages", () => {
+    const entries = manifestFromTree(tree);
+    const listings = new ManifestListings();
+    listings.add(entries.slice(0, 3), false); // the root and two of its three children
+    expect(listings.readyFor("")).toBe(false);
+    expect(listings.takeUpTo("")).toEqual([]);
+    listings.add(entries.slice(3, 5), false); // the root's last child, then "a/sub" of a's listing
+    expect(listings.readyFor("")).toBe(true);
+    expect(listings.readyFor("a")).toBe(false);
+    expect(listings.takeUpTo("a").map((l) => [l.dir, l.entries.length])).toEqual([["", 3]]);
+    listings.add(entries.slice(5), true);
+    expect(listings.readyFor("zzz")).toBe(true);
+    expect(listings.takeUpTo("a/sub").map((l) => [l.dir, l.entries.length])).toEqual([
+      ["a", 2],
+      ["a/sub", 1],
+    ]);
+    expect(listings.received).toBe(entries.length);
+  });
+
+  it("refuses a manifest out of walk order", () => {
+    const entries = manifestFromTree(tree);
+    const listings = new ManifestListings();
+    // "b"'s listing before "a"'s.
+    expect(() => listings.add([entries[0]!, ...entries.slice(1, 4), entries[7]!, entries[4]!], false)).toThrow(
+      ManifestOrderError,
+    );
+  });
+
+  it("forgets a directory's files, keeping its subdirectories", () => {
+    const pruned = withoutFilesOf(tree, "a");
+    expect([...(nodeAt(pruned, "a") as DirNode).children.keys()]).toEqual(["sub"]);
+    expect(nodeAt(pruned, "a/sub/y")).toEqual(file(H2));
+    expect(nodeAt(tree, "a/x")).toEqual(file(H1));
   });
 });

@@ -1,0 +1,108 @@
+// The state file's content index against the in-memory one (ContentIndexMap) as the model: any sequence
+// of sets and deletes, with writes to the file at any point (a flush, or buffered changes reaching the
+// limit), and with a directory's rows read ahead at any point, gives the same answers; and what was written is what a reopened file holds.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import { ContentIndexMap, type IndexedFile, StateStore } from "../../src/events/stateStore.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function stateFile(): string {
+  const dir = mkdtempSync(join(tmpdir(), "mirrorlog-state-"));
+  dirs.push(dir);
+  return join(dir, "state.sqlite");
+}
+
+function entry(hash: string, ino = 1): IndexedFile {
+  return { size: 3, mtimeMs: 1_700_000_000_123.5, ctimeMs: 1_700_000_000_456.25, ino, hash };
+}
+
+/** Paths that sort around "/" (0x2f): "a-b" and "a.b" before "a/b", "a0" after it. */
+const path = fc.constantFrom("a", "a/b", "a/b/c", "a/bc", "a-b", "a.b", "a0", "a/b0", "b", "b/a", "ab", "\uef80x/y");
+const hash = fc.constantFrom("h1", "h2", "h3");
+const step = fc.oneof(
+  fc.record({ kind: fc.constant("set" as const), path, hash, ino: fc.integer({ min: 1, max: 9 }) }),
+  fc.record({ kind: fc.constant("delete" as const), path }),
+  fc.record({ kind: fc.constant("flush" as const) }),
+  fc.record({ kind: fc.constant("prefetch" as const) }),
+);
+
+const sorted = (entries: [string, IndexedFile][]) => [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+describe("StateStore content index", () => {
+  it("answers like the in-memory index, whatever was written to the file when", () => {
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 40 }), fc.integer({ min: 1, max: 5 }), (steps, maxDirty) => {
+        const store = new StateStore(undefined, { writeAheadAfter: maxDirty });
+        const model = new ContentIndexMap();
+        try {
+          for (const s of steps) {
+            if (s.kind === "set") {
+              store.set(s.path, entry(s.hash, s.ino));
+              model.set(s.path, entry(s.hash, s.ino));
+            } else if (s.kind === "delete") {
+              store.delete(s.path);
+              model.delete(s.path);
+            } else if (s.kind === "prefetch") {
+              store.prefetch(["a", "a/b", "a0", "b"]);
+            } else {
+              store.flush();
+            }
+            for (const p of ["a", "a/b", "a0", "\uef80x/y"]) {
+              expect(store.get(p)).toEqual(model.get(p));
+              expect(sorted(store.entriesBelow(p))).toEqual(sorted(model.entriesBelow(p)));
+            }
+            for (const h of ["h1", "h2", "h3"])
+              expect(store.pathsWithHash(h).sort()).toEqual(model.pathsWithHash(h).sort());
+          }
+        } finally {
+          store.close();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("writes buffered changes once the limit is reached, and a reopened file holds them", () => {
+    const file = stateFile();
+    const writer = new StateStore(file, { writeAheadAfter: 100 });
+    for (let i = 0; i < 250; i++) writer.set(`d/f${i}`, entry(`hash${i % 7}`, i));
+    // Not flushed or closed yet: the first 200 are in the file already, the last 50 only buffered.
+    const reader = new StateStore(file);
+    expect(reader.get("d/f0")).toEqual(entry("hash0", 0));
+    expect(reader.get("d/f199")).toEqual(entry(`hash${199 % 7}`, 199));
+    expect(reader.get("d/f249")).toBeUndefined();
+    reader.close();
+    writer.delete("d/f0");
+    writer.close();
+    const reopened = new StateStore(file);
+    expect(reopened.get("d/f0")).toBeUndefined();
+    expect(reopened.get("d/f249")).toEqual(entry(`hash${249 % 7}`, 249));
+    expect(reopened.entriesBelow("d")).toHaveLength(249);
+    expect(reopened.pathsWithHash("hash3").sort()).toEqual(
+      Array.from({ length: 250 }, (_, i) => i)
+        .filter((i) => i % 7 === 3)
+        .map((i) => `d/f${i}`)
+        .sort(),
+    );
+    reopened.close();
+  });
+
+  it("without write-ahead (a target), rows reach the file only with a flush: none vouches for bytes not yet durable", () => {
+    const file = stateFile();
+    const target = new StateStore(file);
+    for (let i = 0; i < 20_000; i++) target.set(`d/f${i}`, entry("h", i));
+    const reader = new StateStore(file);
+    expect(reader.entriesBelow("d")).toEqual([]);
+    target.save({ logId: "log", epoch: 1, seq: 1 });
+    expect(reader.entriesBelow("d")).toHaveLength(20_000);
+    reader.close();
+    target.close();
+  });
+});
