@@ -6,8 +6,11 @@
 // Modules import zod as `import * as z from "zod"`: esbuild tree-shakes that namespace (~200 KB of zod
 // bundled), where `import { z } from "zod"` hands it zod's `z` object whole (every locale, JSON Schema:
 // ~750 KB parsed at each start, ~50 ms here).
+import { rmSync } from "node:fs";
 import { build } from "esbuild";
 
+// Chunk names change with their content: start empty, or every build leaves the previous chunks behind.
+rmSync("dist/bundle", { recursive: true, force: true });
 await build({
   entryPoints: { main: "dist/cli/main.js" },
   bundle: true,
