@@ -11,6 +11,7 @@ import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { requestContentBytes, SourceSession } from "../replicator/sourceSession.js";
 import { StreamingSource } from "../replicator/streamingSource.js";
 import {
+  exitWithin,
   parseTargetSpec,
   type RunningTarget,
   spawnTarget,
@@ -135,14 +136,7 @@ const TARGET_STATE_EXIT_WAIT_MS = 300;
  * line it said so with, as the run's failure; undefined for any other ending (a lost connection).
  */
 async function targetStateFailure(child: RunningTarget): Promise<StateUnusableError | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const exit = await Promise.race([
-    child.exited,
-    new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), TARGET_STATE_EXIT_WAIT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+  const exit = await exitWithin(child.exited, TARGET_STATE_EXIT_WAIT_MS);
   if (exit?.code !== STATE_UNUSABLE_EXIT) return undefined;
   const said = child
     .stderrTail()

@@ -291,16 +291,22 @@ export function diagnoseTarget(facts: {
   stderr: StderrTail;
 }): () => Promise<string | undefined> {
   return async () => {
-    let timer: NodeJS.Timeout | undefined;
-    const ended = await Promise.race([
-      facts.exited,
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), EXIT_WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    const ended = await exitWithin(facts.exited, EXIT_WAIT_MS);
     return describeTargetExit({ ...facts, exit: ended, stderr: facts.stderr.text() });
   };
+}
+
+/** How the target ended, if it does within `ms` milliseconds; undefined while it still runs. */
+export async function exitWithin(exited: Promise<TargetExit>, ms: number): Promise<TargetExit | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([
+    exited,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return ended;
 }
 
 /** Spawns the process serving a target: a local child, or ssh running the remote command. */
