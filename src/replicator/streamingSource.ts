@@ -57,8 +57,6 @@ const MAX_REESTABLISH = 2;
 const BUFFER_ENTRIES = 4096;
 /** ...so that one request, and one flush on the target, covers many files. */
 const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
-/** Longest stretch of synchronous walking before responses get a turn. */
-const TURN_MS = 10;
 /** Directories read ahead while the handshake is answered (their small files' bytes are kept). */
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
@@ -258,7 +256,6 @@ export class StreamingSource {
     });
     handshake.catch(() => {}); // awaited below; a rejection is handled there
     let scanned: { dir: string; scan: ScanResult }[] = [];
-    let lastTurn = performance.now();
     let scannedBytes = 0;
     const stack = [root];
     while (stack.length > 0 && this.refused === undefined) {
@@ -276,13 +273,10 @@ export class StreamingSource {
         if (planned.operations >= BUFFER_ENTRIES || planned.contentBytes >= BUFFER_CONTENT_BYTES)
           await this.sendBuffer();
       }
-      // Let responses and pipe writes through between directories (scanning is synchronous), every few
-      // milliseconds rather than after each one: the file system's directory handles live until the turn
-      // ends, so a turn over several directories opens their shared ancestors once, not once each.
-      if (performance.now() - lastTurn >= TURN_MS) {
-        await nextTurn();
-        lastTurn = performance.now();
-      }
+      // Let responses and pipe writes through between directories: scanning is synchronous. (Yielding only
+      // every 10 ms saved directory-handle opens but starved the pipeline: a 20,000-file initial mirror took
+      // 9.4–9.6 s instead of 7.7–8.3 s.)
+      await nextTurn();
     }
     await handshake;
     for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
