@@ -229,19 +229,23 @@ export function adoptListings(
 ): { tree: DirNode; adopted: TreeNode[]; dropped: TreeNode[] } {
   const adopted: TreeNode[] = [];
   const dropped: TreeNode[] = [];
-  const next = produce(tree, (draft) => {
-    for (const listing of listings) {
-      const node = nodeAt(draft as DirNode, listing.dir);
-      for (const entry of listing.entries) {
-        const child: TreeNode = entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry);
-        if (node?.kind !== "dir") dropped.push(child);
-        else if (keep(entry)) {
-          node.children.set(entry.path.slice(entry.path.lastIndexOf("/") + 1), child);
-          adopted.push(child);
-        }
-      }
+  let next = tree;
+  for (const listing of listings) {
+    const nodes = listing.entries.map((entry) =>
+      frozenNode(entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry)),
+    );
+    if (nodeAt(next, listing.dir)?.kind !== "dir") {
+      dropped.push(...nodes);
+      continue;
     }
-  });
+    next = withChildrenAt(next, listing.dir, (children) => {
+      listing.entries.forEach((entry, i) => {
+        if (!keep(entry)) return;
+        children.set(entry.path.slice(entry.path.lastIndexOf("/") + 1), nodes[i]!);
+        adopted.push(nodes[i]!);
+      });
+    });
+  }
   return { tree: next, adopted, dropped };
 }
 
@@ -251,10 +255,36 @@ export function withoutFilesOf(tree: DirNode, dir: string): DirNode {
   if (node?.kind !== "dir") return tree;
   const isFile = (child: TreeNode) => child.kind === "file" || child.kind === "symlink";
   if (![...node.children.values()].some(isFile)) return tree;
-  return produce(tree, (draft) => {
-    const target = nodeAt(draft as DirNode, dir) as DirNode;
-    for (const [name, child] of target.children) if (isFile(child)) target.children.delete(name);
+  return withChildrenAt(tree, dir, (children) => {
+    for (const [name, child] of children) if (isFile(child)) children.delete(name);
   });
+}
+
+/**
+ * The tree with the children of directory `dir` (which it holds) changed by `update`, on a copy: the
+ * directories on the way are copied, everything else is shared. Plain path copying, where an immer
+ * `produce` per directory of a whole-tree walk (two: adopt its listing, forget its files) cost more than
+ * the change. New nodes are frozen as immer's are, so later `produce` calls neither copy nor walk them.
+ */
+function withChildrenAt(tree: DirNode, dir: string, update: (children: Map<string, TreeNode>) => void): DirNode {
+  const segments = segmentsOf(dir);
+  const copy = (node: DirNode, depth: number): DirNode => {
+    const children = new Map(node.children);
+    if (depth === segments.length) update(children);
+    else {
+      const name = segments[depth]!;
+      children.set(name, copy(children.get(name) as DirNode, depth + 1));
+    }
+    return frozenNode({ ...node, children: Object.freeze(children) }) as DirNode;
+  };
+  return copy(tree, 0);
+}
+
+/** `node` frozen, with its mtime and (for a directory) its children map. */
+function frozenNode<T extends TreeNode>(node: T): T {
+  if ("mtime" in node && node.mtime !== undefined) Object.freeze(node.mtime);
+  if (node.kind === "dir") Object.freeze(node.children);
+  return Object.freeze(node);
 }
 
 /** A target's manifest that does not follow walk order cannot be adopted listing by listing. */
