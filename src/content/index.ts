@@ -1,7 +1,8 @@
 /*
  * Layer: content. Owns content ids (sha256), FastCDC content-defined chunking, the delta format
- * (build, plan, apply) and literal compression. Pure: values in, values out; its only imports
- * are node:crypto, node:buffer and zstd-napi. It must not import from fs, events, projections,
+ * (build, plan, apply), literal compression and counts by content hash. Pure: values in, values out;
+ * its only imports are node:crypto, node:buffer, node:module (to load zstd-napi when first needed)
+ * and zstd-napi. It must not import from fs, events, projections,
  * transport, replicator or cli, and must not touch the file system, sockets, timers or process.
  */
 export {
