@@ -10,8 +10,8 @@ import {
   WriteSymlinkSchema,
 } from "./operation.js";
 
-/** Bumped whenever a request or response changes shape; both sides must agree exactly. */
-export const PROTOCOL_VERSION = 3;
+/** Bumped whenever a request, a response or the frame format changes; both sides must agree exactly (4: frames carry a CRC-32). */
+export const PROTOCOL_VERSION = 4;
 
 const BytesSchema = z.custom<Uint8Array>((value) => value instanceof Uint8Array, "expected bytes");
 const SizeSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);

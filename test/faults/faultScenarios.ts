@@ -625,7 +625,7 @@ export const SILENT_FAULTS: readonly FaultKind[] = ["drop", "flipLength"];
 
 // Messages that show a fault was noticed as a transport, framing or protocol failure (a typed error).
 const DETECTED =
-  /TransportError|framing error|malformed frame|oversized frame|connection|peer|handshake|refused|protocol/i;
+  /TransportError|framing error|corrupt frame|malformed frame|oversized frame|connection|peer|handshake|refused|protocol/i;
 
 /**
  * Runs `mirrorlog sync SRC localhost:DST` through the fault proxy, one seeded fault on the first

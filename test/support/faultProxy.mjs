@@ -2,9 +2,9 @@
 // A stand-in for ssh that injects transport faults (set MIRRORLOG_SSH="node <this file>").
 // mirrorlog runs `<MIRRORLOG_SSH words> [options] -T -- <host> '<remote command>'`: the host is
 // ignored and the remote command runs here through `sh -c`, with this process between the two
-// pipes. It parses the u32 big-endian length-prefixed frames in both directions and, per the
+// pipes. It parses the frames (u32 big-endian length, u32 CRC-32, payload) in both directions and, per the
 // plan in MIRRORLOG_FAULT_PLAN, drops, truncates, duplicates, reorders or delays a frame, flips a
-// bit in a frame's length field or payload, or cuts the connection after N bytes.
+// bit in a frame's length field or payload (the checksum is left as it was: a corruption), or cuts the connection after N bytes.
 //
 // Environment:
 //   MIRRORLOG_FAULT_PLAN  JSON { connections: Fault[][] }: the faults of the i-th connection made
@@ -22,6 +22,8 @@ import { join } from "node:path";
 
 const SSH_FAILURE_STATUS = 255;
 const REORDER_HOLD_MS = 200;
+// u32 payload length + u32 CRC-32 (src/transport/frames.ts).
+const HEADER_BYTES = 8;
 const CHILD_EXIT_GRACE_MS = 5_000;
 
 const remoteCommand = process.argv.at(-1);
@@ -127,7 +129,7 @@ function pump(direction, input, output) {
       await releaseHeld();
       return;
     }
-    const payloadLength = frame.length - 4;
+    const payloadLength = frame.length - HEADER_BYTES;
     switch (fault.kind) {
       case "drop":
         record(fault, { frameBytes: frame.length });
@@ -156,9 +158,9 @@ function pump(direction, input, output) {
         return;
       case "truncate": {
         const keep = Math.min(payloadLength - 1, fault.keep);
-        record(fault, { frameBytes: frame.length, sentBytes: 4 + keep });
+        record(fault, { frameBytes: frame.length, sentBytes: HEADER_BYTES + keep });
         await releaseHeld();
-        await write(frame.subarray(0, 4 + keep));
+        await write(frame.subarray(0, HEADER_BYTES + keep));
         await cutConnection(`frame ${index} ${direction} truncated`);
         return;
       }
@@ -176,7 +178,7 @@ function pump(direction, input, output) {
       }
       case "flipPayload": {
         const mangled = Buffer.from(frame);
-        const offset = 4 + Math.min(payloadLength - 1, Math.floor(fault.at * payloadLength));
+        const offset = HEADER_BYTES + Math.min(payloadLength - 1, Math.floor(fault.at * payloadLength));
         mangled[offset] ^= 1 << fault.bit;
         record(fault, { frameBytes: frame.length, offset });
         await write(mangled);
@@ -192,11 +194,11 @@ function pump(direction, input, output) {
     if (cut) return;
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     for (;;) {
-      if (pending.length < 4) break;
+      if (pending.length < HEADER_BYTES) break;
       const length = pending.readUInt32BE(0);
-      if (pending.length < 4 + length) break;
-      const frame = pending.subarray(0, 4 + length);
-      pending = pending.subarray(4 + length);
+      if (pending.length < HEADER_BYTES + length) break;
+      const frame = pending.subarray(0, HEADER_BYTES + length);
+      pending = pending.subarray(HEADER_BYTES + length);
       const index = frameIndex++;
       queue = queue.then(() => forward(frame, index));
     }

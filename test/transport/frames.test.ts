@@ -1,3 +1,4 @@
+import { crc32 } from "node:zlib";
 import { fc, test } from "@fast-check/vitest";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
@@ -37,9 +38,11 @@ function splitAt(bytes: Buffer, cuts: number[]): Buffer[] {
   return chunks;
 }
 
-function header(length: number): Buffer {
-  const bytes = Buffer.alloc(4);
+/** A frame header declaring `length` bytes whose checksum is that of `payload` (none: of nothing). */
+function header(length: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const bytes = Buffer.alloc(FRAME_HEADER_BYTES);
   bytes.writeUInt32BE(length, 0);
+  bytes.writeUInt32BE(crc32(payload), 4);
   return bytes;
 }
 
@@ -71,9 +74,10 @@ describe("frame codec", () => {
     expect(Array.from(value)).toEqual(Array.from(bytes));
   });
 
-  it("writes header and payload as one buffer whose header is the payload length", () => {
+  it("writes header and payload as one buffer whose header is the payload length and CRC-32", () => {
     const frame = encodeFrame({ hello: "world" });
     expect(frame.readUInt32BE(0)).toBe(frame.length - FRAME_HEADER_BYTES);
+    expect(frame.readUInt32BE(4)).toBe(crc32(frame.subarray(FRAME_HEADER_BYTES)));
   });
 
   it("accepts a frame of exactly the max size and refuses one byte more when encoding", () => {
@@ -116,7 +120,7 @@ describe("hostile frames", () => {
   it("rejects length 0xFFFFFFFF with the default cap without allocating it", () => {
     const allocations = spyOnAllocations();
     const decoder = new FrameDecoder();
-    expect(() => decoder.push(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]))).toThrow(FrameError);
+    expect(() => decoder.push(Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 2, 3]))).toThrow(FrameError);
     expect(largestAllocation(allocations)).toBeLessThan(1024);
   });
 
@@ -139,7 +143,7 @@ describe("hostile frames", () => {
     const decoder = new FrameDecoder();
     expect(decoder.push(frame.subarray(0, frame.length - 1))).toEqual([]);
     expect(decoder.inFrame).toBe(true);
-    expect(decoder.bufferedBytes).toBe(frame.length - 1 - 4);
+    expect(decoder.bufferedBytes).toBe(frame.length - 1 - FRAME_HEADER_BYTES);
   });
 
   it.each([
@@ -153,10 +157,32 @@ describe("hostile frames", () => {
     ["bin32 declaring 10^8 bytes", [0xc6, 0x05, 0xf5, 0xe1, 0x00]],
   ])("rejects a garbage payload: %s", (_name, payload) => {
     const decoder = new FrameDecoder();
-    const bytes = Buffer.concat([header(payload.length), Buffer.from(payload)]);
+    const bytes = Buffer.concat([header(payload.length, Buffer.from(payload)), Buffer.from(payload)]);
     expect(() => decoder.push(bytes)).toThrow(FrameError);
     expect(() => decoder.push(bytes)).toThrow(/malformed frame/);
   });
+
+  // A bit flip that msgpack and zod would both accept (a mode 0644 -> 0645) is caught by the checksum alone:
+  // a transport fault seed once landed exactly that on a target (0645 on disk, exit 0).
+  it("refuses a frame whose payload no longer matches its CRC-32, naming the frame", () => {
+    const good = encodeFrame({ type: "setMode", path: "d/n0", mode: 0o644 });
+    const flipped = Buffer.from(good);
+    const modeByte = flipped.lastIndexOf(0xa4); // 0o644 = 0x01a4, a uint16 at the end of the map
+    flipped[modeByte]! ^= 1;
+    expect(decodeFramePayload(flipped.subarray(FRAME_HEADER_BYTES))).toMatchObject({ mode: 0o645 });
+    const decoder = new FrameDecoder();
+    expect(decoder.push(encodeFrame({ n: 1 }))).toEqual([{ n: 1 }]);
+    expect(() => decoder.push(flipped)).toThrow(/corrupt frame: frame 1 \(\d+ bytes\) does not match its CRC-32/);
+  });
+
+  test.prop([fc.nat(), fc.integer({ min: 0, max: 7 })])(
+    "a single flipped bit anywhere in the payload is refused",
+    (at, bit) => {
+      const frame = Buffer.from(encodeFrame({ path: "a/b", mode: 0o644, size: 12345, name: "x".repeat(40) }));
+      frame[FRAME_HEADER_BYTES + (at % (frame.length - FRAME_HEADER_BYTES))]! ^= 1 << bit;
+      expect(() => new FrameDecoder().push(frame)).toThrow(/corrupt frame/);
+    },
+  );
 
   it("stays failed after an error: the stream position is lost", () => {
     const decoder = new FrameDecoder(16);

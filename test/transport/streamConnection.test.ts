@@ -375,7 +375,7 @@ describe("serveStream against a hostile client", () => {
   it("closes with a TransportError caused by FrameError on an oversized length", async () => {
     const { toServer, toClient, served } = hostileClient();
     toServer.write(encodeFrame(helloFrame(VERSION)));
-    toServer.write(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    toServer.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
     const error = await served.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TransportError);
     expect((error as Error).message).toMatch(/framing error from client: oversized frame: 4294967295 bytes/);
