@@ -1,4 +1,4 @@
-// Runs the real `mirrorlog` binary (bin/mirrorlog over the bundled dist/bundle/) in child processes for
+// Runs the real `mirrorlog` binary (bin/mirrorlog over the bundled dist/bundle/main.cjs) in child processes for
 // end-to-end tests, and waits for conditions by polling with a deadline (never a fixed sleep).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
@@ -71,7 +71,7 @@ export function summaryOf(result: CliResult): RunSummary {
 }
 
 function assertBuilt(): void {
-  const compiled = fileURLToPath(new URL("../../dist/bundle/main.js", import.meta.url));
+  const compiled = fileURLToPath(new URL("../../dist/bundle/main.cjs", import.meta.url));
   if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run \`npm run build\` first`);
 }
 

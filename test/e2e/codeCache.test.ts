@@ -1,0 +1,34 @@
+// bin/mirrorlog runs the one-file bundle with the V8 code cache the build recorded (scripts/bundle.mjs):
+// that cache is most of a small job's start-up saving, and nothing else would notice it silently stop
+// working (V8 refusing it, or the build not writing it). MIRRORLOG_CODE_CACHE_REPORT=1 makes the bin say
+// on stderr which cache it offered and whether V8 took it.
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { makeWorkspace, runMirrorlog, summaryOf } from "../support/cliRunner.js";
+import { compareTrees, formatDifferences } from "../support/treeOracle.js";
+
+const created: string[] = [];
+afterAll(() => {
+  for (const dir of created) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("start-up from the recorded code cache", () => {
+  it("V8 accepts the build's cache for --version and for a sync, and the sync still mirrors", async () => {
+    const ws = makeWorkspace("code-cache", created);
+    writeFileSync(join(ws.src, "note.txt"), "one small file\n");
+    const env: NodeJS.ProcessEnv = { ...ws.env, MIRRORLOG_CODE_CACHE_REPORT: "1" };
+    delete env.NODE_OPTIONS; // flags of the test runner's own would make V8 refuse any cache, by design
+
+    const version = await runMirrorlog(["--version"], { env });
+    expect(version.code, version.stderr).toBe(0);
+    expect(version.stderr).toMatch(/^mirrorlog: code cache main\.cjs\.\d+-\d+\.cache accepted \(\d+ bytes\)$/m);
+
+    const sync = await runMirrorlog(["sync", "--json", ws.src, ws.dst], { env });
+    expect(sync.code, sync.stderr).toBe(0);
+    expect(sync.stderr).toMatch(/code cache .* accepted/);
+    expect(summaryOf(sync).filesWritten).toBe(1);
+    const differences = compareTrees(ws.src, ws.dst);
+    expect(differences, formatDifferences(differences)).toEqual([]);
+  });
+});
