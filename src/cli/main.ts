@@ -1,7 +1,7 @@
 // The composition root of the `mirrorlog` command: argument parsing only; each command lives in its own file.
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { parseBandwidth } from "./bandwidthLimit.js";
-import { DEFAULT_TIMEOUT_SECONDS } from "./defaults.js";
+import { DEFAULT_TIMEOUT_SECONDS, DEFAULT_WATCH_NICENESS } from "./defaults.js";
 import { EXIT, EXIT_CODES_HELP } from "./exitCodes.js";
 import { failureLine } from "./failureLine.js";
 import type { LogOptions } from "./log.js";
@@ -17,6 +17,12 @@ const USAGE_EXIT_CODE = EXIT.usage;
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a positive number");
+  return n;
+}
+
+function niceness(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 19) throw new InvalidArgumentError("must be an integer from 0 to 19");
   return n;
 }
 
@@ -53,8 +59,8 @@ EXIT_CODES`;
 }
 
 function mirrorCommand(program: Command, mode: "sync" | "watch", description: string): void {
-  program
-    .command(`${mode} <SRC> <DST>`)
+  const command = program.command(`${mode} <SRC> <DST>`);
+  command
     .description(description)
     .option("-n, --dry-run", "print the planned operations and change nothing", false)
     .option("--exclude <PATTERN>", "exclude paths matching PATTERN (gitignore syntax, repeatable)", collect, [])
@@ -108,7 +114,7 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
         .argParser(positiveNumber),
     )
     .addHelpText("after", mirrorHelp(mode).replace("EXIT_CODES", EXIT_CODES_HELP))
-    .action(async (src: string, dst: string, options, command: Command) => {
+    .action(async (src: string, dst: string, options) => {
       // A known pair's remembered options apply under the given ones; given ones are remembered (pairConfig.ts).
       const { applyPairConfig } = await import("./pairConfig.js");
       const merged = await applyPairConfig(src, dst, options, {
@@ -122,6 +128,16 @@ function mirrorCommand(program: Command, mode: "sync" | "watch", description: st
       ]);
       process.exitCode = await runInterruptible({ target: dst }, () => runMirror(mode, src, dst, merged));
     });
+  if (mode === "watch") {
+    command.addOption(
+      new Option(
+        "--nice <N>",
+        "run N steps nicer than the shell (0-19; 0: as nice), so the user's own work gets the CPU first; a local target's serve inherits it",
+      )
+        .default(DEFAULT_WATCH_NICENESS)
+        .argParser(niceness),
+    );
+  }
 }
 
 /** `log`, `status` and `verify`: read-only views of a replication (see log.ts, status.ts, verify.ts). */

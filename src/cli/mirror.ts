@@ -1,4 +1,5 @@
 import { existsSync, lstatSync, realpathSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
 import { posix } from "node:path";
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
@@ -79,6 +80,8 @@ export interface MirrorOptions {
   bwlimit?: number;
   /** --progress / --no-progress; undefined: a progress display only when stderr is a terminal. */
   progress?: boolean;
+  /** watch --nice: steps nicer than the shell this process (and a local serve child) runs. */
+  nice?: number;
 }
 
 /** Where a run's output goes; injectable so tests can capture it. */
@@ -230,6 +233,8 @@ export async function runMirror(
     ...(mode === "watch" ? { onWatchEvent: (event) => driver.hint(event) } : {}),
   });
 
+  // Before the target starts: a local serve child inherits it, and an in-process target shares it.
+  if (mode === "watch") beNicer(options.nice ?? 0, output);
   let connection: TargetProcess;
   try {
     connection = await connectTarget(spec, dst, {
@@ -469,6 +474,20 @@ function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, log: Operatio
 }
 
 /** Closes each (a failure does not stop the others) and returns the first failure, if any. */
+/**
+ * Raises this process's nice value by `steps` (at most to 19), so a live mirror yields the CPU to the
+ * user's own work; the kernel's I/O schedulers that honour priorities derive one from it too. A refusal
+ * (a seccomp sandbox) is said once and changes nothing else.
+ */
+function beNicer(steps: number, output: MirrorOutput): void {
+  if (steps === 0) return;
+  try {
+    setPriority(Math.min(19, getPriority() + steps));
+  } catch (error) {
+    output.stderr(`mirrorlog: cannot lower this process's priority (--nice ${steps}): ${(error as Error).message}\n`);
+  }
+}
+
 function closeQuietly(...closables: { close(): void }[]): unknown {
   let first: unknown;
   for (const closable of closables) {
