@@ -307,6 +307,7 @@ export async function runMirror(
     },
     {
       wholeManifestFirst: () => guard?.judging === true,
+      ...(mode === "watch" ? { burstQuiet: WATCH_BURST_QUIET } : {}),
       onProgress: (p) => progress.settled(p.operationsShipped),
       onError: (error) => {
         // After an interruption every failure is its consequence: the run ends with one line (interrupt.ts).
@@ -474,6 +475,15 @@ function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, log: Operatio
 }
 
 /** Closes each (a failure does not stop the others) and returns the first failure, if any. */
+/**
+ * A watch batch of 64 hints or more (a `git checkout`, an unpack, a build) is planned once no hint has
+ * come for 30 ms, or after 2 s of hints at the latest: the user's command then writes alone instead of
+ * beside our reads and the target's writes on the same disk (bench `checkout`: 1.40–1.60× -> 1.13–1.25×
+ * as long as without watch; with the watch stopped outright during the checkout, 1.04×). A single
+ * change is planned at once (live latency).
+ */
+const WATCH_BURST_QUIET = { hints: 64, quietMs: 30, maxWaitMs: 2_000 };
+
 /**
  * Raises this process's nice value by `steps` (at most to 19), so a live mirror yields the CPU to the
  * user's own work; the kernel's I/O schedulers that honour priorities derive one from it too. A refusal

@@ -411,9 +411,15 @@ export class SourceSession {
 
   /** Plans the change a watch event hints at; events outside the root are ignored. */
   planEvent(event: FileSystemEvent, detectedBy: DetectedBy = "watch"): LogEntry[] {
+    this.planEventUnlogged(event, detectedBy);
+    return this.logPlanned();
+  }
+
+  /** Like `planEvent`, but what it plans waits for `logPlanned` (see `planUnlogged`). */
+  planEventUnlogged(event: FileSystemEvent, detectedBy: DetectedBy = "watch"): void {
     const absolute = posix.normalize(event.path);
-    if (!isWithin(this.root, absolute)) return [];
-    return this.planPath(this.planRootFor(posix.relative(this.root, absolute)), detectedBy);
+    if (!isWithin(this.root, absolute)) return;
+    this.planUnlogged(this.planRootFor(posix.relative(this.root, absolute)), detectedBy);
   }
 
   /**

@@ -35,6 +35,12 @@ export interface StreamingSourceOptions {
    * reaches them.
    */
   wholeManifestFirst?: () => boolean;
+  /**
+   * Watch bursts: a batch of at least `hints` hints waits until no hint has come for `quietMs` (at most
+   * `maxWaitMs`) before it is planned, so the replication of a `git checkout` or an unpack runs after it
+   * instead of beside it. Off when not given (each batch is planned at once).
+   */
+  burstQuiet?: { hints: number; quietMs: number; maxWaitMs: number };
 }
 
 /**
@@ -57,6 +63,12 @@ const MAX_REESTABLISH = 2;
 const BUFFER_ENTRIES = 4096;
 /** ...so that one request, and one flush on the target, covers many files. */
 const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
+/**
+ * ...while watch hints are planned: smaller, since a burst is planned only once it has ended (see
+ * `burstQuiet`), and its first part should be applying while the rest is read.
+ */
+const HINT_BATCH_ENTRIES = 256;
+const HINT_BATCH_BYTES = 1024 * 1024;
 /** Directories read ahead while the handshake is answered (their small files' bytes are kept). */
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
@@ -76,6 +88,8 @@ export class StreamingSource {
   private pendingHints = new Map<string, DetectedBy>();
   private running: Promise<void> = Promise.resolve();
   private flushScheduled = false;
+  /** performance.now() of the latest hint (see `burstQuiet`). */
+  private lastHintAt = 0;
   private buffer: LogEntry[] = [];
   private readonly inFlight: {
     request: ApplyRequest | UploadRequest;
@@ -146,6 +160,7 @@ export class StreamingSource {
   /** Queues a watch hint; hints arriving together are planned and shipped as one batch. */
   hint(event: FileSystemEvent, detectedBy: DetectedBy = "watch"): void {
     this.pendingHints.set(event.path, detectedBy);
+    this.lastHintAt = performance.now();
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     this.running = this.running.then(() => this.flushHints()).catch((error) => this.options.onError?.(error));
@@ -173,6 +188,8 @@ export class StreamingSource {
   }
 
   private async flushHints(): Promise<void> {
+    // Still scheduled while it waits: hints that come meanwhile join this batch.
+    await this.untilBurstQuiet();
     this.flushScheduled = false;
     const hints = this.pendingHints;
     this.pendingHints = new Map();
@@ -180,7 +197,11 @@ export class StreamingSource {
       if (path === this.session.root) {
         await this.walk("", detectedBy);
       } else {
-        this.enqueue(this.session.planEvent({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy));
+        this.session.planEventUnlogged({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
+        // A large batch ships in parts, so the target applies the first files while the rest are read.
+        const planned = this.session.unloggedSize();
+        if (planned.operations >= HINT_BATCH_ENTRIES || planned.contentBytes >= HINT_BATCH_BYTES)
+          await this.sendBuffer();
       }
     }
     // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.
@@ -192,6 +213,19 @@ export class StreamingSource {
       return;
     }
     await this.retryFailures(false);
+  }
+
+  /** With `burstQuiet`: waits while a burst's hints keep coming (see StreamingSourceOptions). */
+  private async untilBurstQuiet(): Promise<void> {
+    const burst = this.options.burstQuiet;
+    if (burst === undefined || this.pendingHints.size < burst.hints) return;
+    const started = performance.now();
+    for (;;) {
+      const now = performance.now();
+      const wait = Math.min(burst.quietMs - (now - this.lastHintAt), burst.maxWaitMs - (now - started));
+      if (wait <= 0) return;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   /**
