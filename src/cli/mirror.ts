@@ -474,7 +474,6 @@ function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, log: Operatio
   return head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS;
 }
 
-/** Closes each (a failure does not stop the others) and returns the first failure, if any. */
 /**
  * A watch batch of 64 hints or more (a `git checkout`, an unpack, a build) is planned once no hint has
  * come for 30 ms, or after 2 s of hints at the latest: the user's command then writes alone instead of
@@ -498,6 +497,7 @@ function beNicer(steps: number, output: MirrorOutput): void {
   }
 }
 
+/** Closes each (a failure does not stop the others) and returns the first failure, if any. */
 function closeQuietly(...closables: { close(): void }[]): unknown {
   let first: unknown;
   for (const closable of closables) {

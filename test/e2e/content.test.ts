@@ -20,6 +20,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chunkBuffer, replicationChunking } from "../../src/content/chunker.js";
 import { MIRRORLOG_BIN, processesMentioning, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
@@ -129,15 +130,25 @@ async function mirroredBigFile(test: string, name = "big.bin"): Promise<Workspac
 }
 
 describe("content travels only when the target lacks it", () => {
-  it("1 MiB overwritten in the middle of a 64 MiB file costs at most 1.07 MiB", async () => {
+  // The chunks the edit touched must travel: 1 MiB plus the chunks it starts and ends in, and after it
+  // those until the content-defined cuts fall where they fell before — how many depends on the random
+  // content. A fixed 1.07 MiB budget failed once in CI (1,132,171 bytes), so the budget is what the
+  // chunker says changed plus 0.07 MiB (the protocol's own bytes are ≈ 1.6 KiB of it).
+  it("1 MiB overwritten in the middle of a 64 MiB file costs the chunks it changed plus at most 0.07 MiB", async () => {
     const ws = await mirroredBigFile("overwrite");
     const path = join(ws.src, "big.bin");
+    const chunking = replicationChunking(BIG);
+    const before = new Set(chunkBuffer(readFileSync(path), chunking).map((chunk) => chunk.id));
     overwriteRandom(path, BIG / 2, MiB);
+    const changed = chunkBuffer(readFileSync(path), chunking)
+      .filter((chunk) => !before.has(chunk.id))
+      .reduce((sum, chunk) => sum + chunk.length, 0);
+    expect(changed).toBeGreaterThanOrEqual(MiB);
 
     const second = await sync(ws);
     expect(second.filesWritten).toBe(1);
     expect(second.bytesWritten).toBe(BIG);
-    expect(wire(second)).toBeLessThanOrEqual(1.07 * MiB);
+    expect(wire(second)).toBeLessThanOrEqual(changed + 0.07 * MiB);
     expect(sha256OfFile(join(ws.dst, "big.bin"))).toBe(sha256OfFile(path));
   });
 
