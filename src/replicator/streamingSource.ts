@@ -199,9 +199,7 @@ export class StreamingSource {
       } else {
         this.session.planEventUnlogged({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
         // A large batch ships in parts, so the target applies the first files while the rest are read.
-        const planned = this.session.unloggedSize();
-        if (planned.operations >= HINT_BATCH_ENTRIES || planned.contentBytes >= HINT_BATCH_BYTES)
-          await this.sendBuffer();
+        await this.sendWhenPlanned(HINT_BATCH_ENTRIES, HINT_BATCH_BYTES);
       }
     }
     // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.
@@ -303,9 +301,7 @@ export class StreamingSource {
         for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
         scanned = [];
         scannedBytes = 0;
-        const planned = this.session.unloggedSize();
-        if (planned.operations >= BUFFER_ENTRIES || planned.contentBytes >= BUFFER_CONTENT_BYTES)
-          await this.sendBuffer();
+        await this.sendWhenPlanned(BUFFER_ENTRIES, BUFFER_CONTENT_BYTES);
       }
       // Let responses and pipe writes through between directories: scanning is synchronous. (Yielding only
       // every 10 ms saved directory-handle opens but starved the pipeline: a 20,000-file initial mirror took
@@ -319,6 +315,12 @@ export class StreamingSource {
   private enqueue(entries: readonly LogEntry[]): void {
     this.buffer.push(...entries);
     this.progress.operationsPlanned += entries.length;
+  }
+
+  /** Sends what is planned once it reaches `operations` or `contentBytes`. */
+  private async sendWhenPlanned(operations: number, contentBytes: number): Promise<void> {
+    const planned = this.session.unloggedSize();
+    if (planned.operations >= operations || planned.contentBytes >= contentBytes) await this.sendBuffer();
   }
 
   /** Logs what is planned and sends it with what is buffered, waiting for the oldest response whenever the window is full. */

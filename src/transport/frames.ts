@@ -29,8 +29,8 @@ export class FrameError extends Error {
 // moreTypes: false keeps the encoder to the standard msgpack types plus msgpackr's defaults.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
-/** Encodes one message as header + payload in a single buffer, so a stream gets it in one write. */
-export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
+/** Encodes one message as a frame's payload (no header: what an in-process transport needs). */
+export function encodeFramePayload(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Uint8Array {
   let payload: Uint8Array;
   try {
     payload = packr.pack(message);
@@ -40,6 +40,12 @@ export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MA
   if (payload.length > maxFrameBytes) {
     throw new FrameError(`oversized frame: ${payload.length} bytes > max ${maxFrameBytes}`);
   }
+  return payload;
+}
+
+/** Encodes one message as header + payload in a single buffer, so a stream gets it in one write. */
+export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
+  const payload = encodeFramePayload(message, maxFrameBytes);
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   frame.writeUInt32BE(payload.length, 0);
   frame.writeUInt32BE(crc32(payload), 4);

@@ -1,5 +1,5 @@
 import { type Request, type Response, ResponseSchema } from "../events/protocol.js";
-import { decodeFramePayload, encodeFrame, FRAME_HEADER_BYTES } from "./frames.js";
+import { decodeFramePayload, encodeFramePayload, FRAME_HEADER_BYTES } from "./frames.js";
 
 /** Bytes that crossed the RPC boundary, counted as encoded frames (header included). */
 export interface WireStats {
@@ -21,19 +21,19 @@ export interface InProcessTransport {
 
 /**
  * The in-process transport behind the seed's `rpcHandle`: every request and response is encoded with
- * the wire codec, decoded and zod-validated on the other side, exactly as it would cross a stream.
+ * the wire codec, decoded and zod-validated on the other side, exactly as it would cross a stream. Only
+ * the frame header (length and checksum, for bytes that cross a pipe) is left out; it is still counted.
  */
 export function connectInProcess(target: RequestHandler): InProcessTransport {
   const stats: WireStats = { requests: 0, bytesSent: 0, bytesReceived: 0 };
   const rpcHandle = (request: Request): Response => {
-    const requestFrame = encodeFrame(request);
+    const requestPayload = encodeFramePayload(request);
     stats.requests++;
-    stats.bytesSent += requestFrame.length;
+    stats.bytesSent += FRAME_HEADER_BYTES + requestPayload.length;
     // The target validates what it receives itself, as it would off a stream.
-    const received = decodeFramePayload(requestFrame.subarray(FRAME_HEADER_BYTES));
-    const responseFrame = encodeFrame(target.handleRequest(received));
-    stats.bytesReceived += responseFrame.length;
-    return ResponseSchema.parse(decodeFramePayload(responseFrame.subarray(FRAME_HEADER_BYTES)));
+    const responsePayload = encodeFramePayload(target.handleRequest(decodeFramePayload(requestPayload)));
+    stats.bytesReceived += FRAME_HEADER_BYTES + responsePayload.length;
+    return ResponseSchema.parse(decodeFramePayload(responsePayload));
   };
   return { rpcHandle, stats };
 }
