@@ -235,22 +235,31 @@ export async function runMirror(
 
   // Before the target starts: a local serve child inherits it, and an in-process target shares it.
   if (mode === "watch") beNicer(options.nice ?? 0, output);
-  let connection: TargetProcess;
-  try {
-    connection = await connectTarget(spec, dst, {
-      ...options,
-      mkpath: options.mkpath === true,
-      inProcess: targetInProcess(mode, spec, log),
-    });
-  } catch (error) {
-    closeQuietly(log, state, fs);
-    throw error;
-  }
+  // The target starts while the source is read: the first pass's walk scans meanwhile (its prescan) and
+  // its first request waits for the connection, so neither ssh's handshake nor the serve's start-up idles us.
+  let connection: TargetProcess | undefined;
+  let connectFailure: unknown;
+  const connecting = connectTarget(spec, dst, {
+    ...options,
+    mkpath: options.mkpath === true,
+    inProcess: targetInProcess(mode, spec, log),
+  }).then(
+    (made) => {
+      connection = made;
+    },
+    (error: unknown) => {
+      connectFailure = error;
+      throw error;
+    },
+  );
+  connecting.catch(() => {}); // awaited by the first pass (or the dry run); a failure is thrown there
+  /** The connection, once made (requests are only sent after it is). */
+  const connected = (): TargetProcess => connection!;
   // Bytes of earlier connections (a lost connection is replaced, and the counts carry on).
   const earlier = { bytesSent: 0, bytesReceived: 0 };
   const wire = () => ({
-    bytesSent: earlier.bytesSent + connection.client.stats.bytesSent,
-    bytesReceived: earlier.bytesReceived + connection.client.stats.bytesReceived,
+    bytesSent: earlier.bytesSent + (connection?.client.stats.bytesSent ?? 0),
+    bytesReceived: earlier.bytesReceived + (connection?.client.stats.bytesReceived ?? 0),
   });
   /** Replaces a lost connection (with backoff) and re-establishes the session on the new one. */
   const reconnect = async (cause: unknown): Promise<void> => {
@@ -258,12 +267,13 @@ export async function runMirror(
       // After SIGINT/SIGTERM/SIGHUP the connection is gone on purpose: nothing to reconnect (see interrupt.ts).
       if (interruptedBy() !== undefined) throw cause;
       // A target that stopped because its state file failed is not a lost connection: that is the answer.
-      const broken = await targetStateFailure(connection.child);
+      const lost = connected();
+      const broken = await targetStateFailure(lost.child);
       if (broken !== undefined) throw broken;
       output.stderr(`mirrorlog: connection to ${dst} lost (${(cause as Error).message}); reconnecting (${attempt})\n`);
-      earlier.bytesSent += connection.client.stats.bytesSent;
-      earlier.bytesReceived += connection.client.stats.bytesReceived;
-      connection.child.kill();
+      earlier.bytesSent += lost.client.stats.bytesSent;
+      earlier.bytesReceived += lost.client.stats.bytesReceived;
+      lost.child.kill();
       await new Promise((resolve) => setTimeout(resolve, Math.min(RECONNECT_MAX_DELAY_MS, 100 * 2 ** attempt)));
       try {
         connection = await connectTarget(spec, dst, { ...options, mkpath: options.mkpath === true });
@@ -280,7 +290,7 @@ export async function runMirror(
   const send = (request: Request): Promise<Response> => {
     const held = phase(requestPhase(request.type));
     const answer =
-      held === undefined ? connection.client.request(request) : held.then(() => connection.client.request(request));
+      held === undefined ? connected().client.request(request) : held.then(() => connected().client.request(request));
     if (request.type === "manifest") {
       answer
         // Planning starts with the first page when listings are adopted as the walk reaches them.
@@ -303,7 +313,8 @@ export async function runMirror(
           guard?.inspect(request, response);
           return changes?.observe(request, response) ?? response;
         }),
-      bytesSent: () => connection.client.stats.bytesSent + connection.client.queuedBytes,
+      bytesSent: () =>
+        connection === undefined ? 0 : connection.client.stats.bytesSent + connection.client.queuedBytes,
     },
     {
       wholeManifestFirst: () => guard?.judging === true,
@@ -353,7 +364,9 @@ export async function runMirror(
     } catch (error) {
       failure = error;
     }
-    await disconnectTarget(connection);
+    // A pass that failed while the target was still starting: it is let go of once it has started.
+    await connecting.catch(() => {});
+    if (connection !== undefined) await disconnectTarget(connection);
     const summary = summarize(session.stats, wire(), performance.now() - started);
     failure ??= closeQuietly(log, state, fs);
     if (failure !== undefined) throw failure;
@@ -362,7 +375,8 @@ export async function runMirror(
 
   try {
     if (options.dryRun) {
-      const { held, entries } = await planDryRun(session, connection.client);
+      await connecting;
+      const { held, entries } = await planDryRun(session, connected().client);
       const summary = await finish();
       if (changes !== undefined) changes.listPlanned(held, entries);
       if (options.json) output.stdout(`${JSON.stringify({ ...summary, plannedOperations: entries })}\n`);
@@ -378,9 +392,11 @@ export async function runMirror(
           : options.rebuildState
             ? `state rebuilt where damaged (${REBUILD_FLAG})`
             : undefined,
+        connecting,
       );
     } catch (error) {
-      if (!isConnectionLoss(error)) throw error;
+      // The first connection is never retried: a target that cannot be reached fails the run at once.
+      if (!isConnectionLoss(error) || connectFailure !== undefined) throw error;
       await reconnect(error);
     }
     progress.passDone();
@@ -394,6 +410,7 @@ export async function runMirror(
     return report(await finish(), options, output);
   } catch (error) {
     await finish().catch(() => {});
+    if (connectFailure !== undefined) throw connectFailure;
     if (error instanceof DeletionRefusedError) {
       if (options.json)
         output.stdout(
@@ -402,7 +419,8 @@ export async function runMirror(
       else output.stdout(`${error.listing().join("\n")}\n`);
       throw error;
     }
-    const stateFailure = stateFailureOf(error) ?? (await targetStateFailure(connection.child));
+    const stateFailure =
+      stateFailureOf(error) ?? (connection === undefined ? undefined : await targetStateFailure(connection.child));
     if (stateFailure !== undefined) throw stateFailure;
     throw new CliError(`mirroring ${sourceRoot} to ${dst} failed: ${(error as Error).message}`, EXIT.drift);
   }

@@ -179,6 +179,8 @@ export class NodeFileSystem implements MirrorFileSystem {
   private readonly native: NativeCalls | undefined;
   /** Directory path → handle opened O_DIRECTORY|O_NOFOLLOW from the root down (confined instances only). */
   private readonly handles = new Map<string, number>();
+  /** Where the root's held handle resolved to (/proc/self/fd/N), while it is held. */
+  private rootResolved: string | undefined;
   private releaseScheduled = false;
 
   constructor(options: NodeFileSystemOptions = {}) {
@@ -659,6 +661,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   releaseHandles(): void {
     for (const fd of this.handles.values()) closeSync(fd);
     this.handles.clear();
+    this.rootResolved = undefined;
   }
 
   watchDir(path: string, callback: WatchCallback): void {
@@ -770,10 +773,18 @@ export class NodeFileSystem implements MirrorFileSystem {
       if (current === root) {
         fd = this.openDirectory(plainAddress(root), root, reportedPath);
         this.keepHandle(root, fd);
+        this.rootResolved = resolvedPathOf(fd);
         break;
       }
       missing.push(current);
       current = posix.dirname(current);
+    }
+    if (missing.length > 1) {
+      const direct = this.openResolvedDirectory(dir);
+      if (direct !== undefined) {
+        this.keepHandle(dir, direct);
+        return direct;
+      }
     }
     for (let index = missing.length - 1; index >= 0; index -= 1) {
       const child = missing[index]!;
@@ -781,6 +792,30 @@ export class NodeFileSystem implements MirrorFileSystem {
       this.keepHandle(child, fd);
     }
     return fd;
+  }
+
+  /**
+   * `dir` (several levels below its nearest held ancestor) opened in one call by its path below where the
+   * root's handle resolved to, kept only if the kernel says the handle is that very path (/proc/self/fd/N
+   * names what was opened): then no component on the way was a symlink, and the one open replaces a chain
+   * of them (a walk pays this once per directory, its handles being let go of between turns). Undefined
+   * (nothing held) when it is not: the caller opens component by component and reports what is in the way.
+   */
+  private openResolvedDirectory(dir: string): number | undefined {
+    const root = this.root!;
+    const resolvedRoot = this.handles.has(root) ? this.rootResolved : undefined;
+    if (resolvedRoot === undefined || hasByteEscapes(dir)) return undefined;
+    const below = root === "/" ? dir : dir.slice(root.length);
+    const path = resolvedRoot === "/" ? below : resolvedRoot + below;
+    let fd: number;
+    try {
+      fd = openSync(path, DIRECTORY_FLAGS);
+    } catch {
+      return undefined;
+    }
+    if (resolvedPathOf(fd) === path) return fd;
+    closeSync(fd);
+    return undefined;
   }
 
   /** open(O_DIRECTORY|O_NOFOLLOW) of `dir`, with the error a caller of an operation on `reportedPath` expects. */
@@ -1191,6 +1226,16 @@ function readAll(fd: number, expectedSize: number): Uint8Array {
 /** The syscall form of a path or name: the string itself unless it stands for bytes that are not UTF-8. */
 function plainAddress(path: string): SyscallPath {
   return hasByteEscapes(path) ? bytesOfName(path) : path;
+}
+
+/** The path the kernel holds for open file `fd` (undefined without /proc, or when it cannot be read). */
+function resolvedPathOf(fd: number): string | undefined {
+  if (!PROC_FD) return undefined;
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
 }
 
 /** `/proc/self/fd/<fd>/<name>`: `name` looked up in the directory held by `fd`, whatever its path is now. */

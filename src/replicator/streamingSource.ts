@@ -115,17 +115,19 @@ export class StreamingSource {
   /**
    * Opens the session (resuming the log's epoch when the target proves continuity, else a new epoch;
    * `newEpochReason` forces one), reads the target's manifest and mirrors the whole source onto it.
+   * With `connected`, the connection is still being made: the walk reads the source meanwhile (up to its
+   * prescan limit) and the session's first request waits for it (a failure to connect ends the pass).
    */
-  async establish(newEpochReason?: string): Promise<void> {
+  async establish(newEpochReason?: string, connected?: Promise<unknown>): Promise<void> {
     this.wholeTree = true;
     try {
-      await this.establishPass(newEpochReason);
+      await this.establishPass(newEpochReason, connected);
     } finally {
       this.wholeTree = false;
     }
   }
 
-  private async establishPass(newEpochReason: string | undefined): Promise<void> {
+  private async establishPass(newEpochReason: string | undefined, connected?: Promise<unknown>): Promise<void> {
     // Whatever a broken connection left half-sent is re-derived by this pass.
     this.inFlight.length = 0;
     this.inFlightBytes = 0;
@@ -139,7 +141,9 @@ export class StreamingSource {
     let why = newEpochReason;
     for (let attempt = 0; ; attempt++) {
       // The source is read while the handshake runs; each directory is planned once its listing is in.
-      await this.walk("", attempt === 0 ? detectedBy : "rescan", this.handshake(why));
+      const handshake =
+        attempt === 0 && connected !== undefined ? connected.then(() => this.handshake(why)) : this.handshake(why);
+      await this.walk("", attempt === 0 ? detectedBy : "rescan", handshake);
       await this.drain(true);
       this.session.endManifestStream();
       this.nextManifestPage = undefined;

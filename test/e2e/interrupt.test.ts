@@ -131,6 +131,25 @@ describe("interruption", () => {
     });
   }
 
+  it("reads the source while its target is still starting (held there), and still stops cleanly", async () => {
+    const dst = join(ws.base, "dst-overlap");
+    const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1", MIRRORLOG_TEST_HOLD: "start" };
+    const run = spawnMirrorlog(["sync", ws.src, dst], env);
+    // The target never gets past "start"; the walk scans files meanwhile (mirror.ts: connecting).
+    await pollUntil(() => run.stderr().includes("mirrorlog: phase scan\n"), {
+      deadlineMs: 30_000,
+      describe: () => `no scan while the target started; stderr:\n${run.stderr()}`,
+    });
+    expect(run.stderr()).toContain("mirrorlog: phase start\n");
+    expect(run.stderr()).not.toContain("mirrorlog: phase handshake\n");
+    const servePids = processesMentioning(`--root=${dst}`);
+    run.child.kill("SIGINT");
+    const ended = await exitWithin(run, EXIT_DEADLINE_MS);
+    const context = `exit ${ended.code}; stderr:\n${run.stderr()}`;
+    expect(ended.code, context).toBe(20);
+    await expectCleanlyInterrupted(ws, dst, servePids, context);
+  });
+
   it("watch: SIGINT during the initial sync exits 20; SIGTERM to an idle watch stops it in order (exit 0)", async () => {
     const dst = join(ws.base, "dst-watch");
     const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1" };

@@ -806,6 +806,30 @@ describe("directory handles (confinement)", () => {
       }
     }).length;
 
+  it("opens a deep directory in one call when the kernel says no symlink was on its way, also below a root whose path goes through one", () => {
+    mkdirSync(`${root}/a/b/c`, { recursive: true });
+    writeFileSync(`${root}/a/b/c/f`, "1");
+    symlinkSync(base, `${base}/base-link`);
+    for (const given of [root, `${base}/base-link/root`]) {
+      const fs = makeFileSystem({ root: given });
+      expect(fs.listDir(`${given}/a/b/c`)).toEqual(["f"]);
+      // The root's handle and c's: not one per level (a, b) as a walk from the root would hold.
+      expect(openDescriptors()).toBe(2);
+      fs.releaseHandles();
+      expect(openDescriptors()).toBe(0);
+    }
+  });
+
+  it("refuses a deep path through a symlink that leads back inside the root (the one-call open is not trusted)", () => {
+    const fs = makeFileSystem();
+    mkdirSync(`${root}/real/inner`, { recursive: true });
+    mkdirSync(`${root}/a`);
+    symlinkSync(`${root}/real`, `${root}/a/hop`);
+    expect(errorCodeOf(() => fs.listDir(`${root}/a/hop/inner`))).toBe("ELOOP");
+    expect(errorCodeOf(() => fs.writeFile(`${root}/a/hop/inner/f`, "x"))).toBe("ELOOP");
+    expect(readdirSync(`${root}/real/inner`)).toEqual([]);
+  });
+
   it("a directory renamed through the instance is never written through its old handle", () => {
     const fs = makeFileSystem();
     fs.makeDir(`${root}/a`);
