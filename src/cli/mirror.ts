@@ -357,7 +357,8 @@ export async function runMirror(
   const closeAll = async (): Promise<RunSummary> => {
     progress.stop();
     session.releaseWatches();
-    service.stop(session.stats.problems);
+    // A target never reached: nothing was mirrored, so there is no run to record for `status`.
+    if (connectFailure === undefined) service.stop(session.stats.problems);
     let failure: unknown;
     try {
       state.flush();

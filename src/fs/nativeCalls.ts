@@ -26,6 +26,27 @@ export interface NativeCalls {
    * Throws an errno error (EAGAIN when LOCK_NB finds the lock held elsewhere).
    */
   flock(fd: number, operation: number): void;
+  /**
+   * statx(dirFd, name, AT_SYMLINK_NOFOLLOW): the entry `name` of the directory `dirFd`, never following a
+   * final symlink, without the BigInt stats object and the /proc/self/fd path Node's lstat needs (a
+   * listing states each of its entries: this halves that). Undefined when the entry is gone (ENOENT);
+   * any other failure throws an errno error.
+   */
+  statAt(dirFd: number, name: string | Buffer): RawStat | undefined;
+}
+
+/** What statx says about an entry, as Node's BigInt lstat would say it (Numbers; `dev` as glibc's makedev). */
+export interface RawStat {
+  /** st_mode: the type bits and the 12 permission bits. */
+  mode: number;
+  size: number;
+  mtime: Timestamp;
+  ctime: Timestamp;
+  ino: number;
+  dev: number;
+  nlink: number;
+  uid: number;
+  gid: number;
 }
 
 /** flock operations: an exclusive lock, not waiting for it, and its release. */
@@ -61,6 +82,7 @@ function tryLoad(): NativeCalls | null {
   let futimens: LibcFunction;
   let syncfs: LibcFunction;
   let flock: LibcFunction;
+  let statx: LibcFunction;
   try {
     koffi = createRequire(import.meta.url)("koffi") as Koffi;
     const libc = koffi.load("libc.so.6");
@@ -70,6 +92,7 @@ function tryLoad(): NativeCalls | null {
     futimens = libc.func("futimens", "int", ["int", times]);
     syncfs = libc.func("syncfs", "int", ["int"]);
     flock = libc.func("flock", "int", ["int", "int"]);
+    statx = libc.func("statx", "int", ["int", "const char *", "int", "uint", "void *"]);
   } catch (error) {
     // Not fatal: every caller has a Node fallback. Say once why exact times are unavailable.
     process.emitWarning(
@@ -87,6 +110,47 @@ function tryLoad(): NativeCalls | null {
     setTimesOf: (fd, atime, mtime) => check(futimens(fd, [timespec(atime), timespec(mtime)]), "futimens"),
     syncFileSystem: (fd) => check(syncfs(fd), "syncfs"),
     flock: (fd, operation) => check(flock(fd, operation), "flock"),
+    statAt: (dirFd, name) => {
+      if (statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer) === 0) {
+        return rawStatOf(statxBuffer);
+      }
+      const errno = koffi.errno();
+      if (errno === ENOENT) return undefined;
+      throw errnoError(errno, "statx");
+    },
+  };
+}
+
+const ENOENT = 2;
+/** statx's mask for what stat(2) says (type, mode, nlink, uid, gid, times, ino, size, blocks). */
+const STATX_BASIC_STATS = 0x7ff;
+/** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */
+const statxBuffer = Buffer.alloc(256);
+
+/** Decodes a struct statx (its layout is the same on every Linux architecture). */
+function rawStatOf(buffer: Buffer): RawStat {
+  const u64 = (offset: number) => buffer.readUInt32LE(offset + 4) * 2 ** 32 + buffer.readUInt32LE(offset);
+  const time = (offset: number): Timestamp => ({
+    sec: buffer.readInt32LE(offset + 4) * 2 ** 32 + buffer.readUInt32LE(offset),
+    nsec: buffer.readUInt32LE(offset + 8),
+  });
+  const major = buffer.readUInt32LE(0x88);
+  const minor = buffer.readUInt32LE(0x8c);
+  return {
+    nlink: buffer.readUInt32LE(0x10),
+    uid: buffer.readUInt32LE(0x14),
+    gid: buffer.readUInt32LE(0x18),
+    mode: buffer.readUInt16LE(0x1c),
+    ino: u64(0x20),
+    size: u64(0x28),
+    ctime: time(0x60),
+    mtime: time(0x70),
+    // glibc's makedev, which is what st_dev holds (and Node reports).
+    dev:
+      ((major & 0xfffff000) >>> 0) * 2 ** 32 +
+      (major & 0xfff) * 2 ** 8 +
+      ((minor & 0xffffff00) >>> 0) * 2 ** 12 +
+      (minor & 0xff),
   };
 }
 

@@ -55,7 +55,7 @@ import {
   type Timestamp,
   type WatchCallback,
 } from "./fileSystem.js";
-import { AT_FDCWD, loadNativeCalls, type NativeCalls } from "./nativeCalls.js";
+import { AT_FDCWD, loadNativeCalls, type NativeCalls, type RawStat } from "./nativeCalls.js";
 
 /**
  * "full": every change is durable when its call returns (fsync of files and parent directories).
@@ -520,11 +520,19 @@ export class NodeFileSystem implements MirrorFileSystem {
     const p = normalizePath(path);
     return this.withDirectory(p, (dir, fd) => {
       const entries: DirEntryStat[] = [];
+      const native = fd === undefined ? undefined : this.native;
       for (const name of this.childNames(dir)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
-        const stat = lstatSync(address, { bigint: true, throwIfNoEntry: false });
-        if (stat !== undefined) entries.push({ name, stat: toEntryStat(stat) });
+        let stat: EntryStat | undefined;
+        if (native !== undefined) {
+          const raw = native.statAt(fd!, plainAddress(name));
+          stat = raw === undefined ? undefined : entryStatOf(raw);
+        } else {
+          const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
+          const bigStat = lstatSync(address, { bigint: true, throwIfNoEntry: false });
+          stat = bigStat === undefined ? undefined : toEntryStat(bigStat);
+        }
+        if (stat !== undefined) entries.push({ name, stat });
       }
       return entries.sort((a, b) => compareNames(a.name, b.name));
     });
@@ -1320,27 +1328,47 @@ function checkTimestamp(time: Timestamp, path: string): void {
 }
 
 function toEntryStat(stat: BigIntStats): EntryStat {
-  const mtime = timestampOf(stat.mtimeNs);
-  return {
-    kind: kindOf(stat),
+  return entryStatOf({
+    mode: Number(stat.mode),
     size: Number(stat.size),
-    mtimeMs: millisecondsOf(mtime),
-    ctimeMs: millisecondsOf(timestampOf(stat.ctimeNs)),
-    mtime,
-    mode: Number(stat.mode) & 0o7777,
+    mtime: timestampOf(stat.mtimeNs),
+    ctime: timestampOf(stat.ctimeNs),
     ino: Number(stat.ino),
     dev: Number(stat.dev),
     nlink: Number(stat.nlink),
     uid: Number(stat.uid),
     gid: Number(stat.gid),
+  });
+}
+
+/** The EntryStat of what lstat or statx said (both reach here, so a listing and a single lstat agree). */
+function entryStatOf(raw: RawStat): EntryStat {
+  return {
+    kind: kindOfMode(raw.mode),
+    size: raw.size,
+    mtimeMs: millisecondsOf(raw.mtime),
+    ctimeMs: millisecondsOf(raw.ctime),
+    mtime: raw.mtime,
+    mode: raw.mode & 0o7777,
+    ino: raw.ino,
+    dev: raw.dev,
+    nlink: raw.nlink,
+    uid: raw.uid,
+    gid: raw.gid,
   };
 }
 
-function kindOf(stat: BigIntStats): EntryKind {
-  if (stat.isFile()) return "file";
-  if (stat.isDirectory()) return "dir";
-  if (stat.isSymbolicLink()) return "symlink";
-  return "special";
+function kindOfMode(mode: number): EntryKind {
+  switch (mode & constants.S_IFMT) {
+    case constants.S_IFREG:
+      return "file";
+    case constants.S_IFDIR:
+      return "dir";
+    case constants.S_IFLNK:
+      return "symlink";
+    default:
+      return "special";
+  }
 }
 
 function kindOfSpecial(stat: Stats): string {

@@ -54,6 +54,16 @@ export class ManifestWalk {
     return this.held[offset - this.heldFrom];
   }
 
+  /**
+   * Lists one more directory when the walk holds fewer than `entries` entries past the last page asked for;
+   * false when it need not (or the walk is over). Lets the target list the next page while it waits.
+   */
+  listAhead(entries: number): boolean {
+    if (this.stack.length === 0 || this.heldFrom + this.held.length >= this.floor + entries) return false;
+    this.listNext();
+    return true;
+  }
+
   private listNext(): void {
     const dir = this.stack.pop()!;
     const scan = scanPath(

@@ -38,6 +38,9 @@ import { describeError, indexEntry, indexedHash, isMirrorFileSystem, STREAM_PIEC
 import { ContentError, type FreeSpace, TargetContent } from "./targetContent.js";
 import { TargetDirectories } from "./targetDirectories.js";
 
+/** Entries of the manifest's first page at most: the source plans the top of the tree while the rest is listed. */
+const FIRST_PAGE_ENTRIES = 512;
+
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
   /** Keeps the durable position (memory when not given); see `flushIntervalMs` for when it is saved. */
@@ -159,6 +162,7 @@ export class ReplicatorTarget {
 
   /** Ends the session: what was applied is made durable; unfinished uploads and files set aside for reuse are removed. */
   close(): void {
+    this.manifestWalk = undefined;
     try {
       this.flush();
     } finally {
@@ -286,7 +290,9 @@ export class ReplicatorTarget {
    * `manifestPageBytes` of them, so a page of long names still fits a frame.
    */
   private manifestPage(walk: ManifestWalk, offset: number): Response {
-    const { manifestPageEntries, manifestPageBytes } = this.limits;
+    const { manifestPageBytes } = this.limits;
+    // A short first page: the source starts planning while the rest is listed (see listAhead).
+    const manifestPageEntries = Math.min(offset === 0 ? FIRST_PAGE_ENTRIES : Infinity, this.limits.manifestPageEntries);
     // Pages before this one were answered (a repeated request for this one is still served).
     walk.releaseBefore(offset);
     const entries: ManifestEntry[] = [];
@@ -298,7 +304,26 @@ export class ReplicatorTarget {
       bytes += Math.min(MAX_MANIFEST_ENTRY_BYTES, estimatedEntryBytes(entry));
       entry = walk.entryAt(++at);
     }
+    if (entry !== undefined) this.listAhead(walk);
     return { type: "manifest", entries, complete: entry === undefined };
+  }
+
+  /**
+   * While the source reads a page, the walk lists the next one a directory per turn (a request that comes
+   * meanwhile is answered between two directories), so the next page is ready when it is asked for.
+   * Stops once a page is held, when another walk replaces this one, or when the target closes.
+   */
+  private listAhead(walk: ManifestWalk): void {
+    const ahead = 2 * this.limits.manifestPageEntries;
+    const step = () => {
+      if (this.manifestWalk !== walk) return;
+      try {
+        if (walk.listAhead(ahead)) setImmediate(step);
+      } catch {
+        // The page that needs this listing meets the same failure and answers it.
+      }
+    };
+    setImmediate(step);
   }
 
   private hello(request: HelloRequest): Response {

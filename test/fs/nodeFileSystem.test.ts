@@ -292,6 +292,28 @@ describe("reading", () => {
     expect(Buffer.from(read).equals(content)).toBe(true);
   });
 
+  it("a listing states each entry exactly as lstat does (statx through the directory's handle, or Node's lstat)", () => {
+    mkdirSync(`${root}/d`);
+    writeFileSync(`${root}/d/file`, "12345");
+    chmodSync(`${root}/d/file`, 0o4751);
+    symlinkSync("nowhere", `${root}/d/link`);
+    mkdirSync(`${root}/d/sub`);
+    execFileSync("mkfifo", [`${root}/d/pipe`]);
+    execFileSync("ln", [`${root}/d/file`, `${root}/d/hard`]);
+    // A name with a byte that is not UTF-8 goes through the byte mapping on both paths.
+    writeFileSync(Buffer.from(`${root}/d/bad\xffname`, "latin1"), "x");
+    const fs = makeFileSystem();
+    expect(loadNativeCalls()?.statAt).toBeDefined();
+    const listed = fs.listDirStats(`${root}/d`);
+    expect(listed.map((entry) => entry.name)).toEqual(["bad\uefffname", "file", "hard", "link", "pipe", "sub"]);
+    for (const { name, stat } of listed) expect(stat, name).toEqual(fs.lstat(`${root}/d/${name}`));
+    const file = listed.find((entry) => entry.name === "file")!.stat;
+    const node = lstatSync(`${root}/d/file`, { bigint: true });
+    expect(file).toMatchObject({ kind: "file", size: 5, mode: 0o4751, nlink: 2, dev: Number(node.dev) });
+    expect(file.mtime).toEqual({ sec: Number(node.mtimeNs / 10n ** 9n), nsec: Number(node.mtimeNs % 10n ** 9n) });
+    expect(listed.map((entry) => entry.stat.kind)).toEqual(["file", "file", "file", "symlink", "special", "dir"]);
+  });
+
   it("reads files whose size stat reports as zero (procfs) in full", () => {
     const fs = new NodeFileSystem();
     opened.push(fs);

@@ -2,6 +2,7 @@
 // must describe exactly the tree a whole-tree scan sees, parents first, while the walk holds no more than
 // the page being served and what one directory listing adds.
 import { describe, expect, it } from "vitest";
+import { DEFAULT_LIMITS } from "../../src/events/limits.js";
 import type { ManifestEntry } from "../../src/events/protocol.js";
 import { ContentIndexMap } from "../../src/events/stateStore.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
@@ -9,6 +10,7 @@ import { ManifestTreeBuilder, manifestFromTree, treeFromManifest } from "../../s
 import { ManifestWalk } from "../../src/replicator/manifestWalk.js";
 import { scanPath } from "../../src/replicator/scan.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
+import { pollUntil } from "../support/cliRunner.js";
 
 const ROOT = "/target";
 
@@ -69,6 +71,38 @@ describe("the manifest walk", () => {
     }
     const again = target.handleRequest({ type: "manifest", offset: 1 });
     expect(again.type === "manifest" && again.entries[0]).toEqual(all[1]);
+  });
+
+  it("answers a short first page, then lists the next page while no request comes (one directory per turn)", async () => {
+    const fs = populated(300, 10);
+    let listings = 0;
+    const listDirStats = fs.listDirStats.bind(fs);
+    fs.listDirStats = (path: string) => {
+      listings++;
+      return listDirStats(path);
+    };
+    const target = new ReplicatorTarget(fs, ROOT, { limits: { ...DEFAULT_LIMITS, manifestPageEntries: 1000 } });
+    const first = target.handleRequest({ type: "manifest", offset: 0 });
+    if (first.type !== "manifest") throw new Error(`expected a manifest page, got ${JSON.stringify(first)}`);
+    expect(first.entries.length).toBeLessThanOrEqual(512);
+    expect(first.complete).toBe(false);
+    const answered = listings;
+    // No request: the walk goes on by itself until it holds the next page, one directory per turn.
+    await pollUntil(() => listings >= answered + 50, { deadlineMs: 5_000, describe: () => `${listings} listings` });
+    const held = (target as unknown as { manifestWalk: { held: unknown[] } }).manifestWalk.held.length;
+    expect(held).toBeGreaterThanOrEqual(1000);
+    expect(held).toBeLessThanOrEqual(2 * 1000 + 11);
+    // The pages read afterwards are the same walk: every entry once, parents first.
+    const all = [...first.entries];
+    for (let offset = all.length; ; ) {
+      const page = target.handleRequest({ type: "manifest", offset });
+      if (page.type !== "manifest") throw new Error(`expected a manifest page, got ${JSON.stringify(page)}`);
+      all.push(...page.entries);
+      offset += page.entries.length;
+      if (page.complete) break;
+    }
+    const scanned = scanPath({ fs, root: ROOT, keepContentUpTo: -1, owners: { uid: true, gid: true } }, "");
+    expect(all).toEqual(manifestFromTree(scanned.node as Parameters<typeof manifestFromTree>[0]));
   });
 
   it("builds the source's tree page by page, leaving out what `keep` rejects but counting it", () => {
