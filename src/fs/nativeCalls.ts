@@ -29,10 +29,9 @@ export interface NativeCalls {
   /**
    * statx(dirFd, name, AT_SYMLINK_NOFOLLOW): the entry `name` of the directory `dirFd`, never following a
    * final symlink, without the BigInt stats object and the /proc/self/fd path Node's lstat needs (a
-   * listing states each of its entries: this halves that). Undefined when the entry is gone (ENOENT);
-   * any other failure throws an errno error.
+   * listing states each of its entries: this halves that). A failure throws an errno error ("ENOENT: …").
    */
-  statAt(dirFd: number, name: string | Buffer): RawStat | undefined;
+  statAt(dirFd: number, name: string | Buffer): RawStat;
 }
 
 /** What statx says about an entry, as Node's BigInt lstat would say it (Numbers; `dev` as glibc's makedev). */
@@ -111,17 +110,12 @@ function tryLoad(): NativeCalls | null {
     syncFileSystem: (fd) => check(syncfs(fd), "syncfs"),
     flock: (fd, operation) => check(flock(fd, operation), "flock"),
     statAt: (dirFd, name) => {
-      if (statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer) === 0) {
-        return rawStatOf(statxBuffer);
-      }
-      const errno = koffi.errno();
-      if (errno === ENOENT) return undefined;
-      throw errnoError(errno, "statx");
+      check(statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer), "statx");
+      return rawStatOf(statxBuffer);
     },
   };
 }
 
-const ENOENT = 2;
 /** statx's mask for what stat(2) says (type, mode, nlink, uid, gid, times, ino, size, blocks). */
 const STATX_BASIC_STATS = 0x7ff;
 /** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */

@@ -227,22 +227,29 @@ export class NodeFileSystem implements MirrorFileSystem {
   lstat(path: string): EntryStat {
     const at = this.locate(path);
     try {
-      return toEntryStat(lstatSync(at.address, { bigint: true }));
+      return this.entryStat(at);
     } catch (error) {
       throw toFileSystemError(error, at.path);
     }
   }
 
   lstatIfExists(path: string): EntryStat | undefined {
-    let at: Location;
+    let at: Location | undefined;
     try {
       at = this.locate(path);
+      return this.entryStat(at);
     } catch (error) {
       if (isMissing(error)) return undefined;
-      throw error;
+      throw toFileSystemError(error, at?.path ?? path);
     }
-    const stat = lstatIfPresent(at);
-    return stat === undefined ? undefined : toEntryStat(stat);
+  }
+
+  /** lstat of a located entry: statx through its parent's held handle where koffi has it, else Node's lstat. */
+  private entryStat(at: Location): EntryStat {
+    if (at.parentFd !== undefined && this.native !== undefined) {
+      return entryStatOf(this.native.statAt(at.parentFd, plainAddress(at.name)));
+    }
+    return toEntryStat(lstatSync(at.address, { bigint: true }));
   }
 
   readFile(path: string): Uint8Array {
@@ -523,16 +530,19 @@ export class NodeFileSystem implements MirrorFileSystem {
       const native = fd === undefined ? undefined : this.native;
       for (const name of this.childNames(dir)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        let stat: EntryStat | undefined;
-        if (native !== undefined) {
-          const raw = native.statAt(fd!, plainAddress(name));
-          stat = raw === undefined ? undefined : entryStatOf(raw);
-        } else {
-          const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
-          const bigStat = lstatSync(address, { bigint: true, throwIfNoEntry: false });
-          stat = bigStat === undefined ? undefined : toEntryStat(bigStat);
+        let stat: EntryStat;
+        try {
+          if (native !== undefined) {
+            stat = entryStatOf(native.statAt(fd!, plainAddress(name)));
+          } else {
+            const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
+            stat = toEntryStat(lstatSync(address, { bigint: true }));
+          }
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === "ENOENT") continue; // removed since it was listed
+          throw error;
         }
-        if (stat !== undefined) entries.push({ name, stat });
+        entries.push({ name, stat });
       }
       return entries.sort((a, b) => compareNames(a.name, b.name));
     });
