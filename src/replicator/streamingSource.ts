@@ -61,8 +61,13 @@ const MAX_RETRY_ROUNDS = 3;
 const MAX_REESTABLISH = 2;
 /** Planned operations are sent once this many are buffered (or BUFFER_CONTENT_BYTES of content)... */
 const BUFFER_ENTRIES = 4096;
-/** ...so that one request, and one flush on the target, covers many files. */
+/** ...so that one request, and one flush on the target, covers many files... */
 const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
+/**
+ * ...or once the first of them has waited this long: a few changes found early in a long walk (100 files
+ * modified in 20,000) apply while the walk goes on, instead of after it.
+ */
+const BUFFER_MAX_AGE_MS = 50;
 /**
  * ...while watch hints are planned: smaller, since a burst is planned only once it has ended (see
  * `burstQuiet`), and its first part should be applying while the rest is read.
@@ -101,6 +106,8 @@ export class StreamingSource {
   private inFlightBytes = 0;
   private retryPaths: string[] = [];
   private refused: SessionRefusedError | undefined;
+  /** When the oldest operation planned and not yet sent was seen by sendWhenPlanned. */
+  private plannedSince: number | undefined;
   /** The next page of a streamed manifest, asked for ahead of need so the target lists while we plan. */
   private nextManifestPage: Promise<Response> | undefined;
 
@@ -305,7 +312,7 @@ export class StreamingSource {
         for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
         scanned = [];
         scannedBytes = 0;
-        await this.sendWhenPlanned(BUFFER_ENTRIES, BUFFER_CONTENT_BYTES);
+        await this.sendWhenPlanned(BUFFER_ENTRIES, BUFFER_CONTENT_BYTES, BUFFER_MAX_AGE_MS);
       }
       // Let responses and pipe writes through between directories: scanning is synchronous. (Yielding only
       // every 10 ms saved directory-handle opens but starved the pipeline: a 20,000-file initial mirror took
@@ -321,10 +328,14 @@ export class StreamingSource {
     this.progress.operationsPlanned += entries.length;
   }
 
-  /** Sends what is planned once it reaches `operations` or `contentBytes`. */
-  private async sendWhenPlanned(operations: number, contentBytes: number): Promise<void> {
+  /** Sends what is planned once it reaches `operations` or `contentBytes`, or its oldest has waited `maxAgeMs`. */
+  private async sendWhenPlanned(operations: number, contentBytes: number, maxAgeMs = Infinity): Promise<void> {
     const planned = this.session.unloggedSize();
-    if (planned.operations >= operations || planned.contentBytes >= contentBytes) await this.sendBuffer();
+    if (planned.operations === 0) return;
+    const now = performance.now();
+    this.plannedSince ??= now;
+    if (planned.operations >= operations || planned.contentBytes >= contentBytes || now - this.plannedSince >= maxAgeMs)
+      await this.sendBuffer();
   }
 
   /** Logs what is planned and sends it with what is buffered, waiting for the oldest response whenever the window is full. */
@@ -335,6 +346,7 @@ export class StreamingSource {
       upTo = this.session.manifestNeededBeforeShipping();
     }
     this.enqueue(this.session.logPlanned());
+    this.plannedSince = undefined;
     const entries = this.buffer;
     this.buffer = [];
     const chunks = this.session.chunksRequestFor(entries);
