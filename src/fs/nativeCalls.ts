@@ -29,9 +29,10 @@ export interface NativeCalls {
   /**
    * statx(dirFd, name, AT_SYMLINK_NOFOLLOW): the entry `name` of the directory `dirFd`, never following a
    * final symlink, without the BigInt stats object and the /proc/self/fd path Node's lstat needs (a
-   * listing states each of its entries: this halves that). A failure throws an errno error ("ENOENT: …").
+   * listing states each of its entries: this halves that). Undefined when there is no such entry (ENOENT:
+   * asked often, of files about to be created, so not thrown); any other failure throws an errno error.
    */
-  statAt(dirFd: number, name: string | Buffer): RawStat;
+  statAt(dirFd: number, name: string | Buffer): RawStat | undefined;
 }
 
 /** What statx says about an entry, as Node's BigInt lstat would say it (Numbers; `dev` as glibc's makedev). */
@@ -110,12 +111,17 @@ function tryLoad(): NativeCalls | null {
     syncFileSystem: (fd) => check(syncfs(fd), "syncfs"),
     flock: (fd, operation) => check(flock(fd, operation), "flock"),
     statAt: (dirFd, name) => {
-      check(statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer), "statx");
-      return rawStatOf(statxBuffer);
+      if (statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer) === 0) {
+        return rawStatOf(statxBuffer);
+      }
+      const errno = koffi.errno();
+      if (errno === ENOENT) return undefined;
+      throw errnoError(errno, "statx");
     },
   };
 }
 
+const ENOENT = 2;
 /** statx's mask for what stat(2) says (type, mode, nlink, uid, gid, times, ino, size, blocks). */
 const STATX_BASIC_STATS = 0x7ff;
 /** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */
@@ -157,8 +163,12 @@ function cString(name: string | Buffer): string | Buffer {
   return typeof name === "string" ? name : Buffer.concat([name, Buffer.of(0)]);
 }
 
+let systemErrors: Map<number, [string, string]> | undefined;
+
 /** An error shaped like Node's own errno errors ("CODE: description, syscall"), so callers map it alike. */
 function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
-  const [code, description] = getSystemErrorMap().get(-errno) ?? [`E${errno}`, "unknown error"];
+  // Built once: getSystemErrorMap makes a new map of every errno at each call.
+  systemErrors ??= getSystemErrorMap();
+  const [code, description] = systemErrors.get(-errno) ?? [`E${errno}`, "unknown error"];
   return Object.assign(new Error(`${code}: ${description}, ${syscall}`), { code, errno: -errno, syscall });
 }

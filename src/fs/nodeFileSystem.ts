@@ -226,30 +226,38 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   lstat(path: string): EntryStat {
     const at = this.locate(path);
+    let stat: EntryStat | undefined;
     try {
-      return this.entryStat(at);
+      stat = this.entryStat(at.parentFd, at.address, at.name);
     } catch (error) {
       throw toFileSystemError(error, at.path);
     }
+    if (stat === undefined) throw new FileSystemError("ENOENT", at.path);
+    return stat;
   }
 
   lstatIfExists(path: string): EntryStat | undefined {
     let at: Location | undefined;
     try {
       at = this.locate(path);
-      return this.entryStat(at);
+      return this.entryStat(at.parentFd, at.address, at.name);
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw toFileSystemError(error, at?.path ?? path);
     }
   }
 
-  /** lstat of a located entry: statx through its parent's held handle where koffi has it, else Node's lstat. */
-  private entryStat(at: Location): EntryStat {
-    if (at.parentFd !== undefined && this.native !== undefined) {
-      return entryStatOf(this.native.statAt(at.parentFd, plainAddress(at.name)));
+  /**
+   * lstat of the entry `name` at `address`, undefined when it is not there: statx through its parent's held
+   * handle where there is one and koffi, else Node's lstat of the address.
+   */
+  private entryStat(parentFd: number | undefined, address: SyscallPath, name: string): EntryStat | undefined {
+    if (parentFd !== undefined && this.native !== undefined) {
+      const raw = this.native.statAt(parentFd, plainAddress(name));
+      return raw === undefined ? undefined : entryStatOf(raw);
     }
-    return toEntryStat(lstatSync(at.address, { bigint: true }));
+    const stat = lstatSync(address, { bigint: true, throwIfNoEntry: false });
+    return stat === undefined ? undefined : toEntryStat(stat);
   }
 
   readFile(path: string): Uint8Array {
@@ -527,22 +535,12 @@ export class NodeFileSystem implements MirrorFileSystem {
     const p = normalizePath(path);
     return this.withDirectory(p, (dir, fd) => {
       const entries: DirEntryStat[] = [];
-      const native = fd === undefined ? undefined : this.native;
       for (const name of this.childNames(dir)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        let stat: EntryStat;
-        try {
-          if (native !== undefined) {
-            stat = entryStatOf(native.statAt(fd!, plainAddress(name)));
-          } else {
-            const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
-            stat = toEntryStat(lstatSync(address, { bigint: true }));
-          }
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === "ENOENT") continue; // removed since it was listed
-          throw error;
-        }
-        entries.push({ name, stat });
+        const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
+        const stat = this.entryStat(fd, address, name);
+        // Undefined: removed since it was listed.
+        if (stat !== undefined) entries.push({ name, stat });
       }
       return entries.sort((a, b) => compareNames(a.name, b.name));
     });
