@@ -4,6 +4,7 @@ import { posix } from "node:path";
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { fileURLToPath } from "node:url";
+import type { Position } from "../events/operation.js";
 import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
 import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
@@ -179,10 +180,40 @@ export async function runMirror(
   const { sourceRoot, spec, targetKey, statePath } = resolvePair(src, dst, options.state, options.mkpath === true);
   if (!options.dryRun) makeStateDirectory(statePath);
 
+  // Before the target starts: a local serve child inherits it, and an in-process target shares it.
+  if (mode === "watch") beNicer(options.nice ?? 0, output);
+  // The target starts first and boots while the state file is checked (quick_check reads all of it) and
+  // the source is read: the first pass's walk scans meanwhile (its prescan) and its first request waits
+  // for the connection, so neither ssh's handshake nor the serve's start-up idles us.
+  let connection: TargetProcess | undefined;
+  let connectFailure: unknown;
+  const connecting = connectTarget(spec, dst, {
+    ...options,
+    mkpath: options.mkpath === true,
+    inProcess: targetInProcess(mode, spec, options.dryRun ? undefined : peekLogHead(statePath)),
+  }).then(
+    (made) => {
+      connection = made;
+    },
+    (error: unknown) => {
+      connectFailure = error;
+      throw error;
+    },
+  );
+  connecting.catch(() => {}); // awaited by the first pass (or the dry run); a failure is thrown there
+
   // A dry run keeps its log and index in memory: it changes nothing, not even our own state. A state
   // file that cannot be used stops the run here, before anything is sent (or, with --rebuild-state and
-  // damage, is moved aside: the new epoch below records why).
-  const { log, state, rebuilt } = openSourceState(statePath, { sourceRoot, targetKey }, options);
+  // damage, is moved aside: the new epoch below records why); the target started meanwhile is let go.
+  let opened: ReturnType<typeof openSourceState>;
+  try {
+    opened = openSourceState(statePath, { sourceRoot, targetKey }, options);
+  } catch (error) {
+    await connecting.catch(() => {});
+    if (connection !== undefined) await disconnectTarget(connection);
+    throw error;
+  }
+  const { log, state, rebuilt } = opened;
   const fs = new NodeFileSystem({
     root: sourceRoot,
     onProblem: (problem) => session.reportProblem(problem),
@@ -233,26 +264,6 @@ export async function runMirror(
     ...(mode === "watch" ? { onWatchEvent: (event) => driver.hint(event) } : {}),
   });
 
-  // Before the target starts: a local serve child inherits it, and an in-process target shares it.
-  if (mode === "watch") beNicer(options.nice ?? 0, output);
-  // The target starts while the source is read: the first pass's walk scans meanwhile (its prescan) and
-  // its first request waits for the connection, so neither ssh's handshake nor the serve's start-up idles us.
-  let connection: TargetProcess | undefined;
-  let connectFailure: unknown;
-  const connecting = connectTarget(spec, dst, {
-    ...options,
-    mkpath: options.mkpath === true,
-    inProcess: targetInProcess(mode, spec, log),
-  }).then(
-    (made) => {
-      connection = made;
-    },
-    (error: unknown) => {
-      connectFailure = error;
-      throw error;
-    },
-  );
-  connecting.catch(() => {}); // awaited by the first pass (or the dry run); a failure is thrown there
   /** The connection, once made (requests are only sent after it is). */
   const connected = (): TargetProcess => connection!;
   // Bytes of earlier connections (a lost connection is replaced, and the counts carry on).
@@ -486,11 +497,28 @@ const IN_PROCESS_MAX_OPERATIONS = 2_000;
  * a child would double it (a second node process that loads every module again). A large or first sync,
  * and a watch, keep the child: it works beside the source on another core, which pays once there is work.
  */
-function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, log: OperationLog): boolean {
+function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, head: Position | undefined): boolean {
   // MIRRORLOG_LOCAL_TARGET=child keeps the child always (the fault suite kills the target alone through it).
   if (mode !== "sync" || spec.kind !== "local" || process.env.MIRRORLOG_LOCAL_TARGET === "child") return false;
-  const head = log.lastPosition();
-  return head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS;
+  return head !== undefined && head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS;
+}
+
+/**
+ * The head of the pair's log, read without checking the file (that comes next, while the target starts);
+ * undefined when there is no log yet or it cannot be read (the check then says why).
+ */
+function peekLogHead(statePath: string): Position | undefined {
+  if (!existsSync(statePath)) return undefined;
+  try {
+    const log = new OperationLog(statePath, { readOnly: true });
+    try {
+      return log.lastPosition();
+    } finally {
+      log.close();
+    }
+  } catch {
+    return undefined;
+  }
 }
 
 /**
