@@ -118,7 +118,8 @@ export class StateStore implements ContentIndex, PositionStore {
     get: Database.Statement<[string], IndexRow>;
     byHash: Database.Statement<[string], string>;
     below: Database.Statement<[string, string, string], IndexRow & { path: string }>;
-    many: Database.Statement<[string], IndexRow & { path: string }>;
+    /** Rows as arrays (no object per row): path, size, mtime_ms, ctime_ms, ino, hash. */
+    many: Database.Statement<[string], [string, number, number, number, number, string]>;
   };
   /** The rows of the last `prefetch` (null: no row), until a change or the next prefetch. */
   private prefetched = new Map<string, IndexedFile | null>();
@@ -156,9 +157,11 @@ export class StateStore implements ContentIndex, PositionStore {
         below: db.prepare(
           "SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index WHERE path = ? OR (path > ? AND path < ?)",
         ),
-        many: db.prepare(
-          "SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index WHERE path IN (SELECT value FROM json_each(?))",
-        ),
+        many: db
+          .prepare<[string], [string, number, number, number, number, string]>(
+            "SELECT path, size, mtime_ms, ctime_ms, ino, hash FROM file_index WHERE path IN (SELECT value FROM json_each(?))",
+          )
+          .raw(),
       };
     } catch (error) {
       db?.close();
@@ -207,8 +210,10 @@ export class StateStore implements ContentIndex, PositionStore {
     this.prefetched = new Map();
     if (paths.length < 2) return;
     for (const path of paths) this.prefetched.set(path, null);
-    for (const row of this.guarded(() => this.statements.many.all(JSON.stringify(paths)))) {
-      this.prefetched.set(row.path, entryOf(row));
+    for (const [path, size, mtimeMs, ctimeMs, ino, hash] of this.guarded(() =>
+      this.statements.many.all(JSON.stringify(paths)),
+    )) {
+      this.prefetched.set(path, { size, mtimeMs, ctimeMs, ino, hash });
     }
   }
 
