@@ -292,7 +292,8 @@ export class ReplicatorTarget {
   private manifestPage(walk: ManifestWalk, offset: number): Response {
     const { manifestPageBytes } = this.limits;
     // A short first page: the source starts planning while the rest is listed (see listAhead).
-    const manifestPageEntries = Math.min(offset === 0 ? FIRST_PAGE_ENTRIES : Infinity, this.limits.manifestPageEntries);
+    const limit = this.limits.manifestPageEntries;
+    const manifestPageEntries = offset === 0 ? Math.min(FIRST_PAGE_ENTRIES, limit) : limit;
     // Pages before this one were answered (a repeated request for this one is still served).
     walk.releaseBefore(offset);
     const entries: ManifestEntry[] = [];
