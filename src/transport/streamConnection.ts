@@ -363,6 +363,12 @@ export class StreamClient<Req, Res> {
   };
 
   private readonly onOutputError = (error: Error): void => {
+    // A peer gone before it greeted (ssh that could not connect, a target that exited at once) breaks the
+    // pipe under our hello: it is the same failure as its output ending, and says so.
+    if (!this.greeted && (error as NodeJS.ErrnoException).code === "EPIPE") {
+      this.fail("peer closed the connection before the handshake", error);
+      return;
+    }
     this.fail(`write error: ${describe(error)}`, error);
   };
 

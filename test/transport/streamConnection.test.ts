@@ -212,6 +212,15 @@ describe("StreamClient and serveStream", () => {
     );
   });
 
+  it("a pipe broken before the peer greeted reads as the peer having closed before the handshake", async () => {
+    const { client, toPeer } = clientWithFakePeer({ diagnose: async () => "ssh exited with status 255" });
+    const pending = client.request({ n: 1 });
+    toPeer.destroy(Object.assign(new Error("write EPIPE"), { code: "EPIPE" }));
+    await expect(pending).rejects.toThrow(
+      "peer closed the connection before the handshake\nssh exited with status 255",
+    );
+  });
+
   it("holds frames back while write() reports backpressure, then sends them all in order", async () => {
     const highWaterMark = 1024;
     const toServer = new PassThrough({ highWaterMark });
