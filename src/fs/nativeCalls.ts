@@ -7,9 +7,11 @@ import type { Timestamp } from "./fileSystem.js";
  * The libc calls Node 20 lacks and mirrorlog needs, through koffi (an FFI whose npm package ships
  * prebuilt binaries): `utimensat` and `futimens` set an mtime to the exact nanosecond (Node's `utimes`
  * family goes through a double and libuv keeps only microseconds), and `syncfs` flushes one file system
- * without spawning `sync -f`; `flock` locks a target root by what it is (its inode, not its path).
+ * without spawning `sync -f`; `flock` locks a target root by what it is (its inode, not its path);
+ * `statx` states an entry relative to its directory's handle (Node's `lstat` takes only a path).
  * Linux only; `loadNativeCalls()` is undefined wherever koffi or these symbols cannot be loaded, and
- * callers fall back to Node's calls (microsecond mtimes, `sync -f`; no flock: serve refuses to run).
+ * callers fall back to Node's calls (microsecond mtimes, `sync -f`, `lstat` of /proc/self/fd/N/NAME; no
+ * flock: serve refuses to run).
  */
 export interface NativeCalls {
   /**
