@@ -201,6 +201,11 @@ export async function runMirror(
     },
   );
   connecting.catch(() => {}); // awaited by the first pass (or the dry run); a failure is thrown there
+  /** Lets the target go, once it has started (a run may end while it is still starting). */
+  const letTargetGo = async (): Promise<void> => {
+    await connecting.catch(() => {});
+    if (connection !== undefined) await disconnectTarget(connection);
+  };
 
   // A dry run keeps its log and index in memory: it changes nothing, not even our own state. A state
   // file that cannot be used stops the run here, before anything is sent (or, with --rebuild-state and
@@ -209,8 +214,7 @@ export async function runMirror(
   try {
     opened = openSourceState(statePath, { sourceRoot, targetKey }, options);
   } catch (error) {
-    await connecting.catch(() => {});
-    if (connection !== undefined) await disconnectTarget(connection);
+    await letTargetGo();
     throw error;
   }
   const { log, state, rebuilt } = opened;
@@ -376,9 +380,7 @@ export async function runMirror(
     } catch (error) {
       failure = error;
     }
-    // A pass that failed while the target was still starting: it is let go of once it has started.
-    await connecting.catch(() => {});
-    if (connection !== undefined) await disconnectTarget(connection);
+    await letTargetGo();
     const summary = summarize(session.stats, wire(), performance.now() - started);
     failure ??= closeQuietly(log, state, fs);
     if (failure !== undefined) throw failure;
