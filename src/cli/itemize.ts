@@ -1,10 +1,11 @@
 // rsync's --itemize-changes (`-i`) and --verbose (`-v`) lines for what a run changes on the target,
 // judged against what the target held (its manifest, folded forward with each applied operation).
+import { produce } from "immer";
 import type { Operation } from "../events/operation.js";
-import { childOf, escapeForDisplay } from "../events/paths.js";
-import type { ApplyRequest, ManifestRequest, Request, Response } from "../events/protocol.js";
-import { type DirNode, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
-import { foldExpectedTree, ManifestTreeBuilder, type TreeChange } from "../projections/expectedTree.js";
+import { childOf, escapeForDisplay, segmentsOf } from "../events/paths.js";
+import type { ApplyRequest, ManifestPageEntry, Request, Response } from "../events/protocol.js";
+import { type DirNode, definedAttributes, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
+import { foldExpectedTree, nodeOf, type TreeChange } from "../projections/expectedTree.js";
 
 /** How changes are listed: rsync's `-i` format, or `-v` (names only). */
 export type ChangeListing = "itemize" | "names";
@@ -92,7 +93,6 @@ export function changeLines(before: TreeNode | undefined, operation: Operation, 
  */
 export class ChangeTracker {
   private tree: DirNode = emptyDir();
-  private manifest: ManifestTreeBuilder | undefined;
 
   constructor(
     private readonly listing: ChangeListing,
@@ -101,8 +101,11 @@ export class ChangeTracker {
 
   /** Takes the answer to `request` (manifest pages and apply results); returns it unchanged. */
   observe(request: Request, response: Response): Response {
-    if (request.type === "manifest" && response.type === "manifest") this.takeManifest(request, response);
-    else if (request.type === "apply" && response.type === "applied") this.takeApplied(request, response);
+    if (request.type === "manifest" && response.type === "manifest") {
+      this.tree = withEntries(request.offset === 0 ? emptyDir() : this.tree, response.entries);
+    } else if (request.type === "listing" && response.type === "listing") {
+      this.tree = withEntries(this.tree, response.entries);
+    } else if (request.type === "apply" && response.type === "applied") this.takeApplied(request, response);
     return response;
   }
 
@@ -110,14 +113,6 @@ export class ChangeTracker {
   listPlanned(held: DirNode, operations: readonly Operation[]): void {
     this.tree = held;
     this.fold(this.list(operations));
-  }
-
-  private takeManifest(request: ManifestRequest, response: Extract<Response, { type: "manifest" }>): void {
-    if (request.offset === 0 || this.manifest === undefined) this.manifest = new ManifestTreeBuilder();
-    this.manifest.add(response.entries);
-    if (!response.complete) return;
-    this.tree = this.manifest.tree;
-    this.manifest = undefined;
   }
 
   private takeApplied(request: ApplyRequest, response: Extract<Response, { type: "applied" }>): void {
@@ -152,6 +147,41 @@ export class ChangeTracker {
   private fold(changes: readonly TreeChange[]): void {
     if (changes.length > 0) this.tree = foldExpectedTree(this.tree, changes);
   }
+}
+
+/**
+ * The tree with manifest entries (a page, or a listing read whole) placed at their paths, as they come: a
+ * directory keeps the children it has, one whose listing came as a digest is made when a listing below it
+ * is read. A digest places nothing: nothing is applied in a directory whose digest matched.
+ */
+function withEntries(tree: DirNode, entries: readonly ManifestPageEntry[]): DirNode {
+  if (entries.length === 0) return tree;
+  return produce(tree, (draft) => {
+    for (const entry of entries) {
+      if (entry.kind === "digest") continue;
+      const segments = segmentsOf(entry.path);
+      const name = segments.pop();
+      let parent = draft as DirNode;
+      for (const segment of segments) {
+        let next = parent.children.get(segment);
+        if (next?.kind !== "dir") {
+          next = emptyDir();
+          parent.children.set(segment, next);
+        }
+        parent = next;
+      }
+      if (name === undefined) {
+        Object.assign(parent, definedAttributes(entry.kind === "dir" ? entry : {}));
+        continue;
+      }
+      const node: TreeNode = entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry);
+      const existing = parent.children.get(name);
+      parent.children.set(
+        name,
+        node.kind === "dir" && existing?.kind === "dir" ? { ...node, children: existing.children } : node,
+      );
+    }
+  });
 }
 
 /** What stands at an operation's path once it is applied (a directory keeps its children). */

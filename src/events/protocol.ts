@@ -1,5 +1,6 @@
 import * as z from "zod";
 import {
+  ATTRIBUTE_KEYS,
   AttributesShape,
   ContentHashSchema,
   EntryPathSchema,
@@ -10,8 +11,11 @@ import {
   WriteSymlinkSchema,
 } from "./operation.js";
 
-/** Bumped whenever a request, a response or the frame format changes; both sides must agree exactly (4: frames carry a CRC-32). */
-export const PROTOCOL_VERSION = 4;
+/**
+ * Bumped whenever a request, a response or the frame format changes; both sides must agree exactly (4: frames
+ * carry a CRC-32; 5: manifests of directory digests, the listing request).
+ */
+export const PROTOCOL_VERSION = 5;
 
 const BytesSchema = z.custom<Uint8Array>((value) => value instanceof Uint8Array, "expected bytes");
 const SizeSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -104,11 +108,20 @@ export const HelloRequestSchema = z.strictObject({
 
 /**
  * Asks for the target's tree: every entry with its kind, hash and metadata, parents first, in pages.
- * Offset 0 walks the tree afresh; later offsets page through that same walk.
+ * Offset 0 walks the tree afresh; later offsets page through that same walk. With `digests`, a directory's
+ * listing comes as one `digest` entry over the named attributes (see listingDigest) where it fits a page;
+ * the source asks for a listing whose digest differs from its own with a `listing` request.
  */
 export const ManifestRequestSchema = z.strictObject({
   type: z.literal("manifest"),
   offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  digests: z.strictObject({ attributes: z.array(z.enum(ATTRIBUTE_KEYS)).max(ATTRIBUTE_KEYS.length) }).optional(),
+});
+
+/** Asks for the listing of one directory of the target (its children's entries), one a digest stood for. */
+export const ListingRequestSchema = z.strictObject({
+  type: z.literal("listing"),
+  dir: RelativePathSchema,
 });
 
 /** One logged operation as shipped: its position, the operation, and the bytes when it writes a file. */
@@ -163,6 +176,7 @@ export const ReleaseRequestSchema = z.strictObject({
 export const RequestSchema = z.discriminatedUnion("type", [
   HelloRequestSchema,
   ManifestRequestSchema,
+  ListingRequestSchema,
   ApplyRequestSchema,
   UploadRequestSchema,
   ChunksRequestSchema,
@@ -176,6 +190,8 @@ export type HelloRequest = z.infer<typeof HelloRequestSchema>;
 export type ChunksRequest = z.infer<typeof ChunksRequestSchema>;
 /** The manifest request. */
 export type ManifestRequest = z.infer<typeof ManifestRequestSchema>;
+/** The listing request. */
+export type ListingRequest = z.infer<typeof ListingRequestSchema>;
 /** The apply request. */
 export type ApplyRequest = z.infer<typeof ApplyRequestSchema>;
 
@@ -218,11 +234,33 @@ export const ManifestEntrySchema = z.discriminatedUnion("kind", [
 /** A manifest entry. */
 export type ManifestEntry = z.infer<typeof ManifestEntrySchema>;
 
+/**
+ * Stands for the listing of directory `path` in a manifest asked for with `digests`: its `count` children,
+ * summed up by listingDigest.
+ */
+export const DigestEntrySchema = z.strictObject({
+  kind: z.literal("digest"),
+  path: RelativePathSchema,
+  count: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  digest: z.string().regex(/^[0-9a-f]{64}$/, "digest must be 64 hex digits"),
+});
+/** A digest entry. */
+export type DigestEntry = z.infer<typeof DigestEntrySchema>;
+/** An entry of a manifest page: an entry of the tree, or a digest standing for a directory's listing. */
+export type ManifestPageEntry = ManifestEntry | DigestEntry;
+
 /** One page of the target's tree, parents before children; `complete` on the last page. */
 export const ManifestResponseSchema = z.strictObject({
   type: z.literal("manifest"),
-  entries: z.array(ManifestEntrySchema),
+  entries: z.array(z.discriminatedUnion("kind", [...ManifestEntrySchema.options, DigestEntrySchema])),
   complete: z.boolean(),
+});
+
+/** The listing of one directory: its children's entries by name (none when it is not a directory now). */
+export const ListingResponseSchema = z.strictObject({
+  type: z.literal("listing"),
+  dir: RelativePathSchema,
+  entries: z.array(ManifestEntrySchema),
 });
 
 /**
@@ -337,6 +375,7 @@ export const ReleasedResponseSchema = z.strictObject({
 export const ResponseSchema = z.discriminatedUnion("type", [
   HelloResponseSchema,
   ManifestResponseSchema,
+  ListingResponseSchema,
   ApplyResponseSchema,
   UploadResponseSchema,
   ChunksResponseSchema,

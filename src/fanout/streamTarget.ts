@@ -14,8 +14,8 @@ import {
   type Request,
   type Response,
 } from "../events/protocol.js";
-import type { DirNode } from "../events/tree.js";
-import { foldExpectedTree, manifestFromTree } from "../projections/expectedTree.js";
+import { type DirNode, nodeAt } from "../events/tree.js";
+import { foldExpectedTree, listingEntries, manifestFromTree } from "../projections/expectedTree.js";
 import type { TargetConnection } from "../replicator/streamingSource.js";
 import type { ChunkStore } from "./chunkStore.js";
 import { encodeValue, type FanoutConnection, type OperationMessage, type RecipeRef } from "./streamLayout.js";
@@ -106,6 +106,14 @@ export class StreamTarget implements TargetConnection {
         const complete = request.offset + entries.length >= this.manifest.length;
         if (complete) this.manifest = undefined;
         return { type: "manifest", entries, complete };
+      }
+      case "listing": {
+        const node = nodeAt(this.tree, request.dir);
+        return {
+          type: "listing",
+          dir: request.dir,
+          entries: node?.kind === "dir" ? listingEntries(request.dir, node.children) : [],
+        };
       }
       case "chunks":
         // Never asked: the session is given no chunk lists, so it builds no deltas (the bucket dedupes chunks).

@@ -1,7 +1,8 @@
+import { createHash } from "node:crypto";
 import { enableMapSet, produce } from "immer";
-import type { Operation } from "../events/operation.js";
-import { compareWalkOrder, parentOf as parentOfPath, segmentsOf } from "../events/paths.js";
-import type { ManifestEntry } from "../events/protocol.js";
+import { ATTRIBUTE_KEYS, type AttributeKey, type Operation } from "../events/operation.js";
+import { childOf, compareWalkOrder, parentOf as parentOfPath, segmentsOf } from "../events/paths.js";
+import type { DigestEntry, ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
 import { type DirNode, definedAttributes, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 
 enableMapSet();
@@ -87,7 +88,7 @@ export function nodeOf(
 const kindOfOperation = { ensureDir: "dir", writeFile: "file", writeSymlink: "symlink" } as const;
 
 /** The tree a manifest describes (entries parents first; the root entry "" carries the root's metadata). */
-export function treeFromManifest(entries: readonly ManifestEntry[]): DirNode {
+export function treeFromManifest(entries: readonly ManifestPageEntry[]): DirNode {
   const builder = new ManifestTreeBuilder();
   builder.add(entries);
   return builder.tree;
@@ -105,10 +106,16 @@ export class ManifestTreeBuilder {
   /** The directory the previous entry went into: entries come grouped by directory, so it is usually the next one's. */
   private lastParent: { path: string; node: DirNode } = { path: "", node: this.tree };
 
-  /** Adds one page of entries; those `keep` rejects (excluded paths) are counted but left out. */
-  add(entries: readonly ManifestEntry[], keep: (entry: ManifestEntry) => boolean = () => true): void {
+  /**
+   * Adds one page of entries; those `keep` rejects (excluded paths) are counted but left out. A whole
+   * manifest is asked for without digests: a digest in it is refused.
+   */
+  add(entries: readonly ManifestPageEntry[], keep: (entry: ManifestEntry) => boolean = () => true): void {
     for (const entry of entries) {
       this.received += 1;
+      if (entry.kind === "digest") {
+        throw new ManifestOrderError(`a digest for ${JSON.stringify(entry.path)} came in a manifest asked for whole`);
+      }
       if (keep(entry)) this.place(entry);
     }
   }
@@ -154,10 +161,19 @@ export function manifestFromTree(root: DirNode): ManifestEntry[] {
   return entries;
 }
 
+/** One directory's listing as a manifest gave it, or (asked for with digests) the digest standing for it. */
+export interface Listing {
+  dir: string;
+  entries: ManifestEntry[];
+  /** Until the listing is read whole (`ManifestListings.fill`): its entries are not known. */
+  digest?: DigestEntry;
+}
+
 /**
  * A manifest read page by page and handed out one directory listing at a time, in walk order, as a
  * whole-tree walk reaches each directory: the source never holds the target's whole tree at once.
- * Each listing is complete once an entry of a later directory (or the last page) has arrived.
+ * Each listing is complete once an entry of a later directory (or the last page) has arrived; a digest
+ * stands for a whole listing at once.
  */
 export class ManifestListings {
   /** Entries taken so far: the offset of the next page. */
@@ -165,55 +181,112 @@ export class ManifestListings {
   complete = false;
   /** The root's own entry, until taken. */
   root: ManifestEntry | undefined;
-  /** Listings not yet taken, in walk order; the last one may still grow. */
-  private readonly pending: { dir: string; entries: ManifestEntry[] }[] = [];
+  /** Listings not yet taken, in walk order; the last one may still grow (unless it is a digest). */
+  private readonly pending: Listing[] = [];
   /** The directory of the latest listing: each new one must come after it. */
   private latest: string | undefined;
+  /** Whether the latest listing came as a digest (nothing more can join it). */
+  private latestWhole = false;
 
   /** Adds one page. A manifest out of walk order (a broken or hostile target) is refused. */
-  add(entries: readonly ManifestEntry[], complete: boolean): void {
+  add(entries: readonly ManifestPageEntry[], complete: boolean): void {
     for (const entry of entries) {
       this.received += 1;
+      if (entry.kind === "digest") {
+        this.open(entry.path).digest = entry;
+        this.latestWhole = true;
+        continue;
+      }
       if (entry.path === "") {
         if (this.received !== 1) throw new ManifestOrderError(`the root's entry came at position ${this.received}`);
         this.root = entry;
         continue;
       }
       const dir = parentOfPath(entry.path);
-      if (dir !== this.latest) {
-        if (this.latest !== undefined && compareWalkOrder(dir, this.latest) <= 0) {
-          throw new ManifestOrderError(`${JSON.stringify(dir)} was listed after ${JSON.stringify(this.latest)}`);
-        }
-        this.latest = dir;
-        this.pending.push({ dir, entries: [] });
-      }
+      if (dir !== this.latest) this.open(dir);
+      else if (this.latestWhole)
+        throw new ManifestOrderError(`${JSON.stringify(entry.path)} came after its directory's digest`);
       this.pending.at(-1)!.entries.push(entry);
     }
     this.complete = complete;
   }
 
+  /** Starts the listing of `dir`, which must come after the latest in walk order. */
+  private open(dir: string): Listing {
+    if (this.latest !== undefined && compareWalkOrder(dir, this.latest) <= 0) {
+      throw new ManifestOrderError(`${JSON.stringify(dir)} was listed after ${JSON.stringify(this.latest)}`);
+    }
+    this.latest = dir;
+    this.latestWhole = false;
+    const listing: Listing = { dir, entries: [] };
+    this.pending.push(listing);
+    return listing;
+  }
+
   /** True when every listing up to `dir` (in walk order) has arrived whole. */
   readyFor(dir: string): boolean {
-    return this.complete || (this.latest !== undefined && compareWalkOrder(this.latest, dir) > 0);
+    if (this.complete || this.latest === undefined) return this.complete;
+    return compareWalkOrder(this.latest, dir) > 0 || (this.latestWhole && this.latest === dir);
   }
 
   /** The listings not taken yet (the last may still grow). */
-  queued(): readonly { dir: string; entries: readonly ManifestEntry[] }[] {
+  queued(): readonly Readonly<Listing>[] {
     return this.pending;
   }
 
+  /** Gives the digest listing of `dir` its entries, read whole; a listing not asked for is refused. */
+  fill(dir: string, entries: ManifestEntry[]): void {
+    const listing = this.pending.find((l) => l.dir === dir && l.digest !== undefined);
+    if (listing === undefined) throw new ManifestOrderError(`the listing of ${JSON.stringify(dir)} was not asked for`);
+    const stray = entries.find((entry) => entry.path === "" || parentOfPath(entry.path) !== dir);
+    if (stray !== undefined) {
+      throw new ManifestOrderError(`the listing of ${JSON.stringify(dir)} holds ${JSON.stringify(stray.path)}`);
+    }
+    listing.entries = entries;
+    delete listing.digest;
+  }
+
   /** Takes the listings of the directories up to `dir` in walk order that have arrived whole. */
-  takeUpTo(dir: string): { dir: string; entries: ManifestEntry[] }[] {
+  takeUpTo(dir: string): Listing[] {
     let count = 0;
-    while (
-      count < this.pending.length &&
-      compareWalkOrder(this.pending[count]!.dir, dir) <= 0 &&
-      (this.complete || count < this.pending.length - 1 || compareWalkOrder(this.latest!, dir) > 0)
-    ) {
+    while (count < this.pending.length && compareWalkOrder(this.pending[count]!.dir, dir) <= 0) {
+      const last = count === this.pending.length - 1;
+      if (last && !this.complete && !this.readyFor(this.pending[count]!.dir)) break;
       count++;
     }
     return this.pending.splice(0, count);
   }
+}
+
+/**
+ * The digest of a directory's listing as a manifest asked for with digests states it: its children's names
+ * and kinds, files' hashes and sizes, symlinks' targets, and the attributes among `keys`. Source and target
+ * compute it alike (over what each holds): equal digests mean planning that directory against the target's
+ * listing changes nothing there. Hard-link leaders are not in it (a source that states them reads listings whole).
+ */
+export function listingDigest(children: ReadonlyMap<string, TreeNode>, keys: readonly AttributeKey[]): string {
+  const stated = ATTRIBUTE_KEYS.filter((key) => keys.includes(key));
+  const hash = createHash("sha256");
+  for (const name of [...children.keys()].sort()) {
+    const node = children.get(name)!;
+    const fields: unknown[] = [name, node.kind];
+    if (node.kind === "file") fields.push(node.hash, node.size);
+    else if (node.kind === "symlink") fields.push(node.target);
+    if (node.kind !== "unknown") {
+      for (const key of stated) {
+        const value = (node as { [k in AttributeKey]?: unknown })[key];
+        const mtime = value as { sec: number; nsec: number };
+        fields.push(value === undefined ? null : key === "mtime" ? [mtime.sec, mtime.nsec] : value);
+      }
+    }
+    hash.update(`${JSON.stringify(fields)}\n`);
+  }
+  return hash.digest("hex");
+}
+
+/** The entries of a directory's children (as a listing states them), by name. */
+export function listingEntries(dir: string, children: ReadonlyMap<string, TreeNode>): ManifestEntry[] {
+  return [...children.keys()].sort().map((name) => manifestEntryOf(children.get(name)!, childOf(dir, name)));
 }
 
 /**

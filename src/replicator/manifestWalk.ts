@@ -1,9 +1,9 @@
-import { childOf } from "../events/paths.js";
-import type { ManifestEntry } from "../events/protocol.js";
+import type { AttributeKey } from "../events/operation.js";
+import type { ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
 import type { ContentIndex } from "../events/stateStore.js";
-import { emptyDir, type TreeNode } from "../events/tree.js";
+import { type DirNode, emptyDir } from "../events/tree.js";
 import type { FileSystem } from "../fs/fileSystem.js";
-import { manifestEntryOf } from "../projections/expectedTree.js";
+import { listingDigest, listingEntries, manifestEntryOf } from "../projections/expectedTree.js";
 import { scanPath } from "./scan.js";
 
 /** What a manifest walk reads. */
@@ -13,13 +13,24 @@ export interface ManifestWalkOptions {
   root: string;
   /** Lets the walk skip re-reading files that have not changed since they were hashed. */
   index: ContentIndex;
+  /**
+   * State each directory's listing as one digest over these attributes (see listingDigest), where the
+   * listing would fit `fits` (the source may ask for it whole, in one frame).
+   */
+  digests?: { attributes: readonly AttributeKey[]; fits: (entries: readonly ManifestEntry[]) => boolean };
+}
+
+/** How many of the tree's entries a manifest entry stands for (pages and the walk ahead are sized by it). */
+export function entriesDescribed(entry: ManifestPageEntry): number {
+  return entry.kind === "digest" ? entry.count : 1;
 }
 
 /**
  * The target's tree as a manifest, produced lazily one directory listing at a time, so memory holds the
  * entries of the pages being served and a stack of directories still to list, never the whole tree
  * (200,000 entries held at once were the target's largest allocation on a re-run). Entries come parents
- * first: the root, then each directory's children by name as that directory is listed (depth first).
+ * first: the root, then each directory's children by name as that directory is listed (depth first), or
+ * with `digests` one digest per directory instead of its children.
  * Unchanged files take their hash from the index; what cannot be described (a FIFO, an unreadable file)
  * is "unknown"; our temp files are left out (the file system's listing hides them).
  */
@@ -27,8 +38,10 @@ export class ManifestWalk {
   /** Directories still to list, the next on top. */
   private readonly stack: string[] = [""];
   /** Entries produced and still held; `held[0]` is entry number `heldFrom` of the walk. */
-  private held: ManifestEntry[] = [];
+  private held: ManifestPageEntry[] = [];
   private heldFrom = 0;
+  /** How many of the tree's entries those held stand for (see entriesDescribed). */
+  private heldDescribed = 0;
   /** Entries before this offset are never asked for again (pages already answered). */
   private floor = 0;
   /** The first name of each hard-link group in walk order leads it; later names are stated as links to it. */
@@ -48,24 +61,57 @@ export class ManifestWalk {
   }
 
   /** Entry number `offset` of the walk (listing directories as far as needed), or undefined past the end. */
-  entryAt(offset: number): ManifestEntry | undefined {
+  entryAt(offset: number): ManifestPageEntry | undefined {
     if (offset < this.heldFrom) throw new RangeError(`manifest entry ${offset} was already let go of`);
     while (offset >= this.heldFrom + this.held.length && this.stack.length > 0) this.listNext();
     return this.held[offset - this.heldFrom];
   }
 
   /**
-   * Lists one more directory when the walk holds fewer than `entries` entries past the last page asked for;
-   * false when it need not (or the walk is over). Lets the target list the next page while it waits.
+   * Lists one more directory when the walk holds fewer than `entries` entries past the last page asked for
+   * (counted as entriesDescribed); false when it need not (or the walk is over). Lets the target list the
+   * next page while it waits.
    */
   listAhead(entries: number): boolean {
-    if (this.stack.length === 0 || this.heldFrom + this.held.length >= this.floor + entries) return false;
+    if (this.stack.length === 0 || this.heldDescribed >= entries) return false;
     this.listNext();
     return true;
   }
 
+  /** The entries of directory `dir`'s children as they stand now (none when it is not a directory). */
+  listingOf(dir: string): ManifestEntry[] {
+    const node = this.list(dir);
+    return node === undefined ? [] : listingEntries(dir, node.children);
+  }
+
   private listNext(): void {
     const dir = this.stack.pop()!;
+    const node = this.list(dir);
+    if (dir === "") this.hold(manifestEntryOf(node ?? emptyDir(), ""));
+    // A directory replaced or removed since its parent was listed: its entry stands as listed then.
+    if (node === undefined) {
+      this.trim();
+      return;
+    }
+    const entries = listingEntries(dir, node.children);
+    const digests = this.options.digests;
+    if (digests !== undefined && entries.length > 0 && digests.fits(entries)) {
+      const digest = listingDigest(node.children, digests.attributes);
+      this.hold({ kind: "digest", path: dir, count: entries.length, digest });
+    } else {
+      for (const entry of entries) this.hold(entry);
+    }
+    for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.kind === "dir") this.stack.push(entries[i]!.path);
+    this.trim();
+  }
+
+  private hold(entry: ManifestPageEntry): void {
+    this.held.push(entry);
+    this.heldDescribed += entriesDescribed(entry);
+  }
+
+  /** One level of directory `dir` (a directory node whose children are listed), or undefined when it is none. */
+  private list(dir: string): DirNode | undefined {
     const scan = scanPath(
       {
         fs: this.options.fs,
@@ -82,28 +128,14 @@ export class ManifestWalk {
       dir,
       false,
     );
-    const node: TreeNode | undefined = scan.node ?? (dir === "" ? emptyDir() : undefined);
-    if (dir === "") this.held.push(manifestEntryOf(node?.kind === "dir" ? node : emptyDir(), ""));
-    // A directory replaced or removed since its parent was listed: its entry stands as listed then.
-    if (node?.kind !== "dir") {
-      this.trim();
-      return;
-    }
-    const names = [...node.children.keys()].sort();
-    const dirs: string[] = [];
-    for (const name of names) {
-      const child = node.children.get(name)!;
-      const path = childOf(dir, name);
-      this.held.push(manifestEntryOf(child, path));
-      if (child.kind === "dir") dirs.push(path);
-    }
-    for (let i = dirs.length - 1; i >= 0; i--) this.stack.push(dirs[i]!);
-    this.trim();
+    const node = scan.node ?? (dir === "" ? emptyDir() : undefined);
+    return node?.kind === "dir" ? node : undefined;
   }
 
   private trim(): void {
     const drop = Math.min(this.held.length, this.floor - this.heldFrom);
     if (drop <= 0) return;
+    for (let i = 0; i < drop; i++) this.heldDescribed -= entriesDescribed(this.held[i]!);
     this.held = this.held.slice(drop);
     this.heldFrom += drop;
   }

@@ -23,6 +23,8 @@ import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } f
 import {
   adoptListings,
   foldExpectedTree,
+  listingDigest,
+  listingEntries,
   ManifestListings,
   ManifestOrderError,
   ManifestTreeBuilder,
@@ -296,13 +298,18 @@ export class SourceSession {
 
   /** The request for the next page of the target's manifest. */
   manifestRequest(): ManifestRequest {
-    return { type: "manifest", offset: this.listings?.received ?? this.manifest.received };
+    const listings = this.listings;
+    if (listings === undefined) return { type: "manifest", offset: this.manifest.received };
+    // Hard-link leaders are not in digests: a source that states them reads listings whole.
+    if (this.options.hardLinks) return { type: "manifest", offset: listings.received };
+    return { type: "manifest", offset: listings.received, digests: { attributes: this.stated } };
   }
 
   /**
    * Reads the target's manifest listing by listing from now on: a whole-tree walk adopts each directory's
    * listing as it reaches it (`manifestReadyFor`, `adoptListingsUpTo`), so neither the manifest nor,
-   * with `oneShot`, the expected tree is ever held whole. The expected tree starts empty.
+   * with `oneShot`, the expected tree is ever held whole. The expected tree starts empty. Listings come as
+   * digests where the target can (see `listingsToRead`).
    */
   streamManifest(): void {
     this.listings = new ManifestListings();
@@ -337,6 +344,48 @@ export class SourceSession {
     let last: string | undefined;
     for (const dir of this.removedUnlisted) if (last === undefined || compareWalkOrder(dir, last) > 0) last = dir;
     return last === undefined ? undefined : pastSubtree(last);
+  }
+
+  /**
+   * The directories whose listings came as digests and must be read whole (a `listing` request each, see
+   * `acceptListing`) before the listings up to `dir` (walk order) are adopted. A digest of `dir` that equals
+   * the digest of `scan` (the source's own listing of it) stands for that listing and is not read: planning
+   * the directory changes nothing. One that differs is read, as is the digest of any directory the expected
+   * tree holds; one of a directory the pass removed (or below one) is read before planned writes ship
+   * (see manifestNeededBeforeShipping), without `dir` too. Other digests are of directories the expected
+   * tree no longer holds, dropped unread.
+   */
+  listingsToRead(dir?: string, scan?: ScanResult): string[] {
+    const listings = this.listings;
+    if (listings === undefined) return [];
+    const read: string[] = [];
+    for (const listing of listings.queued()) {
+      if (listing.digest === undefined) continue;
+      if (dir !== undefined && compareWalkOrder(listing.dir, dir) > 0) break;
+      const own = listing.dir === dir && scan?.node?.kind === "dir" ? scan.node.children : undefined;
+      if (own !== undefined && own.size === listing.digest.count) {
+        if (listingDigest(own, this.stated) === listing.digest.digest) {
+          listings.fill(listing.dir, listingEntries(listing.dir, own));
+          continue;
+        }
+      }
+      const removed = this.removedUnlisted.some((removedDir) => isAtOrBelow(removedDir, listing.dir));
+      if (removed || (dir !== undefined && nodeAt(this.expected, listing.dir)?.kind === "dir")) read.push(listing.dir);
+    }
+    return read;
+  }
+
+  /** Takes the listing of `dir` read whole (the answer to a `listing` request) in place of its digest. */
+  acceptListing(dir: string, response: Response): void {
+    const listing = this.expectType(response, "listing");
+    try {
+      if (listing.dir !== dir)
+        throw new ManifestOrderError(`asked for ${JSON.stringify(dir)}, got ${JSON.stringify(listing.dir)}`);
+      this.listings?.fill(dir, listing.entries);
+    } catch (error) {
+      if (error instanceof ManifestOrderError) throw new SessionRefusedError("invalid-request", error.message);
+      throw error;
+    }
   }
 
   /** True when the listings up to `dir` (walk order) have arrived, or the manifest is not streamed. */

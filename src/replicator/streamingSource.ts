@@ -264,9 +264,17 @@ export class StreamingSource {
    * Reads the streamed manifest up to `dir` (walk order) and adopts those listings; keeps one page asked
    * for ahead, so the target lists the next directories while this side plans.
    */
-  private async adoptListings(dir: string): Promise<void> {
+  private async adoptListings(dir: string, scan: ScanResult): Promise<void> {
     await this.readManifestTo(dir);
+    await this.readListings(this.session.listingsToRead(dir, scan));
     this.session.adoptListingsUpTo(dir);
+  }
+
+  /** Reads whole the listings of `dirs`, which came as digests (see SourceSession.listingsToRead). */
+  private async readListings(dirs: readonly string[]): Promise<void> {
+    const answers = dirs.map((dir) => this.connection.request({ type: "listing", dir }));
+    for (const answer of answers) answer.catch(() => {}); // awaited in order below
+    for (const [i, answer] of answers.entries()) this.session.acceptListing(dirs[i]!, await answer);
   }
 
   /** Reads the streamed manifest until the listings up to `dir` (walk order) are in. */
@@ -283,7 +291,7 @@ export class StreamingSource {
 
   /** Plans one directory level the walk read, against its listing, and lets a one-shot run forget its files. */
   private async planLevel(dir: string, scan: ScanResult, detectedBy: DetectedBy): Promise<void> {
-    await this.adoptListings(dir);
+    await this.adoptListings(dir, scan);
     this.session.planScanned(dir, scan, detectedBy, false);
     this.session.forgetFilesOf(dir);
   }
@@ -341,8 +349,10 @@ export class StreamingSource {
   /** Logs what is planned and sends it with what is buffered, waiting for the oldest response whenever the window is full. */
   private async sendBuffer(): Promise<void> {
     // A directory removed before its listing came may hold what the planned writes carry (a rename).
+    await this.readListings(this.session.listingsToRead());
     for (let upTo = this.session.manifestNeededBeforeShipping(); upTo !== undefined; ) {
       await this.readManifestTo(upTo);
+      await this.readListings(this.session.listingsToRead());
       upTo = this.session.manifestNeededBeforeShipping();
     }
     this.enqueue(this.session.logPlanned());

@@ -4,7 +4,7 @@ import type { ZodError } from "zod";
 import { decodeLiteral } from "../content/compression.js";
 import { ContentHasher, contentIdOf } from "../content/contentId.js";
 import { checkLimits, DEFAULT_LIMITS, type Limits, MAX_MANIFEST_ENTRY_BYTES } from "../events/limits.js";
-import type { Attributes, Operation, WriteFile } from "../events/operation.js";
+import type { AttributeKey, Attributes, Operation, WriteFile } from "../events/operation.js";
 import { isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
 import {
   type AppliedPosition,
@@ -17,6 +17,7 @@ import {
   type FailureCode,
   type HelloRequest,
   type ManifestEntry,
+  type ManifestPageEntry,
   PROTOCOL_VERSION,
   RequestSchema,
   type Response,
@@ -33,7 +34,7 @@ import {
   type StagedFile,
 } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
-import { ManifestWalk } from "./manifestWalk.js";
+import { entriesDescribed, ManifestWalk } from "./manifestWalk.js";
 import { describeError, indexEntry, indexedHash, isMirrorFileSystem, STREAM_PIECE } from "./scan.js";
 import { ContentError, type FreeSpace, TargetContent } from "./targetContent.js";
 import { TargetDirectories } from "./targetDirectories.js";
@@ -86,6 +87,8 @@ export class ReplicatorTarget {
   private readonly content: TargetContent | undefined;
   /** The walk behind the manifest pages being read (lazy: it lists directories as pages ask for them). */
   private manifestWalk: ManifestWalk | undefined;
+  /** The attributes that walk's digests are over (joined), undefined without digests. */
+  private walkDigests: string | undefined;
   /** Directories of this request already checked to be real directories below the root. */
   private readonly verifiedDirs = new Set<string>();
   /** The decoded pack of the request being applied, or why it could not be decoded. */
@@ -240,13 +243,23 @@ export class ReplicatorTarget {
       switch (valid.type) {
         case "hello":
           return this.hello(valid);
-        case "manifest":
+        case "manifest": {
           // Read-only (verify asks for it without a session): it lists, changes nothing.
           // Offset 0 walks afresh; an offset the walk already let go of (a client that asks out of order) too.
-          if (valid.offset === 0 || this.manifestWalk?.reaches(valid.offset) !== true) {
-            this.manifestWalk = new ManifestWalk({ fs: this.fs, root: this.root, index: this.index });
+          const digests = valid.digests?.attributes.join();
+          if (valid.offset === 0 || this.manifestWalk?.reaches(valid.offset) !== true || this.walkDigests !== digests) {
+            this.manifestWalk = this.newManifestWalk(valid.digests?.attributes);
+            this.walkDigests = digests;
           }
           return this.manifestPage(this.manifestWalk, valid.offset);
+        }
+        case "listing":
+          // Read-only too: the listing a digest of the manifest stood for, as it stands now.
+          return {
+            type: "listing",
+            dir: valid.dir,
+            entries: (this.manifestWalk ?? this.newManifestWalk(undefined)).listingOf(valid.dir),
+          };
         case "apply":
           return this.apply(valid);
         case "upload": {
@@ -285,9 +298,24 @@ export class ReplicatorTarget {
     return this.applied === null ? null : { ...this.applied };
   }
 
+  /** A manifest walk of this target's tree, stating listings as digests over `digests` when given. */
+  private newManifestWalk(digests: readonly AttributeKey[] | undefined): ManifestWalk {
+    const { manifestPageEntries, manifestPageBytes } = this.limits;
+    // A listing a digest stands for must fit one page when it is asked for whole.
+    const fits = (entries: readonly ManifestEntry[]) =>
+      entries.length <= manifestPageEntries && pageBytes(entries) <= manifestPageBytes;
+    return new ManifestWalk({
+      fs: this.fs,
+      root: this.root,
+      index: this.index,
+      ...(digests === undefined ? {} : { digests: { attributes: digests, fits } }),
+    });
+  }
+
   /**
-   * The page of the manifest walk at `offset`: up to `manifestPageEntries` entries and about
-   * `manifestPageBytes` of them, so a page of long names still fits a frame.
+   * The page of the manifest walk at `offset`: entries standing for up to `manifestPageEntries` of the
+   * tree's (see entriesDescribed) and about `manifestPageBytes` of them, so a page of long names still fits
+   * a frame.
    */
   private manifestPage(walk: ManifestWalk, offset: number): Response {
     const { manifestPageBytes } = this.limits;
@@ -296,13 +324,15 @@ export class ReplicatorTarget {
     const manifestPageEntries = offset === 0 ? Math.min(FIRST_PAGE_ENTRIES, limit) : limit;
     // Pages before this one were answered (a repeated request for this one is still served).
     walk.releaseBefore(offset);
-    const entries: ManifestEntry[] = [];
+    const entries: ManifestPageEntry[] = [];
     let bytes = 0;
+    let described = 0;
     let at = offset;
     let entry = walk.entryAt(at);
-    while (entry !== undefined && entries.length < manifestPageEntries && bytes < manifestPageBytes) {
+    while (entry !== undefined && described < manifestPageEntries && bytes < manifestPageBytes) {
       entries.push(entry);
-      bytes += Math.min(MAX_MANIFEST_ENTRY_BYTES, estimatedEntryBytes(entry));
+      described += entriesDescribed(entry);
+      bytes += estimatedEntryBytes(entry);
       entry = walk.entryAt(++at);
     }
     if (entry !== undefined) this.listAhead(walk);
@@ -769,13 +799,20 @@ function statfsOf(root: string): FreeSpace {
 }
 
 /** About how many bytes a manifest entry takes on the wire: its names plus a margin for hash and metadata. */
-function estimatedEntryBytes(entry: ManifestEntry): number {
+function estimatedEntryBytes(entry: ManifestPageEntry): number {
   const texts =
     entry.path.length +
     ("target" in entry ? entry.target.length : 0) +
     ("linkTo" in entry ? (entry.linkTo?.length ?? 0) : 0);
-  // UTF-16 length × 3 bounds the UTF-8 bytes; 200 covers kind, hash, size, mode, mtime and owners.
-  return texts * 3 + 200;
+  // UTF-16 length × 3 bounds the UTF-8 bytes; 200 covers kind, hash (or digest), size, mode, mtime and owners.
+  return Math.min(MAX_MANIFEST_ENTRY_BYTES, texts * 3 + 200);
+}
+
+/** About how many bytes a page of these entries takes on the wire. */
+function pageBytes(entries: readonly ManifestEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += estimatedEntryBytes(entry);
+  return bytes;
 }
 
 function done(): Omit<ApplyResult, "seq"> {

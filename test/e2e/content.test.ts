@@ -15,6 +15,8 @@ import {
   readSync,
   renameSync,
   rmSync,
+  statSync,
+  utimesSync,
   writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -228,6 +230,39 @@ describe("content travels only when the target lacks it", () => {
       expect(wire(second)).toBeLessThan(size / 256);
     },
   );
+
+  it("a re-run over 2,200 unchanged entries costs under 24 bytes each; a change deep inside, little more", async () => {
+    // rsync's file list is about 24 bytes an entry: unchanged directories travel as digests instead.
+    const ws = workspace("no-change");
+    for (let d = 0; d < 200; d++) {
+      const dir = join(ws.src, `d${d % 20}`, `e${d}`);
+      mkdirSync(dir, { recursive: true });
+      for (let f = 0; f < 10; f++) writeRandomFile(join(dir, `f${f}.txt`), 100 + f);
+    }
+    const entries = 20 + 200 + 2000;
+    const first = await sync(ws);
+    expect(first.filesWritten).toBe(2000);
+    expect(wire(first)).toBeGreaterThan(24 * entries);
+
+    const unchanged = await sync(ws);
+    expect(unchanged).toMatchObject({ filesWritten: 0, filesDeleted: 0 });
+    expect(wire(unchanged)).toBeLessThan(24 * entries);
+
+    writeRandomFile(join(ws.src, "d7/e7/f3.txt"), 500);
+    rmSync(join(ws.src, "d9/e9/f0.txt"));
+    const changed = await sync(ws);
+    expect(changed).toMatchObject({ filesWritten: 1, filesDeleted: 1 });
+    expect(wire(changed)).toBeLessThan(24 * entries + 2 * KiB);
+
+    // What changed on the target alone (same size, same mtime; an extra file) differs from the source's digest.
+    const tampered = join(ws.dst, "d4/e4/f1.txt");
+    const { atime, mtime } = statSync(tampered);
+    writeRandomFile(tampered, 101);
+    utimesSync(tampered, atime, mtime);
+    writeRandomFile(join(ws.dst, "d3/e3/extra.txt"), 10);
+    const repaired = await sync(ws);
+    expect(repaired).toMatchObject({ filesWritten: 1, filesDeleted: 1 });
+  });
 
   it("a 512 MiB file is mirrored with both processes' peak RSS under 200 MB", async () => {
     const ws = workspace("memory");

@@ -243,6 +243,27 @@ describe("rsync's flags", () => {
     expectMirrored(src, dst);
   });
 
+  it("-i judges a change deep in an unchanged tree against what the target held there", async () => {
+    // A re-run reads most listings as digests: the lines must still say what each change replaced.
+    const { src, dst, env } = workspace();
+    mkdirSync(join(src, "a/b/c"), { recursive: true });
+    mkdirSync(join(src, "x"));
+    writeFileSync(join(src, "a/b/c/deep.txt"), "deep");
+    writeFileSync(join(src, "a/top.txt"), "top");
+    writeFileSync(join(src, "x/y.txt"), "y");
+    const first = await runMirrorlog(["sync", src, dst], { env });
+    expect(first.code, first.stderr).toBe(0);
+
+    writeFileSync(join(src, "a/b/c/deep.txt"), "deeper and longer");
+    rmSync(join(src, "x"), { recursive: true });
+    const second = await runMirrorlog(["sync", "-i", src, dst], { env });
+    expect(second.code, second.stderr).toBe(0);
+    const lines = second.stdout.split("\n");
+    for (const line of [">fcst...... a/b/c/deep.txt", "*deleting   x/y.txt", "*deleting   x/"])
+      expect(lines, second.stdout).toContain(line);
+    expectMirrored(src, dst);
+  });
+
   it("watch -i prints each change with a timestamp", async () => {
     const { src, dst, env } = workspace();
     writeFileSync(join(src, "a.txt"), "a");

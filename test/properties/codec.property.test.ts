@@ -4,7 +4,7 @@
 import v8 from "node:v8";
 import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
-import { type Operation, OperationSchema } from "../../src/events/operation.js";
+import { ATTRIBUTE_KEYS, type Operation, OperationSchema } from "../../src/events/operation.js";
 import { relativePathProblem, symlinkTargetProblem } from "../../src/events/paths.js";
 import {
   type FailureCode,
@@ -162,7 +162,15 @@ const applyEntry = plainRecord({ seq, operation, content }, { requiredKeys: ["se
 
 const requestOf = {
   hello: plainRecord({ type: fc.constant("hello" as const), version: integer, logId, epoch }),
-  manifest: plainRecord({ type: fc.constant("manifest" as const), offset: seq }),
+  manifest: plainRecord(
+    {
+      type: fc.constant("manifest" as const),
+      offset: seq,
+      digests: plainRecord({ attributes: fc.subarray([...ATTRIBUTE_KEYS]) }),
+    },
+    { requiredKeys: ["type", "offset"] },
+  ),
+  listing: plainRecord({ type: fc.constant("listing" as const), dir: relativePath }),
   apply: plainRecord(
     {
       type: fc.constant("apply" as const),
@@ -246,8 +254,24 @@ const responseOf = {
   }),
   manifest: plainRecord({
     type: fc.constant("manifest" as const),
-    entries: fc.array(manifestEntry, { maxLength: 6 }),
+    entries: fc.array(
+      fc.oneof(
+        manifestEntry,
+        plainRecord({
+          kind: fc.constant("digest" as const),
+          path: relativePath,
+          count: fc.integer({ min: 1 }),
+          digest: hash,
+        }),
+      ),
+      { maxLength: 6 },
+    ),
     complete: fc.boolean(),
+  }),
+  listing: plainRecord({
+    type: fc.constant("listing" as const),
+    dir: relativePath,
+    entries: fc.array(manifestEntry, { maxLength: 6 }),
   }),
   applied: plainRecord({
     type: fc.constant("applied" as const),

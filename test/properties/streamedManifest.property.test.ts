@@ -107,6 +107,83 @@ test.prop([generatedDir(3), generatedDir(3), fc.integer({ min: 1, max: 4 }), fc.
   expect(new Set(manifestPages).size).toBe(manifestPages.length);
 });
 
+/** Makes the tree at `dir` hold `tree`: what already matches is left as it is (its mtimes too). */
+function reshape(fs: MemoryFileSystem, dir: string, tree: GeneratedDir): void {
+  for (const name of fs.listDir(dir)) {
+    const entry = tree[name];
+    const path = `${dir}/${name}`;
+    if (entry === undefined || typeof entry === "number" ? fs.isDir(path) : !fs.isDir(path)) {
+      if (fs.isDir(path)) fs.removeDir(path);
+      else fs.removeFile(path);
+    }
+  }
+  for (const [name, entry] of Object.entries(tree)) {
+    const path = `${dir}/${name}`;
+    if (typeof entry !== "number") {
+      if (!fs.exists(path)) fs.makeDir(path);
+      reshape(fs, path, entry);
+    } else if (!fs.exists(path) || new TextDecoder().decode(fs.readFile(path)) !== CONTENTS[entry]) {
+      fs.writeFile(path, CONTENTS[entry]!);
+    }
+  }
+}
+
+test.prop([generatedDir(3), generatedDir(3), fc.integer({ min: 1, max: 4 }), fc.boolean()], { numRuns: NUM_RUNS })(
+  "re-runs over a mirror read unchanged listings as digests: the target ends equal, and unchanged costs nothing",
+  async (first, second, page, exclude) => {
+    const sourceFs = new MemoryFileSystem();
+    const targetFs = new MemoryFileSystem();
+    sourceFs.makeDirs("/src");
+    targetFs.makeDirs("/dst");
+    build(sourceFs, "/src", first);
+    const replicator = new ReplicatorTarget(targetFs, "/dst", {
+      limits: { ...DEFAULT_LIMITS, manifestPageEntries: page },
+    });
+    const requests: Request["type"][] = [];
+    let digests = 0;
+    const connection = {
+      request: async (request: Request): Promise<Response> => {
+        requests.push(request.type);
+        const response = ResponseSchema.parse(replicator.handleRequest(structuredClone(request)));
+        if (response.type === "manifest") digests += response.entries.filter((e) => e.kind === "digest").length;
+        return response;
+      },
+    };
+    const isExcluded = exclude ? (path: string) => path.split("/").at(-1) === "keep" : undefined;
+    // Each run a new session and log, as a run of another source would: the whole tree is compared.
+    const run = async () => {
+      requests.length = 0;
+      digests = 0;
+      const session = new SourceSession({
+        fs: sourceFs,
+        root: "/src",
+        log: new OperationLog(),
+        ...(isExcluded === undefined ? {} : { isExcluded }),
+      });
+      await new StreamingSource(session, connection).establish();
+      const want = render(sourceFs, "/src", exclude).join("\n");
+      const got = render(targetFs, "/dst", exclude).join("\n");
+      expect(got, `source:\n${want}\n\ntarget:\n${got}`).toBe(want);
+    };
+    await run();
+    reshape(sourceFs, "/src", second);
+    await run();
+    // Nothing changed: every listing the target states as a digest matches; none is read whole, nothing applied.
+    // (Excluded names count on the target's side only: their directories are read whole.)
+    await run();
+    if (!exclude) expect(requests.filter((type) => type === "listing" || type === "apply")).toEqual([]);
+    // ...every listing that fits a page came as a digest.
+    const dirs = ["", ...render(targetFs, "/dst", false).filter((line) => line.endsWith("/"))].map((line) =>
+      line.replace(/\/$/, ""),
+    );
+    const fitting = dirs.filter((dir) => {
+      const children = targetFs.listDir(`/dst${dir}`).length;
+      return children > 0 && children <= page;
+    });
+    expect(digests).toBe(fitting.length);
+  },
+);
+
 test.each([
   ["zzz", "aaa"],
   ["aaa", "zzz"],

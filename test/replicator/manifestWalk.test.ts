@@ -3,10 +3,19 @@
 // the page being served and what one directory listing adds.
 import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../../src/events/limits.js";
-import type { ManifestEntry } from "../../src/events/protocol.js";
+import { parentOf } from "../../src/events/paths.js";
+import type { ManifestPageEntry } from "../../src/events/protocol.js";
 import { ContentIndexMap } from "../../src/events/stateStore.js";
+import { type DirNode, type FileNode, nodeAt } from "../../src/events/tree.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
-import { ManifestTreeBuilder, manifestFromTree, treeFromManifest } from "../../src/projections/expectedTree.js";
+import {
+  listingDigest,
+  ManifestListings,
+  ManifestOrderError,
+  ManifestTreeBuilder,
+  manifestFromTree,
+  treeFromManifest,
+} from "../../src/projections/expectedTree.js";
 import { ManifestWalk } from "../../src/replicator/manifestWalk.js";
 import { scanPath } from "../../src/replicator/scan.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
@@ -27,8 +36,8 @@ function populated(dirs: number, perDir: number): MemoryFileSystem {
 }
 
 /** Every entry of the manifest, read in pages of `pageEntries` through the walk. */
-function pagesOf(walk: ManifestWalk, pageEntries: number): { entries: ManifestEntry[]; largestHeld: number } {
-  const entries: ManifestEntry[] = [];
+function pagesOf(walk: ManifestWalk, pageEntries: number): { entries: ManifestPageEntry[]; largestHeld: number } {
+  const entries: ManifestPageEntry[] = [];
   let largestHeld = 0;
   for (let offset = 0; ; ) {
     walk.releaseBefore(offset);
@@ -60,7 +69,7 @@ describe("the manifest walk", () => {
   it("serves pages through the target, and an offset it let go of restarts the walk instead of failing", () => {
     const fs = populated(30, 4);
     const target = new ReplicatorTarget(fs, ROOT);
-    const all: ManifestEntry[] = [];
+    const all: ManifestPageEntry[] = [];
     let offset = 0;
     for (;;) {
       const page = target.handleRequest({ type: "manifest", offset });
@@ -116,5 +125,64 @@ describe("the manifest walk", () => {
     expect(manifestFromTree(builder.tree)).toEqual(
       manifestFromTree(treeFromManifest(entries.filter((entry) => !entry.path.startsWith("a1")))),
     );
+  });
+
+  it("with digests, states each listing as one digest the source's own listing reproduces, a large one whole", () => {
+    const fs = populated(12, 4);
+    for (let f = 0; f < 30; f++) fs.writeFile(`${ROOT}/a0/wide${f}`, `${f}`);
+    const attributes = ["mode", "mtime"] as const;
+    const digests = { attributes, fits: (entries: readonly unknown[]) => entries.length <= 20 };
+    const walk = new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap(), digests });
+    const { entries } = pagesOf(walk, 5);
+    const plain = pagesOf(new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap() }), 5).entries;
+    const scanned = scanPath({ fs, root: ROOT, keepContentUpTo: -1, owners: { uid: true, gid: true } }, "");
+    const dirOf = (path: string) => nodeAt(scanned.node as DirNode, path) as DirNode;
+
+    // The root entry, then per directory either one digest or (a0: 35 children, over the page) its entries.
+    expect(entries[0]).toEqual(plain[0]);
+    const wide = entries.filter((entry) => entry.path.startsWith("a0/wide"));
+    expect(wide).toHaveLength(30);
+    const stated = entries.filter((entry) => entry.kind === "digest");
+    const listedDirs = new Set(plain.slice(1).map((entry) => parentOf(entry.path)));
+    expect(stated.map((entry) => entry.path).sort()).toEqual([...listedDirs].filter((dir) => dir !== "a0").sort());
+    for (const entry of stated) {
+      const children = dirOf(entry.path).children;
+      expect(entry).toEqual({
+        kind: "digest",
+        path: entry.path,
+        count: children.size,
+        digest: listingDigest(children, attributes),
+      });
+      // What the digest stands for, read whole, is what the plain manifest lists there.
+      expect(walk.listingOf(entry.path)).toEqual(plain.filter((e) => e.path !== "" && parentOf(e.path) === entry.path));
+    }
+    // A digest changes with any stated field of any child, and not with one that is not stated.
+    const some = stated.find((entry) => [...dirOf(entry.path).children.values()].some((node) => node.kind === "file"))!;
+    const children = new Map(dirOf(some.path).children);
+    const [name, child] = [...children].find(([, node]) => node.kind === "file")!;
+    children.set(name, { ...(child as FileNode), mtime: { sec: 1, nsec: 2 } });
+    expect(listingDigest(children, attributes)).not.toBe(some.digest);
+    children.set(name, { ...(child as FileNode), uid: 4242 });
+    expect(listingDigest(children, attributes)).toBe(some.digest);
+    expect(listingDigest(children, ["uid", ...attributes])).not.toBe(
+      listingDigest(dirOf(some.path).children, ["uid", ...attributes]),
+    );
+  });
+
+  it("a source reading digests refuses entries after a directory's digest and listings it did not ask for", () => {
+    const listings = new ManifestListings();
+    const digest = { kind: "digest" as const, path: "a", count: 1, digest: "0".repeat(64) };
+    listings.add([{ kind: "dir", path: "" }, { kind: "dir", path: "a" }, digest], false);
+    // A digest is a whole listing: the walk may adopt "a" before the next page.
+    expect(listings.readyFor("a")).toBe(true);
+    expect(() => listings.add([{ kind: "unknown", path: "a/x" }], false)).toThrow(ManifestOrderError);
+    expect(() => listings.fill("b", [])).toThrow(ManifestOrderError);
+    expect(() => listings.fill("a", [{ kind: "unknown", path: "elsewhere/x" }])).toThrow(ManifestOrderError);
+    listings.fill("a", [{ kind: "unknown", path: "a/x" }]);
+    expect(listings.takeUpTo("a")).toEqual([
+      { dir: "", entries: [{ kind: "dir", path: "a" }] },
+      { dir: "a", entries: [{ kind: "unknown", path: "a/x" }] },
+    ]);
+    expect(() => new ManifestTreeBuilder().add([digest])).toThrow(ManifestOrderError);
   });
 });

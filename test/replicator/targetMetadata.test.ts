@@ -9,7 +9,7 @@ import {
   type ApplyEntry,
   type ApplyResponse,
   type ApplyResult,
-  type ManifestEntry,
+  type ManifestPageEntry,
   PROTOCOL_VERSION,
   type Response,
   ResponseSchema,
@@ -50,7 +50,7 @@ function targetMachine(options: { canSetOwner?: boolean } = {}) {
     expect(response.type, JSON.stringify(response)).toBe("applied");
     return (response as ApplyResponse).results;
   };
-  const manifest = (): ManifestEntry[] => {
+  const manifest = (): ManifestPageEntry[] => {
     const response = ResponseSchema.parse(target.handleRequest({ type: "manifest", offset: 0 })) as Extract<
       Response,
       { type: "manifest" }
