@@ -172,6 +172,8 @@ export class SourceSession {
   private listings: ManifestListings | undefined;
   /** Directories a streamed pass removed before their listings came (their content may be reused). */
   private removedUnlisted: string[] = [];
+  /** Directories whose streamed digest differs from the source's listing (see digestDiffers). */
+  private readonly digestsDiffering = new Set<string>();
   /** Whether the opening hello started a new epoch (nothing to resume). */
   private openedNewEpoch = false;
   private readonly pending = new Map<number, PendingEntry>();
@@ -314,6 +316,7 @@ export class SourceSession {
   streamManifest(): void {
     this.listings = new ManifestListings();
     this.removedUnlisted = [];
+    this.digestsDiffering.clear();
     this.manifest = new ManifestTreeBuilder();
     this.expected = emptyDir();
     this.shipping.resetTarget();
@@ -347,28 +350,40 @@ export class SourceSession {
   }
 
   /**
-   * The directories whose listings came as digests and must be read whole (a `listing` request each, see
-   * `acceptListing`) before the listings up to `dir` (walk order) are adopted. A digest of `dir` that equals
-   * the digest of `scan` (the source's own listing of it) stands for that listing and is not read: planning
-   * the directory changes nothing. One that differs is read, as is the digest of any directory the expected
-   * tree holds; one of a directory the pass removed (or below one) is read before planned writes ship
-   * (see manifestNeededBeforeShipping), without `dir` too. Other digests are of directories the expected
-   * tree no longer holds, dropped unread.
+   * Compares the digest the target stated for the listing of `dir`, if it came, with the digest of `scan`
+   * (the source's own listing of it): equal, the source's listing stands for the target's (planning the
+   * directory changes nothing there). True when they differ: the listing must be read whole (a `listing`
+   * request, see `acceptListing`). False too while no digest of `dir` is queued.
    */
-  listingsToRead(dir?: string, scan?: ScanResult): string[] {
+  digestDiffers(dir: string, scan: ScanResult): boolean {
+    const listings = this.listings;
+    if (listings === undefined) return false;
+    if (this.digestsDiffering.has(dir)) return true;
+    const digest = listings.queued().find((listing) => listing.dir === dir)?.digest;
+    if (digest === undefined) return false;
+    const own = scan.node?.kind === "dir" ? scan.node.children : undefined;
+    if (own !== undefined && own.size === digest.count && listingDigest(own, this.stated) === digest.digest) {
+      listings.fill(dir, listingEntries(dir, own));
+      return false;
+    }
+    this.digestsDiffering.add(dir);
+    return true;
+  }
+
+  /**
+   * The directories whose listings came as digests and must be read whole before the listings up to `dir`
+   * (walk order) are adopted: those of directories the expected tree holds (`dir` itself when its digest
+   * differs, see `digestDiffers`), and of directories the pass removed or below them (their files may be
+   * reused, see manifestNeededBeforeShipping), without `dir` too. Other digests are of directories the
+   * expected tree no longer holds, dropped unread.
+   */
+  listingsToRead(dir?: string): string[] {
     const listings = this.listings;
     if (listings === undefined) return [];
     const read: string[] = [];
     for (const listing of listings.queued()) {
       if (listing.digest === undefined) continue;
       if (dir !== undefined && compareWalkOrder(listing.dir, dir) > 0) break;
-      const own = listing.dir === dir && scan?.node?.kind === "dir" ? scan.node.children : undefined;
-      if (own !== undefined && own.size === listing.digest.count) {
-        if (listingDigest(own, this.stated) === listing.digest.digest) {
-          listings.fill(listing.dir, listingEntries(listing.dir, own));
-          continue;
-        }
-      }
       const removed = this.removedUnlisted.some((removedDir) => isAtOrBelow(removedDir, listing.dir));
       if (removed || (dir !== undefined && nodeAt(this.expected, listing.dir)?.kind === "dir")) read.push(listing.dir);
     }
@@ -382,6 +397,7 @@ export class SourceSession {
       if (listing.dir !== dir)
         throw new ManifestOrderError(`asked for ${JSON.stringify(dir)}, got ${JSON.stringify(listing.dir)}`);
       this.listings?.fill(dir, listing.entries);
+      this.digestsDiffering.delete(dir);
     } catch (error) {
       if (error instanceof ManifestOrderError) throw new SessionRefusedError("invalid-request", error.message);
       throw error;

@@ -78,6 +78,34 @@ const HINT_BATCH_BYTES = 1024 * 1024;
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
 const PRESCAN_BYTES = 32 * 1024 * 1024;
+/** A response asked for ahead of need: whether it came (or failed; awaiting `answer` then throws), and what it said. */
+interface Awaited {
+  answer: Promise<Response>;
+  settled: boolean;
+  response?: Response;
+}
+
+function awaited(answer: Promise<Response>): Awaited {
+  const entry: Awaited = { answer, settled: false };
+  answer.then(
+    (response) => {
+      entry.settled = true;
+      entry.response = response;
+    },
+    () => {
+      entry.settled = true;
+    },
+  );
+  return entry;
+}
+
+/** A directory level a walk read and has not planned yet. */
+interface ScannedLevel {
+  dir: string;
+  scan: ScanResult;
+  /** File bytes its scan keeps. */
+  bytes: number;
+}
 
 /**
  * Drives a SourceSession over an asynchronous connection: the CLI's source. A whole-tree pass walks
@@ -109,7 +137,9 @@ export class StreamingSource {
   /** When the oldest operation planned and not yet sent was seen by sendWhenPlanned. */
   private plannedSince: number | undefined;
   /** The next page of a streamed manifest, asked for ahead of need so the target lists while we plan. */
-  private nextManifestPage: Promise<Response> | undefined;
+  private nextManifestPage: Awaited | undefined;
+  /** Listings asked for whole ahead of planning (see prefetchListings), by directory. */
+  private readonly listingReads = new Map<string, Awaited>();
 
   constructor(
     readonly session: SourceSession,
@@ -142,6 +172,7 @@ export class StreamingSource {
     this.retryPaths = [];
     this.refused = undefined;
     this.nextManifestPage = undefined;
+    this.listingReads.clear();
     this.pendingHints.clear();
     // A log that has sessions behind it is resumed after a restart: what changed meanwhile is a restart scan.
     const detectedBy: DetectedBy = this.session.log.lastPosition().epoch === 0 ? "initial" : "restart";
@@ -154,6 +185,7 @@ export class StreamingSource {
       await this.drain(true);
       this.session.endManifestStream();
       this.nextManifestPage = undefined;
+      this.listingReads.clear();
       // Set while the pass ran (a response may refuse it); the reset above does not hold across awaits.
       const refused = this.refused as SessionRefusedError | undefined;
       if (refused === undefined) break;
@@ -266,27 +298,69 @@ export class StreamingSource {
    */
   private async adoptListings(dir: string, scan: ScanResult): Promise<void> {
     await this.readManifestTo(dir);
-    await this.readListings(this.session.listingsToRead(dir, scan));
+    this.session.digestDiffers(dir, scan); // where the digests are equal, the source's listing stands in
+    await this.readListings(this.session.listingsToRead(dir));
     this.session.adoptListingsUpTo(dir);
+  }
+
+  /**
+   * Asks for the listings of scanned directories not planned yet whose digests differ from the source's
+   * (see SourceSession.digestDiffers), so they are in by the time planning reaches them. `levels` before
+   * `from` were compared already; returns how many are now.
+   */
+  private prefetchListings(levels: readonly ScannedLevel[], from: number): number {
+    let compared = from;
+    for (; compared < levels.length; compared++) {
+      const level = levels[compared]!;
+      if (!this.session.manifestReadyFor(level.dir)) break; // nor any later one (walk order)
+      if (this.session.digestDiffers(level.dir, level.scan)) void this.requestListing(level.dir);
+    }
+    return compared;
+  }
+
+  private requestListing(dir: string): Promise<Response> {
+    let read = this.listingReads.get(dir);
+    if (read === undefined) {
+      // Awaited by readListings; a connection lost meanwhile surfaces there.
+      read = awaited(this.connection.request({ type: "listing", dir }));
+      this.listingReads.set(dir, read);
+    }
+    return read.answer;
   }
 
   /** Reads whole the listings of `dirs`, which came as digests (see SourceSession.listingsToRead). */
   private async readListings(dirs: readonly string[]): Promise<void> {
-    const answers = dirs.map((dir) => this.connection.request({ type: "listing", dir }));
-    for (const answer of answers) answer.catch(() => {}); // awaited in order below
-    for (const [i, answer] of answers.entries()) this.session.acceptListing(dirs[i]!, await answer);
+    const answers = dirs.map((dir) => this.requestListing(dir));
+    for (const [i, answer] of answers.entries()) {
+      const response = await answer;
+      this.listingReads.delete(dirs[i]!);
+      this.session.acceptListing(dirs[i]!, response);
+    }
   }
 
   /** Reads the streamed manifest until the listings up to `dir` (walk order) are in. */
   private async readManifestTo(dir: string): Promise<void> {
+    while (!this.manifestCameFor(dir)) await this.nextManifestPage!.answer;
+  }
+
+  /**
+   * Takes the pages of a streamed manifest that have come, keeping the next one asked for (the target
+   * lists it while we plan); true once the listings up to `dir` (walk order) are in.
+   */
+  private manifestCameFor(dir: string): boolean {
     while (!this.session.manifestReadyFor(dir)) {
-      const page = this.nextManifestPage ?? this.connection.request(this.session.manifestRequest());
+      this.nextManifestPage ??= awaited(this.connection.request(this.session.manifestRequest()));
+      const page = this.nextManifestPage.response;
+      if (page === undefined) return false;
       this.nextManifestPage = undefined;
-      if (this.session.acceptManifest(await page)) break;
-      const ahead = this.connection.request(this.session.manifestRequest());
-      ahead.catch(() => {}); // awaited on the next call; a connection lost meanwhile surfaces there
-      this.nextManifestPage = ahead;
+      if (this.session.acceptManifest(page)) return true;
     }
+    return true;
+  }
+
+  /** True when the level of `dir` can be planned without waiting: its listing is in (or came as a digest, matched). */
+  private canPlan(dir: string): boolean {
+    return this.manifestCameFor(dir) && this.listingReads.get(dir)?.settled !== false;
   }
 
   /** Plans one directory level the walk read, against its listing, and lets a one-shot run forget its files. */
@@ -298,7 +372,8 @@ export class StreamingSource {
 
   /**
    * Plans the tree below `root` one directory at a time, shipping as it goes (depth first: a short stack).
-   * Until `ready` (the handshake) settles, directories are only read, up to PRESCAN_LIMIT of them.
+   * Until `ready` (the handshake) settles, directories are only read, up to PRESCAN_LIMIT of them; after it,
+   * the walk reads on (within the same limits) while the next directory to plan waits for its listing.
    */
   private async walk(root: string, detectedBy: DetectedBy, ready: Promise<void> = Promise.resolve()): Promise<void> {
     let handshakeDone = false;
@@ -306,20 +381,38 @@ export class StreamingSource {
       handshakeDone = true;
     });
     handshake.catch(() => {}); // awaited below; a rejection is handled there
-    let scanned: { dir: string; scan: ScanResult }[] = [];
+    const scanned: ScannedLevel[] = [];
     let scannedBytes = 0;
+    /** How many of `scanned` (from the first) had their digests compared (see prefetchListings). */
+    let compared = 0;
+    // Plans the levels scanned, in order; `ahead`, it stops at one whose listing is still on its way while
+    // the prescan limits leave room, so the walk reads on meanwhile (and asks for the listings of what it
+    // read whose digests differ) instead of waiting for the target to list.
+    const planScanned = async (ahead: boolean) => {
+      compared = this.prefetchListings(scanned, compared);
+      let planned = 0;
+      for (const level of scanned) {
+        const room = scanned.length - planned < PRESCAN_LIMIT && scannedBytes < PRESCAN_BYTES;
+        if (ahead && room && !this.canPlan(level.dir)) break;
+        planned++;
+        scannedBytes -= level.bytes;
+        await this.planLevel(level.dir, level.scan, detectedBy);
+      }
+      scanned.splice(0, planned);
+      compared = Math.max(0, compared - planned);
+    };
     const stack = [root];
     while (stack.length > 0 && this.refused === undefined) {
       const dir = stack.pop()!;
       const scan = this.session.scan(dir, false);
-      scanned.push({ dir, scan });
-      for (const bytes of scan.contents.values()) scannedBytes += bytes.length;
+      let bytes = 0;
+      for (const content of scan.contents.values()) bytes += content.length;
+      scanned.push({ dir, scan, bytes });
+      scannedBytes += bytes;
       stack.push(...childDirs(scan.node, dir).reverse());
       if (handshakeDone || scanned.length >= PRESCAN_LIMIT || scannedBytes >= PRESCAN_BYTES) {
         await handshake;
-        for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
-        scanned = [];
-        scannedBytes = 0;
+        await planScanned(true);
         await this.sendWhenPlanned(BUFFER_ENTRIES, BUFFER_CONTENT_BYTES, BUFFER_MAX_AGE_MS);
       }
       // Let responses and pipe writes through between directories: scanning is synchronous. (Yielding only
@@ -328,7 +421,7 @@ export class StreamingSource {
       await nextTurn();
     }
     await handshake;
-    for (const level of scanned) await this.planLevel(level.dir, level.scan, detectedBy);
+    await planScanned(false);
   }
 
   private enqueue(entries: readonly LogEntry[]): void {
