@@ -164,6 +164,21 @@ describe("a target never writes through a symlink inside its root", () => {
   });
 });
 
+describe("a listing request is confined like every other path", () => {
+  it.each(UNSAFE_PATHS)("refuses a listing of %j, naming it", (path, reason) => {
+    const { fs, target } = targetMachine();
+    expectError(sendChangingNothing(fs, target, { type: "listing", dir: path }), "unsafe-path", reason, path);
+  });
+
+  it.each(["link", "link/deep"])("lists nothing of what %j leads to outside the root", (dir) => {
+    const { fs, target } = targetMachine();
+    fs.makeSymlink(`${ROOT}/link`, "/x/outside");
+    const response = sendChangingNothing(fs, target, { type: "listing", dir });
+    if (response.type === "error") expect(response.message).toMatch(/link/);
+    else expect(response).toEqual({ type: "listing", dir, entries: [] });
+  });
+});
+
 describe("a request cannot swap a directory it already used for something else", () => {
   it.each<[string, ApplyEntry, string]>([
     [
