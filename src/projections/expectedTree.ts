@@ -167,6 +167,8 @@ export interface Listing {
   entries: ManifestEntry[];
   /** Until the listing is read whole (`ManifestListings.fill`): its entries are not known. */
   digest?: DigestEntry;
+  /** The source's own children of `dir`, standing for a listing whose digest they match (`standIn`). */
+  own?: ReadonlyMap<string, TreeNode>;
 }
 
 /**
@@ -246,6 +248,14 @@ export class ManifestListings {
     delete listing.digest;
   }
 
+  /** Lets `own` (the source's children of `dir`, which match its digest) stand for the listing of `dir`. */
+  standIn(dir: string, own: ReadonlyMap<string, TreeNode>): void {
+    const listing = this.pending.find((l) => l.dir === dir && l.digest !== undefined);
+    if (listing === undefined) throw new ManifestOrderError(`no digest of ${JSON.stringify(dir)} is queued`);
+    listing.own = own;
+    delete listing.digest;
+  }
+
   /** Takes the listings of the directories up to `dir` in walk order that have arrived whole. */
   takeUpTo(dir: string): Listing[] {
     let count = 0;
@@ -291,32 +301,39 @@ export function listingEntries(dir: string, children: ReadonlyMap<string, TreeNo
 
 /**
  * Folds whole directory listings into the tree: each fills the children of its directory, if the tree
- * holds that directory; entries `keep` rejects are left out. Returns the new tree, the nodes added, and
- * the nodes of the listings dropped because the tree no longer holds their directory (planned away, or
- * below an excluded one): what the target still holds there, or set aside when it removed it.
+ * holds that directory; entries `keep` rejects are left out (the source's own children, standing in for
+ * a listing, are taken as they are). Returns the new tree, the nodes added, and the nodes of the listings
+ * dropped because the tree no longer holds their directory (planned away, or below an excluded one): what
+ * the target still holds there, or set aside when it removed it.
  */
 export function adoptListings(
   tree: DirNode,
-  listings: readonly { dir: string; entries: readonly ManifestEntry[] }[],
+  listings: readonly Pick<Listing, "dir" | "entries" | "own">[],
   keep: (entry: ManifestEntry) => boolean = () => true,
 ): { tree: DirNode; adopted: TreeNode[]; dropped: TreeNode[] } {
   const adopted: TreeNode[] = [];
   const dropped: TreeNode[] = [];
   let next = tree;
   for (const listing of listings) {
-    const nodes = listing.entries.map((entry) =>
-      frozenNode(entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry)),
-    );
+    // [name, node, kept] for each child the listing states.
+    const named: [string, TreeNode, boolean][] =
+      listing.own === undefined
+        ? listing.entries.map((entry) => [
+            entry.path.slice(entry.path.lastIndexOf("/") + 1),
+            entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry),
+            keep(entry),
+          ])
+        : [...listing.own].map(([name, node]) => [name, node.kind === "dir" ? emptyDir(node) : node, true]);
     if (nodeAt(next, listing.dir)?.kind !== "dir") {
-      dropped.push(...nodes);
+      for (const [, node] of named) dropped.push(frozenNode(node));
       continue;
     }
     next = withChildrenAt(next, listing.dir, (children) => {
-      listing.entries.forEach((entry, i) => {
-        if (!keep(entry)) return;
-        children.set(entry.path.slice(entry.path.lastIndexOf("/") + 1), nodes[i]!);
-        adopted.push(nodes[i]!);
-      });
+      for (const [name, node, kept] of named) {
+        if (!kept) continue;
+        children.set(name, frozenNode(node));
+        adopted.push(node);
+      }
     });
   }
   return { tree: next, adopted, dropped };

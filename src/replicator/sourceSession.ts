@@ -24,7 +24,6 @@ import {
   adoptListings,
   foldExpectedTree,
   listingDigest,
-  listingEntries,
   ManifestListings,
   ManifestOrderError,
   ManifestTreeBuilder,
@@ -363,7 +362,7 @@ export class SourceSession {
     if (digest === undefined) return false;
     const own = scan.node?.kind === "dir" ? scan.node.children : undefined;
     if (own !== undefined && own.size === digest.count && listingDigest(own, this.stated) === digest.digest) {
-      listings.fill(dir, listingEntries(dir, own));
+      listings.standIn(dir, own);
       return false;
     }
     this.digestsDiffering.add(dir);
