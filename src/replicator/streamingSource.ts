@@ -79,14 +79,14 @@ const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
 const PRESCAN_BYTES = 32 * 1024 * 1024;
 /** A response asked for ahead of need: whether it came (or failed; awaiting `answer` then throws), and what it said. */
-interface Awaited {
+interface AskedAhead {
   answer: Promise<Response>;
   settled: boolean;
   response?: Response;
 }
 
-function awaited(answer: Promise<Response>): Awaited {
-  const entry: Awaited = { answer, settled: false };
+function askedAhead(answer: Promise<Response>): AskedAhead {
+  const entry: AskedAhead = { answer, settled: false };
   answer.then(
     (response) => {
       entry.settled = true;
@@ -137,9 +137,9 @@ export class StreamingSource {
   /** When the oldest operation planned and not yet sent was seen by sendWhenPlanned. */
   private plannedSince: number | undefined;
   /** The next page of a streamed manifest, asked for ahead of need so the target lists while we plan. */
-  private nextManifestPage: Awaited | undefined;
+  private nextManifestPage: AskedAhead | undefined;
   /** Listings asked for whole ahead of planning (see prefetchListings), by directory. */
-  private readonly listingReads = new Map<string, Awaited>();
+  private readonly listingReads = new Map<string, AskedAhead>();
 
   constructor(
     readonly session: SourceSession,
@@ -322,7 +322,7 @@ export class StreamingSource {
     let read = this.listingReads.get(dir);
     if (read === undefined) {
       // Awaited by readListings; a connection lost meanwhile surfaces there.
-      read = awaited(this.connection.request({ type: "listing", dir }));
+      read = askedAhead(this.connection.request({ type: "listing", dir }));
       this.listingReads.set(dir, read);
     }
     return read.answer;
@@ -349,11 +349,12 @@ export class StreamingSource {
    */
   private manifestCameFor(dir: string): boolean {
     while (!this.session.manifestReadyFor(dir)) {
-      this.nextManifestPage ??= awaited(this.connection.request(this.session.manifestRequest()));
+      this.nextManifestPage ??= askedAhead(this.connection.request(this.session.manifestRequest()));
       const page = this.nextManifestPage.response;
       if (page === undefined) return false;
       this.nextManifestPage = undefined;
       if (this.session.acceptManifest(page)) return true;
+      this.nextManifestPage = askedAhead(this.connection.request(this.session.manifestRequest()));
     }
     return true;
   }
