@@ -180,6 +180,12 @@ export interface MirrorFileSystem extends FileSystem {
    * opened from the root down and may keep them for a batch of operations). A no-op where nothing is cached.
    */
   releaseHandles(): void;
+  /**
+   * Keeps cached directory handles past the end of each macrotask until the returned function is called:
+   * for a walk that only reads, turn after turn (each directory is then opened through its parent's handle
+   * instead of from the root). The cache stays bounded; `releaseHandles` still empties it.
+   */
+  holdHandles(): () => void;
   /** rename(2) within the same file system. */
   rename(from: string, to: string): void;
 }

@@ -535,6 +535,10 @@ export class MemoryFileSystem implements MirrorFileSystem {
   /** Memory caches no directory handles. */
   releaseHandles(): void {}
 
+  holdHandles(): () => void {
+    return () => {};
+  }
+
   setMetadata(path: string, metadata: EntryMetadata): void {
     this.count("setMetadata");
     const normalized = normalizePath(path);

@@ -182,6 +182,8 @@ export class NodeFileSystem implements MirrorFileSystem {
   /** Where the root's held handle resolved to (/proc/self/fd/N), while it is held. */
   private rootResolved: string | undefined;
   private releaseScheduled = false;
+  /** Callers holding the handles past their macrotask (see holdHandles). */
+  private handleHolds = 0;
 
   constructor(options: NodeFileSystemOptions = {}) {
     this.root = options.root === undefined ? undefined : normalizePath(options.root);
@@ -680,6 +682,17 @@ export class NodeFileSystem implements MirrorFileSystem {
     this.rootResolved = undefined;
   }
 
+  holdHandles(): () => void {
+    this.handleHolds += 1;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.handleHolds -= 1;
+      if (this.handleHolds === 0) this.releaseHandles();
+    };
+  }
+
   watchDir(path: string, callback: WatchCallback): void {
     const p = normalizePath(path);
     if (this.watcher.has(p)) throw new FileSystemError("EALREADYWATCHED", p);
@@ -869,11 +882,12 @@ export class NodeFileSystem implements MirrorFileSystem {
     this.handles.set(dir, fd);
     if (this.releaseScheduled) return;
     // The safety net for callers that never call releaseHandles (a source, a CLI command): handles live
-    // at most until the current macrotask ends, so none outlives the synchronous work that opened it.
+    // at most until the current macrotask ends, so none outlives the synchronous work that opened it
+    // (unless held: a reading walk keeps them from one directory to the next).
     this.releaseScheduled = true;
     setImmediate(() => {
       this.releaseScheduled = false;
-      this.releaseHandles();
+      if (this.handleHolds === 0) this.releaseHandles();
     }).unref();
   }
 

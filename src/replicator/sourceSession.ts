@@ -504,6 +504,15 @@ export class SourceSession {
     this.planScanned(path, this.scan(path, recursive), detectedBy, recursive);
   }
 
+  /**
+   * Keeps the source's directory handles from one directory to the next until the returned function is
+   * called (a whole-tree walk: each directory opens through its parent's handle, see holdHandles).
+   */
+  holdHandles(): () => void {
+    const { fs } = this.options;
+    return isMirrorFileSystem(fs) ? fs.holdHandles() : () => {};
+  }
+
   /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
   scan(path: string, recursive: boolean): ScanResult {
     this.links.forgetScanned(path, recursive);

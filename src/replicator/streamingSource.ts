@@ -377,6 +377,15 @@ export class StreamingSource {
    * the walk reads on (within the same limits) while the next directory to plan waits for its listing.
    */
   private async walk(root: string, detectedBy: DetectedBy, ready: Promise<void> = Promise.resolve()): Promise<void> {
+    const release = this.session.holdHandles();
+    try {
+      await this.walkHolding(root, detectedBy, ready);
+    } finally {
+      release();
+    }
+  }
+
+  private async walkHolding(root: string, detectedBy: DetectedBy, ready: Promise<void>): Promise<void> {
     let handshakeDone = false;
     const handshake = ready.finally(() => {
       handshakeDone = true;

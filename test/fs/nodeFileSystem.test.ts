@@ -922,6 +922,28 @@ describe("directory handles (confinement)", () => {
     expect(openDescriptors()).toBe(before);
   });
 
+  it("a walk holding the handles keeps them from one macrotask to the next, until it lets go", async () => {
+    mkdirSync(`${root}/a/b/c`, { recursive: true });
+    const fs = makeFileSystem();
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    const release = fs.holdHandles();
+    fs.listDir(`${root}/a/b`);
+    const held = openDescriptors();
+    await turn();
+    await turn();
+    expect(openDescriptors()).toBe(held);
+    // The next directory down is opened through b's handle (one more kept), not again from the root.
+    fs.listDir(`${root}/a/b/c`);
+    expect(openDescriptors()).toBe(held + 1);
+    release();
+    expect(openDescriptors()).toBe(0);
+    release(); // a second call changes nothing
+    fs.listDir(`${root}/a/b`);
+    await turn();
+    await turn();
+    expect(openDescriptors()).toBe(0);
+  });
+
   it("handles held by a request that never calls releaseHandles are released when its macrotask ends", async () => {
     const fs = makeFileSystem();
     const before = openDescriptors();
