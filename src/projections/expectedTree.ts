@@ -4,6 +4,7 @@ import { ATTRIBUTE_KEYS, type AttributeKey, type Operation } from "../events/ope
 import { childOf, compareWalkOrder, parentOf as parentOfPath, segmentsOf } from "../events/paths.js";
 import type { DigestEntry, ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
 import { type DirNode, definedAttributes, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
+import type { Timestamp } from "../fs/fileSystem.js";
 
 enableMapSet();
 
@@ -276,22 +277,20 @@ export class ManifestListings {
  */
 export function listingDigest(children: ReadonlyMap<string, TreeNode>, keys: readonly AttributeKey[]): string {
   const stated = ATTRIBUTE_KEYS.filter((key) => keys.includes(key));
-  const hash = createHash("sha256");
+  // Fields joined by NUL, which no name or symlink target holds; a child's kind fixes how many it has.
+  const fields: string[] = [];
   for (const name of [...children.keys()].sort()) {
     const node = children.get(name)!;
-    const fields: unknown[] = [name, node.kind];
-    if (node.kind === "file") fields.push(node.hash, node.size);
+    fields.push(name, node.kind);
+    if (node.kind === "file") fields.push(node.hash, String(node.size));
     else if (node.kind === "symlink") fields.push(node.target);
-    if (node.kind !== "unknown") {
-      for (const key of stated) {
-        const value = (node as { [k in AttributeKey]?: unknown })[key];
-        const mtime = value as { sec: number; nsec: number };
-        fields.push(value === undefined ? null : key === "mtime" ? [mtime.sec, mtime.nsec] : value);
-      }
+    if (node.kind === "unknown") continue;
+    for (const key of stated) {
+      const value = (node as { [k in AttributeKey]?: number | Timestamp })[key];
+      fields.push(value === undefined ? "-" : typeof value === "number" ? String(value) : `${value.sec}.${value.nsec}`);
     }
-    hash.update(`${JSON.stringify(fields)}\n`);
   }
-  return hash.digest("hex");
+  return createHash("sha256").update(fields.join("\0")).digest("hex");
 }
 
 /** The entries of a directory's children (as a listing states them), by name. */
