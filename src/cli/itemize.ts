@@ -1,11 +1,10 @@
 // rsync's --itemize-changes (`-i`) and --verbose (`-v`) lines for what a run changes on the target,
 // judged against what the target held (its manifest, folded forward with each applied operation).
-import { produce } from "immer";
 import type { Operation } from "../events/operation.js";
-import { childOf, escapeForDisplay, segmentsOf } from "../events/paths.js";
+import { childOf, escapeForDisplay } from "../events/paths.js";
 import type { ApplyRequest, ManifestPageEntry, Request, Response } from "../events/protocol.js";
-import { type DirNode, definedAttributes, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
-import { foldExpectedTree, nodeOf, type TreeChange } from "../projections/expectedTree.js";
+import { type DirNode, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
+import { changeOfEntry, foldExpectedTree, type TreeChange } from "../projections/expectedTree.js";
 
 /** How changes are listed: rsync's `-i` format, or `-v` (names only). */
 export type ChangeListing = "itemize" | "names";
@@ -150,38 +149,14 @@ export class ChangeTracker {
 }
 
 /**
- * The tree with manifest entries (a page, or a listing read whole) placed at their paths, as they come: a
- * directory keeps the children it has, one whose listing came as a digest is made when a listing below it
- * is read. A digest places nothing: nothing is applied in a directory whose digest matched.
+ * The tree with manifest entries (a page, or a listing read whole) folded in as they come: a directory keeps
+ * the children it has, one whose listing came as a digest is made when a listing below it is read. A digest
+ * places nothing: nothing is applied in a directory whose digest matched.
  */
 function withEntries(tree: DirNode, entries: readonly ManifestPageEntry[]): DirNode {
-  if (entries.length === 0) return tree;
-  return produce(tree, (draft) => {
-    for (const entry of entries) {
-      if (entry.kind === "digest") continue;
-      const segments = segmentsOf(entry.path);
-      const name = segments.pop();
-      let parent = draft as DirNode;
-      for (const segment of segments) {
-        let next = parent.children.get(segment);
-        if (next?.kind !== "dir") {
-          next = emptyDir();
-          parent.children.set(segment, next);
-        }
-        parent = next;
-      }
-      if (name === undefined) {
-        Object.assign(parent, definedAttributes(entry.kind === "dir" ? entry : {}));
-        continue;
-      }
-      const node: TreeNode = entry.kind === "unknown" ? { kind: "unknown" } : nodeOf(entry);
-      const existing = parent.children.get(name);
-      parent.children.set(
-        name,
-        node.kind === "dir" && existing?.kind === "dir" ? { ...node, children: existing.children } : node,
-      );
-    }
-  });
+  const changes: TreeChange[] = [];
+  for (const entry of entries) if (entry.kind !== "digest") changes.push(changeOfEntry(entry));
+  return foldExpectedTree(tree, changes);
 }
 
 /** What stands at an operation's path once it is applied (a directory keeps its children). */

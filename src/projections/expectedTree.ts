@@ -88,6 +88,26 @@ export function nodeOf(
 
 const kindOfOperation = { ensureDir: "dir", writeFile: "file", writeSymlink: "symlink" } as const;
 
+/** The change stating what a manifest entry says stands at its path (a directory keeps its children). */
+export function changeOfEntry(entry: ManifestEntry): TreeChange {
+  switch (entry.kind) {
+    case "dir": {
+      const { kind: _kind, ...state } = entry;
+      return { type: "ensureDir", ...state };
+    }
+    case "file": {
+      const { kind: _kind, ...state } = entry;
+      return { type: "writeFile", ...state };
+    }
+    case "symlink": {
+      const { kind: _kind, ...state } = entry;
+      return { type: "writeSymlink", ...state };
+    }
+    case "unknown":
+      return { type: "unknown", path: entry.path };
+  }
+}
+
 /** The tree a manifest describes (entries parents first; the root entry "" carries the root's metadata). */
 export function treeFromManifest(entries: readonly ManifestPageEntry[]): DirNode {
   const builder = new ManifestTreeBuilder();
@@ -166,7 +186,7 @@ export function manifestFromTree(root: DirNode): ManifestEntry[] {
 export interface Listing {
   dir: string;
   entries: ManifestEntry[];
-  /** Until the listing is read whole (`ManifestListings.fill`): its entries are not known. */
+  /** Until the listing is read whole (`fill`) or the source's own stands in (`standIn`): entries unknown. */
   digest?: DigestEntry;
   /** The source's own children of `dir`, standing for a listing whose digest they match (`standIn`). */
   own?: ReadonlyMap<string, TreeNode>;
@@ -239,8 +259,7 @@ export class ManifestListings {
 
   /** Gives the digest listing of `dir` its entries, read whole; a listing not asked for is refused. */
   fill(dir: string, entries: ManifestEntry[]): void {
-    const listing = this.pending.find((l) => l.dir === dir && l.digest !== undefined);
-    if (listing === undefined) throw new ManifestOrderError(`the listing of ${JSON.stringify(dir)} was not asked for`);
+    const listing = this.digestListing(dir);
     const stray = entries.find((entry) => entry.path === "" || parentOfPath(entry.path) !== dir);
     if (stray !== undefined) {
       throw new ManifestOrderError(`the listing of ${JSON.stringify(dir)} holds ${JSON.stringify(stray.path)}`);
@@ -251,10 +270,16 @@ export class ManifestListings {
 
   /** Lets `own` (the source's children of `dir`, which match its digest) stand for the listing of `dir`. */
   standIn(dir: string, own: ReadonlyMap<string, TreeNode>): void {
-    const listing = this.pending.find((l) => l.dir === dir && l.digest !== undefined);
-    if (listing === undefined) throw new ManifestOrderError(`no digest of ${JSON.stringify(dir)} is queued`);
+    const listing = this.digestListing(dir);
     listing.own = own;
     delete listing.digest;
+  }
+
+  /** The queued listing of `dir` that came as a digest; none is a listing nobody asked for. */
+  private digestListing(dir: string): Listing {
+    const listing = this.pending.find((l) => l.dir === dir && l.digest !== undefined);
+    if (listing === undefined) throw new ManifestOrderError(`no digest of ${JSON.stringify(dir)} is queued`);
+    return listing;
   }
 
   /** Takes the listings of the directories up to `dir` in walk order that have arrived whole. */
