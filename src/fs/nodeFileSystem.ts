@@ -230,7 +230,7 @@ export class NodeFileSystem implements MirrorFileSystem {
     const at = this.locate(path);
     let stat: EntryStat | undefined;
     try {
-      stat = this.entryStat(at.parentFd, at.address, at.name);
+      stat = this.entryStat(at.parentFd, at.name, () => at.address);
     } catch (error) {
       throw toFileSystemError(error, at.path);
     }
@@ -241,8 +241,9 @@ export class NodeFileSystem implements MirrorFileSystem {
   lstatIfExists(path: string): EntryStat | undefined {
     let at: Location | undefined;
     try {
-      at = this.locate(path);
-      return this.entryStat(at.parentFd, at.address, at.name);
+      const located = this.locate(path);
+      at = located;
+      return this.entryStat(located.parentFd, located.name, () => located.address);
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw toFileSystemError(error, at?.path ?? path);
@@ -250,15 +251,15 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   /**
-   * lstat of the entry `name` at `address`, undefined when it is not there: statx through its parent's held
-   * handle where there is one and koffi, else Node's lstat of the address.
+   * lstat of the entry `name`, undefined when it is not there: statx through its parent's held handle where
+   * there is one and koffi, else Node's lstat of its address (only then made: a listing states every entry).
    */
-  private entryStat(parentFd: number | undefined, address: SyscallPath, name: string): EntryStat | undefined {
+  private entryStat(parentFd: number | undefined, name: string, address: () => SyscallPath): EntryStat | undefined {
     if (parentFd !== undefined && this.native !== undefined) {
       const raw = this.native.statAt(parentFd, plainAddress(name));
       return raw === undefined ? undefined : entryStatOf(raw);
     }
-    const stat = lstatSync(address, { bigint: true, throwIfNoEntry: false });
+    const stat = lstatSync(address(), { bigint: true, throwIfNoEntry: false });
     return stat === undefined ? undefined : toEntryStat(stat);
   }
 
@@ -539,8 +540,9 @@ export class NodeFileSystem implements MirrorFileSystem {
       const entries: DirEntryStat[] = [];
       for (const name of this.childNames(dir)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        const address = fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
-        const stat = this.entryStat(fd, address, name);
+        const stat = this.entryStat(fd, name, () =>
+          fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name),
+        );
         // Undefined: removed since it was listed.
         if (stat !== undefined) entries.push({ name, stat });
       }

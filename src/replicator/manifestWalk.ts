@@ -49,6 +49,11 @@ export class ManifestWalk {
 
   constructor(private readonly options: ManifestWalkOptions) {}
 
+  /** True when this walk states listings as digests over exactly `attributes` (or, both undefined, whole). */
+  digestsOver(attributes: readonly AttributeKey[] | undefined): boolean {
+    return this.options.digests?.attributes.join() === attributes?.join();
+  }
+
   /** True when entry `offset` can still be produced by this walk (it has not been let go of). */
   reaches(offset: number): boolean {
     return offset >= this.heldFrom;

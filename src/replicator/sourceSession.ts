@@ -378,7 +378,8 @@ export class SourceSession {
    */
   listingsToRead(dir?: string): string[] {
     const listings = this.listings;
-    if (listings === undefined) return [];
+    // Without `dir`, only the pass's removals make a digest worth reading (asked before every shipment).
+    if (listings === undefined || (dir === undefined && this.removedUnlisted.length === 0)) return [];
     const read: string[] = [];
     for (const listing of listings.queued()) {
       if (listing.digest === undefined) continue;

@@ -87,8 +87,6 @@ export class ReplicatorTarget {
   private readonly content: TargetContent | undefined;
   /** The walk behind the manifest pages being read (lazy: it lists directories as pages ask for them). */
   private manifestWalk: ManifestWalk | undefined;
-  /** The attributes that walk's digests are over (joined), undefined without digests. */
-  private walkDigests: string | undefined;
   /** Directories of this request already checked to be real directories below the root. */
   private readonly verifiedDirs = new Set<string>();
   /** The decoded pack of the request being applied, or why it could not be decoded. */
@@ -246,12 +244,13 @@ export class ReplicatorTarget {
         case "manifest": {
           // Read-only (verify asks for it without a session): it lists, changes nothing.
           // Offset 0 walks afresh; an offset the walk already let go of (a client that asks out of order) too.
-          const digests = valid.digests?.attributes.join();
-          if (valid.offset === 0 || this.manifestWalk?.reaches(valid.offset) !== true || this.walkDigests !== digests) {
-            this.manifestWalk = this.newManifestWalk(valid.digests?.attributes);
-            this.walkDigests = digests;
+          const digests = valid.digests?.attributes;
+          let walk = this.manifestWalk;
+          if (valid.offset === 0 || walk?.reaches(valid.offset) !== true || !walk.digestsOver(digests)) {
+            walk = this.newManifestWalk(digests);
+            this.manifestWalk = walk;
           }
-          return this.manifestPage(this.manifestWalk, valid.offset);
+          return this.manifestPage(walk, valid.offset);
         }
         case "listing":
           // Read-only too: the listing a digest of the manifest stood for, as it stands now.
