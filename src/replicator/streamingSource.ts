@@ -243,6 +243,9 @@ export class StreamingSource {
         this.session.planEventUnlogged({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
         // A large batch ships in parts, so the target applies the first files while the rest are read.
         await this.sendWhenPlanned(HINT_BATCH_ENTRIES, HINT_BATCH_BYTES);
+        // Planning is synchronous: while a part is on its way, let its frames through the pipe (and its
+        // answers in) between files, or the target only gets it once the whole batch is planned.
+        if (this.inFlight.length > 0) await nextTurn();
       }
     }
     // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.

@@ -171,6 +171,24 @@ describe("foldExpectedTree", () => {
     expect(base).toEqual(snapshot);
   });
 
+  it("keeps the tree when no change changes it, and freezes what a fold makes", () => {
+    const base = foldExpectedTree(sampleTree(), [{ type: "ensureDir", path: "a", mode: 0o750 }]);
+    expect(
+      foldExpectedTree(base, [
+        { type: "remove", path: "nothing/here" },
+        { type: "remove", path: "t/below-a-file" },
+        { type: "ensureDir", path: "a", mode: 0o750 },
+      ]),
+    ).toBe(base);
+    const next = foldExpectedTree(base, [
+      { type: "ensureDir", path: "n" },
+      { type: "writeFile", path: "n/f", hash: H1, size: 1, mtime: { sec: 1, nsec: 2 } },
+    ]);
+    const n = next.children.get("n") as DirNode;
+    const f = n.children.get("f") as TreeNode & { mtime: object };
+    for (const value of [next, next.children, n, n.children, f, f.mtime]) expect(Object.isFrozen(value)).toBe(true);
+  });
+
   it("shares every untouched subtree with the previous tree", () => {
     const base = sampleTree();
     const next = foldExpectedTree(base, [
