@@ -37,6 +37,20 @@ export function relativePathProblem(path: string): string | null {
   return null;
 }
 
+/**
+ * `relativePathProblem(childOf(dir, name))` for a `dir` that has none and a `name` a directory listing gave
+ * (no slash or NUL, never empty, "." or "..", at most NAME_MAX bytes): only the name's spelling and the
+ * whole path's length are left to check. A walk checks each entry so, not each of its parent's segments again.
+ */
+export function listedChildProblem(dir: string, name: string): string | null {
+  if (!isCanonicalName(name)) return "is not the canonical spelling of its bytes";
+  const length = dir.length + 1 + name.length;
+  if (length * 3 > MAX_PATH_BYTES && byteLengthOfName(childOf(dir, name)) > MAX_PATH_BYTES) {
+    return `is longer than ${MAX_PATH_BYTES} bytes`;
+  }
+  return null;
+}
+
 /** Why `target` cannot be stored as a symlink target, or null. */
 export function symlinkTargetProblem(target: string): string | null {
   if (target === "") return "is empty";

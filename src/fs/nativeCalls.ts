@@ -114,7 +114,7 @@ function tryLoad(): NativeCalls | null {
     flock: (fd, operation) => check(flock(fd, operation), "flock"),
     statAt: (dirFd, name) => {
       if (statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer) === 0) {
-        return rawStatOf(statxBuffer);
+        return rawStatOf();
       }
       const errno = koffi.errno();
       if (errno === ENOENT) return undefined;
@@ -128,26 +128,25 @@ const ENOENT = 2;
 const STATX_BASIC_STATS = 0x7ff;
 /** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */
 const statxBuffer = Buffer.alloc(256);
+/** ...read as 32-bit words in the machine's byte order, which is the struct's. */
+const statxWords = new Uint32Array(statxBuffer.buffer, statxBuffer.byteOffset, 64);
 
-/** Decodes a struct statx (its layout is the same on every Linux architecture). */
-function rawStatOf(buffer: Buffer): RawStat {
-  const u64 = (offset: number) => buffer.readUInt32LE(offset + 4) * 2 ** 32 + buffer.readUInt32LE(offset);
-  const time = (offset: number): Timestamp => ({
-    sec: buffer.readInt32LE(offset + 4) * 2 ** 32 + buffer.readUInt32LE(offset),
-    nsec: buffer.readUInt32LE(offset + 8),
-  });
-  const major = buffer.readUInt32LE(0x88);
-  const minor = buffer.readUInt32LE(0x8c);
+/** Decodes the struct statx in `statxBuffer` (its layout is the same on every Linux architecture). */
+function rawStatOf(): RawStat {
+  const w = statxWords;
+  // stx_dev_major and stx_dev_minor, as glibc's makedev combines them (what st_dev holds, and Node reports).
+  const major = w[0x88 / 4]!;
+  const minor = w[0x8c / 4]!;
   return {
-    nlink: buffer.readUInt32LE(0x10),
-    uid: buffer.readUInt32LE(0x14),
-    gid: buffer.readUInt32LE(0x18),
-    mode: buffer.readUInt16LE(0x1c),
-    ino: u64(0x20),
-    size: u64(0x28),
-    ctime: time(0x60),
-    mtime: time(0x70),
-    // glibc's makedev, which is what st_dev holds (and Node reports).
+    nlink: w[0x10 / 4]!,
+    uid: w[0x14 / 4]!,
+    gid: w[0x18 / 4]!,
+    mode: w[0x1c / 4]! & 0xffff,
+    ino: w[0x24 / 4]! * 2 ** 32 + w[0x20 / 4]!,
+    size: w[0x2c / 4]! * 2 ** 32 + w[0x28 / 4]!,
+    // struct statx_timestamp: a signed 64-bit tv_sec, then a 32-bit tv_nsec.
+    ctime: { sec: (w[0x64 / 4]! | 0) * 2 ** 32 + w[0x60 / 4]!, nsec: w[0x68 / 4]! },
+    mtime: { sec: (w[0x74 / 4]! | 0) * 2 ** 32 + w[0x70 / 4]!, nsec: w[0x78 / 4]! },
     dev:
       ((major & 0xfffff000) >>> 0) * 2 ** 32 +
       (major & 0xfff) * 2 ** 8 +

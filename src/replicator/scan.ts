@@ -2,7 +2,7 @@ import { posix } from "node:path";
 import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { contentIdOf } from "../content/contentId.js";
 import type { Attributes } from "../events/operation.js";
-import { childOf, relativePathProblem } from "../events/paths.js";
+import { childOf, listedChildProblem, relativePathProblem } from "../events/paths.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
 import { type EntryStat, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
@@ -134,9 +134,11 @@ function scanDir(
         .sort()
         .map((name) => ({ name }));
   options.index?.prefetch?.(listing.filter((e) => e.stat?.kind === "file").map((e) => childOf(path, e.name)));
+  // The directory's path is checked once here; then each listed name only for what a listing can hold.
+  const pathProblem = relativePathProblem(path);
   for (const { name, stat } of listing) {
     const child = childOf(path, name);
-    const problem = relativePathProblem(child);
+    const problem = pathProblem === null ? listedChildProblem(path, name) : relativePathProblem(child);
     if (problem !== null) {
       out.problems.push({ path: child, reason: `skipped: name ${problem}` });
       continue;

@@ -8,6 +8,7 @@ import {
   escapeForDisplay,
   escapeUnsafeJson,
   isAtOrBelow,
+  listedChildProblem,
   MAX_PATH_BYTES,
   MAX_SEGMENT_BYTES,
   MAX_SYMLINK_BYTES,
@@ -95,6 +96,28 @@ describe("relativePathProblem", () => {
 
   it("accepts the empty string as the root", () => {
     expect(relativePathProblem("")).toBeNull();
+  });
+});
+
+describe("listedChildProblem", () => {
+  // What a directory listing can give: a name without slash or NUL, not "." or "..", at most 255 bytes.
+  const listable = [...UNSAFE, ...SAFE]
+    .map(([label, path]) => [label, path] as const)
+    .filter(([, path]) => {
+      const name = path.slice(path.lastIndexOf("/") + 1);
+      const own = name === "" ? "empty" : relativePathProblem(name);
+      return relativePathProblem(parentOf(path)) === null && (own === null || /canonical spelling/.test(own));
+    });
+
+  it("covers both verdicts", () => {
+    expect(listable.some(([, path]) => relativePathProblem(path) === null)).toBe(true);
+    expect(listable.filter(([, path]) => relativePathProblem(path) !== null).length).toBeGreaterThanOrEqual(5);
+  });
+
+  it.each(listable)("judges %s as relativePathProblem does", (_label, path) => {
+    const slash = path.lastIndexOf("/");
+    const [parent, name] = slash < 0 ? ["", path] : [path.slice(0, slash), path.slice(slash + 1)];
+    expect(listedChildProblem(parent, name)).toBe(relativePathProblem(path));
   });
 });
 
