@@ -41,10 +41,7 @@ export class DeletionRefusedError extends CliError {
  * far as planning passed this guard (or had nothing to delete), so the source has replicated here before.
  */
 export function sourceHasReplicated(log: OperationLog): boolean {
-  return log
-    .epochs()
-    .reverse()
-    .some((epoch) => log.epochProgress(epoch.epoch).lastSeq > 0);
+  return log.hasOperations();
 }
 
 /** What the guard needs to judge the target's first manifest. */

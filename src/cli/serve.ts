@@ -252,6 +252,8 @@ async function serveLocked(
     const serving = new ReplicatorTarget(fs, root, {
       positionStore,
       index: options.checksum ? rehashingIndex(state) : state,
+      // -c trusts no recorded hash: nor a digest computed from them.
+      ...(options.checksum ? {} : { digestCache: state }),
       flushIntervalMs: FLUSH_INTERVAL_MS,
       ...(options.backupDir === undefined ? {} : { backup: new BackupDir(posix.resolve(root, options.backupDir)) }),
     });

@@ -457,6 +457,11 @@ export class OperationLog {
     });
   }
 
+  /** True when any epoch has logged an operation (the log keeps every one it logged). */
+  hasOperations(): boolean {
+    return this.guarded(() => this.db.prepare("SELECT EXISTS (SELECT 1 FROM operations)").pluck().get() === 1);
+  }
+
   /** Where `epoch` stands: last logged seq, last answered seq, operations still without a result. */
   epochProgress(epoch: number): EpochProgress {
     return this.guarded(() => {

@@ -1,10 +1,13 @@
+import { createHash } from "node:crypto";
+import { posix } from "node:path";
 import type { AttributeKey } from "../events/operation.js";
+import { childOf, listedChildProblem } from "../events/paths.js";
 import type { ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
-import type { ContentIndex } from "../events/stateStore.js";
+import type { ContentIndex, DigestCache } from "../events/stateStore.js";
 import { type DirNode, emptyDir } from "../events/tree.js";
-import type { FileSystem } from "../fs/fileSystem.js";
+import type { DirEntryStat, FileSystem } from "../fs/fileSystem.js";
 import { listingDigest, listingEntries, manifestEntryOf } from "../projections/expectedTree.js";
-import { scanPath } from "./scan.js";
+import { isMirrorFileSystem, scanPath } from "./scan.js";
 
 /** What a manifest walk reads. */
 export interface ManifestWalkOptions {
@@ -17,7 +20,18 @@ export interface ManifestWalkOptions {
    * State each directory's listing as one digest over these attributes (see listingDigest), where the
    * listing would fit `fits` (the source may ask for it whole, in one frame).
    */
-  digests?: { attributes: readonly AttributeKey[]; fits: (entries: readonly ManifestEntry[]) => boolean };
+  digests?: {
+    attributes: readonly AttributeKey[];
+    fits: (entries: readonly ManifestEntry[]) => boolean;
+    /** What else the digests depend on (the page limits `fits` applies), for `cache`. */
+    key: string;
+    /**
+     * Digests computed before, each with its listing's signature: a directory whose children all state
+     * as then (names, kinds, sizes, times, inodes, modes, owners: what the content index trusts too) has
+     * the same digest, so its files' hashes are neither looked up nor its digest computed again.
+     */
+    cache?: DigestCache;
+  };
 }
 
 /** How many of the tree's entries a manifest entry stands for (pages and the walk ahead are sized by it). */
@@ -91,6 +105,16 @@ export class ManifestWalk {
 
   private listNext(): void {
     const dir = this.stack.pop()!;
+    // Read before the scan below: a change in between gives the next walk another signature.
+    const signed = this.signatureOf(dir);
+    const recalled =
+      signed === undefined ? undefined : this.options.digests?.cache?.recallDigest(dir, signed.signature);
+    if (recalled !== undefined) {
+      this.hold({ kind: "digest", path: dir, count: recalled.count, digest: recalled.digest });
+      for (const name of signed!.subdirs) this.stack.push(childOf(dir, name));
+      this.trim();
+      return;
+    }
     const node = this.list(dir);
     if (dir === "") this.hold(manifestEntryOf(node ?? emptyDir(), ""));
     // A directory replaced or removed since its parent was listed: its entry stands as listed then.
@@ -103,11 +127,39 @@ export class ManifestWalk {
     if (digests !== undefined && entries.length > 0 && digests.fits(entries)) {
       const digest = listingDigest(node.children, digests.attributes);
       this.hold({ kind: "digest", path: dir, count: entries.length, digest });
+      if (signed !== undefined) digests.cache?.recordDigest(dir, signed.signature, digest, entries.length);
     } else {
       for (const entry of entries) this.hold(entry);
     }
     for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.kind === "dir") this.stack.push(entries[i]!.path);
     this.trim();
+  }
+
+  /**
+   * The signature of directory `dir`'s listing for the digest cache, and its subdirectories to walk (last
+   * first, as listNext pushes them); undefined without a cache, for the root (its own entry is stated from
+   * a scan), or when `dir` cannot be listed as a directory now (the scan then says what it is).
+   */
+  private signatureOf(dir: string): { signature: string; subdirs: string[] } | undefined {
+    const { fs, root, digests } = this.options;
+    if (digests?.cache === undefined || dir === "" || !isMirrorFileSystem(fs)) return undefined;
+    let listing: DirEntryStat[];
+    try {
+      listing = fs.listDirStats(posix.join(root, dir));
+    } catch {
+      return undefined;
+    }
+    const fields: (string | number)[] = [digests.key];
+    for (const { name, stat } of listing) {
+      const { kind, size, mtime, ctimeMs, ino, mode, uid, gid } = stat;
+      fields.push(name, kind, size, mtime.sec, mtime.nsec, ctimeMs, ino, mode, uid, gid);
+    }
+    const subdirs = listing
+      .filter(({ name, stat }) => stat.kind === "dir" && listedChildProblem(dir, name) === null)
+      .map(({ name }) => name)
+      .sort()
+      .reverse();
+    return { signature: createHash("sha256").update(fields.join("\0")).digest("base64"), subdirs };
   }
 
   private hold(entry: ManifestPageEntry): void {

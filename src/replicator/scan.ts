@@ -3,7 +3,7 @@ import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationCh
 import { contentIdOf } from "../content/contentId.js";
 import type { Attributes } from "../events/operation.js";
 import { childOf, listedChildProblem, relativePathProblem } from "../events/paths.js";
-import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
+import type { ContentIndex, IndexedFile, ListedFile } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
 import { type EntryStat, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
 
@@ -47,6 +47,8 @@ export interface ScanResult {
   problems: Problem[];
   /** Regular files with more than one hard link: path, inode key ("dev:ino"), content hash and metadata. */
   linked: { path: string; inode: string; hash: string; attributes: Attributes }[];
+  /** The directories a one-level scan found, with their stats as listed (a walk scans each next with it). */
+  listedDirs: Map<string, EntryStat>;
 }
 
 /** How often a file that keeps changing while read is retried before it is reported. */
@@ -62,22 +64,34 @@ export function isMirrorFileSystem(fs: FileSystem): fs is MirrorFileSystem {
 
 /**
  * Reads the tree at relative `path` below the root without following symlinks: recursively, or with
- * `recursive: false` one directory level (child directories come back empty, their mode only).
+ * `recursive: false` one directory level (child directories come back empty, their mode only). `listed`
+ * is the entry's stat when its parent's listing gave it (it is not stated again).
  * Special files, unreadable entries and names that cannot travel are reported as problems and left out.
  */
-export function scanPath(options: ScanOptions, path: string, recursive = true): ScanResult {
-  const result: ScanResult = { node: undefined, contents: new Map(), chunks: new Map(), problems: [], linked: [] };
-  result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1);
+export function scanPath(options: ScanOptions, path: string, recursive = true, listed?: EntryStat): ScanResult {
+  const result: ScanResult = {
+    node: undefined,
+    contents: new Map(),
+    chunks: new Map(),
+    problems: [],
+    linked: [],
+    listedDirs: new Map(),
+  };
+  result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1, listed);
   return result;
 }
 
-/** Scans one entry; `listed` is its lstat when the directory listing already read it. */
+/**
+ * Scans one entry; `listed` is its lstat when the directory listing already read it, and `listedHash` the
+ * hash the index recorded for a file listed so (see ContentIndex.prefetch).
+ */
 function scanEntry(
   options: ScanOptions,
   path: string,
   out: ScanResult,
   depth: number,
   listed?: EntryStat,
+  listedHash?: string,
 ): TreeNode | undefined {
   const { fs } = options;
   const absolute = path === "" ? options.root : posix.join(options.root, path);
@@ -87,16 +101,16 @@ function scanEntry(
       if (path !== "" && options.isExcluded?.(path, stat.kind === "dir")) return undefined;
       switch (stat.kind) {
         case "dir":
-          return depth === 0
-            ? emptyDir(attributesOf(stat, options))
-            : scanDir(options, path, absolute, stat, out, depth);
+          if (depth > 0) return scanDir(options, path, absolute, stat, out, depth);
+          out.listedDirs.set(path, stat);
+          return emptyDir(attributesOf(stat, options));
         case "symlink": {
           const { mode: _mode, ...attributes } = attributesOf(stat, options);
           return { kind: "symlink", target: fs.readLink(absolute), ...attributes };
         }
         case "file":
           options.onFileScanned?.(stat.size);
-          return scanFile(options, fs, { path, absolute, stat }, out, depth);
+          return scanFile(options, fs, { path, absolute, stat, listedHash }, out, depth);
         case "special":
           out.problems.push({ path, reason: "skipped: FIFO, socket or device" });
           return UNREADABLE;
@@ -133,7 +147,9 @@ function scanDir(
         .listDir(absolute)
         .sort()
         .map((name) => ({ name }));
-  options.index?.prefetch?.(listing.filter((e) => e.stat?.kind === "file").map((e) => childOf(path, e.name)));
+  const files = listing.filter((e): e is ListedFile & { stat: EntryStat } => e.stat?.kind === "file");
+  const recorded = options.index?.prefetch?.(path, files);
+  const hashes = recorded === undefined ? undefined : new Map(files.map((file, i) => [file.name, recorded[i]!]));
   // The directory's path is checked once here; then each listed name only for what a listing can hold.
   const pathProblem = relativePathProblem(path);
   for (const { name, stat } of listing) {
@@ -143,8 +159,17 @@ function scanDir(
       out.problems.push({ path: child, reason: `skipped: name ${problem}` });
       continue;
     }
-    const node = scanEntry(options, child, out, depth - 1, stat);
+    const node = scanEntry(options, child, out, depth - 1, stat, hashes?.get(name));
     if (node !== undefined) dir.children.set(name, node);
+  }
+  if (recorded === undefined && options.index?.recordListing !== undefined) {
+    // Each file's hash as found for its listed stat (or for the one it had when read: then a later listing
+    // never matches what is recorded). Not when a file was left out (excluded, unreadable, replaced).
+    const found = files.map(({ name }) => {
+      const node = dir.children.get(name);
+      return node?.kind === "file" ? node.hash : undefined;
+    });
+    if (found.every((hash) => hash !== undefined)) options.index.recordListing(path, files, found as string[]);
   }
   return dir;
 }
@@ -152,13 +177,13 @@ function scanDir(
 function scanFile(
   options: ScanOptions,
   fs: MirrorFileSystem,
-  file: { path: string; absolute: string; stat: EntryStat },
+  file: { path: string; absolute: string; stat: EntryStat; listedHash?: string | undefined },
   out: ScanResult,
   depth: number,
 ): TreeNode | undefined {
   const { path, absolute } = file;
   let before = file.stat;
-  const known = indexedHash(options.index, path, before);
+  const known = file.listedHash ?? indexedHash(options.index, path, before);
   if (known !== undefined) return fileNode(options, out, path, before, known);
   for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
     const read = readContent(fs, absolute, before.size);

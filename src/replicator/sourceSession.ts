@@ -19,7 +19,13 @@ import {
 } from "../events/protocol.js";
 import type { ContentIndex } from "../events/stateStore.js";
 import { attributesMatch, type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
-import { type FileSystem, type FileSystemEvent, isWithin, type WatchCallback } from "../fs/fileSystem.js";
+import {
+  type EntryStat,
+  type FileSystem,
+  type FileSystemEvent,
+  isWithin,
+  type WatchCallback,
+} from "../fs/fileSystem.js";
 import {
   adoptListings,
   foldExpectedTree,
@@ -515,7 +521,7 @@ export class SourceSession {
   }
 
   /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
-  scan(path: string, recursive: boolean): ScanResult {
+  scan(path: string, recursive: boolean, listed?: EntryStat): ScanResult {
     this.links.forgetScanned(path, recursive);
     const scan = scanPath(
       {
@@ -533,6 +539,7 @@ export class SourceSession {
       },
       path,
       recursive,
+      listed,
     );
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     for (const p of [...this.readProblems.keys()]) if (isAtOrBelow(path, p)) this.readProblems.delete(p);

@@ -4,7 +4,7 @@ import type { LogEntry } from "../events/operationLog.js";
 import { childOf } from "../events/paths.js";
 import type { ApplyRequest, Request, Response, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
-import { type FileSystemEvent, FileSystemEventType } from "../fs/fileSystem.js";
+import { type EntryStat, type FileSystemEvent, FileSystemEventType } from "../fs/fileSystem.js";
 import type { ScanResult } from "./scan.js";
 import { requestContentBytes, SessionRefusedError, type SourceSession } from "./sourceSession.js";
 
@@ -414,15 +414,16 @@ export class StreamingSource {
       scanned.splice(0, planned);
       compared = Math.max(0, compared - planned);
     };
-    const stack = [root];
+    // Each directory with its stat as its parent's listing gave it (the walk's root is stated).
+    const stack: [string, EntryStat | undefined][] = [[root, undefined]];
     while (stack.length > 0 && this.refused === undefined) {
-      const dir = stack.pop()!;
-      const scan = this.session.scan(dir, false);
+      const [dir, listed] = stack.pop()!;
+      const scan = this.session.scan(dir, false, listed);
       let bytes = 0;
       for (const content of scan.contents.values()) bytes += content.length;
       scanned.push({ dir, scan, bytes });
       scannedBytes += bytes;
-      stack.push(...childDirs(scan.node, dir).reverse());
+      for (const child of childDirs(scan.node, dir).reverse()) stack.push([child, scan.listedDirs.get(child)]);
       if (handshakeDone || scanned.length >= PRESCAN_LIMIT || scannedBytes >= PRESCAN_BYTES) {
         await handshake;
         await planScanned(true);

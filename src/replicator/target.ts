@@ -22,7 +22,7 @@ import {
   RequestSchema,
   type Response,
 } from "../events/protocol.js";
-import { type ContentIndex, ContentIndexMap, type PositionStore } from "../events/stateStore.js";
+import { type ContentIndex, ContentIndexMap, type DigestCache, type PositionStore } from "../events/stateStore.js";
 import { attributesMatch } from "../events/tree.js";
 import {
   type EntryKind,
@@ -57,6 +57,8 @@ export interface ReplicatorTargetOptions {
   now?: () => number;
   /** Lets the manifest skip re-reading files that have not changed since they were hashed. */
   index?: ContentIndex;
+  /** Lets the manifest state an unchanged directory's digest without computing it again (see ManifestWalk). */
+  digestCache?: DigestCache;
   /** The limits in force against the peer (checked here; DEFAULT_LIMITS when not given). */
   limits?: Limits;
   /** Largest file the target accepts, in bytes (overrides the limits' `maxFileBytes`). */
@@ -83,6 +85,7 @@ export class ReplicatorTarget {
   private readonly store: PositionStore | undefined;
   private readonly limits: Limits;
   private readonly index: ContentIndex;
+  private readonly digestCache: DigestCache | undefined;
   /** Assembles written files' bytes and keeps removed ones for reuse (real or in-memory file systems). */
   private readonly content: TargetContent | undefined;
   /** The walk behind the manifest pages being read (lazy: it lists directories as pages ask for them). */
@@ -126,6 +129,7 @@ export class ReplicatorTarget {
       ...(options.maxFileBytes === undefined ? {} : { maxFileBytes: options.maxFileBytes }),
     });
     this.index = options.index ?? new ContentIndexMap();
+    this.digestCache = options.digestCache;
     this.applied = this.store?.load() ?? null;
     this.durable = this.applied;
     this.flushIntervalMs = options.flushIntervalMs;
@@ -307,7 +311,16 @@ export class ReplicatorTarget {
       fs: this.fs,
       root: this.root,
       index: this.index,
-      ...(digests === undefined ? {} : { digests: { attributes: digests, fits } }),
+      ...(digests === undefined
+        ? {}
+        : {
+            digests: {
+              attributes: digests,
+              fits,
+              key: `${digests.join()};${manifestPageEntries};${manifestPageBytes}`,
+              ...(this.digestCache === undefined ? {} : { cache: this.digestCache }),
+            },
+          }),
     });
   }
 

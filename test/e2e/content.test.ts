@@ -240,6 +240,9 @@ describe("content travels only when the target lacks it", () => {
       for (let f = 0; f < 10; f++) writeRandomFile(join(dir, `f${f}.txt`), 100 + f);
     }
     const entries = 20 + 200 + 2000;
+    // An mtime that can be set again exactly (utimes takes no nanoseconds).
+    const WHOLE_SECOND = 1_600_000_000;
+    utimesSync(join(ws.src, "d5/e5/f2.txt"), WHOLE_SECOND, WHOLE_SECOND);
     const first = await sync(ws);
     expect(first.filesWritten).toBe(2000);
     expect(wire(first)).toBeGreaterThan(24 * entries);
@@ -253,6 +256,13 @@ describe("content travels only when the target lacks it", () => {
     const changed = await sync(ws);
     expect(changed).toMatchObject({ filesWritten: 1, filesDeleted: 1 });
     expect(wire(changed)).toBeLessThan(24 * entries + 2 * KiB);
+
+    // A source file rewritten with its size and mtime kept: its ctime moved, so neither its index row nor
+    // its directory's recorded listing vouches for the old hash.
+    const rewritten = join(ws.src, "d5/e5/f2.txt");
+    writeRandomFile(rewritten, statSync(rewritten).size);
+    utimesSync(rewritten, WHOLE_SECOND, WHOLE_SECOND);
+    expect(await sync(ws)).toMatchObject({ filesWritten: 1, filesDeleted: 0 });
 
     // What changed on the target alone (same size, same mtime; an extra file) differs from the source's digest.
     const tampered = join(ws.dst, "d4/e4/f1.txt");

@@ -50,7 +50,10 @@ describe("StateStore content index", () => {
               store.delete(s.path);
               model.delete(s.path);
             } else if (s.kind === "prefetch") {
-              store.prefetch(["a", "a/b", "a0", "b"]);
+              store.prefetch(
+                "",
+                ["a", "a0", "b"].map((name) => ({ name, stat: entry("-") })),
+              );
             } else {
               store.flush();
             }
@@ -94,14 +97,52 @@ describe("StateStore content index", () => {
     reopened.close();
   });
 
+  it("a recorded listing gives its hashes back only while every file states as recorded", () => {
+    const file = stateFile();
+    const files = ["a", "b", "c"].map((name, i) => ({ name, stat: { ...entry("-", i + 1) } }));
+    const hashes = ["h-a", "h-b", "h-c"];
+    const store = new StateStore(file, { writeAheadAfter: 1_000 });
+    expect(store.prefetch("d", files)).toBeUndefined();
+    store.recordListing("d", files, hashes);
+    expect(store.prefetch("d", files)).toEqual(hashes);
+    store.close();
+
+    const reopened = new StateStore(file);
+    expect(reopened.prefetch("d", files)).toEqual(hashes);
+    expect(reopened.prefetch("elsewhere", files)).toBeUndefined();
+    const changed = (field: "size" | "mtimeMs" | "ctimeMs" | "ino") =>
+      files.map((f, i) => (i === 1 ? { name: f.name, stat: { ...f.stat, [field]: f.stat[field] + 0.25 } } : f));
+    for (const field of ["size", "mtimeMs", "ctimeMs", "ino"] as const) {
+      expect(reopened.prefetch("d", changed(field)), field).toBeUndefined();
+    }
+    expect(reopened.prefetch("d", files.slice(0, 2))).toBeUndefined();
+    expect(reopened.prefetch("d", [...files, { name: "e", stat: files[0]!.stat }])).toBeUndefined();
+    expect(
+      reopened.prefetch(
+        "d",
+        files.map((f, i) => ({ name: ["a", "c", "b"][i]!, stat: f.stat })),
+      ),
+    ).toBeUndefined();
+    // Missed: the files' own rows are read ahead instead.
+    reopened.set("d/a", entry("row-a", 1));
+    reopened.flush();
+    expect(reopened.prefetch("d", changed("size"))).toBeUndefined();
+    expect(reopened.get("d/a")).toEqual(entry("row-a", 1));
+    reopened.close();
+  });
+
   it("without write-ahead (a target), rows reach the file only with a flush: none vouches for bytes not yet durable", () => {
     const file = stateFile();
     const target = new StateStore(file);
     for (let i = 0; i < 20_000; i++) target.set(`d/f${i}`, entry("h", i));
+    const listed = [0, 1].map((i) => ({ name: `f${i}`, stat: entry("-", i) }));
+    target.recordListing("d", listed, ["h", "h"]);
     const reader = new StateStore(file);
     expect(reader.entriesBelow("d")).toEqual([]);
+    expect(reader.prefetch("d", listed)).toBeUndefined();
     target.save({ logId: "log", epoch: 1, seq: 1 });
     expect(reader.entriesBelow("d")).toHaveLength(20_000);
+    expect(reader.prefetch("d", listed)).toEqual(["h", "h"]);
     reader.close();
     target.close();
   });

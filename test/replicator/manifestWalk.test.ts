@@ -1,13 +1,17 @@
 // The target's manifest is produced lazily, one directory listing at a time (issue 10, memory): the pages
 // must describe exactly the tree a whole-tree scan sees, parents first, while the walk holds no more than
 // the page being served and what one directory listing adds.
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../../src/events/limits.js";
 import { parentOf } from "../../src/events/paths.js";
 import type { ManifestPageEntry } from "../../src/events/protocol.js";
-import { ContentIndexMap } from "../../src/events/stateStore.js";
+import { ContentIndexMap, StateStore } from "../../src/events/stateStore.js";
 import { type DirNode, type FileNode, nodeAt } from "../../src/events/tree.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
+import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import {
   listingDigest,
   ManifestListings,
@@ -22,6 +26,8 @@ import { ReplicatorTarget } from "../../src/replicator/target.js";
 import { pollUntil } from "../support/cliRunner.js";
 
 const ROOT = "/target";
+/** An mtime utimes can set again exactly. */
+const WHOLE_SECOND = 1_600_000_000;
 
 /** A tree of `dirs` directories (nested three levels) with `perDir` files each. */
 function populated(dirs: number, perDir: number): MemoryFileSystem {
@@ -131,7 +137,7 @@ describe("the manifest walk", () => {
     const fs = populated(12, 4);
     for (let f = 0; f < 30; f++) fs.writeFile(`${ROOT}/a0/wide${f}`, `${f}`);
     const attributes = ["mode", "mtime"] as const;
-    const digests = { attributes, fits: (entries: readonly unknown[]) => entries.length <= 20 };
+    const digests = { attributes, fits: (entries: readonly unknown[]) => entries.length <= 20, key: "" };
     const walk = new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap(), digests });
     const { entries } = pagesOf(walk, 5);
     const plain = pagesOf(new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap() }), 5).entries;
@@ -184,5 +190,61 @@ describe("the manifest walk", () => {
       { dir: "a", entries: [{ kind: "unknown", path: "a/x" }] },
     ]);
     expect(() => new ManifestTreeBuilder().add([digest])).toThrow(ManifestOrderError);
+  });
+
+  it("with a digest cache, an unchanged listing's digest is recalled; any change to a child's state is seen", () => {
+    const root = mkdtempSync(join(tmpdir(), "mirrorlog-digest-cache-"));
+    try {
+      for (let d = 0; d < 6; d++) {
+        mkdirSync(join(root, `d${d}`, "sub"), { recursive: true });
+        for (let f = 0; f < 3; f++) writeFileSync(join(root, `d${d}`, `f${f}`), `${d}/${f}`);
+      }
+      utimesSync(join(root, "d1/f0"), WHOLE_SECOND, WHOLE_SECOND);
+      const fs = new NodeFileSystem({ root, onProblem: () => {} });
+      const cache = new StateStore();
+      let recalled = 0;
+      const counting = {
+        recallDigest: (dir: string, signature: string) => {
+          const found = cache.recallDigest(dir, signature);
+          if (found !== undefined) recalled++;
+          return found;
+        },
+        recordDigest: cache.recordDigest.bind(cache),
+      };
+      const attributes = ["mode", "mtime"] as const;
+      const walk = (withCache: boolean) =>
+        pagesOf(
+          new ManifestWalk({
+            fs,
+            root,
+            index: new ContentIndexMap(),
+            digests: { attributes, fits: () => true, key: "k", ...(withCache ? { cache: counting } : {}) },
+          }),
+          7,
+        ).entries;
+      const first = walk(true);
+      expect(recalled).toBe(0);
+      expect(walk(true)).toEqual(first);
+      // Every directory but the root: d0..d5 and their empty subdirectories (no digest: nothing in them).
+      expect(recalled).toBe(6);
+
+      // A file rewritten with its size and mtime kept, a mode, a new subdirectory, a removed file.
+      writeFileSync(join(root, "d1/f0"), "X/0");
+      utimesSync(join(root, "d1/f0"), WHOLE_SECOND, WHOLE_SECOND);
+      chmodSync(join(root, "d2/f1"), 0o600);
+      mkdirSync(join(root, "d3/new"));
+      rmSync(join(root, "d4/f2"));
+      recalled = 0;
+      const changed = walk(true);
+      expect(recalled).toBe(2);
+      expect(changed).toEqual(walk(false));
+      const digestOf = (entries: ManifestPageEntry[], path: string) =>
+        entries.find((entry) => entry.kind === "digest" && entry.path === path);
+      for (const dir of ["d1", "d2", "d3", "d4"]) expect(digestOf(changed, dir)).not.toEqual(digestOf(first, dir));
+      for (const dir of ["d0", "d5"]) expect(digestOf(changed, dir)).toEqual(digestOf(first, dir));
+      cache.close();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
