@@ -128,7 +128,8 @@ interface IndexRow {
 
 /**
  * A side's durable state beside the log: the persistent content index (so a restart scan does not
- * re-read unchanged files) and, on a target, the applied position. One SQLite file (WAL,
+ * re-read unchanged files), recorded listings and digests (one row per directory, see `prefetch` and
+ * DigestCache) and, on a target, the applied position. One SQLite file (WAL,
  * synchronous=FULL). The index is looked up in the file, a directory's rows at a time, never loaded
  * whole: memory does not grow with the tree. Changes are buffered and written in one transaction by
  * `flush`, and on a source also once `writeAheadAfter` wait.
@@ -405,10 +406,15 @@ interface DigestRow {
   count: number;
 }
 
-/** What a directory's files state, as one string's hash: equal only when every name and stat is. */
+/** What a directory's files state, as a signature: equal only when every name and stat is. */
 function listingSignature(files: readonly ListedFile[]): string {
   const fields: (string | number)[] = [];
   for (const { name, stat } of files) fields.push(name, stat.size, stat.mtimeMs, stat.ctimeMs, stat.ino);
+  return signatureOf(fields);
+}
+
+/** The signature of a listing's fields (joined by NUL, which no name holds; a listing fixes their count). */
+export function signatureOf(fields: readonly (string | number)[]): string {
   return createHash("sha256").update(fields.join("\0")).digest("base64");
 }
 

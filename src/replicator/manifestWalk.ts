@@ -1,9 +1,8 @@
-import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type { AttributeKey } from "../events/operation.js";
 import { childOf, listedChildProblem } from "../events/paths.js";
 import type { ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
-import type { ContentIndex, DigestCache } from "../events/stateStore.js";
+import { type ContentIndex, type DigestCache, signatureOf } from "../events/stateStore.js";
 import { type DirNode, emptyDir } from "../events/tree.js";
 import type { DirEntryStat, FileSystem } from "../fs/fileSystem.js";
 import { listingDigest, listingEntries, manifestEntryOf } from "../projections/expectedTree.js";
@@ -105,8 +104,9 @@ export class ManifestWalk {
 
   private listNext(): void {
     const dir = this.stack.pop()!;
-    // Read before the scan below: a change in between gives the next walk another signature.
-    const signed = this.signatureOf(dir);
+    // The scan below reads the same listing; a file that changes while it is hashed states otherwise next
+    // time, so the digest recorded with this signature is never recalled for a state it did not see.
+    const signed = this.listingSignature(dir);
     const recalled =
       signed === undefined ? undefined : this.options.digests?.cache?.recallDigest(dir, signed.signature);
     if (recalled !== undefined) {
@@ -115,7 +115,7 @@ export class ManifestWalk {
       this.trim();
       return;
     }
-    const node = this.list(dir);
+    const node = this.list(dir, signed?.listing);
     if (dir === "") this.hold(manifestEntryOf(node ?? emptyDir(), ""));
     // A directory replaced or removed since its parent was listed: its entry stands as listed then.
     if (node === undefined) {
@@ -136,11 +136,11 @@ export class ManifestWalk {
   }
 
   /**
-   * The signature of directory `dir`'s listing for the digest cache, and its subdirectories to walk (last
-   * first, as listNext pushes them); undefined without a cache, for the root (its own entry is stated from
+   * The signature of directory `dir`'s listing for the digest cache, its subdirectories to walk (last
+   * first, as listNext pushes them) and the listing itself (scanned if the signature is new); undefined without a cache, for the root (its own entry is stated from
    * a scan), or when `dir` cannot be listed as a directory now (the scan then says what it is).
    */
-  private signatureOf(dir: string): { signature: string; subdirs: string[] } | undefined {
+  private listingSignature(dir: string): { signature: string; subdirs: string[]; listing: DirEntryStat[] } | undefined {
     const { fs, root, digests } = this.options;
     if (digests?.cache === undefined || dir === "" || !isMirrorFileSystem(fs)) return undefined;
     let listing: DirEntryStat[];
@@ -159,7 +159,7 @@ export class ManifestWalk {
       .map(({ name }) => name)
       .sort()
       .reverse();
-    return { signature: createHash("sha256").update(fields.join("\0")).digest("base64"), subdirs };
+    return { signature: signatureOf(fields), subdirs, listing };
   }
 
   private hold(entry: ManifestPageEntry): void {
@@ -167,10 +167,14 @@ export class ManifestWalk {
     this.heldDescribed += entriesDescribed(entry);
   }
 
-  /** One level of directory `dir` (a directory node whose children are listed), or undefined when it is none. */
-  private list(dir: string): DirNode | undefined {
+  /**
+   * One level of directory `dir` (a directory node whose children are listed), or undefined when it is none;
+   * `listing` is its listing when read already.
+   */
+  private list(dir: string, listing?: DirEntryStat[]): DirNode | undefined {
     const scan = scanPath(
       {
+        ...(listing === undefined ? {} : { listing: { path: dir, entries: listing } }),
         fs: this.options.fs,
         root: this.options.root,
         keepContentUpTo: -1,

@@ -5,7 +5,13 @@ import type { Attributes } from "../events/operation.js";
 import { childOf, listedChildProblem, relativePathProblem } from "../events/paths.js";
 import type { ContentIndex, IndexedFile, ListedFile } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
-import { type EntryStat, type FileSystem, FileSystemError, type MirrorFileSystem } from "../fs/fileSystem.js";
+import {
+  type DirEntryStat,
+  type EntryStat,
+  type FileSystem,
+  FileSystemError,
+  type MirrorFileSystem,
+} from "../fs/fileSystem.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
 export interface Problem {
@@ -35,6 +41,8 @@ export interface ScanOptions {
    * path of its group's leader when the file is to be stated as a link to it (`linkTo`), or undefined.
    */
   onLinkedFile?: (path: string, inode: string) => string | undefined;
+  /** The listing of directory `path`, when it was read already (for its signature): not read again. */
+  listing?: { path: string; entries: DirEntryStat[] };
 }
 
 /** The observed state of one path, the bytes read on the way, and the problems met. */
@@ -141,12 +149,15 @@ function scanDir(
   const dir = emptyDir(stat === undefined ? {} : attributesOf(stat, options));
   const { fs } = options;
   options.onDirectory?.(path, stat?.ino);
-  const listing: { name: string; stat?: EntryStat }[] = isMirrorFileSystem(fs)
-    ? fs.listDirStats(absolute)
-    : fs
-        .listDir(absolute)
-        .sort()
-        .map((name) => ({ name }));
+  const listing: { name: string; stat?: EntryStat }[] =
+    options.listing?.path === path
+      ? options.listing.entries
+      : isMirrorFileSystem(fs)
+        ? fs.listDirStats(absolute)
+        : fs
+            .listDir(absolute)
+            .sort()
+            .map((name) => ({ name }));
   const files = listing.filter((e): e is ListedFile & { stat: EntryStat } => e.stat?.kind === "file");
   const recorded = options.index?.prefetch?.(path, files);
   const hashes = recorded === undefined ? undefined : new Map(files.map((file, i) => [file.name, recorded[i]!]));
