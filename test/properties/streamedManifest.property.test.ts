@@ -8,6 +8,7 @@ import { expect } from "vitest";
 import { DEFAULT_LIMITS } from "../../src/events/limits.js";
 import { OperationLog } from "../../src/events/operationLog.js";
 import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import { StateStore } from "../../src/events/stateStore.js";
 import type { TreeNode } from "../../src/events/tree.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
@@ -128,16 +129,23 @@ function reshape(fs: MemoryFileSystem, dir: string, tree: GeneratedDir): void {
   }
 }
 
-test.prop([generatedDir(3), generatedDir(3), fc.integer({ min: 1, max: 4 }), fc.boolean()], { numRuns: NUM_RUNS })(
-  "re-runs over a mirror read unchanged listings as digests: the target ends equal, and unchanged costs nothing",
-  async (first, second, page, exclude) => {
+test.prop([generatedDir(3), generatedDir(3), generatedDir(3), fc.integer({ min: 1, max: 4 }), fc.boolean()], {
+  numRuns: NUM_RUNS,
+})(
+  "re-runs over a mirror read unchanged listings as digests: the target ends equal, unchanged costs nothing, drift is repaired",
+  async (first, second, tamper, page, exclude) => {
     const sourceFs = new MemoryFileSystem();
     const targetFs = new MemoryFileSystem();
     sourceFs.makeDirs("/src");
     targetFs.makeDirs("/dst");
     build(sourceFs, "/src", first);
+    // Persistent state on both sides, as the CLI keeps it: recorded listings and digests across the runs.
+    const sourceState = new StateStore();
+    const targetState = new StateStore();
     const replicator = new ReplicatorTarget(targetFs, "/dst", {
       limits: { ...DEFAULT_LIMITS, manifestPageEntries: page },
+      index: targetState,
+      digestCache: targetState,
     });
     const requests: Request["type"][] = [];
     let digests = 0;
@@ -158,6 +166,7 @@ test.prop([generatedDir(3), generatedDir(3), fc.integer({ min: 1, max: 4 }), fc.
         fs: sourceFs,
         root: "/src",
         log: new OperationLog(),
+        index: sourceState,
         ...(isExcluded === undefined ? {} : { isExcluded }),
       });
       await new StreamingSource(session, connection).establish();
@@ -181,6 +190,9 @@ test.prop([generatedDir(3), generatedDir(3), fc.integer({ min: 1, max: 4 }), fc.
       return children > 0 && children <= page;
     });
     expect(digests).toBe(fitting.length);
+    // Changed on the target alone (contents rewritten, entries added): recorded digests must not hide it.
+    reshape(targetFs, "/dst", tamper);
+    await run();
   },
 );
 
