@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import Database from "better-sqlite3";
 import type { Chunk } from "../content/chunker.js";
 import { asStateFileError, boundPageCache, checkStateFile } from "./operationLog.js";
@@ -415,7 +415,7 @@ function listingSignature(files: readonly ListedFile[]): string {
 
 /** The signature of a listing's fields (joined by NUL, which no name holds; a listing fixes their count). */
 export function signatureOf(fields: readonly (string | number)[]): string {
-  return createHash("sha256").update(fields.join("\0")).digest("base64");
+  return hash("sha256", fields.join("\0"), "base64");
 }
 
 function entryOf(row: IndexRow): IndexedFile {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { ATTRIBUTE_KEYS, type AttributeKey, type Operation } from "../events/operation.js";
 import { childOf, compareWalkOrder, parentOf as parentOfPath, segmentsOf } from "../events/paths.js";
 import type { DigestEntry, ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
@@ -370,7 +370,7 @@ export function listingDigest(children: ReadonlyMap<string, TreeNode>, keys: rea
       fields.push(value === undefined ? "-" : typeof value === "number" ? String(value) : `${value.sec}.${value.nsec}`);
     }
   }
-  return createHash("sha256").update(fields.join("\0")).digest("hex");
+  return hash("sha256", fields.join("\0"), "hex");
 }
 
 /** The entries of a directory's children (as a listing states them), by name. */

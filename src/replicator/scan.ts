@@ -1,4 +1,3 @@
-import { posix } from "node:path";
 import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { contentIdOf } from "../content/contentId.js";
 import type { Attributes } from "../events/operation.js";
@@ -102,7 +101,8 @@ function scanEntry(
   listedHash?: string,
 ): TreeNode | undefined {
   const { fs } = options;
-  const absolute = path === "" ? options.root : posix.join(options.root, path);
+  // `path` is a normalised relative path and the root a normalised absolute one: no join needs normalising.
+  const absolute = path === "" ? options.root : options.root === "/" ? `/${path}` : `${options.root}/${path}`;
   try {
     if (isMirrorFileSystem(fs)) {
       const stat = listed ?? fs.lstat(absolute);
