@@ -39,7 +39,8 @@ class TreeFold {
       const segment = segments[depth]!;
       const held = dir.children.get(segment);
       if (held?.kind !== "dir" && change.type === "remove") return dir; // nothing stands below a non-directory
-      // Only an unknown change reaches below a path that is no longer a directory.
+      // A parent that is missing or no longer a directory is made one (an unknown change below a replaced
+      // directory; `-i` folding a listing read whole below one whose listing came as a digest).
       const next = held?.kind === "dir" ? held : this.made(emptyDir());
       const changed = at(next, depth + 1);
       return changed === held ? dir : this.withChild(dir, segment, changed);
@@ -382,8 +383,9 @@ export function listingEntries(dir: string, children: ReadonlyMap<string, TreeNo
  * Folds whole directory listings into the tree: each fills the children of its directory, if the tree
  * holds that directory; entries `keep` rejects are left out (the source's own children, standing in for
  * a listing, are taken as they are). Returns the new tree, the files and symlinks added (a directory comes
- * empty: its own listing fills it), and the nodes of the listings dropped because the tree no longer holds their directory (planned away, or below an excluded one): what
- * the target still holds there, or set aside when it removed it.
+ * empty: its own listing fills it), and the nodes of the listings dropped because the tree no longer holds
+ * their directory (planned away, or below an excluded one): what the target still holds there, or set aside
+ * when it removed it.
  */
 export function adoptListings(
   tree: DirNode,

@@ -106,12 +106,16 @@ export class ManifestWalk {
     const dir = this.stack.pop()!;
     // The scan below reads the same listing; a file that changes while it is hashed states otherwise next
     // time, so the digest recorded with this signature is never recalled for a state it did not see.
-    const signed = this.listingSignature(dir);
+    const signed = this.signedListing(dir);
     const recalled =
       signed === undefined ? undefined : this.options.digests?.cache?.recallDigest(dir, signed.signature);
     if (recalled !== undefined) {
       this.hold({ kind: "digest", path: dir, count: recalled.count, digest: recalled.digest });
-      for (const name of signed!.subdirs) this.stack.push(childOf(dir, name));
+      // Its subdirectories, pushed as a scan's entries are below (the first by name on top).
+      const subdirs = signed!.listing
+        .flatMap(({ name, stat }) => (stat.kind === "dir" && listedChildProblem(dir, name) === null ? [name] : []))
+        .sort();
+      for (let i = subdirs.length - 1; i >= 0; i--) this.stack.push(childOf(dir, subdirs[i]!));
       this.trim();
       return;
     }
@@ -136,11 +140,11 @@ export class ManifestWalk {
   }
 
   /**
-   * The signature of directory `dir`'s listing for the digest cache, its subdirectories to walk (last
-   * first, as listNext pushes them) and the listing itself (scanned if the signature is new); undefined without a cache, for the root (its own entry is stated from
-   * a scan), or when `dir` cannot be listed as a directory now (the scan then says what it is).
+   * Directory `dir`'s listing and its signature for the digest cache (the listing is scanned when the
+   * signature is new); undefined without a cache, for the root (its own entry is stated from a scan), or
+   * when `dir` cannot be listed as a directory now (the scan then says what it is).
    */
-  private listingSignature(dir: string): { signature: string; subdirs: string[]; listing: DirEntryStat[] } | undefined {
+  private signedListing(dir: string): { signature: string; listing: DirEntryStat[] } | undefined {
     const { fs, root, digests } = this.options;
     if (digests?.cache === undefined || dir === "" || !isMirrorFileSystem(fs)) return undefined;
     let listing: DirEntryStat[];
@@ -154,12 +158,7 @@ export class ManifestWalk {
       const { kind, size, mtime, ctimeMs, ino, mode, uid, gid } = stat;
       fields.push(name, kind, size, mtime.sec, mtime.nsec, ctimeMs, ino, mode, uid, gid);
     }
-    const subdirs = listing
-      .filter(({ name, stat }) => stat.kind === "dir" && listedChildProblem(dir, name) === null)
-      .map(({ name }) => name)
-      .sort()
-      .reverse();
-    return { signature: signatureOf(fields), subdirs, listing };
+    return { signature: signatureOf(fields), listing };
   }
 
   private hold(entry: ManifestPageEntry): void {
