@@ -2,18 +2,17 @@
 // hints stop for a while, so a `git checkout` writes alone and is replicated after it (bench `checkout`);
 // a small batch ships at once (live latency), and a source that never goes quiet still ships after the
 // longest wait.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
-import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import type { Request, Response } from "../../src/events/protocol.js";
 import { FileSystemEventType } from "../../src/fs/fileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource, type StreamingSourceOptions } from "../../src/replicator/streamingSource.js";
-import { ReplicatorTarget } from "../../src/replicator/target.js";
 import { pollUntil } from "../support/cliRunner.js";
+import { localPair } from "../support/localPair.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const dirs: string[] = [];
@@ -25,18 +24,12 @@ const BURST: StreamingSourceOptions["burstQuiet"] = { hints: 8, quietMs: 300, ma
 
 /** A mirrored pair whose source ships through `burstQuiet`; `writes` are the times apply requests went out. */
 async function mirroredPair() {
-  const base = mkdtempSync(join(tmpdir(), "mirrorlog-burst-"));
-  dirs.push(base);
-  const src = join(base, "src");
-  const dst = join(base, "dst");
-  mkdirSync(src);
-  mkdirSync(dst);
-  const target = new ReplicatorTarget(new NodeFileSystem({ root: dst, onProblem: () => {} }), dst);
+  const { src, dst, answer } = localPair("mirrorlog-burst-", dirs);
   const writes: number[] = [];
   const connection = {
     request: async (request: Request): Promise<Response> => {
       if (request.type === "apply") writes.push(performance.now());
-      return ResponseSchema.parse(target.handleRequest(structuredClone(request)));
+      return answer(request);
     },
   };
   const fs = new NodeFileSystem({ root: src, onProblem: () => {} });

@@ -2,17 +2,16 @@
 // rest is planned: over a pipe, a part written while the source plans on synchronously reaches the target
 // only when the source next yields. The bench's 1,000-file burst left the target idle until all of it was
 // planned (the source planned ≈ 300 ms, then the target applied for ≈ 200 ms).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
-import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import type { Request, Response } from "../../src/events/protocol.js";
 import { FileSystemEventType } from "../../src/fs/fileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
-import { ReplicatorTarget } from "../../src/replicator/target.js";
+import { localPair } from "../support/localPair.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const dirs: string[] = [];
@@ -30,19 +29,13 @@ class CountingReads extends NodeFileSystem {
 }
 
 it("a burst's first part is answered while the rest of it is planned", async () => {
-  const base = mkdtempSync(join(tmpdir(), "mirrorlog-burst-parts-"));
-  dirs.push(base);
-  const src = join(base, "src");
-  const dst = join(base, "dst");
-  mkdirSync(src);
-  mkdirSync(dst);
-  const target = new ReplicatorTarget(new NodeFileSystem({ root: dst, onProblem: () => {} }), dst);
+  const { src, dst, answer } = localPair("mirrorlog-burst-parts-", dirs);
   const fs = new CountingReads({ root: src, onProblem: () => {} });
   /** Files the source had read when each apply was answered. */
   const answeredAt: number[] = [];
   const connection = {
     request: async (request: Request): Promise<Response> => {
-      const response = ResponseSchema.parse(target.handleRequest(structuredClone(request)));
+      const response = answer(request);
       if (request.type !== "apply") return response;
       // An answer comes through the event loop, as one from a pipe does.
       await new Promise((resolve) => setImmediate(resolve));

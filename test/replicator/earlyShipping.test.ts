@@ -1,17 +1,16 @@
 // A whole-tree pass ships what it planned once the oldest planned operation has waited a little
 // (BUFFER_MAX_AGE_MS), not only once a full request's worth is planned: a few files changed early in a
 // long walk are applied while the walk goes on (bench `modified`), and the pass still mirrors exactly.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
-import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import type { Request, Response } from "../../src/events/protocol.js";
 import type { DirEntryStat } from "../../src/fs/fileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
-import { ReplicatorTarget } from "../../src/replicator/target.js";
+import { localPair } from "../support/localPair.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const dirs: string[] = [];
@@ -33,24 +32,19 @@ class SlowListing extends NodeFileSystem {
 }
 
 it("ships a change found early in a long walk before the walk is over", async () => {
-  const base = mkdtempSync(join(tmpdir(), "mirrorlog-early-"));
-  dirs.push(base);
-  const src = join(base, "src");
-  const dst = join(base, "dst");
+  const { src, dst, answer } = localPair("mirrorlog-early-", dirs);
   const count = 200;
   for (let d = 0; d < count; d++) {
     mkdirSync(join(src, `d${String(d).padStart(3, "0")}`), { recursive: true });
     writeFileSync(join(src, `d${String(d).padStart(3, "0")}`, "f"), `file ${d}\n`);
   }
-  mkdirSync(dst);
-  const target = new ReplicatorTarget(new NodeFileSystem({ root: dst, onProblem: () => {} }), dst);
   const fs = new SlowListing({ root: src, onProblem: () => {} });
   /** Listings made when each apply request went out. */
   const appliedAt: number[] = [];
   const connection = {
     request: async (request: Request): Promise<Response> => {
       if (request.type === "apply") appliedAt.push(fs.listings);
-      return ResponseSchema.parse(target.handleRequest(structuredClone(request)));
+      return answer(request);
     },
   };
   const source = new StreamingSource(new SourceSession({ fs, root: src, log: new OperationLog() }), connection);
