@@ -88,13 +88,22 @@ export function isAtOrBelow(ancestor: string, path: string): boolean {
  * comes before "a-c"). The first name of a hard-link group in this order leads the group.
  */
 export function compareWalkOrder(a: string, b: string): number {
-  const x = segmentsOf(a);
-  const y = segmentsOf(b);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) {
-    if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+  // Character by character, without splitting: at the first difference a segment that ends ("/") comes
+  // first (it is a prefix of the other's segment), else the characters decide; a path that is a prefix of
+  // the other (an ancestor, or a shorter last name) comes first.
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === SLASH) return -1;
+    if (y === SLASH) return 1;
+    return x < y ? -1 : 1;
   }
-  return x.length - y.length;
+  return a.length - b.length;
 }
+
+const SLASH = 0x2f;
 
 /**
  * Characters JSON.stringify leaves alone that still act on a terminal or reorder what is shown:

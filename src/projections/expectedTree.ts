@@ -386,14 +386,21 @@ export function listingEntries(dir: string, children: ReadonlyMap<string, TreeNo
  * empty: its own listing fills it), and the nodes of the listings dropped because the tree no longer holds
  * their directory (planned away, or below an excluded one): what the target still holds there, or set aside
  * when it removed it.
+ *
+ * With `ownFilesLeftOut` (a one-shot walk, which forgets a directory's files once it is planned), the
+ * source's own children place only their directories and unknown entries: their files and symlinks are
+ * still returned as adopted (the target holds them) and their directories in `leftOut`, which the walk
+ * then does not plan (planning the source's listing against itself changes nothing).
  */
 export function adoptListings(
   tree: DirNode,
   listings: readonly Pick<Listing, "dir" | "entries" | "own">[],
   keep: (entry: ManifestEntry) => boolean = () => true,
-): { tree: DirNode; adopted: TreeNode[]; dropped: TreeNode[] } {
+  ownFilesLeftOut = false,
+): { tree: DirNode; adopted: TreeNode[]; dropped: TreeNode[]; leftOut: string[] } {
   const adopted: TreeNode[] = [];
   const dropped: TreeNode[] = [];
+  const leftOut: string[] = [];
   // One fold for them all: the directories on the way are copied once, not once per listing.
   const fold = new TreeFold();
   let next = tree;
@@ -411,27 +418,37 @@ export function adoptListings(
       for (const [, node] of named) dropped.push(frozenNode(node));
       continue;
     }
+    const leaveFiles = ownFilesLeftOut && listing.own !== undefined;
+    if (leaveFiles) leftOut.push(listing.dir);
     next = fold.edit(next, listing.dir, (children) => {
       for (const [name, node, kept] of named) {
         if (!kept) continue;
-        children.set(name, fold.placed(node));
         if (node.kind !== "dir") adopted.push(node);
+        if (!leaveFiles || !isFileLike(node)) children.set(name, fold.placed(node));
       }
     });
   }
   fold.freeze();
-  return { tree: next, adopted, dropped };
+  return { tree: next, adopted, dropped, leftOut };
 }
 
 /** The tree without the files and symlinks directly in `dir` (its subdirectories, and unknown paths, stay). */
 export function withoutFilesOf(tree: DirNode, dir: string): DirNode {
   const node = nodeAt(tree, dir);
-  if (node?.kind !== "dir") return tree;
-  const isFile = (child: TreeNode) => child.kind === "file" || child.kind === "symlink";
-  if (![...node.children.values()].some(isFile)) return tree;
+  if (node?.kind !== "dir" || !someChild(node, isFileLike)) return tree;
   return withChildrenAt(tree, dir, (children) => {
-    for (const [name, child] of children) if (isFile(child)) children.delete(name);
+    for (const [name, child] of children) if (isFileLike(child)) children.delete(name);
   });
+}
+
+/** A file or a symlink: what a one-shot walk forgets of a directory it planned. */
+function isFileLike(node: TreeNode): boolean {
+  return node.kind === "file" || node.kind === "symlink";
+}
+
+function someChild(dir: DirNode, test: (child: TreeNode) => boolean): boolean {
+  for (const child of dir.children.values()) if (test(child)) return true;
+  return false;
 }
 
 /** The tree with the children of directory `dir` (which it holds) changed by `update`, on a copy (see TreeFold). */

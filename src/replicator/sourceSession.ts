@@ -179,6 +179,8 @@ export class SourceSession {
   private removedUnlisted: string[] = [];
   /** Directories whose streamed digest differs from the source's listing (see digestDiffers). */
   private readonly digestsDiffering = new Set<string>();
+  /** Adopted levels whose digests the source's own listing matched, their files left out (until planned). */
+  private readonly matchedLevels = new Set<string>();
   /** Whether the opening hello started a new epoch (nothing to resume). */
   private openedNewEpoch = false;
   private readonly pending = new Map<number, PendingEntry>();
@@ -322,6 +324,7 @@ export class SourceSession {
     this.listings = new ManifestListings();
     this.removedUnlisted = [];
     this.digestsDiffering.clear();
+    this.matchedLevels.clear();
     this.manifest = new ManifestTreeBuilder();
     this.expected = emptyDir();
     this.shipping.resetTarget();
@@ -330,6 +333,7 @@ export class SourceSession {
   /** Ends a streamed manifest (the walk is over): listings not taken are dropped, later manifests are read whole. */
   endManifestStream(): void {
     this.listings = undefined;
+    this.matchedLevels.clear();
   }
 
   /**
@@ -430,12 +434,14 @@ export class SourceSession {
     const taken = listings.takeUpTo(dir);
     if (taken.length === 0) return;
     const isExcluded = this.options.isExcluded;
-    const { tree, adopted, dropped } = adoptListings(
+    const { tree, adopted, dropped, leftOut } = adoptListings(
       this.expected,
       taken,
       isExcluded === undefined ? undefined : (e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"),
+      this.forgetsPlannedFiles,
     );
     this.expected = tree;
+    for (const dir of leftOut) this.matchedLevels.add(dir);
     for (const child of adopted) this.shipping.countHeld(child, 1);
     // A directory the walk removed before its listing came (a renamed one): the target set its files
     // aside for reuse, as it does with every removal, so they are not sent again under the new name.
@@ -448,8 +454,11 @@ export class SourceSession {
    * written whole, as if the target lacked it.
    */
   forgetFilesOf(dir: string): void {
-    if (!this.options.oneShot || this.options.hardLinks || this.options.onWatchEvent !== undefined) return;
-    this.expected = withoutFilesOf(this.expected, dir);
+    if (this.forgetsPlannedFiles) this.expected = withoutFilesOf(this.expected, dir);
+  }
+
+  private get forgetsPlannedFiles(): boolean {
+    return this.options.oneShot === true && !this.options.hardLinks && this.options.onWatchEvent === undefined;
   }
 
   /**
@@ -564,7 +573,11 @@ export class SourceSession {
         if (held?.kind !== "file" || held.hash !== hash) this.replanLinked(leader, detectedBy);
       }
     }
-    const planned = planChanges(nodeAt(this.expected, path), scan.node, path, { recursive, attributes: this.stated });
+    // A level whose listing the source's own stood in for, adopted without its files (see adoptListingsUpTo).
+    const matched = !recursive && this.matchedLevels.delete(path);
+    const planned = matched
+      ? []
+      : planChanges(nodeAt(this.expected, path), scan.node, path, { recursive, attributes: this.stated });
     if (path !== "" && planned.length > 0) planned.push(...this.parentMetadataChange(path));
     const operations = this.valid(planned);
     for (const operation of operations) {

@@ -1,5 +1,6 @@
 // The one spelling of a relative path a target accepts: every unsafe spelling is refused by the
 // checker and by the operation schemas, and ordinary (if odd-looking) names are accepted.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { OperationSchema } from "../../src/events/operation.js";
 import {
@@ -198,6 +199,29 @@ describe("path arithmetic", () => {
     const paths = ["a-c", "a/b", "a", "b", "a/b/c", "", "a.b", "a/a"];
     expect([...paths].sort(compareWalkOrder)).toEqual(["", "a", "a/a", "a/b", "a/b/c", "a-c", "a.b", "b"]);
     expect(compareWalkOrder("x/y", "x/y")).toBe(0);
+  });
+
+  it("compareWalkOrder agrees with comparing the segments one by one, for any paths", () => {
+    // The definition, which the character-by-character comparison must not drift from.
+    const bySegments = (a: string, b: string): number => {
+      const x = segmentsOf(a);
+      const y = segmentsOf(b);
+      for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+      return x.length - y.length;
+    };
+    // Names from characters around "/" in code-unit order (space, "-", ".", digits, letters, non-ASCII).
+    const name = fc.string({
+      unit: fc.constantFrom(" ", "-", ".", "0", "a", "b", "~", "é", "😀"),
+      minLength: 1,
+      maxLength: 3,
+    });
+    const path = fc.array(name, { maxLength: 4 }).map((names) => names.join("/"));
+    fc.assert(
+      fc.property(path, path, (a, b) => {
+        expect(Math.sign(compareWalkOrder(a, b))).toBe(Math.sign(bySegments(a, b)));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 

@@ -5,6 +5,7 @@ import type { Operation } from "../../src/events/operation.js";
 import type { ManifestEntry } from "../../src/events/protocol.js";
 import { type DirNode, emptyDir, nodeAt, sameNode, type TreeNode } from "../../src/events/tree.js";
 import {
+  adoptListings,
   foldExpectedTree,
   ManifestListings,
   ManifestOrderError,
@@ -371,5 +372,30 @@ describe("manifest listings in walk order", () => {
     expect([...(nodeAt(pruned, "a") as DirNode).children.keys()]).toEqual(["sub"]);
     expect(nodeAt(pruned, "a/sub/y")).toEqual(file(H2));
     expect(nodeAt(tree, "a/x")).toEqual(file(H1));
+  });
+
+  it("adopts the source's own children whole, or (files left out) only their directories and unknowns", () => {
+    const own = new Map<string, TreeNode>([
+      ["x", file(H1)],
+      ["l", { kind: "symlink", target: "x" }],
+      ["odd", { kind: "unknown" }],
+      ["sub", dir({ y: file(H2) })],
+    ]);
+    const start = dir({ a: dir({}) });
+    const listings = [{ dir: "a", entries: [], own }];
+    const whole = adoptListings(start, listings);
+    expect([...(nodeAt(whole.tree, "a") as DirNode).children.keys()]).toEqual(["x", "l", "odd", "sub"]);
+    expect(whole.leftOut).toEqual([]);
+    const lean = adoptListings(start, listings, undefined, true);
+    expect([...(nodeAt(lean.tree, "a") as DirNode).children.keys()]).toEqual(["odd", "sub"]);
+    // The subdirectory comes empty (its own listing fills it); what the target holds is still counted.
+    expect((nodeAt(lean.tree, "a/sub") as DirNode).children.size).toBe(0);
+    expect(lean.adopted).toEqual(whole.adopted);
+    expect(lean.adopted.map((node) => node.kind)).toEqual(["file", "symlink", "unknown"]);
+    expect(lean.leftOut).toEqual(["a"]);
+    // A listing read whole keeps its files either way.
+    const read = adoptListings(start, [{ dir: "a", entries: [manifestEntryOf(file(H1), "a/x")] }], undefined, true);
+    expect(nodeAt(read.tree, "a/x")).toEqual(file(H1));
+    expect(read.leftOut).toEqual([]);
   });
 });
