@@ -1,12 +1,14 @@
 // The state file's content index against the in-memory one (ContentIndexMap) as the model: any sequence
 // of sets and deletes, with writes to the file at any point (a flush, or buffered changes reaching the
 // limit), and with a directory's rows read ahead at any point, gives the same answers; and what was written is what a reopened file holds.
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { ContentIndexMap, type IndexedFile, StateStore } from "../../src/events/stateStore.js";
+import { compareWalkOrder } from "../../src/events/paths.js";
+import { ContentIndexMap, compareAsUtf8, type IndexedFile, StateStore } from "../../src/events/stateStore.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -18,6 +20,8 @@ function stateFile(): string {
   dirs.push(dir);
   return join(dir, "state.sqlite");
 }
+
+const sha = (text: string): string => createHash("sha256").update(text).digest("hex");
 
 function entry(hash: string, ino = 1): IndexedFile {
   return { size: 3, mtimeMs: 1_700_000_000_123.5, ctimeMs: 1_700_000_000_456.25, ino, hash };
@@ -142,8 +146,62 @@ describe("StateStore content index", () => {
     expect(reader.prefetch("d", listed)).toBeUndefined();
     target.save({ logId: "log", epoch: 1, seq: 1 });
     expect(reader.entriesBelow("d")).toHaveLength(20_000);
-    expect(reader.prefetch("d", listed)).toEqual(["h", "h"]);
+    // Recorded listings are read a window at a time and kept: a store opened after the save reads them.
+    const later = new StateStore(file);
+    expect(later.prefetch("d", listed)).toEqual(["h", "h"]);
+    later.close();
     reader.close();
     target.close();
+  });
+
+  it("recalls every recorded digest and listing across many windows of rows, whatever the order of names", () => {
+    const file = stateFile();
+    const writer = new StateStore(file);
+    // Names whose order differs between UTF-16 units, UTF-8 bytes and walk order: "-" and "." sort before
+    // "/", a surrogate pair before U+E000.. in UTF-16 but after it in UTF-8.
+    const names = ["a", "a-b", "a.b", "a/b", "a/b/c", "\u{1f600}", "\ue000", "\uef80x", "z"];
+    const recorded = [""];
+    for (let i = 0; i < 700; i++) for (const name of names) recorded.push(`${name}${i}/${names[i % names.length]}`);
+    const listed = [0, 1].map((i) => ({ name: `f${i}`, stat: entry("-", i) }));
+    for (const [i, dir] of recorded.entries()) {
+      writer.recordDigest(dir, `sig${i}`, `digest${i}`, i);
+      writer.recordListing(dir, listed, [`h${i}`, `x${i}`]);
+    }
+    writer.close();
+    const reader = new StateStore(file);
+    // Asked in walk order, in a shuffled order, and again: each directory's own row, a miss for the others.
+    const shuffled = [...recorded].sort((x, y) => (sha(x) < sha(y) ? -1 : 1));
+    for (const order of [[...recorded].sort(compareWalkOrder), shuffled, recorded]) {
+      for (const dir of order) {
+        const i = recorded.indexOf(dir);
+        expect(reader.recallDigest(dir, `sig${i}`)).toEqual({ digest: `digest${i}`, count: i });
+        expect(reader.recallDigest(dir, "other")).toBeUndefined();
+        expect(reader.prefetch(dir, listed)).toEqual([`h${i}`, `x${i}`]);
+      }
+    }
+    expect(reader.recallDigest("a0/unrecorded", "sig1")).toBeUndefined();
+    reader.close();
+  });
+
+  it("compareAsUtf8 orders as the UTF-8 bytes do", () => {
+    const unit = fc.constantFrom(
+      "a",
+      "/",
+      "-",
+      "\u00e9",
+      "\ud7ff",
+      "\ue000",
+      "\uef80",
+      "\uffff",
+      "\u{10000}",
+      "\u{1f600}",
+    );
+    const text = fc.array(unit, { maxLength: 5 }).map((units) => units.join(""));
+    fc.assert(
+      fc.property(text, text, (a, b) => {
+        expect(Math.sign(compareAsUtf8(a, b))).toBe(Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b))));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
