@@ -25,7 +25,7 @@ export function foldExpectedTree(tree: DirNode, changes: readonly TreeChange[]):
 }
 
 /** One fold's copies: the directories it made or copied, which it may change until it freezes them. */
-class TreeFold {
+export class TreeFold {
   private readonly open = new Set<DirNode>();
 
   /** The tree with `change` applied (the tree itself when it changes nothing). */
@@ -391,18 +391,21 @@ export function listingEntries(dir: string, children: ReadonlyMap<string, TreeNo
  * source's own children place only their directories and unknown entries: their files and symlinks are
  * still returned as adopted (the target holds them) and their directories in `leftOut`, which the walk
  * then does not plan (planning the source's listing against itself changes nothing).
+ *
+ * One fold for them all: the directories on the way are copied once, not once per listing. With `fold`,
+ * that one, left open (the caller freezes it once no further adoption follows), so successive calls
+ * share their copies too.
  */
 export function adoptListings(
   tree: DirNode,
   listings: readonly Pick<Listing, "dir" | "entries" | "own">[],
-  keep: (entry: ManifestEntry) => boolean = () => true,
-  ownFilesLeftOut = false,
+  options: { keep?: (entry: ManifestEntry) => boolean; ownFilesLeftOut?: boolean; fold?: TreeFold } = {},
 ): { tree: DirNode; adopted: TreeNode[]; dropped: TreeNode[]; leftOut: string[] } {
+  const { keep = () => true, ownFilesLeftOut = false } = options;
   const adopted: TreeNode[] = [];
   const dropped: TreeNode[] = [];
   const leftOut: string[] = [];
-  // One fold for them all: the directories on the way are copied once, not once per listing.
-  const fold = new TreeFold();
+  const fold = options.fold ?? new TreeFold();
   let next = tree;
   for (const listing of listings) {
     // [name, node, kept] for each child the listing states.
@@ -428,7 +431,7 @@ export function adoptListings(
       }
     });
   }
-  fold.freeze();
+  if (options.fold === undefined) fold.freeze();
   return { tree: next, adopted, dropped, leftOut };
 }
 

@@ -34,6 +34,7 @@ import {
   ManifestOrderError,
   ManifestTreeBuilder,
   nodeOf,
+  TreeFold,
   withoutFilesOf,
 } from "../projections/expectedTree.js";
 import {
@@ -170,7 +171,13 @@ export class SourceSession {
   /** Open problems applying on the target, by path; a later success at the path resolves them. */
   private readonly applyProblems = new Map<string, string>();
   private readonly shipping: ContentShipping;
-  private expected: DirNode = emptyDir();
+  private held: DirNode = emptyDir();
+  /**
+   * The fold successive adoptions share (see adoptListingsUpTo): each directory on the way is copied once
+   * per walk instead of once per listing. Sealed (its copies frozen) before the tree changes otherwise or
+   * is handed out, so no other tree ever shares a directory it may still change.
+   */
+  private adoption: TreeFold | undefined;
   /** The target's manifest being read, built into a tree page by page. */
   private manifest = new ManifestTreeBuilder();
   /** ...or, after `streamManifest`, handed out listing by listing as a whole-tree walk reaches each directory. */
@@ -224,7 +231,22 @@ export class SourceSession {
 
   /** The expected target tree: what the target holds once every logged operation is applied. */
   expectedTree(): DirNode {
+    this.sealAdoptions();
     return this.expected;
+  }
+
+  private get expected(): DirNode {
+    return this.held;
+  }
+
+  private set expected(tree: DirNode) {
+    if (tree !== this.held) this.sealAdoptions();
+    this.held = tree;
+  }
+
+  private sealAdoptions(): void {
+    this.adoption?.freeze();
+    this.adoption = undefined;
   }
 
   /** Starts a new epoch (continuity with the target cannot be proven) and returns the hello to send. */
@@ -434,13 +456,13 @@ export class SourceSession {
     const taken = listings.takeUpTo(dir);
     if (taken.length === 0) return;
     const isExcluded = this.options.isExcluded;
-    const { tree, adopted, dropped, leftOut } = adoptListings(
-      this.expected,
-      taken,
-      isExcluded === undefined ? undefined : (e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"),
-      this.forgetsPlannedFiles,
-    );
-    this.expected = tree;
+    this.adoption ??= new TreeFold();
+    const { tree, adopted, dropped, leftOut } = adoptListings(this.expected, taken, {
+      keep: isExcluded === undefined ? undefined : (e) => !isExcludedPath(isExcluded, e.path, e.kind === "dir"),
+      ownFilesLeftOut: this.forgetsPlannedFiles,
+      fold: this.adoption,
+    });
+    this.held = tree; // not through `expected`: the fold stays open for the next adoption
     for (const dir of leftOut) this.matchedLevels.add(dir);
     for (const child of adopted) this.shipping.countHeld(child, 1);
     // A directory the walk removed before its listing came (a renamed one): the target set its files

@@ -386,7 +386,7 @@ describe("manifest listings in walk order", () => {
     const whole = adoptListings(start, listings);
     expect([...(nodeAt(whole.tree, "a") as DirNode).children.keys()]).toEqual(["x", "l", "odd", "sub"]);
     expect(whole.leftOut).toEqual([]);
-    const lean = adoptListings(start, listings, undefined, true);
+    const lean = adoptListings(start, listings, { ownFilesLeftOut: true });
     expect([...(nodeAt(lean.tree, "a") as DirNode).children.keys()]).toEqual(["odd", "sub"]);
     // The subdirectory comes empty (its own listing fills it); what the target holds is still counted.
     expect((nodeAt(lean.tree, "a/sub") as DirNode).children.size).toBe(0);
@@ -394,7 +394,9 @@ describe("manifest listings in walk order", () => {
     expect(lean.adopted.map((node) => node.kind)).toEqual(["file", "symlink", "unknown"]);
     expect(lean.leftOut).toEqual(["a"]);
     // A listing read whole keeps its files either way.
-    const read = adoptListings(start, [{ dir: "a", entries: [manifestEntryOf(file(H1), "a/x")] }], undefined, true);
+    const read = adoptListings(start, [{ dir: "a", entries: [manifestEntryOf(file(H1), "a/x")] }], {
+      ownFilesLeftOut: true,
+    });
     expect(nodeAt(read.tree, "a/x")).toEqual(file(H1));
     expect(read.leftOut).toEqual([]);
   });

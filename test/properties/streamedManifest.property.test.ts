@@ -9,8 +9,9 @@ import { DEFAULT_LIMITS } from "../../src/events/limits.js";
 import { OperationLog } from "../../src/events/operationLog.js";
 import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
 import { StateStore } from "../../src/events/stateStore.js";
-import type { TreeNode } from "../../src/events/tree.js";
+import type { DirNode, TreeNode } from "../../src/events/tree.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
+import { manifestFromTree } from "../../src/projections/expectedTree.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
@@ -220,4 +221,34 @@ test.each([
   expect(render(targetFs, "/dst", false)).toEqual(render(sourceFs, "/src", false));
   expect(session.stats.content).toMatchObject({ literal: 0, compressed: 0 });
   expect(session.stats.content.reused).toBeGreaterThan(0);
+});
+
+test("a tree handed out mid-walk stays as it was while later listings are adopted", async () => {
+  const sourceFs = new MemoryFileSystem();
+  const targetFs = new MemoryFileSystem();
+  for (const [fs, root] of [
+    [sourceFs, "/src"],
+    [targetFs, "/dst"],
+  ] as const) {
+    for (const dir of ["a/x", "a/y", "b/x", "c"]) fs.makeDirs(`${root}/${dir}`);
+    for (const dir of ["a/x", "a/y", "b/x", "c"]) fs.writeFile(`${root}/${dir}/f`, dir);
+  }
+  const replicator = new ReplicatorTarget(targetFs, "/dst", { limits: { ...DEFAULT_LIMITS, manifestPageEntries: 2 } });
+  const session = new SourceSession({ fs: sourceFs, root: "/src", log: new OperationLog(), oneShot: true });
+  const handedOut: { tree: DirNode; seen: string }[] = [];
+  const connection = {
+    request: async (request: Request): Promise<Response> => {
+      // Each manifest page after the first: what the walk has adopted so far, as a caller would keep it.
+      if (request.type === "manifest" && request.offset > 0) {
+        const tree = session.expectedTree();
+        handedOut.push({ tree, seen: JSON.stringify(manifestFromTree(tree)) });
+      }
+      return ResponseSchema.parse(replicator.handleRequest(structuredClone(request)));
+    },
+  };
+  await new StreamingSource(session, connection).establish();
+  expect(handedOut.length).toBeGreaterThan(2);
+  for (const { tree, seen } of handedOut) {
+    expect(JSON.stringify(manifestFromTree(tree))).toBe(seen);
+  }
 });
