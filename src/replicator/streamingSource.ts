@@ -362,9 +362,15 @@ export class StreamingSource {
     return true;
   }
 
-  /** True when the level of `dir` can be planned without waiting: its listing is in (or came as a digest, matched). */
-  private canPlan(dir: string): boolean {
-    return this.manifestCameFor(dir) && this.listingReads.get(dir)?.settled !== false;
+  /**
+   * True when a level can be planned without waiting: its listing is in (or came as a digest, matched).
+   * A digest that came since the walk last compared (see prefetchListings) is compared here: one that
+   * differs has its listing asked for now, and the walk reads on instead of waiting for it at the plan.
+   */
+  private canPlan(level: ScannedLevel): boolean {
+    if (!this.manifestCameFor(level.dir)) return false;
+    if (this.session.digestDiffers(level.dir, level.scan)) void this.requestListing(level.dir);
+    return this.listingReads.get(level.dir)?.settled !== false;
   }
 
   /** Plans one directory level the walk read, against its listing, and lets a one-shot run forget its files. */
@@ -406,7 +412,7 @@ export class StreamingSource {
       let planned = 0;
       for (const level of scanned) {
         const room = scanned.length - planned < PRESCAN_LIMIT && scannedBytes < PRESCAN_BYTES;
-        if (ahead && room && !this.canPlan(level.dir)) break;
+        if (ahead && room && !this.canPlan(level)) break;
         planned++;
         scannedBytes -= level.bytes;
         await this.planLevel(level.dir, level.scan, detectedBy);
