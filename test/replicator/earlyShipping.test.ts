@@ -7,10 +7,9 @@ import { afterEach, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
 import type { Request, Response } from "../../src/events/protocol.js";
 import type { DirEntryStat } from "../../src/fs/fileSystem.js";
-import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
-import { localPair } from "../support/localPair.js";
+import { CountedListing, localPair } from "../support/localPair.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const dirs: string[] = [];
@@ -19,10 +18,8 @@ afterEach(() => {
 });
 
 /** A source file system whose listings take 2 ms each (a slow disk), counting them. */
-class SlowListing extends NodeFileSystem {
-  listings = 0;
+class SlowListing extends CountedListing {
   override listDirStats(path: string): DirEntryStat[] {
-    this.listings++;
     const until = performance.now() + 2;
     while (performance.now() < until) {
       // A listing of a slow disk.

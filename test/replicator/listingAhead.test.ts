@@ -8,27 +8,17 @@ import { afterEach, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../../src/events/limits.js";
 import { OperationLog } from "../../src/events/operationLog.js";
 import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
-import type { DirEntryStat } from "../../src/fs/fileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
-import { localPair } from "../support/localPair.js";
+import { CountedListing, localPair } from "../support/localPair.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-/** A source file system counting its directory listings (the walk's progress). */
-class CountedListing extends NodeFileSystem {
-  listings = 0;
-  override listDirStats(path: string): DirEntryStat[] {
-    this.listings++;
-    return super.listDirStats(path);
-  }
-}
 
 /** How many more directories the walk must read before a listing it asked for is answered. */
 const READ_ON = 8;

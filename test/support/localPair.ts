@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import type { DirEntryStat } from "../../src/fs/fileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
 
@@ -25,4 +26,13 @@ export function localPair(prefix: string, created: string[]): LocalPair {
   mkdirSync(dst);
   const target = new ReplicatorTarget(new NodeFileSystem({ root: dst, onProblem: () => {} }), dst);
   return { src, dst, answer: (request) => ResponseSchema.parse(target.handleRequest(structuredClone(request))) };
+}
+
+/** A source file system counting its directory listings (a walk's progress). */
+export class CountedListing extends NodeFileSystem {
+  listings = 0;
+  override listDirStats(path: string): DirEntryStat[] {
+    this.listings++;
+    return super.listDirStats(path);
+  }
 }
