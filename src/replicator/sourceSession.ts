@@ -171,7 +171,8 @@ export class SourceSession {
   /** Open problems applying on the target, by path; a later success at the path resolves them. */
   private readonly applyProblems = new Map<string, string>();
   private readonly shipping: ContentShipping;
-  private held: DirNode = emptyDir();
+  /** The expected tree (read and replaced through `expected`). */
+  private expectedRoot: DirNode = emptyDir();
   /**
    * The fold successive adoptions share (see adoptListingsUpTo): each directory on the way is copied once
    * per walk instead of once per listing. Sealed (its copies frozen) before the tree changes otherwise or
@@ -236,12 +237,12 @@ export class SourceSession {
   }
 
   private get expected(): DirNode {
-    return this.held;
+    return this.expectedRoot;
   }
 
   private set expected(tree: DirNode) {
-    if (tree !== this.held) this.sealAdoptions();
-    this.held = tree;
+    if (tree !== this.expectedRoot) this.sealAdoptions();
+    this.expectedRoot = tree;
   }
 
   private sealAdoptions(): void {
@@ -462,7 +463,7 @@ export class SourceSession {
       ownFilesLeftOut: this.forgetsPlannedFiles,
       fold: this.adoption,
     });
-    this.held = tree; // not through `expected`: the fold stays open for the next adoption
+    this.expectedRoot = tree; // not through `expected`: the fold stays open for the next adoption
     for (const dir of leftOut) this.matchedLevels.add(dir);
     for (const child of adopted) this.shipping.countHeld(child, 1);
     // A directory the walk removed before its listing came (a renamed one): the target set its files

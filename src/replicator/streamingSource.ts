@@ -316,9 +316,14 @@ export class StreamingSource {
     for (; compared < levels.length; compared++) {
       const level = levels[compared]!;
       if (!this.session.manifestReadyFor(level.dir)) break; // nor any later one (walk order)
-      if (this.session.digestDiffers(level.dir, level.scan)) void this.requestListing(level.dir);
+      this.compareDigest(level);
     }
     return compared;
+  }
+
+  /** Compares the digest of a scanned level's listing, if it came; one that differs has its listing asked for. */
+  private compareDigest(level: ScannedLevel): void {
+    if (this.session.digestDiffers(level.dir, level.scan)) void this.requestListing(level.dir);
   }
 
   private requestListing(dir: string): Promise<Response> {
@@ -369,7 +374,7 @@ export class StreamingSource {
    */
   private canPlan(level: ScannedLevel): boolean {
     if (!this.manifestCameFor(level.dir)) return false;
-    if (this.session.digestDiffers(level.dir, level.scan)) void this.requestListing(level.dir);
+    this.compareDigest(level);
     return this.listingReads.get(level.dir)?.settled !== false;
   }
 
