@@ -111,11 +111,13 @@ export class ManifestWalk {
       signed === undefined ? undefined : this.options.digests?.cache?.recallDigest(dir, signed.signature);
     if (recalled !== undefined) {
       this.hold({ kind: "digest", path: dir, count: recalled.count, digest: recalled.digest });
-      // Its subdirectories, pushed as a scan's entries are below (the first by name on top).
-      const subdirs = signed!.listing
-        .flatMap(({ name, stat }) => (stat.kind === "dir" && listedChildProblem(dir, name) === null ? [name] : []))
-        .sort();
-      for (let i = subdirs.length - 1; i >= 0; i--) this.stack.push(childOf(dir, subdirs[i]!));
+      // Its subdirectories, pushed as a scan's entries are below (the first by name on top): the listing is
+      // sorted by name already (listDirStats), so it is pushed from its end.
+      const listing = signed!.listing;
+      for (let i = listing.length - 1; i >= 0; i--) {
+        const { name, stat } = listing[i]!;
+        if (stat.kind === "dir" && listedChildProblem(dir, name) === null) this.stack.push(childOf(dir, name));
+      }
       this.trim();
       return;
     }
