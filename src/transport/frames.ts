@@ -11,7 +11,7 @@
 // loading that addon costs ~15 ms at every start (it probes the libc and the prebuilds), a tenth of a small
 // job's own work, and its gain is decoding string-heavy frames faster (~15 ms on a 20,000-entry manifest).
 import { crc32 } from "node:zlib";
-import { Packr } from "msgpackr/pack";
+import { Packr, RESERVE_START_SPACE } from "msgpackr/pack";
 import { DEFAULT_LIMITS } from "../events/limits.js";
 
 /** The largest payload a frame may carry unless a caller sets its own cap (the Limits' `maxFrameBytes`). */
@@ -31,26 +31,38 @@ const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: tr
 
 /** Encodes one message as a frame's payload (no header: what an in-process transport needs). */
 export function encodeFramePayload(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Uint8Array {
-  let payload: Uint8Array;
+  return packChecked(message, 0, maxFrameBytes);
+}
+
+/**
+ * Encodes one message as header + payload in a single buffer, so a stream gets it in one write. msgpackr
+ * leaves room for the header in front of the payload, so the payload (an upload's megabytes) is copied
+ * once, into msgpackr's buffer, and not again into a frame of its own.
+ */
+export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
+  const frame = packChecked(message, FRAME_HEADER_BYTES, maxFrameBytes) as Buffer;
+  const payload = frame.subarray(FRAME_HEADER_BYTES);
+  frame.writeUInt32BE(payload.length, 0);
+  frame.writeUInt32BE(crc32(payload), 4);
+  return frame;
+}
+
+/**
+ * Packs `message` after `headerBytes` reserved bytes. msgpackr hands out views of a shared buffer it never
+ * writes over again (a later pack continues after them), so a frame may be kept until it is written.
+ */
+function packChecked(message: unknown, headerBytes: number, maxFrameBytes: number): Uint8Array {
+  let packed: Uint8Array;
   try {
-    payload = packr.pack(message);
+    packed = headerBytes === 0 ? packr.pack(message) : packr.pack(message, RESERVE_START_SPACE | headerBytes);
   } catch (cause) {
     throw new FrameError(`cannot encode message: ${describeError(cause)}`, { cause });
   }
-  if (payload.length > maxFrameBytes) {
-    throw new FrameError(`oversized frame: ${payload.length} bytes > max ${maxFrameBytes}`);
+  const payloadBytes = packed.length - headerBytes;
+  if (payloadBytes > maxFrameBytes) {
+    throw new FrameError(`oversized frame: ${payloadBytes} bytes > max ${maxFrameBytes}`);
   }
-  return payload;
-}
-
-/** Encodes one message as header + payload in a single buffer, so a stream gets it in one write. */
-export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
-  const payload = encodeFramePayload(message, maxFrameBytes);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  frame.writeUInt32BE(payload.length, 0);
-  frame.writeUInt32BE(crc32(payload), 4);
-  frame.set(payload, FRAME_HEADER_BYTES);
-  return frame;
+  return packed;
 }
 
 /** Decodes one frame payload (without its header) into plain data; throws FrameError if it is not exactly one value. */
@@ -85,11 +97,12 @@ function toPlainValue(value: unknown, depth: number): unknown {
   }
   if (value instanceof Uint8Array) {
     // msgpackr yields Buffers that are views into the frame; a plain Uint8Array is what the rest
-    // of the code and structuredClone expect. Copy unless the view already owns its whole buffer,
-    // so a small value never pins (or clones) a large frame.
+    // of the code and structuredClone expect. A view that spans a quarter of its buffer or more (an
+    // upload's pieces in their frame) is kept as it is, pinning at most four times its own size;
+    // a smaller one is copied, so a small value never pins a large frame.
     // (Explicit constructors: slice() on a Buffer would make another Buffer through its species.)
-    if (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) {
-      return new Uint8Array(value.buffer, 0, value.byteLength);
+    if (value.byteLength * 4 >= value.buffer.byteLength) {
+      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
     }
     const copy = new Uint8Array(value.byteLength);
     copy.set(value);

@@ -88,6 +88,35 @@ describe("frame codec", () => {
     expect(() => encodeFrame(new Uint8Array(101), size)).toThrow(/oversized frame: \d+ bytes > max \d+/);
   });
 
+  it("a frame kept while more are encoded stays as it was (msgpackr's shared buffer is never written over)", () => {
+    const first = { type: "upload", pieces: [new Uint8Array(3000).fill(7)] };
+    const frame = encodeFrame(first);
+    const copy = Buffer.from(frame);
+    for (let i = 0; i < 200; i++) encodeFrame({ type: "upload", pieces: [new Uint8Array(100_000).fill(i)] });
+    expect(frame.equals(copy)).toBe(true);
+    expect(new FrameDecoder().push(frame)).toEqual([first]);
+  });
+
+  it("an upload's pieces stay views of the frame they came in (no second copy); a small array is copied", () => {
+    const MiB = 1024 * 1024;
+    const pieces = [new Uint8Array(MiB).fill(1), new Uint8Array(MiB).fill(2)];
+    const frame = encodeFrame({ type: "upload", pieces, hash: new Uint8Array(32).fill(3) });
+    const decoder = new FrameDecoder();
+    // Delivered as a pipe delivers it, 64 KiB at a time: the decoder joins the frame into one payload.
+    const decoded = splitAt(frame, Array.from({ length: frame.length >> 16 }, (_, i) => (i + 1) << 16)).flatMap(
+      (chunk) => decoder.push(chunk),
+    );
+    const message = decoded[0] as { pieces: Uint8Array[]; hash: Uint8Array };
+    const [one, two] = message.pieces;
+    // (Booleans and numbers: a failure message must not print megabytes.)
+    expect(one!.buffer === two!.buffer).toBe(true);
+    expect(one!.buffer.byteLength).toBe(frame.length - FRAME_HEADER_BYTES);
+    expect(Buffer.from(one!).equals(Buffer.from(pieces[0]!))).toBe(true);
+    expect(Buffer.from(two!).equals(Buffer.from(pieces[1]!))).toBe(true);
+    // 32 bytes must not pin 2 MiB.
+    expect(message.hash.buffer.byteLength).toBe(32);
+  });
+
   it("keeps the default cap at 16 MiB", () => {
     expect(DEFAULT_MAX_FRAME_BYTES).toBe(16 * 1024 * 1024);
   });
