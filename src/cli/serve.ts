@@ -7,6 +7,7 @@ import { type AppliedPosition, PROTOCOL_VERSION } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
 import type { FileSystem } from "../fs/fileSystem.js";
 import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
+import { loadNativeCalls } from "../fs/nativeCalls.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { BackupDir, backupDirProblem } from "../replicator/backupDir.js";
 import { ReplicatorTarget } from "../replicator/target.js";
@@ -61,6 +62,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   // before the state is saved and the lock released.
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
+  enlargeInputPipe();
   const io: TargetIo = {
     input: process.stdin,
     output: process.stdout,
@@ -69,6 +71,24 @@ export async function serve(options: ServeOptions): Promise<void> {
   // SIGINT, SIGTERM, SIGHUP: stop between requests (each is applied whole), then end as at the end of the
   // input. Quietly: the source says why.
   if (await serveUntilStopped(options, io, onStopSignals)) process.exitCode = EXIT.interrupted;
+}
+
+/** What serve asks its input pipe to hold: the default pipe-max-size, what any process may ask for. */
+const INPUT_PIPE_BYTES = 1024 * 1024;
+
+/**
+ * Lets the sender run ahead while a request is applied. Each request is applied whole on the one thread,
+ * and nothing is read meanwhile: over ssh, sshd can then hand over only what the input pipe holds (64 KiB
+ * by default) before it waits, and the next 2 MiB upload arrives in 64 KiB steps once the apply is over.
+ * A 1 MiB pipe took a 512 MiB copy over ssh from 7.2 to 6.7 s. Best effort: a socket (a local target's
+ * stdin) or a refusal (EPERM past a lowered pipe-max-size) leaves the input as it is.
+ */
+function enlargeInputPipe(): void {
+  try {
+    loadNativeCalls()?.setPipeSize(0, INPUT_PIPE_BYTES);
+  } catch {
+    // Not a pipe, or not allowed: the default size works, only slower.
+  }
 }
 
 /**

@@ -35,6 +35,12 @@ export interface NativeCalls {
    * asked often, of files about to be created, so not thrown); any other failure throws an errno error.
    */
   statAt(dirFd: number, name: string | Buffer): RawStat | undefined;
+  /**
+   * fcntl(fd, F_SETPIPE_SZ, bytes): makes the pipe `fd` hold at least `bytes` (what the kernel allows a
+   * process: /proc/sys/fs/pipe-max-size, 1 MiB by default, unless privileged). Returns the size it now has;
+   * throws an errno error (EBADF when `fd` is not a pipe, EPERM past the limit).
+   */
+  setPipeSize(fd: number, bytes: number): number;
 }
 
 /** What statx says about an entry, as Node's BigInt lstat would say it (Numbers; `dev` as glibc's makedev). */
@@ -85,6 +91,7 @@ function tryLoad(): NativeCalls | null {
   let syncfs: LibcFunction;
   let flock: LibcFunction;
   let statx: LibcFunction;
+  let fcntl: LibcFunction;
   try {
     koffi = createRequire(import.meta.url)("koffi") as Koffi;
     const libc = koffi.load("libc.so.6");
@@ -95,6 +102,7 @@ function tryLoad(): NativeCalls | null {
     syncfs = libc.func("syncfs", "int", ["int"]);
     flock = libc.func("flock", "int", ["int", "int"]);
     statx = libc.func("statx", "int", ["int", "const char *", "int", "uint", "void *"]);
+    fcntl = libc.func("fcntl", "int", ["int", "int", "..."]);
   } catch (error) {
     // Not fatal: every caller has a Node fallback. Say once why exact times are unavailable.
     process.emitWarning(
@@ -120,10 +128,17 @@ function tryLoad(): NativeCalls | null {
       if (errno === ENOENT) return undefined;
       throw errnoError(errno, "statx");
     },
+    setPipeSize: (fd, bytes) => {
+      const size = fcntl(fd, F_SETPIPE_SZ, "int", bytes);
+      if (size < 0) throw errnoError(koffi.errno(), "fcntl");
+      return size;
+    },
   };
 }
 
 const ENOENT = 2;
+/** fcntl's command that resizes a pipe (Linux). */
+const F_SETPIPE_SZ = 1031;
 /** statx's mask for what stat(2) says (type, mode, nlink, uid, gid, times, ino, size, blocks). */
 const STATX_BASIC_STATS = 0x7ff;
 /** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */
