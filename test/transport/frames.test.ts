@@ -103,9 +103,10 @@ describe("frame codec", () => {
     const frame = encodeFrame({ type: "upload", pieces, hash: new Uint8Array(32).fill(3) });
     const decoder = new FrameDecoder();
     // Delivered as a pipe delivers it, 64 KiB at a time: the decoder joins the frame into one payload.
-    const decoded = splitAt(frame, Array.from({ length: frame.length >> 16 }, (_, i) => (i + 1) << 16)).flatMap(
-      (chunk) => decoder.push(chunk),
-    );
+    const decoded = splitAt(
+      frame,
+      Array.from({ length: frame.length >> 16 }, (_, i) => (i + 1) << 16),
+    ).flatMap((chunk) => decoder.push(chunk));
     const message = decoded[0] as { pieces: Uint8Array[]; hash: Uint8Array };
     const [one, two] = message.pieces;
     // (Booleans and numbers: a failure message must not print megabytes.)
