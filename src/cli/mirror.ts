@@ -9,6 +9,7 @@ import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
 import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
 import { isWithin } from "../fs/fileSystem.js";
+import { keepFreedBuffersForReuse } from "../fs/nativeCalls.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { requestContentBytes, SourceSession } from "../replicator/sourceSession.js";
 import { StreamingSource } from "../replicator/streamingSource.js";
@@ -200,6 +201,8 @@ export async function runMirror(
       throw error;
     },
   );
+  // Reading, packing and sending content frees megabytes at a time (its serve does the same for itself).
+  keepFreedBuffersForReuse();
   connecting.catch(() => {}); // awaited by the first pass (or the dry run); a failure is thrown there
   /** Lets the target go, once it has started (a run may end while it is still starting). */
   const letTargetGo = async (): Promise<void> => {

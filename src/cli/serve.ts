@@ -7,7 +7,7 @@ import { type AppliedPosition, PROTOCOL_VERSION } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
 import type { FileSystem } from "../fs/fileSystem.js";
 import { MemoryFileSystem } from "../fs/memoryFileSystem.js";
-import { loadNativeCalls } from "../fs/nativeCalls.js";
+import { keepFreedBuffersForReuse, loadNativeCalls } from "../fs/nativeCalls.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { BackupDir, backupDirProblem } from "../replicator/backupDir.js";
 import { ReplicatorTarget } from "../replicator/target.js";
@@ -63,6 +63,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
   enlargeInputPipe();
+  keepFreedBuffersForReuse();
   const io: TargetIo = {
     input: process.stdin,
     output: process.stdout,
