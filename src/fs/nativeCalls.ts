@@ -8,10 +8,11 @@ import type { Timestamp } from "./fileSystem.js";
  * prebuilt binaries): `utimensat` and `futimens` set an mtime to the exact nanosecond (Node's `utimes`
  * family goes through a double and libuv keeps only microseconds), and `syncfs` flushes one file system
  * without spawning `sync -f`; `flock` locks a target root by what it is (its inode, not its path);
- * `statx` states an entry relative to its directory's handle (Node's `lstat` takes only a path).
+ * `statx` states an entry relative to its directory's handle (Node's `lstat` takes only a path);
+ * `fcntl(F_SETPIPE_SZ)` enlarges serve's input pipe and `mallopt` keeps freed buffers for reuse.
  * Linux only; `loadNativeCalls()` is undefined wherever koffi or these symbols cannot be loaded, and
  * callers fall back to Node's calls (microsecond mtimes, `sync -f`, `lstat` of /proc/self/fd/N/NAME; no
- * flock: serve refuses to run).
+ * flock: serve refuses to run; the default pipe and allocator).
  */
 export interface NativeCalls {
   /**
@@ -157,26 +158,6 @@ const F_SETPIPE_SZ = 1031;
 const M_TRIM_THRESHOLD = -1;
 const M_MMAP_THRESHOLD = -3;
 
-/** Below this size glibc serves a block from its heap, where a freed one is reused, not unmapped. */
-const ALLOCATOR_MMAP_BYTES = 16 * 1024 * 1024;
-/** Free memory glibc may keep at the top of its heap for reuse before it returns it to the kernel. */
-const ALLOCATOR_TRIM_BYTES = 64 * 1024 * 1024;
-
-/**
- * Lets a process that moves content reuse the memory of the buffers it has freed. Each upload's frame,
- * its pieces and the buffers packing them are megabytes, freed in batches by garbage collection; by
- * default glibc maps the largest afresh each time and hands the top of its heap back past a few MiB, so
- * the next buffers fault every page in again (zeroed by the kernel): a 512 MiB copy took ≈ 100k page
- * faults, ≈ 58k with these thresholds, and 5–10 % less time. At most ALLOCATOR_TRIM_BYTES stay mapped
- * unused. Best effort: elsewhere (no glibc, no koffi) the defaults stay.
- */
-export function keepFreedBuffersForReuse(): void {
-  try {
-    loadNativeCalls()?.setAllocatorThresholds(ALLOCATOR_MMAP_BYTES, ALLOCATOR_TRIM_BYTES);
-  } catch {
-    // A C library that is not glibc: its own defaults.
-  }
-}
 /** statx's mask for what stat(2) says (type, mode, nlink, uid, gid, times, ino, size, blocks). */
 const STATX_BASIC_STATS = 0x7ff;
 /** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */
@@ -225,4 +206,25 @@ function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
   systemErrors ??= getSystemErrorMap();
   const [code, description] = systemErrors.get(-errno) ?? [`E${errno}`, "unknown error"];
   return Object.assign(new Error(`${code}: ${description}, ${syscall}`), { code, errno: -errno, syscall });
+}
+
+/** Below this size glibc serves a block from its heap, where a freed one is reused, not unmapped. */
+const ALLOCATOR_MMAP_BYTES = 16 * 1024 * 1024;
+/** Free memory glibc may keep at the top of its heap for reuse before it returns it to the kernel. */
+const ALLOCATOR_TRIM_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Lets a process that moves content reuse the memory of the buffers it has freed. Each upload's frame,
+ * its pieces and the buffers packing them are megabytes, freed in batches by garbage collection; by
+ * default glibc maps the largest afresh each time and hands the top of its heap back past a few MiB, so
+ * the next buffers fault every page in again (zeroed by the kernel): a 512 MiB copy took ≈ 100k page
+ * faults, ≈ 58k with these thresholds, and 5–10 % less time. At most ALLOCATOR_TRIM_BYTES stay mapped
+ * unused. Best effort: elsewhere (no glibc, no koffi) the defaults stay.
+ */
+export function keepFreedBuffersForReuse(): void {
+  try {
+    loadNativeCalls()?.setAllocatorThresholds(ALLOCATOR_MMAP_BYTES, ALLOCATOR_TRIM_BYTES);
+  } catch {
+    // A C library that is not glibc: its own defaults.
+  }
 }
