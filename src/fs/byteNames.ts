@@ -11,7 +11,9 @@
 const ESCAPE_BASE = 0xef00;
 const ESCAPE_FIRST = 0xef80;
 const ESCAPE_LAST = 0xefff;
-const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading U+FEFF: by default a TextDecoder drops it, and a name starting with one
+// would stand for other bytes (its file was never found again, so it was never mirrored).
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** True when `text` holds at least one byte escape (a code unit in U+EF80–U+EFFF). */
 export function hasByteEscapes(text: string): boolean {

@@ -32,6 +32,10 @@ const EDGES: [label: string, bytes: number[], name: string][] = [
   ["a truncated character at the end", [0x61, 0xf0, 0x9f, 0x98], `a${esc(0xf0, 0x9f, 0x98)}`],
   ["a stray byte between characters", [0xc3, 0xa9, 0xff, 0xf0, 0x9f, 0x98, 0x80], `é${esc(0xff)}😀`],
   ["a real U+EF80 beside a stray byte", [0xee, 0xbe, 0x80, 0xfe], esc(0xee, 0xbe, 0x80, 0xfe)],
+  // A decoder drops a leading byte order mark unless told not to: the name would lose its first character.
+  ["a leading byte order mark (U+FEFF)", [0xef, 0xbb, 0xbf, 0x61], "\ufeffa"],
+  ["a byte order mark alone", [0xef, 0xbb, 0xbf], "\ufeff"],
+  ["a byte order mark, then a stray byte", [0xef, 0xbb, 0xbf, 0xff], `\ufeff${esc(0xff)}`],
 ];
 
 describe("nameOfBytes / bytesOfName", () => {
@@ -68,6 +72,7 @@ describe("isCanonicalName", () => {
     ["escapes that a space keeps apart", `${esc(0xc3)} ${esc(0xa9)}`],
     ["escapes of a real U+EF80", esc(0xee, 0xbe, 0x80)],
     ["an escaped lead byte before ASCII", `${esc(0xc3)}a`],
+    ["a leading byte order mark in a path with escapes", `\ufeff\u0001/${esc(0xee, 0xbe, 0x80)}`],
   ])("accepts %s", (_label, text) => {
     expect(isCanonicalName(text)).toBe(true);
   });
