@@ -45,9 +45,9 @@ export interface NativeCalls {
   /**
    * mallopt(M_MMAP_THRESHOLD, mmapBytes) and mallopt(M_TRIM_THRESHOLD, trimBytes): glibc serves blocks below
    * `mmapBytes` from its heap, and returns free memory at the heap's top to the kernel only past `trimBytes`.
-   * Throws when glibc refuses a value.
+   * False when glibc refused either (it sets no errno).
    */
-  setAllocatorThresholds(mmapBytes: number, trimBytes: number): void;
+  setAllocatorThresholds(mmapBytes: number, trimBytes: number): boolean;
 }
 
 /** What statx says about an entry, as Node's BigInt lstat would say it (Numbers; `dev` as glibc's makedev). */
@@ -142,12 +142,9 @@ function tryLoad(): NativeCalls | null {
       if (size < 0) throw errnoError(koffi.errno(), "fcntl");
       return size;
     },
-    setAllocatorThresholds: (mmapBytes, trimBytes) => {
-      // mallopt says 1 for done and 0 for refused; it sets no errno.
-      if (mallopt(M_MMAP_THRESHOLD, mmapBytes) !== 1 || mallopt(M_TRIM_THRESHOLD, trimBytes) !== 1) {
-        throw new Error(`mallopt refused thresholds of ${mmapBytes} and ${trimBytes} bytes`);
-      }
-    },
+    // mallopt says 1 for done and 0 for refused.
+    setAllocatorThresholds: (mmapBytes, trimBytes) =>
+      mallopt(M_MMAP_THRESHOLD, mmapBytes) === 1 && mallopt(M_TRIM_THRESHOLD, trimBytes) === 1,
   };
 }
 
@@ -219,12 +216,8 @@ const ALLOCATOR_TRIM_BYTES = 64 * 1024 * 1024;
  * default glibc maps the largest afresh each time and hands the top of its heap back past a few MiB, so
  * the next buffers fault every page in again (zeroed by the kernel): a 512 MiB copy took ≈ 100k page
  * faults, ≈ 58k with these thresholds, and 5–10 % less time. At most ALLOCATOR_TRIM_BYTES stay mapped
- * unused. Best effort: elsewhere (no glibc, no koffi) the defaults stay.
+ * unused. Best effort: where glibc refuses or koffi is missing, the defaults stay.
  */
 export function keepFreedBuffersForReuse(): void {
-  try {
-    loadNativeCalls()?.setAllocatorThresholds(ALLOCATOR_MMAP_BYTES, ALLOCATOR_TRIM_BYTES);
-  } catch {
-    // A C library that is not glibc: its own defaults.
-  }
+  loadNativeCalls()?.setAllocatorThresholds(ALLOCATOR_MMAP_BYTES, ALLOCATOR_TRIM_BYTES);
 }
