@@ -263,6 +263,19 @@ export class NodeFileSystem implements MirrorFileSystem {
     return stat === undefined ? undefined : toEntryStat(stat);
   }
 
+  /**
+   * Whether a directory stands at `at` (which a file cannot be staged over), asked through the parent's
+   * handle: a file about to be created is not there, and statx says so without Node's thrown ENOENT.
+   */
+  private isDirectoryAt(at: Location): boolean {
+    try {
+      return this.entryStat(at.parentFd, at.name, () => at.address)?.kind === "dir";
+    } catch (error) {
+      if (isMissing(error)) return false;
+      throw toFileSystemError(error, at.path);
+    }
+  }
+
   readFile(path: string): Uint8Array {
     return this.withRegularFile(path, (fd, size) => readAll(fd, size));
   }
@@ -341,7 +354,7 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   openStaged(path: string): StagedWriter {
     const at = this.locate(path);
-    if (lstatIfPresent(at)?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    if (this.isDirectoryAt(at)) throw new FileSystemError("EISDIR", at.path);
     const created = this.createTemp(at);
     let fd: number | undefined = created.fd;
     const tempPath = created.temp.path;
@@ -396,7 +409,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile {
     const source = this.locate(from);
     const at = this.locate(path, true);
-    if (lstatIfPresent(at)?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    if (this.isDirectoryAt(at)) throw new FileSystemError("EISDIR", at.path);
     if (!lstatIfPresent(source)?.isFile()) throw new FileSystemError("EINVAL", source.path, "not a regular file");
     const temp = this.tempBeside(at, this.nextTempName());
     try {
@@ -417,7 +430,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   stageLink(existing: string, path: string): StagedFile {
     const source = this.locate(existing);
     const at = this.locate(path, true);
-    if (lstatIfPresent(at)?.isDirectory()) throw new FileSystemError("EISDIR", at.path);
+    if (this.isDirectoryAt(at)) throw new FileSystemError("EISDIR", at.path);
     const before = lstatIfPresent(source);
     if (before === undefined) throw new FileSystemError("ENOENT", source.path);
     if (!before.isFile()) throw new FileSystemError("EINVAL", source.path, "not a regular file");

@@ -533,7 +533,8 @@ export class ReplicatorTarget {
   }
 
   private applyOperation(operation: Operation, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
-    const existing = this.mirror?.lstatIfExists(absolute) ?? this.plainStat(absolute);
+    // One lookup: a missing entry must not be asked about again through the plain interface.
+    const existing = this.mirror !== undefined ? this.mirror.lstatIfExists(absolute) : this.plainStat(absolute);
     // Removing or replacing anything may remove a directory verified earlier in this request.
     if (existing !== undefined && operation.type !== "writeFile") this.verifiedDirs.clear();
     switch (operation.type) {

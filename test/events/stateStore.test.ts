@@ -101,6 +101,33 @@ describe("StateStore content index", () => {
     reopened.close();
   });
 
+  it("a store opened on an empty index asks the file only about directories it has written rows into", () => {
+    const file = stateFile();
+    const first = new StateStore(file);
+    const other = new StateStore(file);
+    other.set("elsewhere/f", entry("h1"));
+    other.set("d/g", entry("h2"));
+    other.flush();
+    first.set("d/f", entry("h3"));
+    first.flush();
+    const listed = (name: string) => ({ name, stat: entry("-") });
+    // Rows another connection wrote after `first` found the index empty are missed (a miss is a file read
+    // again), except in a directory `first` wrote into itself, which it asks the file about.
+    expect(first.get("elsewhere/f")).toBeUndefined();
+    first.prefetch("elsewhere", [listed("f"), listed("x")]);
+    expect(first.get("elsewhere/f")).toBeUndefined();
+    expect(first.get("d/f")).toEqual(entry("h3"));
+    expect(first.get("d/g")).toEqual(entry("h2"));
+    first.prefetch("d", [listed("f"), listed("g")]);
+    expect([first.get("d/f")?.hash, first.get("d/g")?.hash]).toEqual(["h3", "h2"]);
+    first.close();
+    // Opened on a file that holds rows, a store asks it about every directory.
+    const reopened = new StateStore(file);
+    expect(reopened.get("elsewhere/f")).toEqual(entry("h1"));
+    other.close();
+    reopened.close();
+  });
+
   it("a recorded listing gives its hashes back only while every file states as recorded", () => {
     const file = stateFile();
     const files = ["a", "b", "c"].map((name, i) => ({ name, stat: { ...entry("-", i + 1) } }));

@@ -241,6 +241,25 @@ describe("atomic writes", () => {
     expect(readdirSync(root)).toEqual(["d"]);
   });
 
+  it("a file is not staged over a directory, at the root or below it, and no temp is left", () => {
+    const fs = makeFileSystem();
+    mkdirSync(`${root}/sub/d`, { recursive: true });
+    mkdirSync(`${root}/d`);
+    writeFileSync(`${root}/sub/f`, "f");
+    for (const at of [`${root}/d`, `${root}/sub/d`]) {
+      expect(errorCodeOf(() => fs.openStaged(at))).toBe("EISDIR");
+      expect(errorCodeOf(() => fs.stageExisting(`${root}/sub/f`, at, {}))).toBe("EISDIR");
+      expect(errorCodeOf(() => fs.stageLink(`${root}/sub/f`, at))).toBe("EISDIR");
+    }
+    expect(readdirSync(root).sort()).toEqual(["d", "sub"]);
+    expect(readdirSync(`${root}/sub`).sort()).toEqual(["d", "f"]);
+    // A name that is not there is no directory: the temp is made and removed again on abort.
+    const staged = fs.openStaged(`${root}/sub/new`);
+    staged.write(Uint8Array.of(1));
+    staged.abort();
+    expect(readdirSync(`${root}/sub`).sort()).toEqual(["d", "f"]);
+  });
+
   it("listDir and debugString hide only this instance's own names; others with the reserved prefix are user data", () => {
     const fs = makeFileSystem();
     const other = makeFileSystem();

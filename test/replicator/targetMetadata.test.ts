@@ -181,6 +181,20 @@ describe("a directory's mode and mtime are final at the end of each request", ()
     expect(fs.lstat(`${ROOT}/f`)).toMatchObject({ mode: 0o600, mtime: { sec: 1, nsec: 2 } });
     expect(fs.getNumOperations("writeFile")).toBe(writes);
   });
+
+  it("an entry that is not there yet is looked up once, not again through the plain interface", () => {
+    const { fs, apply } = targetMachine();
+    apply([{ type: "ensureDir", path: "d", mode: 0o755, mtime: DIR_MTIME }]);
+    const exists = fs.getNumOperations("exists");
+    const contents = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`d/f${i}`, `bytes ${i}`]));
+    const results = apply(
+      Object.entries(contents).map(([path, text]) => write(path, text)),
+      contents,
+    );
+    expect(outcomes(results)).toEqual(Array(20).fill("applied"));
+    expect(read(fs, "d/f19")).toBe("bytes 19");
+    expect(fs.getNumOperations("exists") - exists).toBe(0);
+  });
 });
 
 describe("content the target holds stays reusable", () => {
