@@ -302,15 +302,16 @@ export class NodeFileSystem implements MirrorFileSystem {
     const at = this.locate(path);
     let fd: number;
     try {
-      fd = openSync(at.address, READ_FLAGS);
+      fd = this.openEntry(at, READ_FLAGS);
     } catch (error) {
       throw toFileSystemError(error, at.path);
     }
     try {
-      const stat = fstatSync(fd);
-      if (stat.isDirectory()) throw new FileSystemError("EISDIR", at.path);
-      if (!stat.isFile()) throw new FileSystemError("EINVAL", at.path, `not a regular file (${kindOfSpecial(stat)})`);
-      return read(fd, stat.size);
+      const { mode, size } = this.native?.statOf(fd) ?? fstatSync(fd);
+      const kind = kindOfMode(mode);
+      if (kind === "dir") throw new FileSystemError("EISDIR", at.path);
+      if (kind !== "file") throw new FileSystemError("EINVAL", at.path, `not a regular file (${kindOfSpecial(mode)})`);
+      return read(fd, size);
     } catch (error) {
       throw toFileSystemError(error, at.path);
     } finally {
@@ -495,7 +496,10 @@ export class NodeFileSystem implements MirrorFileSystem {
       if (failed.has(index)) return;
       try {
         const at = this.locate(file.path);
-        renameSync(this.tempBeside(at, posix.basename(file.tempPath)).address, at.address);
+        const temp = this.tempBeside(at, posix.basename(file.tempPath));
+        if (at.parentFd !== undefined && this.native !== undefined) {
+          this.native.renameAt(at.parentFd, plainAddress(temp.name), at.parentFd, plainAddress(at.name));
+        } else renameSync(temp.address, at.address);
         changedDirs.add(posix.dirname(at.path));
       } catch (error) {
         fail(index, error);
@@ -772,7 +776,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   private specialKindOf(path: string): string {
     const at = this.locate(path);
     try {
-      return kindOfSpecial(lstatSync(at.address));
+      return kindOfSpecial(lstatSync(at.address).mode);
     } catch (error) {
       throw toFileSystemError(error, at.path);
     }
@@ -989,12 +993,20 @@ export class NodeFileSystem implements MirrorFileSystem {
     return { path, address, parentFd: at.parentFd, name };
   }
 
+  /** open(2) of `at`: through its parent's held handle where there is one and koffi, else its address. */
+  private openEntry(at: Location, flags: number, mode?: number): number {
+    if (at.parentFd !== undefined && this.native !== undefined) {
+      return this.native.openAt(at.parentFd, plainAddress(at.name), flags, mode);
+    }
+    return openSync(at.address, flags, mode);
+  }
+
   /** Creates a fresh temp beside `at` with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600: never opens what is there. */
   private createTemp(at: Location): { fd: number; temp: Location } {
     for (let attempt = 1; ; attempt += 1) {
       const temp = this.tempBeside(at, this.nextTempName());
       try {
-        return { fd: openSync(temp.address, TEMP_FLAGS, 0o600), temp };
+        return { fd: this.openEntry(temp, TEMP_FLAGS, 0o600), temp };
       } catch (error) {
         // Taken by a leftover of an earlier instance with the same random part, or planted: take the next.
         if ((error as NodeJS.ErrnoException).code === "EEXIST" && attempt < TEMP_NAME_ATTEMPTS) continue;
@@ -1408,12 +1420,19 @@ function kindOfMode(mode: number): EntryKind {
   }
 }
 
-function kindOfSpecial(stat: Stats): string {
-  if (stat.isFIFO()) return "fifo";
-  if (stat.isSocket()) return "socket";
-  if (stat.isCharacterDevice()) return "character device";
-  if (stat.isBlockDevice()) return "block device";
-  return "special file";
+function kindOfSpecial(mode: number): string {
+  switch (mode & constants.S_IFMT) {
+    case constants.S_IFIFO:
+      return "fifo";
+    case constants.S_IFSOCK:
+      return "socket";
+    case constants.S_IFCHR:
+      return "character device";
+    case constants.S_IFBLK:
+      return "block device";
+    default:
+      return "special file";
+  }
 }
 
 /** Node's errno errors become FileSystemErrors with the same code, the given path and the original as cause. */

@@ -347,6 +347,32 @@ describe("reading", () => {
     expect(listed.map((entry) => entry.stat.kind)).toEqual(["file", "file", "file", "symlink", "special", "dir"]);
   });
 
+  it("files are opened, staged and renamed through their directory's handle: odd names, and no descriptor leaks into children", () => {
+    const fs = makeFileSystem();
+    mkdirSync(`${root}/sub`);
+    const odd = `${root}/sub/bad\uefffname`; // stands for the byte 0xff
+    fs.writeFile(odd, "odd bytes");
+    expect(readFileSync(Buffer.from(`${root}/sub/bad\xffname`, "latin1"), "utf8")).toBe("odd bytes");
+    expect(new TextDecoder().decode(fs.readFile(odd))).toBe("odd bytes");
+    const staged = fs.openStaged(`${root}/sub/new`);
+    staged.write(Uint8Array.of(1, 2, 3));
+    const tempFd = readdirSync("/proc/self/fd").find((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).includes(`${root}/sub/${RESERVED_PREFIX}`);
+      } catch {
+        return false;
+      }
+    });
+    expect(tempFd).toBeDefined();
+    // The child's descriptor of that number, if any, is not the temp: it was opened close-on-exec.
+    const inChild = execFileSync("sh", ["-c", `readlink /proc/self/fd/${tempFd} || true`], { encoding: "utf8" });
+    expect(inChild).not.toContain(RESERVED_PREFIX);
+    fs.commitStaged([staged.finish({ mode: 0o640 })]);
+    expect([...readFileSync(`${root}/sub/new`)]).toEqual([1, 2, 3]);
+    expect(statSync(`${root}/sub/new`).mode & 0o777).toBe(0o640);
+    expect(readdirSync(`${root}/sub`).sort()).toEqual(["bad\ufffdname", "new"]);
+  });
+
   it("reads files whose size stat reports as zero (procfs) in full", () => {
     const fs = new NodeFileSystem();
     opened.push(fs);
