@@ -1257,19 +1257,21 @@ function removeEntry(address: Buffer): void {
   }
 }
 
+/** Where `readAll` looks for bytes past the size it was told (shared: one thread reads). */
+const growthProbe = new Uint8Array(64 * 1024);
+
 /** Reads exactly what the file holds, even if it grew or shrank since `fstat`. */
 function readAll(fd: number, expectedSize: number): Uint8Array {
   let buffer = new Uint8Array(expectedSize);
   let length = 0;
   for (;;) {
     if (length === buffer.length) {
-      // Probe for growth with a small read before committing to a bigger buffer.
-      const probe = new Uint8Array(Math.max(4096, buffer.length));
-      const got = readSync(fd, probe, 0, probe.length, null);
+      // Probe for growth into the shared buffer: the usual answer, end of file, allocates nothing.
+      const got = readSync(fd, growthProbe, 0, growthProbe.length, null);
       if (got === 0) return buffer;
-      const grown = new Uint8Array(buffer.length + probe.length);
-      grown.set(buffer);
-      grown.set(probe.subarray(0, got), length);
+      const grown = new Uint8Array(Math.max(buffer.length * 2, length + got));
+      grown.set(buffer.subarray(0, length));
+      grown.set(growthProbe.subarray(0, got), length);
       buffer = grown;
       length += got;
       continue;

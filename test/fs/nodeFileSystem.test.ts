@@ -378,6 +378,13 @@ describe("reading", () => {
     opened.push(fs);
     const text = new TextDecoder().decode(fs.readFile("/proc/self/status"));
     expect(text).toContain("Pid:");
+    // More than one probe for growth: every mapping of the process, each with its closing line.
+    const smaps = new TextDecoder().decode(fs.readFile("/proc/self/smaps"));
+    expect(smaps.length).toBeGreaterThan(64 * 1024);
+    expect(smaps.endsWith("\n")).toBe(true);
+    expect(smaps.split("\n").filter((line) => line.startsWith("VmFlags:")).length).toBe(
+      smaps.split("\n").filter((line) => /^[0-9a-f]+-[0-9a-f]+ /.test(line)).length,
+    );
   });
 
   it("a FIFO is refused with EINVAL at once, without waiting for a writer", { timeout: 5000 }, () => {
