@@ -236,17 +236,24 @@ export class StreamingSource {
     this.flushScheduled = false;
     const hints = this.pendingHints;
     this.pendingHints = new Map();
-    for (const [path, detectedBy] of hints) {
-      if (path === this.session.root) {
-        await this.walk("", detectedBy);
-      } else {
-        this.session.planEventUnlogged({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
-        // A large batch ships in parts, so the target applies the first files while the rest are read.
-        await this.sendWhenPlanned(HINT_BATCH_ENTRIES, HINT_BATCH_BYTES);
-        // Planning is synchronous: while a part is on its way, let its frames through the pipe (and its
-        // answers in) between files, or the target only gets it once the whole batch is planned.
-        if (this.inFlight.length > 0) await nextTurn();
+    // The batch's files are read through the same directory handles, across the turns it yields (as a
+    // walk does): otherwise each turn closes them and the next file opens its path from the root again.
+    const release = this.session.holdHandles();
+    try {
+      for (const [path, detectedBy] of hints) {
+        if (path === this.session.root) {
+          await this.walk("", detectedBy);
+        } else {
+          this.session.planEventUnlogged({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
+          // A large batch ships in parts, so the target applies the first files while the rest are read.
+          await this.sendWhenPlanned(HINT_BATCH_ENTRIES, HINT_BATCH_BYTES);
+          // Planning is synchronous: while a part is on its way, let its frames through the pipe (and its
+          // answers in) between files, or the target only gets it once the whole batch is planned.
+          if (this.inFlight.length > 0) await nextTurn();
+        }
       }
+    } finally {
+      release();
     }
     // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.
     await this.drain(false);

@@ -1,8 +1,9 @@
 // A watch burst ships in parts (HINT_BATCH_ENTRIES), and its planning lets each part's answer in while the
 // rest is planned: over a pipe, a part written while the source plans on synchronously reaches the target
 // only when the source next yields. The bench's 1,000-file burst left the target idle until all of it was
-// planned (the source planned ≈ 300 ms, then the target applied for ≈ 200 ms).
-import { rmSync, writeFileSync } from "node:fs";
+// planned (the source planned ≈ 300 ms, then the target applied for ≈ 200 ms). And each turn it yields must
+// not close the directory handles its files are read through (the bench's burst opened them 107 times).
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
@@ -58,6 +59,38 @@ it("a burst's first part is answered while the rest of it is planned", async () 
   // Shipped in parts, the first answered long before the last file was read.
   expect(answeredAt.length).toBeGreaterThan(1);
   expect(answeredAt[0]).toBeLessThan(files / 2);
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+});
+
+it("a burst's files are read through directory handles opened once, not again after each turn it yields", async () => {
+  const { src, dst, answer } = localPair("mirrorlog-burst-handles-", dirs);
+  const fs = new NodeFileSystem({ root: src, onProblem: () => {} });
+  const connection = {
+    request: async (request: Request): Promise<Response> => {
+      const response = answer(request);
+      await new Promise((resolve) => setImmediate(resolve));
+      return response;
+    },
+  };
+  const source = new StreamingSource(new SourceSession({ fs, root: src, log: new OperationLog() }), connection);
+  await source.establish();
+  const deep = join(src, "a", "b", "c");
+  mkdirSync(deep, { recursive: true });
+  const paths = Array.from({ length: 600 }, (_, i) => join(deep, `f${String(i).padStart(4, "0")}`));
+  for (const path of paths) writeFileSync(path, `burst file ${path}\n`);
+  // Counts the directories opened (the root and each component below it) while the burst is read.
+  let opened = 0;
+  const open = Reflect.get(fs, "openDirectory") as (...args: unknown[]) => number;
+  Reflect.set(fs, "openDirectory", (...args: unknown[]) => {
+    opened++;
+    return open.apply(fs, args);
+  });
+  for (const path of paths) source.hint({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  await source.idle();
+
+  // The root, a, a/b and a/b/c once each while the batch is read; a few more for what follows it.
+  expect(opened).toBeLessThan(12);
   const differences = compareTrees(src, dst);
   expect(differences, formatDifferences(differences)).toEqual([]);
 });
