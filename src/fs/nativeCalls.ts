@@ -11,8 +11,8 @@ import type { Timestamp } from "./fileSystem.js";
  * `statx`, `openat` and `renameat` work relative to a directory's handle (Node's calls take only a path);
  * `fcntl(F_SETPIPE_SZ)` enlarges serve's input pipe and `mallopt` keeps freed buffers for reuse.
  * Linux only; `loadNativeCalls()` is undefined wherever koffi or these symbols cannot be loaded, and
- * callers fall back to Node's calls (microsecond mtimes, `sync -f`, `lstat` of /proc/self/fd/N/NAME; no
- * flock: serve refuses to run; the default pipe and allocator).
+ * callers fall back to Node's calls (microsecond mtimes, `sync -f`, `lstat`, `open` and `rename` of
+ * /proc/self/fd/N/NAME; no flock: serve refuses to run; the default pipe and allocator).
  */
 export interface NativeCalls {
   /**

@@ -1422,6 +1422,7 @@ function kindOfMode(mode: number): EntryKind {
   }
 }
 
+/** What a problem report calls the special file of `mode` (kindOfMode's "special"). */
 function kindOfSpecial(mode: number): string {
   switch (mode & constants.S_IFMT) {
     case constants.S_IFIFO:
