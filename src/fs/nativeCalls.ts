@@ -137,15 +137,20 @@ function tryLoad(): NativeCalls | null {
     );
     return null;
   }
-  const check = (result: number, syscall: string): void => {
-    if (result !== 0) throw errnoError(koffi.errno(), syscall);
+  /** libc's calls answer -1 (or any negative) for a failure, with errno set: thrown; else the answer. */
+  const checked = (result: number, syscall: string): number => {
+    if (result < 0) throw errnoError(koffi.errno(), syscall);
+    return result;
   };
   return {
     setTimesAt: (dirFd, name, atime, mtime) =>
-      check(utimensat(dirFd, cString(name), [timespec(atime), timespec(mtime)], AT_SYMLINK_NOFOLLOW), "utimensat"),
-    setTimesOf: (fd, atime, mtime) => check(futimens(fd, [timespec(atime), timespec(mtime)]), "futimens"),
-    syncFileSystem: (fd) => check(syncfs(fd), "syncfs"),
-    flock: (fd, operation) => check(flock(fd, operation), "flock"),
+      void checked(
+        utimensat(dirFd, cString(name), [timespec(atime), timespec(mtime)], AT_SYMLINK_NOFOLLOW),
+        "utimensat",
+      ),
+    setTimesOf: (fd, atime, mtime) => void checked(futimens(fd, [timespec(atime), timespec(mtime)]), "futimens"),
+    syncFileSystem: (fd) => void checked(syncfs(fd), "syncfs"),
+    flock: (fd, operation) => void checked(flock(fd, operation), "flock"),
     statAt: (dirFd, name) => {
       if (statx(dirFd, cString(name), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer) === 0) {
         return rawStatOf();
@@ -155,21 +160,14 @@ function tryLoad(): NativeCalls | null {
       throw errnoError(errno, "statx");
     },
     statOf: (fd) => {
-      check(statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuffer), "statx");
+      checked(statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuffer), "statx");
       return rawStatOf();
     },
-    openAt: (dirFd, name, flags, mode = 0) => {
-      const fd = openat(dirFd, cString(name), flags | O_CLOEXEC, "uint32", mode);
-      if (fd < 0) throw errnoError(koffi.errno(), "openat");
-      return fd;
-    },
+    openAt: (dirFd, name, flags, mode = 0) =>
+      checked(openat(dirFd, cString(name), flags | O_CLOEXEC, "uint32", mode), "openat"),
     renameAt: (fromDirFd, from, toDirFd, to) =>
-      check(renameat(fromDirFd, cString(from), toDirFd, cString(to)), "renameat"),
-    setPipeSize: (fd, bytes) => {
-      const size = fcntl(fd, F_SETPIPE_SZ, "int", bytes);
-      if (size < 0) throw errnoError(koffi.errno(), "fcntl");
-      return size;
-    },
+      void checked(renameat(fromDirFd, cString(from), toDirFd, cString(to)), "renameat"),
+    setPipeSize: (fd, bytes) => checked(fcntl(fd, F_SETPIPE_SZ, "int", bytes), "fcntl"),
     // mallopt says 1 for done and 0 for refused.
     setAllocatorThresholds: (mmapBytes, trimBytes) =>
       mallopt(M_MMAP_THRESHOLD, mmapBytes) === 1 && mallopt(M_TRIM_THRESHOLD, trimBytes) === 1,

@@ -239,14 +239,23 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   lstatIfExists(path: string): EntryStat | undefined {
-    let at: Location | undefined;
+    let at: Location;
     try {
-      const located = this.locate(path);
-      at = located;
-      return this.entryStat(located.parentFd, located.name, () => located.address);
+      at = this.locate(path);
     } catch (error) {
       if (isMissing(error)) return undefined;
-      throw toFileSystemError(error, at?.path ?? path);
+      throw toFileSystemError(error, path);
+    }
+    return this.entryStatIfExists(at);
+  }
+
+  /** lstat of a located entry, undefined when it (or a component above it) is not there. */
+  private entryStatIfExists(at: Location): EntryStat | undefined {
+    try {
+      return this.entryStat(at.parentFd, at.name, () => at.address);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw toFileSystemError(error, at.path);
     }
   }
 
@@ -268,12 +277,7 @@ export class NodeFileSystem implements MirrorFileSystem {
    * handle: a file about to be created is not there, and statx says so without Node's thrown ENOENT.
    */
   private isDirectoryAt(at: Location): boolean {
-    try {
-      return this.entryStat(at.parentFd, at.name, () => at.address)?.kind === "dir";
-    } catch (error) {
-      if (isMissing(error)) return false;
-      throw toFileSystemError(error, at.path);
-    }
+    return this.entryStatIfExists(at)?.kind === "dir";
   }
 
   readFile(path: string): Uint8Array {
