@@ -149,8 +149,11 @@ export interface MirrorFileSystem extends FileSystem {
   internalName(label: string): string;
   /** Writes `content` to a hidden temp beside `path` with `metadata`; nothing visible changes until commit. */
   stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile;
-  /** Opens a hidden temp beside `path` to be written piece by piece, then finished and committed. */
-  openStaged(path: string): StagedWriter;
+  /**
+   * Opens a hidden temp beside `path` to be written piece by piece, then finished and committed. `mode`:
+   * the permission bits `finish` will set, when known already (the temp may be created with them).
+   */
+  openStaged(path: string, mode?: number): StagedWriter;
   /** Moves the regular file at `from` (same file system) to a hidden temp beside `path`, with `metadata`. */
   stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile;
   /**

@@ -61,7 +61,7 @@ type MemoryEntry = MemoryFile | MemoryDir | MemorySymlink;
 const DEFAULT_FILE_MODE = 0o644;
 const DEFAULT_DIR_MODE = 0o755;
 const SYMLINK_MODE = 0o777;
-/** Mode of a temp while it is being written piece by piece, as the disk's `openStaged` creates it. */
+/** Mode of a temp while it is being written piece by piece, as the disk's `openStaged` creates it when not told the final mode. */
 const STAGING_MODE = 0o600;
 /** chmod(2) keeps exactly these: rwx for three classes plus setuid, setgid and sticky. */
 const MODE_BITS = 0o7777;

@@ -333,12 +333,12 @@ export class NodeFileSystem implements MirrorFileSystem {
     if (failure !== undefined) throw failure.error;
   }
 
-  /** temp (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) beside the final name → write → owner, mode, mtime → close; no fsync yet. */
+  /** temp (O_CREAT|O_EXCL|O_NOFOLLOW, see createTemp) beside the final name → write → owner, mode, mtime → close; no fsync yet. */
   stageFile(path: string, content: Uint8Array, metadata: EntryMetadata): StagedFile {
     const at = this.locate(path);
     // The mode of the file being replaced is kept; a new file gets 0644 whatever the umask.
     const mode = metadata.mode ?? this.modeToKeep(at);
-    const { fd, temp } = this.createTemp(at);
+    const { fd, temp } = this.createTemp(at, mode);
     try {
       let offset = 0;
       while (offset < content.length) offset += writeSync(fd, content, offset, content.length - offset);
@@ -357,10 +357,10 @@ export class NodeFileSystem implements MirrorFileSystem {
     return { path: at.path, tempPath: temp.path };
   }
 
-  openStaged(path: string): StagedWriter {
+  openStaged(path: string, mode?: number): StagedWriter {
     const at = this.locate(path);
     if (this.isDirectoryAt(at)) throw new FileSystemError("EISDIR", at.path);
-    const created = this.createTemp(at);
+    const created = this.createTemp(at, mode);
     let fd: number | undefined = created.fd;
     const tempPath = created.temp.path;
     let size = 0;
@@ -1005,12 +1005,17 @@ export class NodeFileSystem implements MirrorFileSystem {
     return openSync(at.address, flags, mode);
   }
 
-  /** Creates a fresh temp beside `at` with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600: never opens what is there. */
-  private createTemp(at: Location): { fd: number; temp: Location } {
+  /**
+   * Creates a fresh temp beside `at` with O_CREAT|O_EXCL|O_NOFOLLOW: never opens what is there. With the
+   * `mode` the file will get, the temp is created with as much of it as shows no one more than the final
+   * file shows everyone (see creationMode), so finishing it usually changes no mode; else 0600.
+   */
+  private createTemp(at: Location, mode?: number): { fd: number; temp: Location } {
+    const initial = mode === undefined ? 0o600 : creationMode(mode);
     for (let attempt = 1; ; attempt += 1) {
       const temp = this.tempBeside(at, this.nextTempName());
       try {
-        return { fd: this.openEntry(temp, TEMP_FLAGS, 0o600), temp };
+        return { fd: this.openEntry(temp, TEMP_FLAGS, initial), temp };
       } catch (error) {
         // Taken by a leftover of an earlier instance with the same random part, or planted: take the next.
         if ((error as NodeJS.ErrnoException).code === "EEXIST" && attempt < TEMP_NAME_ATTEMPTS) continue;
@@ -1026,12 +1031,20 @@ export class NodeFileSystem implements MirrorFileSystem {
     return existing?.isFile() ? Number(existing.mode) & 0o7777 : DEFAULT_FILE_MODE;
   }
 
-  /** Owner (only the ids given), then all 12 mode bits (chown clears setuid/setgid), then mtime, on an open file. */
+  /**
+   * Owner (only the ids given), then all 12 mode bits (chown clears setuid/setgid), then mtime, on a temp
+   * this instance just created. Owner and mode are changed only where the temp's own differ: one stat of
+   * it costs less than an fchown or fchmod that changes nothing (each still dirties the inode).
+   */
   private applyMetadataToOpenFile(fd: number, metadata: EntryMetadata): void {
-    if (metadata.uid !== undefined || metadata.gid !== undefined) {
-      fchownSync(fd, metadata.uid ?? -1, metadata.gid ?? -1);
+    const created = this.native?.statOf(fd) ?? fstatSync(fd);
+    const ownerChanges =
+      (metadata.uid !== undefined && metadata.uid !== created.uid) ||
+      (metadata.gid !== undefined && metadata.gid !== created.gid);
+    if (ownerChanges) fchownSync(fd, metadata.uid ?? -1, metadata.gid ?? -1);
+    if (metadata.mode !== undefined && (ownerChanges || (created.mode & 0o7777) !== (metadata.mode & 0o7777))) {
+      fchmodSync(fd, metadata.mode & 0o7777);
     }
-    if (metadata.mode !== undefined) fchmodSync(fd, metadata.mode & 0o7777);
     if (metadata.mtime !== undefined) this.setMtimeOfOpenFile(fd, metadata.mtime);
   }
 
@@ -1411,6 +1424,17 @@ function entryStatOf(raw: RawStat): EntryStat {
     uid: raw.uid,
     gid: raw.gid,
   };
+}
+
+/**
+ * The permission bits a temp is created with for a file that will get `mode`: the owner's and others' bits,
+ * and of the group's only those others have too (until its owner is set, the temp's group may not be the
+ * final one, so a member of it may see no more than anyone may). The owner is this process. Special bits
+ * wait for the fchmod that follows an fchown (which would clear them).
+ */
+function creationMode(mode: number): number {
+  const others = mode & 0o007;
+  return (mode & 0o700) | (mode & (others << 3)) | others;
 }
 
 function kindOfMode(mode: number): EntryKind {

@@ -251,7 +251,7 @@ export class TargetContent {
           quote(operation.path),
           operation.size,
         );
-        const writer = this.fs.openStaged(absolute);
+        const writer = this.fs.openStaged(absolute, metadata.mode);
         const hasher = new ContentHasher();
         writer.write(bytes);
         hasher.update(bytes);
@@ -259,7 +259,7 @@ export class TargetContent {
       }
       case "delta": {
         this.checkSpace(operation.path, operation.size);
-        const writer = this.fs.openStaged(absolute);
+        const writer = this.fs.openStaged(absolute, metadata.mode);
         const hasher = new ContentHasher();
         let basisFromIndex: boolean;
         try {
@@ -420,7 +420,7 @@ export class TargetContent {
       if (stat?.kind !== "file" || indexedHash(this.index, path, stat) !== operation.hash) continue;
       // A copy takes space (taking a file back from the stash above is a rename, and takes none).
       this.checkSpace(operation.path, operation.size);
-      const writer = this.fs.openStaged(absolute);
+      const writer = this.fs.openStaged(absolute, metadata.mode);
       const hasher = new ContentHasher();
       try {
         for (let offset = 0; offset < stat.size && offset < operation.size; offset += STREAM_PIECE) {

@@ -1,0 +1,68 @@
+// The system calls a real mirror makes per file, counted by strace on the real binary (source and its
+// local serve child): what the code cannot see itself, an fchown or fchmod that changes nothing (each
+// still dirties the inode), is counted where the kernel sees it.
+import { execFileSync } from "node:child_process";
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { MIRRORLOG_BIN, makeWorkspace } from "../support/cliRunner.js";
+import { compareTrees, formatDifferences } from "../support/treeOracle.js";
+
+const created: string[] = [];
+afterAll(() => {
+  for (const dir of created) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * The calls of `mirrorlog sync SRC DST` (every process, the given calls only) on an entry below DST, one
+ * per line, each descriptor shown as its path (strace -y); the pid and the descriptor's number left out.
+ */
+function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: string, traceFile: string): string[] {
+  // Under the usual umask, whatever the test runner's: a new file's mode is then what it was created with.
+  const command = ["strace", "-f", "-qq", "-y", "-e", `trace=${calls}`, "-o", traceFile];
+  execFileSync(
+    "sh",
+    ["-c", 'umask 022 && exec "$@"', "sh", ...command, process.execPath, MIRRORLOG_BIN, "sync", src, dst],
+    {
+      env,
+      timeout: 60_000,
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  return readFileSync(traceFile, "utf8")
+    .split("\n")
+    .filter((line) => line.includes(`<${dst}/`))
+    .map((line) =>
+      line
+        .replace(/^\d+\s+/, "")
+        .replace(/\(\d+</, "(<")
+        .replace(/\s+= /, " = "),
+    );
+}
+
+it("a new file's temp is created with its mode and owner: no fchown or fchmod changes what it has already", () => {
+  const { base, src, dst, env } = makeWorkspace("syscalls", created);
+  const plain = 20;
+  for (let i = 0; i < plain; i++) writeFileSync(join(src, `plain-${i}`), `plain file ${i}\n`);
+  for (const [name, mode] of [
+    ["group-only", 0o640], // the group's bits wait for the owner: created 0600, then fchmod
+    ["setuid", 0o4755], // special bits come with fchmod
+    ["executable", 0o755],
+  ] as const) {
+    writeFileSync(join(src, name), `${name}\n`);
+    chmodSync(join(src, name), mode);
+  }
+  for (let i = 0; i < plain; i++) chmodSync(join(src, `plain-${i}`), 0o644);
+
+  const trace = traceMirror(src, dst, env, "fchown,fchmod", join(base, "trace"));
+
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+  const fchmods = trace.filter((line) => line.startsWith("fchmod(")).map((line) => line.replace(/<[^>]*>/, "TEMP"));
+  // Exactly the two files whose mode a temp cannot be created with; the owner is this user's already.
+  expect(fchmods.sort(), trace.join("\n")).toEqual(["fchmod(TEMP, 04755) = 0", "fchmod(TEMP, 0640) = 0"]);
+  expect(
+    trace.filter((line) => line.startsWith("fchown(")),
+    trace.join("\n"),
+  ).toEqual([]);
+});
