@@ -24,6 +24,7 @@ import {
   type FileSystem,
   type FileSystemEvent,
   isWithin,
+  type MirrorFileSystem,
   type WatchCallback,
 } from "../fs/fileSystem.js";
 import {
@@ -46,6 +47,7 @@ import {
 } from "./contentShipping.js";
 import { LinkGroups } from "./linkGroups.js";
 import { attributesOf, isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
+import { WatchedDirs } from "./watchedDirs.js";
 import { type WireEntry, wireShares } from "./wireShares.js";
 
 /** Totals of one source session, as `--stats`/`--json` report them. */
@@ -194,8 +196,10 @@ export class SourceSession {
   private readonly pending = new Map<number, PendingEntry>();
   /** Planned operations waiting for `logPlanned`. */
   private unlogged: { operation: Operation; detectedBy: DetectedBy; pending: PendingEntry }[] = [];
-  /** Relative paths of watched directories: the file system does not tell us what we watch. */
-  private readonly watched = new Map<string, number | undefined>();
+  /** The watched directories: the file system does not tell us what we watch. */
+  private readonly watched = new WatchedDirs();
+  /** Directory lstats taken in the current watch batch, by relative path (see reuseDirectoryStats). */
+  private batchDirectoryStats: Map<string, EntryStat | undefined> | undefined;
   private readonly now: () => number;
   /** The attributes plans compare and state: owners only when asked for and the target can set them (its hello says). */
   private stated: AttributeKey[] = ["mode", "mtime"];
@@ -552,6 +556,28 @@ export class SourceSession {
     return isMirrorFileSystem(fs) ? fs.holdHandles() : () => {};
   }
 
+  /**
+   * Until the returned function is called (one watch batch), a directory's lstat is taken once, not once
+   * or twice per file planned in it: a burst's files share a few directories. Sound because a change made
+   * to a directory after its stat raises an event of its own, planned in a later batch with fresh stats.
+   */
+  reuseDirectoryStats(): () => void {
+    const stats = new Map<string, EntryStat | undefined>();
+    this.batchDirectoryStats = stats;
+    return () => {
+      if (this.batchDirectoryStats === stats) this.batchDirectoryStats = undefined;
+    };
+  }
+
+  /** The lstat of relative `path` (undefined where nothing stands), once per batch (see reuseDirectoryStats). */
+  private directoryStat(fs: MirrorFileSystem, path: string): EntryStat | undefined {
+    const stats = this.batchDirectoryStats;
+    if (stats?.has(path)) return stats.get(path);
+    const stat = fs.lstatIfExists(this.absolute(path));
+    stats?.set(path, stat);
+    return stat;
+  }
+
   /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
   scan(path: string, recursive: boolean, listed?: EntryStat): ScanResult {
     this.links.forgetScanned(path, recursive);
@@ -642,7 +668,7 @@ export class SourceSession {
     const parent = parentOf(path);
     const expected = nodeAt(this.expected, parent);
     if (!isMirrorFileSystem(fs) || expected?.kind !== "dir") return [];
-    const stat = fs.lstatIfExists(this.absolute(parent));
+    const stat = this.directoryStat(fs, parent);
     if (stat?.kind !== "dir") return [];
     const observed = attributesOf(stat, { owners: this.owners });
     return attributesMatch(expected, observed, this.stated)
@@ -872,7 +898,7 @@ export class SourceSession {
 
   /** Releases every watch this session holds. */
   releaseWatches(): void {
-    for (const dir of this.watched.keys()) this.options.fs.unwatchDir(this.absolute(dir));
+    for (const dir of this.watched.all()) this.options.fs.unwatchDir(this.absolute(dir));
     this.watched.clear();
   }
 
@@ -928,7 +954,7 @@ export class SourceSession {
     const { fs } = this.options;
     const absolute = this.absolute(path);
     try {
-      if (isMirrorFileSystem(fs)) return fs.lstat(absolute).kind === "dir";
+      if (isMirrorFileSystem(fs)) return this.directoryStat(fs, path)?.kind === "dir";
       return fs.exists(absolute) && fs.isDir(absolute);
     } catch {
       return false;
@@ -944,7 +970,7 @@ export class SourceSession {
     const callback = this.options.onWatchEvent;
     if (callback === undefined) return;
     if (this.watched.has(dir)) {
-      const watchedIno = this.watched.get(dir);
+      const watchedIno = this.watched.inodeOf(dir);
       if (ino === undefined || watchedIno === undefined || watchedIno === ino) return;
       this.watched.delete(dir);
       try {
@@ -955,7 +981,7 @@ export class SourceSession {
     }
     try {
       this.options.fs.watchDir(this.absolute(dir), callback);
-      this.watched.set(dir, ino);
+      this.watched.add(dir, ino);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT" && code !== "ENOTDIR") this.readProblems.set(dir, `cannot watch: ${String(error)}`);
@@ -974,8 +1000,8 @@ export class SourceSession {
       const below = path === "" ? dir : dir.slice(path.length + 1);
       return childOf(path, below.split("/")[0]!);
     };
-    for (const dir of [...this.watched.keys()]) {
-      if (isAtOrBelow(path, dir) && !present.has(judged(dir))) {
+    for (const dir of this.watched.atOrBelow(path)) {
+      if (!present.has(judged(dir))) {
         this.watched.delete(dir);
         this.options.fs.unwatchDir(this.absolute(dir));
       }

@@ -239,6 +239,7 @@ export class StreamingSource {
     // The batch's files are read through the same directory handles, across the turns it yields (as a
     // walk does): otherwise each turn closes them and the next file opens its path from the root again.
     const release = this.session.holdHandles();
+    const forgetDirectoryStats = this.session.reuseDirectoryStats();
     try {
       for (const [path, detectedBy] of hints) {
         if (path === this.session.root) {
@@ -253,6 +254,7 @@ export class StreamingSource {
         }
       }
     } finally {
+      forgetDirectoryStats();
       release();
     }
     // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.

@@ -2,13 +2,14 @@
 // rest is planned: over a pipe, a part written while the source plans on synchronously reaches the target
 // only when the source next yields. The bench's 1,000-file burst left the target idle until all of it was
 // planned (the source planned ≈ 300 ms, then the target applied for ≈ 200 ms). And each turn it yields must
-// not close the directory handles its files are read through (the bench's burst opened them 107 times).
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+// not close the directory handles its files are read through (the bench's burst opened them 107 times),
+// nor stat their directory again for each file (twice each: 2,000 lstats of 10 directories).
+import { mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
 import type { Request, Response } from "../../src/events/protocol.js";
-import { FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { type EntryStat, FileSystemEventType } from "../../src/fs/fileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
@@ -19,6 +20,20 @@ const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
+
+/** A source file system that counts the lstats of one path. */
+class CountingStats extends NodeFileSystem {
+  counted = "";
+  stats = 0;
+  override lstat(path: string): EntryStat {
+    if (path === this.counted) this.stats++;
+    return super.lstat(path);
+  }
+  override lstatIfExists(path: string): EntryStat | undefined {
+    if (path === this.counted) this.stats++;
+    return super.lstatIfExists(path);
+  }
+}
 
 /** A source file system that counts the files it reads. */
 class CountingReads extends NodeFileSystem {
@@ -91,6 +106,36 @@ it("a burst's files are read through directory handles opened once, not again af
 
   // The root, a, a/b and a/b/c once each while the batch is read; a few more for what follows it.
   expect(opened).toBeLessThan(12);
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+});
+
+it("a burst stats the directory its files are in once, and a change to the directory after it is mirrored", async () => {
+  const { src, dst, answer } = localPair("mirrorlog-burst-dir-stats-", dirs);
+  const fs = new CountingStats({ root: src, onProblem: () => {} });
+  const connection = { request: async (request: Request): Promise<Response> => answer(request) };
+  const source = new StreamingSource(new SourceSession({ fs, root: src, log: new OperationLog() }), connection);
+  await source.establish();
+  const dir = join(src, "d");
+  mkdirSync(dir);
+  source.hint({ path: dir, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  await source.idle();
+  const paths = Array.from({ length: 300 }, (_, i) => join(dir, `f${String(i).padStart(4, "0")}`));
+  for (const path of paths) writeFileSync(path, `burst file ${path}\n`);
+  fs.counted = dir;
+  for (const path of paths) source.hint({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  await source.idle();
+
+  // Each file's plan asks whether its directory still is one, and whether the directory's metadata changed
+  // with it: 600 lstats of one directory without the reuse.
+  expect(fs.stats).toBe(1);
+  expect(statSync(join(dst, "d")).mtimeMs).toBe(statSync(dir).mtimeMs);
+  // The next batch takes a fresh stat: a file added and the directory's mtime set after the first batch.
+  writeFileSync(join(dir, "later"), "later\n");
+  utimesSync(dir, new Date("2001-02-03T04:05:06Z"), new Date("2001-02-03T04:05:06Z"));
+  source.hint({ path: join(dir, "later"), eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  await source.idle();
+  expect(statSync(join(dst, "d")).mtimeMs).toBe(statSync(dir).mtimeMs);
   const differences = compareTrees(src, dst);
   expect(differences, formatDifferences(differences)).toEqual([]);
 });
