@@ -74,6 +74,8 @@ const BUFFER_MAX_AGE_MS = 50;
  */
 const HINT_BATCH_ENTRIES = 256;
 const HINT_BATCH_BYTES = 1024 * 1024;
+/** How long a watch batch takes in hints that come while it is planned before it drains (see flushHints). */
+const BATCH_JOIN_MS = 2_000;
 /** Directories read ahead while the handshake is answered (their small files' bytes are kept). */
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
@@ -234,11 +236,40 @@ export class StreamingSource {
     // Still scheduled while it waits: hints that come meanwhile join this batch.
     await this.untilBurstQuiet();
     this.flushScheduled = false;
-    const hints = this.pendingHints;
-    this.pendingHints = new Map();
+    // Taken in already by the batch before this one (see below).
+    if (this.pendingHints.size === 0) return;
     // The batch's files are read through the same directory handles, across the turns it yields (as a
     // walk does): otherwise each turn closes them and the next file opens its path from the root again.
     const release = this.session.holdHandles();
+    try {
+      const started = performance.now();
+      do {
+        const hints = this.pendingHints;
+        this.pendingHints = new Map();
+        await this.planHints(hints);
+        // Hints that came while the batch was planned join it (once quiet) before it drains: otherwise the
+        // target waits for the batch's last answer, and the source for a round trip, before they are planned.
+        // Planning is synchronous: the notifications that queued meanwhile are let in first.
+        await nextTurn();
+        await this.untilBurstQuiet();
+      } while (this.pendingHints.size > 0 && performance.now() - started < BATCH_JOIN_MS);
+    } finally {
+      release();
+    }
+    // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.
+    await this.drain(false);
+    const refused = this.refused;
+    if (refused !== undefined) {
+      this.refused = undefined;
+      await this.establish(`target refused: ${refused.message}`);
+      return;
+    }
+    await this.retryFailures(false);
+  }
+
+  /** Plans and ships one round of a watch batch's hints (its last part may wait for the next round). */
+  private async planHints(hints: ReadonlyMap<string, DetectedBy>): Promise<void> {
+    // Fresh each round: a change after a stat of this round raises a hint, planned in a later round.
     const forgetDirectoryStats = this.session.reuseDirectoryStats();
     try {
       for (const [path, detectedBy] of hints) {
@@ -255,17 +286,7 @@ export class StreamingSource {
       }
     } finally {
       forgetDirectoryStats();
-      release();
     }
-    // A burst is not flushed at its end: the target flushes on its own interval and when the session ends.
-    await this.drain(false);
-    const refused = this.refused;
-    if (refused !== undefined) {
-      this.refused = undefined;
-      await this.establish(`target refused: ${refused.message}`);
-      return;
-    }
-    await this.retryFailures(false);
   }
 
   /** With `burstQuiet`: waits while a burst's hints keep coming (see StreamingSourceOptions). */

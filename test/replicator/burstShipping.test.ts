@@ -139,3 +139,46 @@ it("a burst stats the directory its files are in once, and a change to the direc
   const differences = compareTrees(src, dst);
   expect(differences, formatDifferences(differences)).toEqual([]);
 });
+
+it("hints that come while a batch is planned join it before it drains, their directory stated afresh", async () => {
+  const { src, dst, answer } = localPair("mirrorlog-burst-join-", dirs);
+  const fs = new NodeFileSystem({ root: src, onProblem: () => {} });
+  const dir = join(src, "d");
+  const first = Array.from({ length: 300 }, (_, i) => join(dir, `a${String(i).padStart(4, "0")}`));
+  const later = Array.from({ length: 300 }, (_, i) => join(dir, `b${String(i).padStart(4, "0")}`));
+  const requests: string[] = [];
+  let source: StreamingSource | undefined;
+  const connection = {
+    request: async (request: Request): Promise<Response> => {
+      requests.push(request.type);
+      // The batch's first part is on its way: a second wave of files comes into the same directory, whose
+      // mtime is then set apart from any the first wave left.
+      if (request.type === "apply" && requests.filter((type) => type === "apply").length === 1) {
+        for (const path of later) writeFileSync(path, `later ${path}\n`);
+        utimesSync(dir, new Date("2001-02-03T04:05:06Z"), new Date("2001-02-03T04:05:06Z"));
+        for (const path of later) source!.hint({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+      }
+      const response = answer(request);
+      await new Promise((resolve) => setImmediate(resolve));
+      return response;
+    },
+  };
+  source = new StreamingSource(new SourceSession({ fs, root: src, log: new OperationLog() }), connection);
+  await source.establish();
+  mkdirSync(dir);
+  source.hint({ path: dir, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  await source.idle();
+  for (const path of first) writeFileSync(path, `first ${path}\n`);
+  requests.length = 0;
+  for (const path of first) source.hint({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED });
+  await source.idle();
+
+  // One batch: its applies, then one release (the drain) at the end; without joining, the second wave
+  // waited for the first batch's release before it was planned.
+  expect(requests.filter((type) => type === "release")).toHaveLength(1);
+  expect(requests.at(-1)).toBe("release");
+  // The second wave's plans stat the directory again (a stat kept from the first wave misses the new mtime).
+  expect(statSync(join(dst, "d")).mtimeMs).toBe(statSync(dir).mtimeMs);
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+});
