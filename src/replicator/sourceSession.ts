@@ -198,7 +198,7 @@ export class SourceSession {
   private unlogged: { operation: Operation; detectedBy: DetectedBy; pending: PendingEntry }[] = [];
   /** The watched directories: the file system does not tell us what we watch. */
   private readonly watched = new WatchedDirs();
-  /** Directory lstats taken in the current watch batch, by relative path (see reuseDirectoryStats). */
+  /** Directory lstats taken in the current round of a watch batch, by relative path (see reuseDirectoryStats). */
   private batchDirectoryStats: Map<string, EntryStat | undefined> | undefined;
   private readonly now: () => number;
   /** The attributes plans compare and state: owners only when asked for and the target can set them (its hello says). */
@@ -557,9 +557,9 @@ export class SourceSession {
   }
 
   /**
-   * Until the returned function is called (one watch batch), a directory's lstat is taken once, not once
-   * or twice per file planned in it: a burst's files share a few directories. Sound because a change made
-   * to a directory after its stat raises an event of its own, planned in a later batch with fresh stats.
+   * Until the returned function is called (one round of a watch batch), a directory's lstat is taken once,
+   * not once or twice per file planned in it: a burst's files share a few directories. Sound because a
+   * change made to a directory after its stat raises a hint of its own, planned in a later round.
    */
   reuseDirectoryStats(): () => void {
     const stats = new Map<string, EntryStat | undefined>();
@@ -569,7 +569,7 @@ export class SourceSession {
     };
   }
 
-  /** The lstat of relative `path` (undefined where nothing stands), once per batch (see reuseDirectoryStats). */
+  /** The lstat of relative `path` (undefined where nothing stands), once per round (see reuseDirectoryStats). */
   private directoryStat(fs: MirrorFileSystem, path: string): EntryStat | undefined {
     const stats = this.batchDirectoryStats;
     if (stats?.has(path)) return stats.get(path);

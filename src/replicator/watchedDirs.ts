@@ -10,6 +10,7 @@ export class WatchedDirs {
   private readonly inodes = new Map<string, number | undefined>();
   private readonly below = new Map<string, number>();
 
+  /** Whether `dir` is watched. */
   has(dir: string): boolean {
     return this.inodes.has(dir);
   }
@@ -19,11 +20,13 @@ export class WatchedDirs {
     return this.inodes.get(dir);
   }
 
+  /** Records `dir` as watched at inode `ino` (again, when it was: the inode is replaced). */
   add(dir: string, ino: number | undefined): void {
     if (!this.inodes.has(dir)) this.countAbove(dir, 1);
     this.inodes.set(dir, ino);
   }
 
+  /** Records `dir` as no longer watched. */
   delete(dir: string): void {
     if (this.inodes.delete(dir)) this.countAbove(dir, -1);
   }
@@ -39,6 +42,7 @@ export class WatchedDirs {
     return this.all().filter((dir) => isAtOrBelow(path, dir));
   }
 
+  /** Records nothing as watched. */
   clear(): void {
     this.inodes.clear();
     this.below.clear();
