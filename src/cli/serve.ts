@@ -208,7 +208,8 @@ async function serveRoot(options: ServeOptions, io: TargetIo): Promise<void> {
 
 /**
  * Milliseconds between the target's flushes: requests are answered once applied, and made durable together
- * at least this often, at the end of each sync pass and when the session ends (see ReplicatorTarget.flush).
+ * this long after the last flush once requests pause (at most twice as long while they do not), at the end
+ * of each sync pass and when the session ends (see ReplicatorTarget.flushIfDue).
  * MIRRORLOG_FLUSH_INTERVAL_MS overrides it (tests use a long one to catch a target between answer and flush).
  */
 const FLUSH_INTERVAL_MS = Number(process.env.MIRRORLOG_FLUSH_INTERVAL_MS) || 2000;
@@ -279,7 +280,8 @@ async function serveLocked(
       ...(options.backupDir === undefined ? {} : { backup: new BackupDir(posix.resolve(root, options.backupDir)) }),
     });
     target = serving;
-    // Between requests (and while idle in a watch): what was applied becomes durable at least this often.
+    // Between requests (and while idle in a watch): what was applied becomes durable once the interval has
+    // passed and requests pause; asked four times an interval, so a pause is taken soon after it begins.
     const flushTimer = setInterval(() => {
       try {
         serving.flushIfDue();
@@ -287,7 +289,7 @@ async function serveLocked(
         // The target refuses every later request; the source re-establishes with a new target.
         io.stderr(`mirrorlog serve: ${describe(error)}\n`);
       }
-    }, FLUSH_INTERVAL_MS);
+    }, FLUSH_INTERVAL_MS / 4);
     flushTimer.unref();
     stopFlushing = () => clearInterval(flushTimer);
     const handle = (request: unknown) =>

@@ -41,6 +41,11 @@ import { TargetDirectories } from "./targetDirectories.js";
 
 /** Entries of the manifest's first page at most: the source plans the top of the tree while the rest is listed. */
 const FIRST_PAGE_ENTRIES = 512;
+/**
+ * How long no request must have come for the interval's flush to run (see flushIfDue): longer than the
+ * gaps between the parts of a burst (a few ms to tens of ms), short beside the interval.
+ */
+const FLUSH_PAUSE_MS = 100;
 
 /** Options of a target beyond the seed's constructor. */
 export interface ReplicatorTargetOptions {
@@ -49,8 +54,9 @@ export interface ReplicatorTargetOptions {
   /**
    * Defers durability: requests are answered once applied, and all changes since the last flush are made
    * durable together (one file-system flush, then the position saved) when this many milliseconds have
-   * passed, on a release that asks for it, and at close. Not given: every apply request is flushed and its
-   * position saved before it is answered.
+   * passed and requests pause (see flushIfDue), after two intervals while they do not, on a release that
+   * asks for it, and at close. Not given: every apply request is flushed and its position saved before it
+   * is answered.
    */
   flushIntervalMs?: number;
   /** The clock of the flush interval (milliseconds). */
@@ -108,6 +114,8 @@ export class ReplicatorTarget {
   private readonly flushIntervalMs: number | undefined;
   private readonly now: () => number;
   private lastFlushAt: number;
+  /** When the last request was answered (see flushIfDue). */
+  private lastRequestAt: number;
   /** Why a flush failed: nothing more may be applied (the kernel may have dropped what it could not write). */
   private flushFailure: string | undefined;
   private session: { logId: string; epoch: number } | null = null;
@@ -135,6 +143,7 @@ export class ReplicatorTarget {
     this.flushIntervalMs = options.flushIntervalMs;
     this.now = options.now ?? Date.now;
     this.lastFlushAt = this.now();
+    this.lastRequestAt = this.lastFlushAt;
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
     this.canSetOwner = options.canSetOwner ?? process.getuid?.() === 0;
     this.backup = options.backup;
@@ -210,15 +219,26 @@ export class ReplicatorTarget {
     this.lastFlushAt = this.now();
   }
 
-  /** Flushes when the flush interval has passed since the last flush (a driver's timer calls it between requests). */
+  /**
+   * Flushes when the flush interval has passed since the last flush and no request came for FLUSH_PAUSE_MS
+   * (a driver's timer calls it between requests): between the parts of a burst a flush (a syncfs and a
+   * commit, 20–80 ms) would hold up the rest. Requests that never pause are flushed after two intervals
+   * (see flushIfOverdue).
+   */
   flushIfDue(): void {
     if (this.flushIntervalMs === undefined) return;
-    if (this.now() - this.lastFlushAt < this.flushIntervalMs) return;
+    const now = this.now();
+    if (now - this.lastFlushAt < this.flushIntervalMs) return;
     if (this.durable?.seq === this.applied?.seq && this.durable?.epoch === this.applied?.epoch) {
-      this.lastFlushAt = this.now();
+      this.lastFlushAt = now;
       return;
     }
-    this.flush();
+    if (now - this.lastRequestAt >= FLUSH_PAUSE_MS) this.flush();
+  }
+
+  /** After a request: flushes once two intervals have passed since the last flush (see flushIfDue). */
+  private flushIfOverdue(): void {
+    if (this.flushIntervalMs !== undefined && this.now() - this.lastFlushAt >= 2 * this.flushIntervalMs) this.flush();
   }
 
   /** The last position made durable: what this target reports after a restart. */
@@ -235,6 +255,14 @@ export class ReplicatorTarget {
 
   /** Handles one request; anything malformed or unsafe gets an error response and changes nothing. */
   handleRequest(request: unknown): Response {
+    try {
+      return this.respond(request);
+    } finally {
+      this.lastRequestAt = this.now();
+    }
+  }
+
+  private respond(request: unknown): Response {
     const parsed = RequestSchema.safeParse(request);
     if (!parsed.success) return refusal(parsed.error, request);
     const valid = parsed.data;
@@ -282,7 +310,7 @@ export class ReplicatorTarget {
           // it cannot remove now (a racer renaming inside the stash) is an ordinary entry to the next pass's
           // manifest, which the source removes.
           if (valid.durable === true || this.flushIntervalMs === undefined) this.flush();
-          else this.flushIfDue();
+          else this.flushIfOverdue();
           try {
             this.dropKept();
           } catch {
@@ -445,7 +473,7 @@ export class ReplicatorTarget {
     }
     // Apply, then record, then answer: a crash before the flush replays operations that are idempotent.
     if (this.flushIntervalMs === undefined) this.flush();
-    else this.flushIfDue();
+    else this.flushIfOverdue();
     return { type: "applied", results, applied: this.appliedPosition()! };
   }
 

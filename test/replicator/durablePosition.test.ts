@@ -10,9 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
-import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
+import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
 import { StateStore } from "../../src/events/stateStore.js";
 import { FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
@@ -149,5 +150,53 @@ describe("deferred durability", () => {
     expect(target.durablePosition()).toEqual(target.appliedPosition());
     for (const file of ["d0/f3", "d1/new7"])
       expect(statSync(join(dst, file)).size).toBe(statSync(join(src, file)).size);
+  });
+});
+
+describe("when the interval's flush runs", () => {
+  const LOG_ID = "0123456789abcdef";
+  /** A target on a memory file system with a 1,000 ms interval on a clock the test moves. */
+  function pacedTarget() {
+    const clock = { now: 0 };
+    const fs = new MemoryFileSystem();
+    fs.makeDirs("/t");
+    const target = new ReplicatorTarget(fs, "/t", { flushIntervalMs: 1_000, now: () => clock.now });
+    target.handleRequest({ type: "hello", version: PROTOCOL_VERSION, logId: LOG_ID, epoch: 1 });
+    let seq = 0;
+    /** One apply request (a new directory) answered at `at`. */
+    const applyAt = (at: number): void => {
+      clock.now = at;
+      seq += 1;
+      const entries = [{ seq, operation: { type: "ensureDir" as const, path: `d${seq}` } }];
+      expect(target.handleRequest({ type: "apply", logId: LOG_ID, epoch: 1, entries }).type).toBe("applied");
+    };
+    const durableSeq = () => target.durablePosition()?.seq ?? 0;
+    return { clock, target, applyAt, durableSeq };
+  }
+
+  it("waits for a pause in the requests once the interval has passed: not between the parts of a burst", () => {
+    const { clock, target, applyAt, durableSeq } = pacedTarget();
+    applyAt(100);
+    clock.now = 1_050; // due, but the last request came 950 ms ago: a pause
+    target.flushIfDue();
+    expect(durableSeq()).toBe(1);
+    for (let at = 2_100; at <= 2_400; at += 30) applyAt(at); // a burst: parts 30 ms apart
+    clock.now = 2_420; // due since 2,050, but 20 ms after a part
+    target.flushIfDue();
+    expect(durableSeq()).toBe(1);
+    clock.now = 2_500; // the burst has paused for 100 ms
+    target.flushIfDue();
+    expect(durableSeq()).toBe(12);
+  });
+
+  it("flushes requests that never pause once two intervals have passed, after the request that passes them", () => {
+    const { target, applyAt, durableSeq } = pacedTarget();
+    for (let at = 50; at < 2_000; at += 50) {
+      applyAt(at);
+      target.flushIfDue();
+      expect(durableSeq(), `at ${at} ms`).toBe(0);
+    }
+    applyAt(2_000);
+    expect(durableSeq()).toBe(40);
   });
 });
