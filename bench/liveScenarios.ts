@@ -194,7 +194,7 @@ export interface LiveTrials {
   warmup: number;
   /**
    * Bursts per tool before the counted ones, not counted: a watch's first burst runs code its process has
-   * not run before (mirrorlog's took 1.3–1.9× its later ones), a cost paid once per watch, not per burst.
+   * not run before (mirrorlog's was often the slowest by a third or more), a cost paid once per watch.
    */
   burstWarmup: number;
   bursts: number;
