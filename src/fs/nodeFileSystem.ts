@@ -311,7 +311,7 @@ export class NodeFileSystem implements MirrorFileSystem {
       throw toFileSystemError(error, at.path);
     }
     try {
-      const { mode, size } = this.native?.statOf(fd) ?? fstatSync(fd);
+      const { mode, size } = this.statOfOpen(fd);
       const kind = kindOfMode(mode);
       if (kind === "dir") throw new FileSystemError("EISDIR", at.path);
       if (kind !== "file") throw new FileSystemError("EINVAL", at.path, `not a regular file (${kindOfSpecial(mode)})`);
@@ -1005,6 +1005,11 @@ export class NodeFileSystem implements MirrorFileSystem {
     return openSync(at.address, flags, mode);
   }
 
+  /** fstat of the open file `fd`: statx through koffi (no Node `Stats` built) where it is loaded. */
+  private statOfOpen(fd: number): { mode: number; size: number; uid: number; gid: number } {
+    return this.native?.statOf(fd) ?? fstatSync(fd);
+  }
+
   /**
    * Creates a fresh temp beside `at` with O_CREAT|O_EXCL|O_NOFOLLOW: never opens what is there. With the
    * `mode` the file will get, the temp is created with as much of it as shows no one more than the final
@@ -1037,7 +1042,7 @@ export class NodeFileSystem implements MirrorFileSystem {
    * it costs less than an fchown or fchmod that changes nothing (each still dirties the inode).
    */
   private applyMetadataToOpenFile(fd: number, metadata: EntryMetadata): void {
-    const created = this.native?.statOf(fd) ?? fstatSync(fd);
+    const created = this.statOfOpen(fd);
     const ownerChanges =
       (metadata.uid !== undefined && metadata.uid !== created.uid) ||
       (metadata.gid !== undefined && metadata.gid !== created.gid);

@@ -223,22 +223,28 @@ export class ReplicatorTarget {
    * Flushes when the flush interval has passed since the last flush and no request came for FLUSH_PAUSE_MS
    * (a driver's timer calls it between requests): between the parts of a burst a flush (a syncfs and a
    * commit, 20–80 ms) would hold up the rest. Requests that never pause are flushed after two intervals
-   * (see flushIfOverdue).
+   * (see flushAfterRequest).
    */
   flushIfDue(): void {
-    if (this.flushIntervalMs === undefined) return;
+    if (this.flushIntervalMs === undefined || this.now() - this.lastRequestAt < FLUSH_PAUSE_MS) return;
+    this.flushOnceElapsed(this.flushIntervalMs);
+  }
+
+  /** After a request: at once without an interval, else once two intervals have passed (see flushIfDue). */
+  private flushAfterRequest(): void {
+    if (this.flushIntervalMs === undefined) this.flush();
+    else this.flushOnceElapsed(2 * this.flushIntervalMs);
+  }
+
+  /** Flushes when `ms` have passed since the last flush and something applied is not durable yet. */
+  private flushOnceElapsed(ms: number): void {
     const now = this.now();
-    if (now - this.lastFlushAt < this.flushIntervalMs) return;
+    if (now - this.lastFlushAt < ms) return;
     if (this.durable?.seq === this.applied?.seq && this.durable?.epoch === this.applied?.epoch) {
       this.lastFlushAt = now;
       return;
     }
-    if (now - this.lastRequestAt >= FLUSH_PAUSE_MS) this.flush();
-  }
-
-  /** After a request: flushes once two intervals have passed since the last flush (see flushIfDue). */
-  private flushIfOverdue(): void {
-    if (this.flushIntervalMs !== undefined && this.now() - this.lastFlushAt >= 2 * this.flushIntervalMs) this.flush();
+    this.flush();
   }
 
   /** The last position made durable: what this target reports after a restart. */
@@ -309,8 +315,8 @@ export class ReplicatorTarget {
           // A flush that fails fails the release (the pass is not durable); the cleanup after it cannot: what
           // it cannot remove now (a racer renaming inside the stash) is an ordinary entry to the next pass's
           // manifest, which the source removes.
-          if (valid.durable === true || this.flushIntervalMs === undefined) this.flush();
-          else this.flushIfOverdue();
+          if (valid.durable === true) this.flush();
+          else this.flushAfterRequest();
           try {
             this.dropKept();
           } catch {
@@ -472,8 +478,7 @@ export class ReplicatorTarget {
         Object.assign(last, failedWith("metadata", `directory ${dir}: ${describeError(error)}`));
     }
     // Apply, then record, then answer: a crash before the flush replays operations that are idempotent.
-    if (this.flushIntervalMs === undefined) this.flush();
-    else this.flushIfOverdue();
+    this.flushAfterRequest();
     return { type: "applied", results, applied: this.appliedPosition()! };
   }
 
