@@ -5,11 +5,14 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { posix } from "node:path";
 import { fileURLToPath } from "node:url";
+import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
 import type { TestSshServer } from "../test/support/sshd.js";
 import { type MemoryRow, readRss, rssWrapper, type TimedRun, timeCommand } from "./measurement.js";
 
 /** The mirrorlog executable of this checkout (runs the compiled dist/, built by `npm run bench`). */
 export const MIRRORLOG_BIN = fileURLToPath(new URL("../bin/mirrorlog", import.meta.url));
+/** mirrorlog as a user's `mirrorlog` runs it: this node with the flags of the bin's `#!` line. */
+export const MIRRORLOG_COMMAND: readonly string[] = [process.execPath, ...NODE_FLAGS, MIRRORLOG_BIN];
 
 /** The shared state of one benchmark run. */
 export interface BenchContext {
@@ -70,15 +73,14 @@ export async function runMirrorlogSync(
   target: MirrorTarget,
 ): Promise<MirrorlogRun> {
   const serveRssFile = freshRssFile(context);
-  const argv = [process.execPath, MIRRORLOG_BIN, "sync", "--json", source];
+  const argv = [...MIRRORLOG_COMMAND, "sync", "--json", source];
   if (target.overSsh) {
     // The far side's command line: our state home, GNU time for the serve process's peak RSS.
     const remote = [
       "env",
       `XDG_STATE_HOME=${context.remoteStateHome}`,
       ...rssWrapper(serveRssFile),
-      process.execPath,
-      MIRRORLOG_BIN,
+      ...MIRRORLOG_COMMAND,
     ];
     argv.push(`localhost:${target.path}`, "--remote-command", remote.join(" "));
   } else {

@@ -18,6 +18,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSy
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { posix } from "node:path";
 import { parseArgs } from "node:util";
+import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
 import { startSshd, type TestSshServer } from "../test/support/sshd.js";
 import { MIRRORLOG_BIN } from "./contenders.js";
 import {
@@ -158,10 +159,21 @@ async function mirrorlogRun(
     `XDG_STATE_HOME=${bench.remoteStateHome}`,
     ...rssWrapper(remoteRss),
     process.execPath,
+    ...NODE_FLAGS,
     mirrorlogBin,
   ].join(" ");
   const run = await timeCommand({
-    argv: [process.execPath, mirrorlogBin, "sync", "--json", source, `localhost:${target}`, "--remote-command", remote],
+    argv: [
+      process.execPath,
+      ...NODE_FLAGS,
+      mirrorlogBin,
+      "sync",
+      "--json",
+      source,
+      `localhost:${target}`,
+      "--remote-command",
+      remote,
+    ],
     env: bench.env,
     rssFile: localRss,
   });

@@ -5,6 +5,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { posix } from "node:path";
+import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
 import { type BenchContext, freshPath, MIRRORLOG_BIN } from "./contenders.js";
 import type { OneShotSource } from "./oneShotScenarios.js";
 
@@ -75,11 +76,13 @@ function profiledSync(context: BenchContext, source: string, target: string, lab
     process.execPath,
     "--cpu-prof",
     `--cpu-prof-dir=${directories[1]}`,
+    ...NODE_FLAGS,
     MIRRORLOG_BIN,
   ].join(" ");
   const argv = [
     "--cpu-prof",
     `--cpu-prof-dir=${directories[0]}`,
+    ...NODE_FLAGS,
     MIRRORLOG_BIN,
     "sync",
     "--json",

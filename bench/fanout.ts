@@ -10,7 +10,7 @@ import { posix } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { startNatsServer } from "../test/support/natsServer.js";
-import { type BenchContext, flushDirtyPages, freshPath, MIRRORLOG_BIN } from "./contenders.js";
+import { type BenchContext, flushDirtyPages, freshPath, MIRRORLOG_COMMAND } from "./contenders.js";
 import { formatResultsTable, median, type ResultRow, type TimedRun, timeCommand } from "./measurement.js";
 import type { OneShotSource } from "./oneShotScenarios.js";
 import { SeededRandom, treeDifference } from "./workload.js";
@@ -176,7 +176,7 @@ async function runMirrorlogFanout(
   const storedBefore = await serverStoredBytes(url);
   const started = performance.now();
   const publishRun = await timeCommand({
-    argv: [process.execPath, MIRRORLOG_BIN, "publish", "--json", root, url],
+    argv: [...MIRRORLOG_COMMAND, "publish", "--json", root, url],
     env: context.env,
     rssFile: rssPath(context),
   });
@@ -186,7 +186,7 @@ async function runMirrorlogFanout(
   const subscribed = await Promise.all(
     targets.map((target) =>
       timeCommand({
-        argv: [process.execPath, MIRRORLOG_BIN, "subscribe", "--json", url, target],
+        argv: [...MIRRORLOG_COMMAND, "subscribe", "--json", url, target],
         env: context.env,
         rssFile: rssPath(context),
       }),

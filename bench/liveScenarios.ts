@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { posix } from "node:path";
-import { type BenchContext, freshPath, MIRRORLOG_BIN } from "./contenders.js";
+import { type BenchContext, freshPath, MIRRORLOG_COMMAND } from "./contenders.js";
 import { interleave, percentile } from "./measurement.js";
 import type { ScenarioResult } from "./oneShotScenarios.js";
 import { type GeneratedTree, generateTree, LIVE_TREE, SeededRandom, treeDifference } from "./workload.js";
@@ -120,12 +120,11 @@ export async function startMirrorlogWatch(
   target: string,
   options: { logName?: string; deadlineMs?: number } = {},
 ): Promise<LiveReplicator> {
-  const replicator = startLogged(
-    "mirrorlog watch",
-    [process.execPath, MIRRORLOG_BIN, "watch", source, target],
-    context.env,
-    { source, target, logPath: posix.join(context.dir, `${options.logName ?? "mirrorlog-watch"}.log`) },
-  );
+  const replicator = startLogged("mirrorlog watch", [...MIRRORLOG_COMMAND, "watch", source, target], context.env, {
+    source,
+    target,
+    logPath: posix.join(context.dir, `${options.logName ?? "mirrorlog-watch"}.log`),
+  });
   await waitForLog(replicator, /mirrorlog: watching /, options.deadlineMs ?? 120_000);
   return replicator;
 }

@@ -4,7 +4,13 @@
 // exec would show); peak RSS from one extra, untimed run of each under GNU time.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { posix } from "node:path";
-import { type BenchContext, flushDirtyPages, freshPath, MIRRORLOG_BIN, type MirrorlogSummary } from "./contenders.js";
+import {
+  type BenchContext,
+  flushDirtyPages,
+  freshPath,
+  MIRRORLOG_COMMAND,
+  type MirrorlogSummary,
+} from "./contenders.js";
 import { interleave, median, readRss, rssWrapper, timeCommandSync } from "./measurement.js";
 import { recordMemory, type ScenarioResult } from "./oneShotScenarios.js";
 import { treeDifference } from "./workload.js";
@@ -26,8 +32,8 @@ export async function startupScenario(context: BenchContext, trials: number): Pr
   writeFileSync(posix.join(source, "note.txt"), "one small file\n".repeat(20));
   const commands = {
     node: [process.execPath, "-e", "0"],
-    version: [process.execPath, MIRRORLOG_BIN, "--version"],
-    sync: [process.execPath, MIRRORLOG_BIN, "sync", "--json", source, target],
+    version: [...MIRRORLOG_COMMAND, "--version"],
+    sync: [...MIRRORLOG_COMMAND, "sync", "--json", source, target],
   };
   const syncOnce = (expectedWritten: number): number => {
     const run = timeCommandSync(commands.sync, context.env);

@@ -11,13 +11,16 @@
 //
 // The code cache holds bytecode for the functions a run compiled, so it is taken from a real run: a
 // one-file sync into a fresh local target (the source and the in-process target). V8 refuses a cache made
-// by another V8 version or with other V8 flags (the bundle is then compiled as usual), and bin/mirrorlog
+// by another V8 version or with other V8 flags (the bundle is then compiled as usual; the recording run
+// starts with mirrorlog's own, src/cli/nodeCommand.ts), and bin/mirrorlog
 // only offers one whose name carries the bundle's current size and mtime, so a bundle changed after the
 // build never meets a stale cache.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+// tsc has run: the flags every mirrorlog process starts with, which the cache must be recorded under.
+import { mirrorlogArgs } from "../dist/cli/nodeCommand.js";
 import { build } from "esbuild";
 
 const BUNDLE = "dist/bundle/main.cjs";
@@ -59,7 +62,7 @@ try {
   writeFileSync(join(scratch, "source", "note.txt"), "one small file\n");
   execFileSync(
     process.execPath,
-    ["bin/mirrorlog", "sync", "--json", join(scratch, "source"), join(scratch, "target")],
+    mirrorlogArgs(["sync", "--json", join(scratch, "source"), join(scratch, "target")]),
     {
       env: { ...process.env, XDG_STATE_HOME: join(scratch, "state"), MIRRORLOG_WRITE_CODE_CACHE: "1" },
       stdio: ["ignore", "ignore", "pipe"],

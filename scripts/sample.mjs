@@ -6,9 +6,9 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, lstatSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+// npm ci has built dist/: mirrorlog's argv after node, with the V8 flags it runs with (as by name).
+import { mirrorlogArgs } from "../dist/cli/nodeCommand.js";
 
-const bin = fileURLToPath(new URL("../bin/mirrorlog", import.meta.url));
 const base = mkdtempSync(join(tmpdir(), "mirrorlog-sample-"));
 const src = join(base, "source");
 const dst = join(base, "target");
@@ -31,7 +31,7 @@ writeFileSync(join(dst, "stale.txt"), "left over");
 
 function sync(title, flags = []) {
   console.log(`\n$ mirrorlog sync ${[...flags, src, dst].join(" ")}   # ${title}`);
-  console.log(execFileSync(process.execPath, [bin, "sync", ...flags, src, dst], { env, encoding: "utf8" }).trimEnd());
+  console.log(execFileSync(process.execPath, mirrorlogArgs(["sync", ...flags, src, dst]), { env, encoding: "utf8" }).trimEnd());
 }
 
 function listing(root, dir = "", depth = 0) {

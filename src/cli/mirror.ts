@@ -3,7 +3,6 @@ import { getPriority, setPriority } from "node:os";
 import { posix } from "node:path";
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
-import { fileURLToPath } from "node:url";
 import type { Position } from "../events/operation.js";
 import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
@@ -32,6 +31,7 @@ import { EXIT } from "./exitCodes.js";
 import { exclusionRules, readPatternFile } from "./ignoreRules.js";
 import { interruptedBy, onOrderlyStop, phase, requestPhase, trackTarget } from "./interrupt.js";
 import { ChangeTracker, timestampOf } from "./itemize.js";
+import { mirrorlogArgs } from "./nodeCommand.js";
 import { progressDisplay } from "./progress.js";
 import { formatSummary, type RunSummary, summarize } from "./report.js";
 import type { ServeOptions } from "./serve.js";
@@ -96,9 +96,6 @@ const defaultOutput: MirrorOutput = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
 };
-
-/** The executable this process runs as; a local target is a child running `serve` from it. */
-const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
 
 /** Times a lost connection is replaced before the run fails... */
 const MAX_RECONNECTS = 5;
@@ -656,7 +653,7 @@ export async function connectTarget(
   } else {
     const serveArgs = (root: string) => serveArgv(serveOptions(root));
     child = spawnTarget(spec, {
-      localCommand: (root) => [MIRRORLOG_BIN, ...serveArgs(root)],
+      localCommand: (root) => mirrorlogArgs(serveArgs(root)),
       remoteCommand: (root) => [...splitCommandWords(options.remoteCommand), ...serveArgs(root)],
       forwardStderr: targetStderr,
     });

@@ -4,9 +4,9 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { posix } from "node:path";
-import { fileURLToPath } from "node:url";
 import { escapeForDisplay } from "../events/paths.js";
 import { CliError } from "./cliError.js";
+import { mirrorlogArgs } from "./nodeCommand.js";
 import { pairConfigPath } from "./pairConfig.js";
 import { pairIdOf } from "./stateFiles.js";
 
@@ -17,9 +17,6 @@ export interface ServiceInstallOptions {
   /** The unit's name after `mirrorlog-` (default: the pair's id as `status` shows it). */
   name?: string;
 }
-
-/** The executable this process runs as: the unit starts the same one, with the same node. */
-const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
 
 /** Seconds systemd waits before restarting a failed watch: long enough for a killed watch's target to let go of its lock. */
 const RESTART_SEC = 2;
@@ -120,7 +117,7 @@ export async function runServiceInstall(
     sourceRoot: pair.sourceRoot,
     target: pair.targetKey,
     configPath: pairConfigPath(pair.statePath),
-    command: [process.execPath, MIRRORLOG_BIN, "watch", "--mkpath", pair.sourceRoot, pair.targetKey],
+    command: [process.execPath, ...mirrorlogArgs(["watch", "--mkpath", pair.sourceRoot, pair.targetKey])],
     environment,
   });
   const name = unitName(options.name ?? pairIdOf(pair.statePath));

@@ -17,7 +17,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliResult, MIRRORLOG_BIN, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { type CliResult, MIRRORLOG_BIN, mirrorlogArgs, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
 import { sshEnvironment, startSshd } from "../support/sshd.js";
 
 const workspaces: string[] = [];
@@ -303,7 +303,7 @@ describe("a reader that goes away (EPIPE)", () => {
     env: NodeJS.ProcessEnv,
   ): Promise<{ code: number | null; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, mirrorlogArgs(args), { env, stdio: ["ignore", "pipe", "pipe"] });
       child.stdout.destroy();
       let stderr = "";
       child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
@@ -318,7 +318,7 @@ describe("a reader that goes away (EPIPE)", () => {
     for (let i = 0; i < 1500; i++) writeFileSync(join(w.src, `f${i}`), `${i}`);
     await w.sync();
     // Like `| head -1`: the reader takes the first line and goes away while the log is still being written.
-    const child = spawn(process.execPath, [MIRRORLOG_BIN, "log", w.src], {
+    const child = spawn(process.execPath, mirrorlogArgs(["log", w.src]), {
       env: w.env,
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -3,9 +3,11 @@
 // working (V8 refusing it, or the build not writing it). MIRRORLOG_CODE_CACHE_REPORT=1 makes the bin say
 // on stderr which cache it offered and whether V8 took it.
 import { rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { makeWorkspace, runMirrorlog, summaryOf } from "../support/cliRunner.js";
+import { MIRRORLOG_BIN, makeWorkspace, runMirrorlog, summaryOf } from "../support/cliRunner.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const created: string[] = [];
@@ -30,5 +32,24 @@ describe("start-up from the recorded code cache", () => {
     expect(summaryOf(sync).filesWritten).toBe(1);
     const differences = compareTrees(ws.src, ws.dst);
     expect(differences, formatDifferences(differences)).toEqual([]);
+  });
+
+  it("a `mirrorlog` started by name gets the flags the cache was recorded under, and so does its local target", async () => {
+    // bin/mirrorlog's #! line passes V8 flags (src/cli/nodeCommand.ts); a cache recorded under others is refused.
+    const ws = makeWorkspace("code-cache-by-name", created);
+    writeFileSync(join(ws.src, "note.txt"), "one small file\n");
+    const env: NodeJS.ProcessEnv = {
+      ...ws.env,
+      MIRRORLOG_CODE_CACHE_REPORT: "1",
+      PATH: `${dirname(process.execPath)}:${ws.env.PATH ?? ""}`,
+    };
+    delete env.NODE_OPTIONS;
+
+    const { stdout, stderr } = await promisify(execFile)(MIRRORLOG_BIN, ["sync", "--json", ws.src, ws.dst], { env });
+    // One line from the sync, one from the serve child it started for the local target.
+    const reports = stderr.split("\n").filter((line) => line.startsWith("mirrorlog: code cache "));
+    expect(reports, stderr).toHaveLength(2);
+    expect(reports.every((line) => line.includes(" accepted ")), stderr).toBe(true);
+    expect((JSON.parse(stdout) as { filesWritten: number }).filesWritten).toBe(1);
   });
 });

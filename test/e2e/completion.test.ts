@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { MIRRORLOG_BIN, makeWorkspace } from "../support/cliRunner.js";
+import { makeWorkspace, mirrorlogArgs } from "../support/cliRunner.js";
 
 const created: string[] = [];
 afterAll(() => {
@@ -13,7 +13,7 @@ afterAll(() => {
 });
 
 function mirrorlog(args: string[]): string {
-  return execFileSync(process.execPath, [MIRRORLOG_BIN, ...args], { encoding: "utf8" });
+  return execFileSync(process.execPath, mirrorlogArgs(args), { encoding: "utf8" });
 }
 
 /** The lines of a --help section ("Commands:", "Options:"), up to the next blank line. */

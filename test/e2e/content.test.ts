@@ -23,7 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chunkBuffer, replicationChunking } from "../../src/content/chunker.js";
-import { MIRRORLOG_BIN, processesMentioning, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
+import { mirrorlogArgs, processesMentioning, runMirrorlog, testEnvironment } from "../support/cliRunner.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const KiB = 1024;
@@ -308,7 +308,7 @@ function peakRssKiB(pid: number): number | undefined {
  * grows, so the last sample of each is its peak up to at most 20 ms before it exited.
  */
 async function syncWithPeakRss(ws: Workspace): Promise<{ summary: Summary; sourceKiB: number; targetKiB: number }> {
-  const child: ChildProcess = spawn(process.execPath, [MIRRORLOG_BIN, "sync", "--json", ws.src, ws.dst], {
+  const child: ChildProcess = spawn(process.execPath, mirrorlogArgs(["sync", "--json", ws.src, ws.dst]), {
     env: ws.env,
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -7,7 +7,7 @@ import { closeSync, constants, mkdirSync, openSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { MIRRORLOG_BIN, makeWorkspace, pollUntil, testEnvironment } from "../support/cliRunner.js";
+import { makeWorkspace, mirrorlogArgs, pollUntil, testEnvironment } from "../support/cliRunner.js";
 
 const created: string[] = [];
 afterAll(() => {
@@ -30,7 +30,7 @@ it("serve enlarges its input pipe to 1 MiB before it greets", async () => {
   const fd = openSync(fifo, constants.O_RDWR);
   const defaultSize = pipeSize(fd);
   mkdirSync(ws.dst, { recursive: true });
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, "serve", "--stdio", "--root", ws.dst], {
+  const child = spawn(process.execPath, mirrorlogArgs(["serve", "--stdio", "--root", ws.dst]), {
     env: testEnvironment(ws.stateHome),
     stdio: [fd, "pipe", "pipe"],
   });

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MIRRORLOG_BIN, makeWorkspace } from "../support/cliRunner.js";
+import { makeWorkspace, mirrorlogArgs } from "../support/cliRunner.js";
 import { type NatsTestServer, startNatsCluster } from "../support/natsServer.js";
 import { compareTrees } from "../support/treeOracle.js";
 import { mutate, seeded, startSubscriber, stopChild, waitForMirror, writeTree } from "./support.js";
@@ -30,7 +30,7 @@ describe("fan-out on a 3-node cluster", () => {
     const url = `${first.url}/replicated`;
     writeTree(ws.src, seeded(21), 1500);
     // A live publisher: it is still writing when the node dies, however fast the first pass goes.
-    const publisher = spawn(process.execPath, [MIRRORLOG_BIN, "publish", "--watch", "--replicas", "3", ws.src, url], {
+    const publisher = spawn(process.execPath, mirrorlogArgs(["publish", "--watch", "--replicas", "3", ws.src, url]), {
       env: ws.env,
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../../src/events/protocol.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
-import { MIRRORLOG_BIN, makeWorkspace } from "../support/cliRunner.js";
+import { makeWorkspace, mirrorlogArgs } from "../support/cliRunner.js";
 import { type NatsTestServer, startNatsServer } from "../support/natsServer.js";
 import { compareTrees, findTempFiles } from "../support/treeOracle.js";
 import { run, seeded, writeTree } from "./support.js";
@@ -125,7 +125,7 @@ describe("fan-out faults", () => {
     writeTree(join(ws.src, "more"), seeded(10), 1500);
     await run(["publish", ws.src, url], ws.env);
 
-    const child = spawn(process.execPath, [MIRRORLOG_BIN, "subscribe", url, dst], { env: ws.env, stdio: "ignore" });
+    const child = spawn(process.execPath, mirrorlogArgs(["subscribe", url, dst]), { env: ws.env, stdio: "ignore" });
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     const deadline = performance.now() + 30_000;
     const count = (dir: string): number => (existsSync(dir) ? readdirSync(dir, { recursive: true }).length : 0);

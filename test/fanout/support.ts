@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CliResult, MIRRORLOG_BIN, runMirrorlog } from "../support/cliRunner.js";
+import { type CliResult, mirrorlogArgs, runMirrorlog } from "../support/cliRunner.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 /** A small seeded random generator (mulberry32): the same seed, the same tree and the same burst. */
@@ -100,7 +100,7 @@ export type WatchingChild = ChildProcess & { output(): string };
 
 /** Spawns `node bin/mirrorlog ...args`, collecting stdout and stderr together. */
 function spawnWatching(args: string[], env: NodeJS.ProcessEnv): WatchingChild {
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, mirrorlogArgs(args), { env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {
     output += d.toString();

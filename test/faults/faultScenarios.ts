@@ -26,6 +26,7 @@ import { type Random, seededRandom } from "../e2e/liveScenario.js";
 import {
   type CliResult,
   MIRRORLOG_BIN,
+  mirrorlogArgs,
   pollUntil,
   processesMentioning,
   testEnvironment,
@@ -333,7 +334,7 @@ export interface RunningMirrorlog {
 
 /** Spawns `node bin/mirrorlog ...args`; the caller decides when to kill it. */
 export function spawnMirrorlog(args: readonly string[], env: NodeJS.ProcessEnv): RunningMirrorlog {
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, mirrorlogArgs(args), { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   let exited = false;

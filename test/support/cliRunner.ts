@@ -5,11 +5,12 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { MIRRORLOG_BIN, mirrorlogArgs } from "../../src/cli/nodeCommand.js";
 import type { RunSummary } from "../../src/cli/report.js";
 import { type CompareOptions, compareTrees, formatDifferences, type TreeDifference } from "./treeOracle.js";
 
-/** Absolute path of this checkout's bin/mirrorlog. */
-export const MIRRORLOG_BIN = fileURLToPath(new URL("../../bin/mirrorlog", import.meta.url));
+/** This checkout's bin/mirrorlog, and the argv after node that runs it with mirrorlog's own V8 flags. */
+export { MIRRORLOG_BIN, mirrorlogArgs };
 
 /** How a finished run of the binary ended. */
 export interface CliResult {
@@ -82,7 +83,7 @@ export function runMirrorlog(args: readonly string[], options: RunOptions): Prom
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [MIRRORLOG_BIN, ...args],
+      mirrorlogArgs(args),
       {
         env: options.env,
         timeout: options.timeoutMs ?? 30_000,
@@ -116,7 +117,7 @@ export interface RunningMirrorlog {
 /** Spawns `node bin/mirrorlog ...args` without waiting for it, collecting its output. */
 export function spawnMirrorlog(args: readonly string[], env: NodeJS.ProcessEnv): RunningMirrorlog {
   assertBuilt();
-  const child = spawn(process.execPath, [MIRRORLOG_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, mirrorlogArgs(args), { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
