@@ -46,8 +46,12 @@ const SAMPLE_BYTES = 16 * 1024;
 const PACK_FILE_MAX = 1024 * 1024;
 /** Files up to this size travel inside the apply request; larger ones stream as uploads. */
 export const INLINE_MAX = DEFAULT_LIMITS.inlineFileBytes;
-/** Scan-read bytes kept for shipping; a larger initial sync re-reads (and re-verifies) the rest. */
-const CONTENT_CACHE_BYTES = 32 * 1024 * 1024;
+/**
+ * Scan-read bytes kept for shipping; beyond them a file is read again (and re-verified) when shipped. The
+ * walk plans a directory soon after reading it and ships 1 MiB requests, so a few MiB serve (32 MiB did
+ * not make an initial mirror faster, and made it hold that much more).
+ */
+const CONTENT_CACHE_BYTES = 4 * 1024 * 1024;
 /** Consecutive files that did not compress before compression is only probed... */
 const COMPRESSION_MISSES_BEFORE_PROBING = 8;
 /** ...on one file in this many. */

@@ -45,41 +45,42 @@ export interface StreamingSourceOptions {
 
 /**
  * Requests and file bytes in flight at most (each request's content counted from sending until its
- * answer) during a whole-tree pass: enough that the target always has the next request queued while the
- * source reads the one after. 4 requests / 8 MiB left both sides idle half the time; 8 / 24 MiB took a
- * local initial mirror of 20,000 files from 8.6–10.8 s to 7.0–7.4 s (interleaved trials, same machine).
+ * answer): enough that the target always has the next request queued while the source reads the one after.
+ * 4 requests / 8 MiB once left both sides idle half the time against 8 / 24 MiB; since the target applies
+ * faster, a smaller window (4 MiB of 1 MiB requests) is the faster one, and holds far less: interleaved
+ * 20,000-file initial mirrors took 5.8–6.1 s instead of 6.7–6.8 s over ssh (peak RSS 141–146 MiB instead of
+ * 214–221 on the source, 122–142 instead of 146–180 on the target), a 512 MiB file 5.3–6.0 s instead of
+ * 6.1–7.1 s. Over ssh the wire never held more than OpenSSH's channel window (2 MiB) anyway.
  */
 const DEFAULT_MAX_IN_FLIGHT = 8;
-const MAX_IN_FLIGHT_BYTES = 24 * 1024 * 1024;
+const MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 /**
  * ...and while shipping watch bursts, where what is in flight is what a stop must still finish (a
- * SIGTERM to a busy watch waits for it): the smaller window of before, which bursts fill anyway.
+ * SIGTERM to a busy watch waits for it): fewer requests.
  */
 const BURST_MAX_IN_FLIGHT = 4;
-const BURST_MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
 const MAX_RETRY_ROUNDS = 3;
 const MAX_REESTABLISH = 2;
 /** Planned operations are sent once this many are buffered (or BUFFER_CONTENT_BYTES of content)... */
 const BUFFER_ENTRIES = 4096;
 /** ...so that one request, and one flush on the target, covers many files... */
-const BUFFER_CONTENT_BYTES = 8 * 1024 * 1024;
+const BUFFER_CONTENT_BYTES = 1024 * 1024;
 /**
  * ...or once the first of them has waited this long: a few changes found early in a long walk (100 files
  * modified in 20,000) apply while the walk goes on, instead of after it.
  */
 const BUFFER_MAX_AGE_MS = 50;
 /**
- * ...while watch hints are planned: smaller, since a burst is planned only once it has ended (see
+ * ...while watch hints are planned: fewer operations, since a burst is planned only once it has ended (see
  * `burstQuiet`), and its first part should be applying while the rest is read.
  */
 const HINT_BATCH_ENTRIES = 256;
-const HINT_BATCH_BYTES = 1024 * 1024;
 /** How long a watch batch takes in hints that come while it is planned before it drains (see flushHints). */
 const BATCH_JOIN_MS = 2_000;
 /** Directories read ahead while the handshake is answered (their small files' bytes are kept). */
 const PRESCAN_LIMIT = 4096;
 /** ...and at most this many bytes of file content held by them. */
-const PRESCAN_BYTES = 32 * 1024 * 1024;
+const PRESCAN_BYTES = 4 * 1024 * 1024;
 /** A response asked for ahead of need: whether it came (or failed; awaiting `answer` then throws), and what it said. */
 interface AskedAhead {
   answer: Promise<Response>;
@@ -278,7 +279,7 @@ export class StreamingSource {
         } else {
           this.session.planEventUnlogged({ path, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, detectedBy);
           // A large batch ships in parts, so the target applies the first files while the rest are read.
-          await this.sendWhenPlanned(HINT_BATCH_ENTRIES, HINT_BATCH_BYTES);
+          await this.sendWhenPlanned(HINT_BATCH_ENTRIES, BUFFER_CONTENT_BYTES);
           // Planning is synchronous: while a part is on its way, let its frames through the pipe (and its
           // answers in) between files, or the target only gets it once the whole batch is planned.
           if (this.inFlight.length > 0) await nextTurn();
@@ -521,7 +522,7 @@ export class StreamingSource {
       this.inFlightBytes += contentBytes;
       const [maxRequests, maxBytes] = this.wholeTree
         ? [this.maxInFlight, MAX_IN_FLIGHT_BYTES]
-        : [Math.min(this.maxInFlight, BURST_MAX_IN_FLIGHT), BURST_MAX_IN_FLIGHT_BYTES];
+        : [Math.min(this.maxInFlight, BURST_MAX_IN_FLIGHT), MAX_IN_FLIGHT_BYTES];
       while (this.inFlight.length >= maxRequests || this.inFlightBytes >= maxBytes) {
         await this.settleOldest();
       }
