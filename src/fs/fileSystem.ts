@@ -152,8 +152,10 @@ export interface MirrorFileSystem extends FileSystem {
   /**
    * Opens a hidden temp beside `path` to be written piece by piece, then finished and committed. `mode`:
    * the permission bits `finish` will set, when known already (the temp may be created with them).
+   * Refuses at once (EISDIR) when a directory stands at `path`, unless `noDirectoryThere`: the caller has
+   * just looked (a directory that appears meanwhile fails the commit's rename instead).
    */
-  openStaged(path: string, mode?: number): StagedWriter;
+  openStaged(path: string, mode?: number, noDirectoryThere?: boolean): StagedWriter;
   /** Moves the regular file at `from` (same file system) to a hidden temp beside `path`, with `metadata`. */
   stageExisting(from: string, path: string, metadata: EntryMetadata): StagedFile;
   /**

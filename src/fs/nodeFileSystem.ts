@@ -357,9 +357,9 @@ export class NodeFileSystem implements MirrorFileSystem {
     return { path: at.path, tempPath: temp.path };
   }
 
-  openStaged(path: string, mode?: number): StagedWriter {
+  openStaged(path: string, mode?: number, noDirectoryThere = false): StagedWriter {
     const at = this.locate(path);
-    if (this.isDirectoryAt(at)) throw new FileSystemError("EISDIR", at.path);
+    if (!noDirectoryThere && this.isDirectoryAt(at)) throw new FileSystemError("EISDIR", at.path);
     const created = this.createTemp(at, mode);
     let fd: number | undefined = created.fd;
     const tempPath = created.temp.path;

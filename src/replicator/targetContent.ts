@@ -227,7 +227,8 @@ export class TargetContent {
   /**
    * Stages the bytes `content` describes for `operation` beside its final path, verified to be exactly
    * `operation.size` bytes hashing to `operation.hash`. Throws ContentError when they cannot be had, or
-   * when they would pass a limit (checked before anything is decoded, copied or written).
+   * when they would pass a limit (checked before anything is decoded, copied or written). The caller has
+   * looked at the final path and replaced a directory there: the temp is not checked against one again.
    */
   stage(operation: WriteFile, content: Content | undefined, metadata: EntryMetadata): StagedFile {
     const absolute = posix.join(this.root, operation.path);
@@ -251,7 +252,7 @@ export class TargetContent {
           quote(operation.path),
           operation.size,
         );
-        const writer = this.fs.openStaged(absolute, metadata.mode);
+        const writer = this.fs.openStaged(absolute, metadata.mode, true);
         const hasher = new ContentHasher();
         writer.write(bytes);
         hasher.update(bytes);
@@ -259,7 +260,7 @@ export class TargetContent {
       }
       case "delta": {
         this.checkSpace(operation.path, operation.size);
-        const writer = this.fs.openStaged(absolute, metadata.mode);
+        const writer = this.fs.openStaged(absolute, metadata.mode, true);
         const hasher = new ContentHasher();
         let basisFromIndex: boolean;
         try {
@@ -420,7 +421,7 @@ export class TargetContent {
       if (stat?.kind !== "file" || indexedHash(this.index, path, stat) !== operation.hash) continue;
       // A copy takes space (taking a file back from the stash above is a rename, and takes none).
       this.checkSpace(operation.path, operation.size);
-      const writer = this.fs.openStaged(absolute, metadata.mode);
+      const writer = this.fs.openStaged(absolute, metadata.mode, true);
       const hasher = new ContentHasher();
       try {
         for (let offset = 0; offset < stat.size && offset < operation.size; offset += STREAM_PIECE) {

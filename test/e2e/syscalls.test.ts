@@ -2,10 +2,10 @@
 // local serve child): what the code cannot see itself, an fchown or fchmod that changes nothing (each
 // still dirties the inode), is counted where the kernel sees it.
 import { execFileSync } from "node:child_process";
-import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { MIRRORLOG_BIN, makeWorkspace } from "../support/cliRunner.js";
+import { makeWorkspace, mirrorlogArgs } from "../support/cliRunner.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
 const created: string[] = [];
@@ -14,15 +14,16 @@ afterAll(() => {
 });
 
 /**
- * The calls of `mirrorlog sync SRC DST` (every process, the given calls only) on an entry below DST, one
- * per line, each descriptor shown as its path (strace -y); the pid and the descriptor's number left out.
+ * The calls of `mirrorlog sync SRC DST` (every process, the given calls only) that name an entry below DST
+ * (through a descriptor, shown as its path by strace -y, or by path), one per line; the pid and the
+ * descriptor's number left out.
  */
 function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: string, traceFile: string): string[] {
   // Under the usual umask, whatever the test runner's: a new file's mode is then what it was created with.
   const command = ["strace", "-f", "-qq", "-y", "-e", `trace=${calls}`, "-o", traceFile];
   execFileSync(
     "sh",
-    ["-c", 'umask 022 && exec "$@"', "sh", ...command, process.execPath, MIRRORLOG_BIN, "sync", src, dst],
+    ["-c", 'umask 022 && exec "$@"', "sh", ...command, process.execPath, ...mirrorlogArgs(["sync", src, dst])],
     {
       env,
       timeout: 60_000,
@@ -31,7 +32,7 @@ function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: st
   );
   return readFileSync(traceFile, "utf8")
     .split("\n")
-    .filter((line) => line.includes(`<${dst}/`))
+    .filter((line) => line.includes(`${dst}/`))
     .map((line) =>
       line
         .replace(/^\d+\s+/, "")
@@ -65,4 +66,21 @@ it("a new file's temp is created with its mode and owner: no fchown or fchmod ch
     trace.filter((line) => line.startsWith("fchown(")),
     trace.join("\n"),
   ).toEqual([]);
+});
+
+it("the target looks a new file's name up twice, before applying it and once renamed: not again before staging", () => {
+  const { base, src, dst, env } = makeWorkspace("syscalls-lookups", created);
+  const names = Array.from({ length: 10 }, (_, i) => `new-${i}`);
+  mkdirSync(join(src, "dir"));
+  for (const name of names) writeFileSync(join(src, "dir", name), `${name}\n`);
+
+  const trace = traceMirror(src, dst, env, "statx,newfstatat,lstat", join(base, "trace"));
+
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+  // By the parent's descriptor (…<DST/dir>, "new-3", …) or by path ("DST/dir/new-3"): the final name only.
+  const lookups = names.map(
+    (name) => trace.filter((line) => line.includes(`/dir>, "${name}"`) || line.includes(`/dir/${name}"`)).length,
+  );
+  expect(lookups, trace.join("\n")).toEqual(names.map(() => 2));
 });

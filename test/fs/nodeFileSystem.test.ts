@@ -260,6 +260,19 @@ describe("atomic writes", () => {
     expect(readdirSync(`${root}/sub`).sort()).toEqual(["d", "f"]);
   });
 
+  it("a temp staged as over no directory fails alone at its commit when one appeared meanwhile, the directory intact", () => {
+    const fs = makeFileSystem();
+    const staged = fs.openStaged(`${root}/name`, 0o644, true);
+    staged.write(Uint8Array.of(1, 2));
+    const file = staged.finish({});
+    mkdirSync(`${root}/name`); // a local user's directory, after the caller looked
+    writeFileSync(`${root}/name/keep`, "k");
+    const failures = fs.commitStaged([file]);
+    expect(failures.map((failure) => failure.error.code)).toEqual(["EISDIR"]);
+    expect(readFileSync(`${root}/name/keep`, "utf8")).toBe("k");
+    expect(readdirSync(root)).toEqual(["name"]); // no temp left
+  });
+
   it("listDir and debugString hide only this instance's own names; others with the reserved prefix are user data", () => {
     const fs = makeFileSystem();
     const other = makeFileSystem();
