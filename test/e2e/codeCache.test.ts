@@ -2,8 +2,9 @@
 // that cache is most of a small job's start-up saving, and nothing else would notice it silently stop
 // working (V8 refusing it, or the build not writing it). MIRRORLOG_CODE_CACHE_REPORT=1 makes the bin say
 // on stderr which cache it offered and whether V8 took it.
-import { rmSync, writeFileSync } from "node:fs";
+
 import { execFile } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
@@ -49,7 +50,10 @@ describe("start-up from the recorded code cache", () => {
     // One line from the sync, one from the serve child it started for the local target.
     const reports = stderr.split("\n").filter((line) => line.startsWith("mirrorlog: code cache "));
     expect(reports, stderr).toHaveLength(2);
-    expect(reports.every((line) => line.includes(" accepted ")), stderr).toBe(true);
+    expect(
+      reports.every((line) => line.includes(" accepted ")),
+      stderr,
+    ).toBe(true);
     expect((JSON.parse(stdout) as { filesWritten: number }).filesWritten).toBe(1);
   });
 });
