@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   type CliResult,
   makeWorkspace,
+  mirrorlogArgs,
   pollUntil,
   runMirrorlog,
   startWatch,
@@ -279,7 +280,8 @@ describe("service install and Restart=on-failure", () => {
     expect(unitText).toBe(printed.stdout);
     const unit = parseUnit(unitText);
     expect(unit.restart).toBe("on-failure");
-    expect(unit.execStart.slice(2)).toEqual(["watch", "--mkpath", w.src, w.dst]);
+    // This node, with mirrorlog's V8 flags, as a `mirrorlog` started by name would run.
+    expect(unit.execStart).toEqual([process.execPath, ...mirrorlogArgs(["watch", "--mkpath", w.src, w.dst])]);
     expect(unit.environment).toEqual({ XDG_STATE_HOME: w.stateHome });
 
     // systemd's user manager passes little of the login environment: PATH and HOME, then the unit's own.
