@@ -4,15 +4,36 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { posix } from "node:path";
-import { fileURLToPath } from "node:url";
-import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
+import { MIRRORLOG_BIN, NODE_FLAGS } from "../src/cli/nodeCommand.js";
 import type { TestSshServer } from "../test/support/sshd.js";
 import { type MemoryRow, readRss, rssWrapper, type TimedRun, timeCommand } from "./measurement.js";
 
 /** The mirrorlog executable of this checkout (runs the compiled dist/, built by `npm run bench`). */
-export const MIRRORLOG_BIN = fileURLToPath(new URL("../bin/mirrorlog", import.meta.url));
-/** mirrorlog as a user's `mirrorlog` runs it: this node with the flags of the bin's `#!` line. */
-export const MIRRORLOG_COMMAND: readonly string[] = [process.execPath, ...NODE_FLAGS, MIRRORLOG_BIN];
+export { MIRRORLOG_BIN };
+
+/**
+ * mirrorlog as a user's `mirrorlog` runs it: this node with the flags of the bin's `#!` line; `nodeOptions`
+ * (a profiler's) come first, `bin` may be another checkout's.
+ */
+export function mirrorlogCommand(bin: string = MIRRORLOG_BIN, nodeOptions: readonly string[] = []): string[] {
+  return [process.execPath, ...nodeOptions, ...NODE_FLAGS, bin];
+}
+/** This checkout's mirrorlog, as a user's `mirrorlog` runs it. */
+export const MIRRORLOG_COMMAND: readonly string[] = mirrorlogCommand();
+
+/**
+ * argv of `sync --json SRC localhost:DST` run by the command `local`, its far side running `remote` with
+ * XDG_STATE_HOME at `stateHome`, behind `wrapper` (GNU time, for its peak RSS) when given.
+ */
+export function sshSyncArgv(
+  local: readonly string[],
+  remote: readonly string[],
+  paths: { source: string; target: string; stateHome: string },
+  wrapper: readonly string[] = [],
+): string[] {
+  const far = ["env", `XDG_STATE_HOME=${paths.stateHome}`, ...wrapper, ...remote].join(" ");
+  return [...local, "sync", "--json", paths.source, `localhost:${paths.target}`, "--remote-command", far];
+}
 
 /** The shared state of one benchmark run. */
 export interface BenchContext {
@@ -73,19 +94,15 @@ export async function runMirrorlogSync(
   target: MirrorTarget,
 ): Promise<MirrorlogRun> {
   const serveRssFile = freshRssFile(context);
-  const argv = [...MIRRORLOG_COMMAND, "sync", "--json", source];
-  if (target.overSsh) {
-    // The far side's command line: our state home, GNU time for the serve process's peak RSS.
-    const remote = [
-      "env",
-      `XDG_STATE_HOME=${context.remoteStateHome}`,
-      ...rssWrapper(serveRssFile),
-      ...MIRRORLOG_COMMAND,
-    ];
-    argv.push(`localhost:${target.path}`, "--remote-command", remote.join(" "));
-  } else {
-    argv.push(target.path);
-  }
+  // Over ssh, GNU time wraps the far side for the serve process's peak RSS.
+  const argv = target.overSsh
+    ? sshSyncArgv(
+        MIRRORLOG_COMMAND,
+        MIRRORLOG_COMMAND,
+        { source, target: target.path, stateHome: context.remoteStateHome },
+        rssWrapper(serveRssFile),
+      )
+    : [...MIRRORLOG_COMMAND, "sync", "--json", source, target.path];
   const run = await withSshDiagnosis(context, target, () =>
     timeCommand({ argv, env: context.env, rssFile: freshRssFile(context) }),
   );

@@ -18,9 +18,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSy
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { posix } from "node:path";
 import { parseArgs } from "node:util";
-import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
 import { startSshd, type TestSshServer } from "../test/support/sshd.js";
-import { MIRRORLOG_BIN } from "./contenders.js";
+import { MIRRORLOG_BIN, mirrorlogCommand, sshSyncArgv } from "./contenders.js";
 import {
   freeBytes,
   kib,
@@ -154,26 +153,9 @@ async function mirrorlogRun(
 ): Promise<ToolRun> {
   const localRss = fresh(bench, "rss");
   const remoteRss = fresh(bench, "rss");
-  const remote = [
-    "env",
-    `XDG_STATE_HOME=${bench.remoteStateHome}`,
-    ...rssWrapper(remoteRss),
-    process.execPath,
-    ...NODE_FLAGS,
-    mirrorlogBin,
-  ].join(" ");
+  const command = mirrorlogCommand(mirrorlogBin);
   const run = await timeCommand({
-    argv: [
-      process.execPath,
-      ...NODE_FLAGS,
-      mirrorlogBin,
-      "sync",
-      "--json",
-      source,
-      `localhost:${target}`,
-      "--remote-command",
-      remote,
-    ],
+    argv: sshSyncArgv(command, command, { source, target, stateHome: bench.remoteStateHome }, rssWrapper(remoteRss)),
     env: bench.env,
     rssFile: localRss,
   });

@@ -5,8 +5,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { posix } from "node:path";
-import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
-import { type BenchContext, freshPath, MIRRORLOG_BIN } from "./contenders.js";
+import { type BenchContext, freshPath, MIRRORLOG_BIN, mirrorlogCommand, sshSyncArgv } from "./contenders.js";
 import type { OneShotSource } from "./oneShotScenarios.js";
 
 /** The parts of V8's .cpuprofile format the summary reads. */
@@ -70,29 +69,12 @@ export function describeProfiles(directory: string, checkoutRoot: string, count:
 function profiledSync(context: BenchContext, source: string, target: string, label: string): string[] {
   const directories = ["source", "target"].map((side) => posix.join(context.dir, "profiles", `${label}-${side}`));
   for (const directory of directories) mkdirSync(directory, { recursive: true });
-  const remote = [
-    "env",
-    `XDG_STATE_HOME=${context.remoteStateHome}`,
-    process.execPath,
-    "--cpu-prof",
-    `--cpu-prof-dir=${directories[1]}`,
-    ...NODE_FLAGS,
-    MIRRORLOG_BIN,
-  ].join(" ");
-  const argv = [
-    "--cpu-prof",
-    `--cpu-prof-dir=${directories[0]}`,
-    ...NODE_FLAGS,
-    MIRRORLOG_BIN,
-    "sync",
-    "--json",
-    source,
-    `localhost:${target}`,
-    "--remote-command",
-    remote,
-  ];
+  const [local, remote] = directories.map((directory) =>
+    mirrorlogCommand(MIRRORLOG_BIN, ["--cpu-prof", `--cpu-prof-dir=${directory}`]),
+  );
+  const [node, ...args] = sshSyncArgv(local!, remote!, { source, target, stateHome: context.remoteStateHome });
   const started = performance.now();
-  const result = spawnSync(process.execPath, argv, { env: context.env, encoding: "utf8" });
+  const result = spawnSync(node!, args, { env: context.env, encoding: "utf8" });
   if (result.status !== 0) throw new Error(`profiled sync failed (${result.status}):\n${result.stderr.slice(-4000)}`);
   context.log(`  profile ${label}: ${((performance.now() - started) / 1000).toFixed(3)} s (with the profiler on)`);
   return directories;

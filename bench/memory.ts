@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { NODE_FLAGS } from "../src/cli/nodeCommand.js";
+import { mirrorlogCommand } from "./contenders.js";
 import { readRss, rssWrapper } from "./measurement.js";
 import { generateTree, treeDifference } from "./workload.js";
 
@@ -71,7 +71,7 @@ interface MemoryRun {
 /** Runs `mirrorlog sync SRC DST` once: wall time, the source's peak (GNU time) and the serve child's (VmHWM). */
 async function syncOnce(src: string, dst: string, env: NodeJS.ProcessEnv, rssFile: string) {
   const started = performance.now();
-  const command = [...rssWrapper(rssFile), process.execPath, ...NODE_FLAGS, bin, "sync", "--json", src, dst];
+  const command = [...rssWrapper(rssFile), ...mirrorlogCommand(bin), "sync", "--json", src, dst];
   const child = spawn(command[0]!, command.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => {

@@ -510,6 +510,7 @@ export class StreamingSource {
     this.buffer = [];
     const chunks = this.session.chunksRequestFor(entries);
     if (chunks !== undefined) this.session.acceptChunks(await this.connection.request(chunks));
+    const maxRequests = this.wholeTree ? this.maxInFlight : Math.min(this.maxInFlight, BURST_MAX_IN_FLIGHT);
     for (const request of this.session.requestsFor(entries)) {
       if (this.refused !== undefined) return;
       const contentBytes = requestContentBytes(request);
@@ -520,10 +521,7 @@ export class StreamingSource {
       response.catch(() => {});
       this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before, contentBytes });
       this.inFlightBytes += contentBytes;
-      const [maxRequests, maxBytes] = this.wholeTree
-        ? [this.maxInFlight, MAX_IN_FLIGHT_BYTES]
-        : [Math.min(this.maxInFlight, BURST_MAX_IN_FLIGHT), MAX_IN_FLIGHT_BYTES];
-      while (this.inFlight.length >= maxRequests || this.inFlightBytes >= maxBytes) {
+      while (this.inFlight.length >= maxRequests || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) {
         await this.settleOldest();
       }
     }
