@@ -1,4 +1,5 @@
 // The composition root of the `mirrorlog` command: argument parsing only; each command lives in its own file.
+import { createRequire } from "node:module";
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { parseBandwidth } from "./bandwidthLimit.js";
 import { DEFAULT_TIMEOUT_SECONDS, DEFAULT_WATCH_NICENESS } from "./defaults.js";
@@ -365,7 +366,9 @@ Examples:
 export function buildProgram(): Command {
   const program = new Command("mirrorlog")
     .description("Keep a directory an exact, live mirror of another, locally or over ssh.")
-    .version("0.1.0")
+    // package.json's, as bin/mirrorlog answers `--version` alone with (dist/bundle/ and src/cli/ are both two
+    // levels down).
+    .version((createRequire(import.meta.url)("../../package.json") as { version: string }).version)
     .showHelpAfterError()
     // Usage errors end as a CommanderError (exit 2, see main) instead of commander's own exit(1).
     .exitOverride();

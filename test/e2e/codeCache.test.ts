@@ -1,13 +1,14 @@
-// bin/mirrorlog runs the one-file bundle with the V8 code cache the build recorded (scripts/bundle.mjs):
-// that cache is most of a small job's start-up saving, and nothing else would notice it silently stop
+// bin/mirrorlog runs the one-file bundle with the V8 code cache the build recorded (scripts/bundle.mjs)
+// for every command but `--version` alone, which it answers itself: that cache is most of a small job's start-up saving, and nothing else would notice it silently stop
 // working (V8 refusing it, or the build not writing it). MIRRORLOG_CODE_CACHE_REPORT=1 makes the bin say
 // on stderr which cache it offered and whether V8 took it.
 
 import { execFile } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { buildProgram } from "../../src/cli/main.js";
 import { MIRRORLOG_BIN, makeWorkspace, runMirrorlog, summaryOf } from "../support/cliRunner.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
@@ -17,15 +18,15 @@ afterAll(() => {
 });
 
 describe("start-up from the recorded code cache", () => {
-  it("V8 accepts the build's cache for --version and for a sync, and the sync still mirrors", async () => {
+  it("V8 accepts the build's cache for --help and for a sync, and the sync still mirrors", async () => {
     const ws = makeWorkspace("code-cache", created);
     writeFileSync(join(ws.src, "note.txt"), "one small file\n");
     const env: NodeJS.ProcessEnv = { ...ws.env, MIRRORLOG_CODE_CACHE_REPORT: "1" };
     delete env.NODE_OPTIONS; // flags of the test runner's own would make V8 refuse any cache, by design
 
-    const version = await runMirrorlog(["--version"], { env });
-    expect(version.code, version.stderr).toBe(0);
-    expect(version.stderr).toMatch(/^mirrorlog: code cache main\.cjs\.\d+-\d+\.cache accepted \(\d+ bytes\)$/m);
+    const help = await runMirrorlog(["--help"], { env });
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stderr).toMatch(/^mirrorlog: code cache main\.cjs\.\d+-\d+\.cache accepted \(\d+ bytes\)$/m);
 
     const sync = await runMirrorlog(["sync", "--json", ws.src, ws.dst], { env });
     expect(sync.code, sync.stderr).toBe(0);
@@ -33,6 +34,22 @@ describe("start-up from the recorded code cache", () => {
     expect(summaryOf(sync).filesWritten).toBe(1);
     const differences = compareTrees(ws.src, ws.dst);
     expect(differences, formatDifferences(differences)).toEqual([]);
+  });
+
+  it("`--version` alone is answered without reading the bundle, with the version the CLI states", async () => {
+    const ws = makeWorkspace("code-cache-version", created);
+    const env: NodeJS.ProcessEnv = { ...ws.env, MIRRORLOG_CODE_CACHE_REPORT: "1" };
+    const { version } = JSON.parse(readFileSync(join(MIRRORLOG_BIN, "..", "..", "package.json"), "utf8")) as {
+      version: string;
+    };
+    for (const flag of ["--version", "-V"]) {
+      const answer = await runMirrorlog([flag], { env });
+      expect(answer.code, answer.stderr).toBe(0);
+      expect(answer.stdout).toBe(`${version}\n`);
+      // The bin reports the cache it offers only once it reads the bundle.
+      expect(answer.stderr).not.toMatch(/code cache/);
+    }
+    expect(buildProgram().version()).toBe(version);
   });
 
   it("a `mirrorlog` started by name gets the flags the cache was recorded under, and so does its local target", async () => {
