@@ -1,7 +1,7 @@
-// bin/mirrorlog runs the one-file bundle with the V8 code cache the build recorded (scripts/bundle.mjs)
-// for every command but `--version` alone, which it answers itself: that cache is most of a small job's start-up saving, and nothing else would notice it silently stop
-// working (V8 refusing it, or the build not writing it). MIRRORLOG_CODE_CACHE_REPORT=1 makes the bin say
-// on stderr which cache it offered and whether V8 took it.
+// bin/mirrorlog runs the one-file bundle with the V8 code cache the build recorded (scripts/bundle.mjs) for
+// every command but `--version` alone, which it answers itself. That cache is most of a small job's start-up
+// saving, and nothing else would notice it silently stop working (V8 refusing it, or the build not writing it).
+// MIRRORLOG_CODE_CACHE_REPORT=1 makes the bin say on stderr which cache it offered and whether V8 took it.
 
 import { execFile } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
