@@ -1,5 +1,4 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
-import { posix } from "node:path";
 import { headers } from "@nats-io/transport-node";
 import { type Chunk, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { decodeLiteral } from "../content/compression.js";
@@ -15,6 +14,7 @@ import {
   type Response,
 } from "../events/protocol.js";
 import { type DirNode, nodeAt } from "../events/tree.js";
+import { pathUnder } from "../fs/fileSystem.js";
 import { foldExpectedTree, listingEntries, manifestFromTree } from "../projections/expectedTree.js";
 import type { TargetConnection } from "../replicator/streamingSource.js";
 import type { ChunkStore } from "./chunkStore.js";
@@ -235,7 +235,7 @@ export class StreamTarget implements TargetConnection {
 
   /** Reads a large file from the source in pieces, chunking and putting as it goes (memory: a chunk plus a piece). */
   private async readSource(operation: WriteFile): Promise<{ hash: string; chunks: Chunk[] } | string> {
-    const absolute = posix.join(this.sourceRoot, operation.path);
+    const absolute = pathUnder(this.sourceRoot, operation.path);
     let fd: number;
     try {
       // O_NOFOLLOW: the session stated a regular file here; a symlink swapped in meanwhile is not followed.

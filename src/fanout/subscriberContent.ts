@@ -1,11 +1,10 @@
-import { posix } from "node:path";
 import { type Chunk, DELTA_MIN_SIZE, replicationChunking } from "../content/chunker.js";
 import { planDelta } from "../content/delta.js";
 import { DEFAULT_LIMITS } from "../events/limits.js";
 import type { WriteFile } from "../events/operation.js";
 import type { Content, Piece, Request, Response, UploadRequest } from "../events/protocol.js";
 import type { ContentIndex } from "../events/stateStore.js";
-import type { MirrorFileSystem } from "../fs/fileSystem.js";
+import { type MirrorFileSystem, pathUnder } from "../fs/fileSystem.js";
 import { indexedHash } from "../replicator/scan.js";
 import type { ChunkStore } from "./chunkStore.js";
 
@@ -51,7 +50,7 @@ export class SubscriberContent {
     if (this.holds(operation.hash)) return;
     if (
       operation.size >= DELTA_MIN_SIZE &&
-      this.options.fs.lstatIfExists(posix.join(this.options.root, operation.path))?.kind === "file"
+      this.options.fs.lstatIfExists(pathUnder(this.options.root, operation.path))?.kind === "file"
     )
       return;
     for (const chunk of chunks) {
@@ -73,7 +72,7 @@ export class SubscriberContent {
   holds(hash: string): boolean {
     const { fs, root, index } = this.options;
     for (const path of index.pathsWithHash(hash)) {
-      const stat = fs.lstatIfExists(posix.join(root, path));
+      const stat = fs.lstatIfExists(pathUnder(root, path));
       if (stat?.kind === "file" && indexedHash(index, path, stat) === hash) return true;
     }
     return false;
@@ -136,7 +135,7 @@ export class SubscriberContent {
   private basisOf(operation: WriteFile): { hash: string; chunks: Chunk[] } | undefined {
     const { fs, root } = this.options;
     if (operation.size < DELTA_MIN_SIZE) return undefined;
-    const stat = fs.lstatIfExists(posix.join(root, operation.path));
+    const stat = fs.lstatIfExists(pathUnder(root, operation.path));
     if (stat?.kind !== "file" || stat.size < DELTA_MIN_SIZE) return undefined;
     if (replicationChunking(stat.size).averageSize !== replicationChunking(operation.size).averageSize)
       return undefined;

@@ -249,8 +249,34 @@ function describeCode(code: string): string {
 export function normalizePath(path: string): string {
   if (!path.startsWith("/")) throw new FileSystemError("EINVAL", path, "path must be absolute");
   if (path.includes("\0")) throw new FileSystemError("EINVAL", path.replaceAll("\0", "\\0"), "path contains NUL");
+  // Most paths are normal already; posix.normalize would build a copy segment by segment (kilobytes per call).
+  if (isNormal(path)) return path;
   const normalized = posix.normalize(path);
   return normalized.length > 1 && normalized.endsWith("/") ? normalized.slice(0, -1) : normalized;
+}
+
+/** True when the absolute `path` has no empty, "." or ".." segment and no trailing slash ("/" itself is normal). */
+function isNormal(path: string): boolean {
+  let start = 1;
+  for (let i = 1; i <= path.length; i++) {
+    if (i < path.length && path.charCodeAt(i) !== 0x2f) continue;
+    const length = i - start;
+    if (length === 0) return path.length === 1;
+    if (path.charCodeAt(start) === 0x2e && (length === 1 || (length === 2 && path.charCodeAt(start + 1) === 0x2e)))
+      return false;
+    start = i + 1;
+  }
+  return true;
+}
+
+/**
+ * `posix.join(root, path)` for an absolute `root` and a relative `path` that is normal already (no
+ * empty, "." or ".." segment, as every operation's path: events/paths.ts's relativePathProblem), without
+ * normalising again. A path that is not would still be confined: the file systems normalise what they are given.
+ */
+export function pathUnder(root: string, path: string): string {
+  if (path === "") return root;
+  return root.endsWith("/") ? `${root}${path}` : `${root}/${path}`;
 }
 
 /** True when `path` is `root` or lies below it (both normalised). */

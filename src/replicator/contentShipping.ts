@@ -1,4 +1,3 @@
-import { posix } from "node:path";
 import { type Chunk, DELTA_MIN_SIZE, replicationChunking } from "../content/chunker.js";
 import { type EncodedLiteral, encodeLiteral } from "../content/compression.js";
 import { contentIdOf } from "../content/contentId.js";
@@ -9,7 +8,7 @@ import type { WriteFile } from "../events/operation.js";
 import type { ContentSplit } from "../events/operationLog.js";
 import type { ApplyEntry, ApplyRequest, Content, Piece, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
-import type { FileSystem } from "../fs/fileSystem.js";
+import { type FileSystem, pathUnder } from "../fs/fileSystem.js";
 import { isMirrorFileSystem } from "./scan.js";
 
 /** Chunk lists of content versions by hash: what a delta is computed against. A Map fits. */
@@ -273,7 +272,7 @@ export class ContentShipping {
    * re-hashed (it must still be the scanned version); a large one is verified by the target's final hash.
    */
   private reader(operation: WriteFile): (offset: number, length: number) => Uint8Array | undefined {
-    const absolute = posix.join(this.root, operation.path);
+    const absolute = pathUnder(this.root, operation.path);
     let whole = this.contents.get(operation.path);
     this.dropContent(operation.path);
     if (whole === undefined && operation.size <= INLINE_MAX) {

@@ -1,10 +1,9 @@
-import { posix } from "node:path";
 import type { AttributeKey } from "../events/operation.js";
 import { childOf, listedChildProblem } from "../events/paths.js";
 import type { ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
 import { type ContentIndex, type DigestCache, signatureOf } from "../events/stateStore.js";
 import { type DirNode, emptyDir } from "../events/tree.js";
-import type { DirEntryStat, FileSystem } from "../fs/fileSystem.js";
+import { type DirEntryStat, type FileSystem, pathUnder } from "../fs/fileSystem.js";
 import { listingDigest, listingEntries, manifestEntryOf } from "../projections/expectedTree.js";
 import { isMirrorFileSystem, scanPath } from "./scan.js";
 
@@ -151,7 +150,7 @@ export class ManifestWalk {
     if (digests?.cache === undefined || dir === "" || !isMirrorFileSystem(fs)) return undefined;
     let listing: DirEntryStat[];
     try {
-      listing = fs.listDirStats(posix.join(root, dir));
+      listing = fs.listDirStats(pathUnder(root, dir));
     } catch {
       return undefined;
     }

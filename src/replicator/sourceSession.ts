@@ -25,6 +25,7 @@ import {
   type FileSystemEvent,
   isWithin,
   type MirrorFileSystem,
+  pathUnder,
   type WatchCallback,
 } from "../fs/fileSystem.js";
 import {
@@ -1010,7 +1011,7 @@ export class SourceSession {
   }
 
   private absolute(path: string): string {
-    return path === "" ? this.root : posix.join(this.root, path);
+    return pathUnder(this.root, path);
   }
 
   /** Responses arrive validated by the transport (zod at the edge); this only checks which one it is. */

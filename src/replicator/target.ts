@@ -31,6 +31,7 @@ import {
   type FileSystem,
   FileSystemError,
   type MirrorFileSystem,
+  pathUnder,
   type StagedFile,
 } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
@@ -96,7 +97,7 @@ export class ReplicatorTarget {
   private readonly content: TargetContent | undefined;
   /** The walk behind the manifest pages being read (lazy: it lists directories as pages ask for them). */
   private manifestWalk: ManifestWalk | undefined;
-  /** Directories of this request already checked to be real directories below the root. */
+  /** Directories of this request (relative paths) already checked to be real directories below the root. */
   private readonly verifiedDirs = new Set<string>();
   /** The decoded pack of the request being applied, or why it could not be decoded. */
   private pack: Uint8Array | undefined;
@@ -484,7 +485,7 @@ export class ReplicatorTarget {
 
   private applyEntry(entry: ApplyEntry): ApplyResult {
     const { operation } = entry;
-    const absolute = posix.join(this.root, operation.path);
+    const absolute = pathUnder(this.root, operation.path);
     if (this.mirror !== undefined && segmentsOf(operation.path).some((s) => this.mirror!.isInternalName(s))) {
       return { seq: entry.seq, ...failedWith("unsafe-path", "names one of the target's own temp files") };
     }
@@ -505,16 +506,15 @@ export class ReplicatorTarget {
    * problem; the handles make a racer's swap after it harmless.)
    */
   private parentProblem(path: string): Omit<ApplyResult, "seq"> | null {
-    let current = this.root;
-    for (const segment of segmentsOf(path).slice(0, -1)) {
-      current = posix.join(current, segment);
-      if (this.verifiedDirs.has(current)) continue;
-      const kind = this.kindOf(current);
-      const at = posix.relative(this.root, current);
+    // Each ancestor is a prefix of the path up to a slash: no copies for those already verified.
+    for (let slash = path.indexOf("/"); slash !== -1; slash = path.indexOf("/", slash + 1)) {
+      const at = path.slice(0, slash);
+      if (this.verifiedDirs.has(at)) continue;
+      const kind = this.kindOf(pathUnder(this.root, at));
       if (kind === undefined) return failedWith("not-found", `parent directory ${at} does not exist`);
       if (kind === "symlink") return failedWith("unsafe-path", `path traverses symlink ${at}`);
       if (kind !== "dir") return failedWith("not-found", `parent ${at} is not a directory`);
-      this.verifiedDirs.add(current);
+      this.verifiedDirs.add(at);
     }
     return null;
   }
@@ -630,7 +630,7 @@ export class ReplicatorTarget {
     const mirror = this.mirror;
     if (mirror === undefined || this.content === undefined)
       return failedWith("io", "this file system cannot hold hard links");
-    const leaderPath = posix.join(this.root, linkTo);
+    const leaderPath = pathUnder(this.root, linkTo);
     const leader = mirror.lstatIfExists(leaderPath);
     if (leader?.kind !== "file" || this.hashOf(linkTo, leaderPath, leader) !== operation.hash) {
       return failedWith("missing-basis", `hard link target ${linkTo} does not hold ${operation.hash}`);

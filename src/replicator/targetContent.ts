@@ -7,7 +7,14 @@ import type { WriteFile } from "../events/operation.js";
 import { parentOf } from "../events/paths.js";
 import type { Content, FailureCode, Piece, Response, UploadRequest } from "../events/protocol.js";
 import type { ContentIndex, IndexedFile } from "../events/stateStore.js";
-import type { EntryMetadata, EntryStat, MirrorFileSystem, StagedFile, StagedWriter } from "../fs/fileSystem.js";
+import {
+  type EntryMetadata,
+  type EntryStat,
+  type MirrorFileSystem,
+  pathUnder,
+  type StagedFile,
+  type StagedWriter,
+} from "../fs/fileSystem.js";
 import { describeError, indexEntry, indexedHash, STREAM_PIECE } from "./scan.js";
 import type { TargetDirectories } from "./targetDirectories.js";
 
@@ -118,7 +125,7 @@ export class TargetContent {
    * later write in this session (a rename or move costs no bytes). Its index entries move with it.
    */
   removeToStash(path: string, kind: EntryStat["kind"]): void {
-    const absolute = posix.join(this.root, path);
+    const absolute = pathUnder(this.root, path);
     // Bounded: past the limit the stash is emptied; a source that assumed something in it then gets
     // "content missing" and sends the bytes.
     if (this.stashCount >= this.limits.maxStashEntries) {
@@ -172,7 +179,7 @@ export class TargetContent {
       }
       this.dirs.willChange(parentOf(request.path));
       upload = {
-        writer: this.fs.openStaged(posix.join(this.root, request.path)),
+        writer: this.fs.openStaged(pathUnder(this.root, request.path)),
         hasher: new ContentHasher(),
         path: request.path,
         baseHash: request.baseHash,
@@ -231,7 +238,7 @@ export class TargetContent {
    * looked at the final path and replaced a directory there: the temp is not checked against one again.
    */
   stage(operation: WriteFile, content: Content | undefined, metadata: EntryMetadata): StagedFile {
-    const absolute = posix.join(this.root, operation.path);
+    const absolute = pathUnder(this.root, operation.path);
     if (operation.size > this.limits.maxFileBytes) {
       throw new ContentError(
         "limit",
@@ -310,7 +317,7 @@ export class TargetContent {
   chunkLists(paths: readonly string[]): Response {
     const files: { path: string; hash: string; chunks: { offset: number; length: number; id: string }[] }[] = [];
     for (const path of paths) {
-      const absolute = posix.join(this.root, path);
+      const absolute = pathUnder(this.root, path);
       try {
         const stat = this.fs.lstat(absolute);
         if (stat.kind !== "file") continue;
@@ -344,7 +351,7 @@ export class TargetContent {
         "no-space",
         // Worded like the kernel's refusal (the same condition, found before a byte is written), with the
         // absolute path, as a file system error names it.
-        `ENOSPC: no space left on device: ${posix.join(this.root, path)} needs ${bytes} bytes, ${Math.max(0, usable)} free beyond the reserve (limits reserveBytes/reserveFraction)`,
+        `ENOSPC: no space left on device: ${pathUnder(this.root, path)} needs ${bytes} bytes, ${Math.max(0, usable)} free beyond the reserve (limits reserveBytes/reserveFraction)`,
       );
     }
     this.stagedThisRequest += bytes;
@@ -416,7 +423,7 @@ export class TargetContent {
       }
     }
     for (const path of this.index.pathsWithHash(operation.hash)) {
-      const from = posix.join(this.root, path);
+      const from = pathUnder(this.root, path);
       const stat = this.fs.lstatIfExists(from);
       if (stat?.kind !== "file" || indexedHash(this.index, path, stat) !== operation.hash) continue;
       // A copy takes space (taking a file back from the stash above is a rename, and takes none).
@@ -453,7 +460,7 @@ export class TargetContent {
     baseHash: string | undefined,
     cap: GrowthCap,
   ): { basisFromIndex: boolean } {
-    const basis = posix.join(this.root, path);
+    const basis = pathUnder(this.root, path);
     let basisState: { size: number; fromIndex: boolean } | undefined;
     const grow = (bytes: number) => {
       if (writer.size + bytes > cap.bytes) {

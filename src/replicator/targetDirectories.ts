@@ -1,8 +1,7 @@
-import { posix } from "node:path";
 import type { Attributes } from "../events/operation.js";
 import { parentOf, segmentsOf } from "../events/paths.js";
 import { attributesMatch } from "../events/tree.js";
-import type { MirrorFileSystem } from "../fs/fileSystem.js";
+import { type MirrorFileSystem, pathUnder } from "../fs/fileSystem.js";
 
 /** Owner read, write and search: what the target needs on a directory to change its entries. */
 const OWNER_RWX = 0o700;
@@ -73,6 +72,6 @@ export class TargetDirectories {
   }
 
   private absolute(dir: string): string {
-    return dir === "" ? this.root : posix.join(this.root, dir);
+    return pathUnder(this.root, dir);
   }
 }
