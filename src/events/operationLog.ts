@@ -4,6 +4,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import * as z from "zod";
 import {
+  checkOperation,
   type DetectedBy,
   DetectedBySchema,
   type Operation,
@@ -349,12 +350,11 @@ export class OperationLog {
     if (this.head.epoch === 0) throw new Error("OperationLog.append: no epoch started");
     const epoch = this.head.epoch;
     let seq = this.head.seq;
-    const entries: LogEntry[] = batch.map(({ operation, detectedBy }) => ({
-      position: { epoch, seq: ++seq },
-      loggedAt: now,
-      operation: OperationSchema.parse(operation),
-      detectedBy,
-    }));
+    const entries: LogEntry[] = batch.map(({ operation, detectedBy }) => {
+      const checked = checkOperation(operation);
+      if (!checked.success) throw checked.error;
+      return { position: { epoch, seq: ++seq }, loggedAt: now, operation: checked.data, detectedBy };
+    });
     this.guarded(() =>
       this.db.transaction(() => {
         for (const e of entries) {

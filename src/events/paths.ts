@@ -27,12 +27,19 @@ export function relativePathProblem(path: string): string | null {
   if (path.length * 3 > MAX_PATH_BYTES && byteLengthOfName(path) > MAX_PATH_BYTES) {
     return `is longer than ${MAX_PATH_BYTES} bytes`;
   }
-  for (const segment of path.split("/")) {
-    if (segment === "") return "has an empty segment";
-    if (segment === "." || segment === "..") return `has a "${segment}" segment`;
-    if (segment.length * 3 > MAX_SEGMENT_BYTES && byteLengthOfName(segment) > MAX_SEGMENT_BYTES) {
+  // Segment by segment without splitting: every operation's path is checked here, on both sides.
+  for (let start = 0; start <= path.length; ) {
+    const slash = path.indexOf("/", start);
+    const end = slash === -1 ? path.length : slash;
+    const length = end - start;
+    if (length === 0) return "has an empty segment";
+    if (path.charCodeAt(start) === 0x2e && (length === 1 || (length === 2 && path.charCodeAt(start + 1) === 0x2e))) {
+      return `has a "${path.slice(start, end)}" segment`;
+    }
+    if (length * 3 > MAX_SEGMENT_BYTES && byteLengthOfName(path.slice(start, end)) > MAX_SEGMENT_BYTES) {
       return `has a segment over ${MAX_SEGMENT_BYTES} bytes`;
     }
+    start = end + 1;
   }
   return null;
 }

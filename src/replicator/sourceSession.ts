@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { DEFAULT_LIMITS } from "../events/limits.js";
-import { type AttributeKey, type DetectedBy, type Operation, OperationSchema } from "../events/operation.js";
+import { type AttributeKey, checkOperation, type DetectedBy, type Operation } from "../events/operation.js";
 import { type LogEntry, type LoggedResult, OperationLog } from "../events/operationLog.js";
 import { childOf, compareWalkOrder, isAtOrBelow, parentOf, segmentsOf } from "../events/paths.js";
 import { operationOf, planChanges } from "../events/plan.js";
@@ -650,7 +650,7 @@ export class SourceSession {
    */
   private valid(operations: Operation[]): Operation[] {
     return operations.filter((operation) => {
-      const parsed = OperationSchema.safeParse(operation);
+      const parsed = checkOperation(operation);
       if (parsed.success) return true;
       const issue = parsed.error.issues[0];
       const field = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `;

@@ -4,8 +4,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import type { Operation } from "../../src/events/operation.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { checkOperation, type Operation, OperationSchema } from "../../src/events/operation.js";
 import { type LoggedResult, type NewEntry, OperationLog } from "../../src/events/operationLog.js";
 
 const HASH = "ab".repeat(32);
@@ -121,6 +121,25 @@ for (const makeBackend of [memoryBackend, fileBackend]) {
       expect(log.readAfter(1, 0).map((e) => e.operation.path)).toEqual(["kept"]);
       // The next batch continues where the last good one ended: no hole was left behind.
       expect(log.append([write("next")], 4).map((e) => e.position.seq)).toEqual([2]);
+    });
+
+    it("checks an operation once: one the source checked is logged as it is; an invalid one is refused each time", () => {
+      const { log } = setup();
+      log.startEpoch("start", 1);
+      const operation: Operation = { type: "writeFile", path: "f", hash: "a".repeat(64), size: 1 };
+      const parse = vi.spyOn(OperationSchema, "safeParse");
+      try {
+        const checked = checkOperation(operation);
+        expect(checked.success && checked.data).toBe(operation); // the object itself, not a parsed copy
+        expect(log.append([{ operation, detectedBy: "scan" }], 2)[0]!.operation).toBe(operation);
+        expect(parse).toHaveBeenCalledTimes(1);
+      } finally {
+        parse.mockRestore();
+      }
+      const invalid = { type: "remove", path: "a/../b" } as Operation;
+      expect(checkOperation(invalid).success).toBe(false);
+      expect(checkOperation(invalid).success).toBe(false);
+      expect(() => log.append([{ operation: invalid, detectedBy: "scan" }], 3)).toThrow(/unsafe path/);
     });
 
     it("keeps every field of an operation exactly: attributes, links, byte-escaped names and targets", () => {

@@ -98,6 +98,26 @@ describe("relativePathProblem", () => {
   it("accepts the empty string as the root", () => {
     expect(relativePathProblem("")).toBeNull();
   });
+
+  it("judges each segment as splitting the path would (random paths around empty, dot and long segments)", () => {
+    const segmentProblem = (segment: string): string | null => {
+      if (segment === "") return "has an empty segment";
+      if (segment === "." || segment === "..") return `has a "${segment}" segment`;
+      return new TextEncoder().encode(segment).length > MAX_SEGMENT_BYTES
+        ? `has a segment over ${MAX_SEGMENT_BYTES} bytes`
+        : null;
+    };
+    const segment = fc.constantFrom("", ".", "..", "...", ".a", "a.", "a", "é", "a".repeat(255), "é".repeat(128));
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 6 }), (segments) => {
+        const path = segments.join("/");
+        if (path === "" || path.startsWith("/")) return;
+        const expected = segments.map(segmentProblem).find((problem) => problem !== null) ?? null;
+        expect(relativePathProblem(path)).toBe(expected);
+      }),
+      { numRuns: 3_000 },
+    );
+  });
 });
 
 describe("listedChildProblem", () => {
