@@ -2,7 +2,6 @@
 // source lacks would delete them. That is refused unless --delete is given; a pair that has replicated
 // together before (both states agree) mirrors exactly, as the seed requires.
 import { posix } from "node:path";
-import type { OperationLog } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
 import type { ManifestEntry, Request, Response } from "../events/protocol.js";
 import { type MirrorFileSystem, RESERVED_PREFIX } from "../fs/fileSystem.js";
@@ -36,20 +35,17 @@ export class DeletionRefusedError extends CliError {
   }
 }
 
-/**
- * True when the source's log has logged an operation for this pair in an earlier run: a run that got as
- * far as planning passed this guard (or had nothing to delete), so the source has replicated here before.
- */
-export function sourceHasReplicated(log: OperationLog): boolean {
-  return log.hasOperations();
-}
-
 /** What the guard needs to judge the target's first manifest. */
 export interface DeletionGuardOptions {
   /** The source's log: a target whose applied position names it has replicated from it. */
   logId: string;
-  /** Whether this source's log has replicated to the target before (`sourceHasReplicated`). */
+  /**
+   * Whether this source's log has replicated to the target before (OperationLog.hasReplicated): a run that got
+   * as far as planning, or whose judged manifest held nothing to delete, passed this guard.
+   */
   sourceReplicated: boolean;
+  /** Called when an unknown pair's whole manifest held nothing to delete (OperationLog.recordTargetAccepted). */
+  accepted: () => void;
   /** The source tree, read by name (lstat), to tell which target entries it lacks. */
   fs: MirrorFileSystem;
   sourceRoot: string;
@@ -93,6 +89,7 @@ export class DeletionGuard {
       if (response.complete) {
         this.done = true;
         if (this.total > 0) throw new DeletionRefusedError(this.options.target, this.listed, this.total);
+        this.options.accepted();
       }
     }
     return response;

@@ -26,7 +26,7 @@ import { paced } from "./bandwidthLimit.js";
 import { rehashingIndex } from "./checksumIndex.js";
 import { CliError, StateUnusableError } from "./cliError.js";
 import { DEFAULT_TIMEOUT_SECONDS } from "./defaults.js";
-import { DeletionGuard, DeletionRefusedError, sourceHasReplicated } from "./deletionSafety.js";
+import { DeletionGuard, DeletionRefusedError } from "./deletionSafety.js";
 import { EXIT } from "./exitCodes.js";
 import { exclusionRules, readPatternFile } from "./ignoreRules.js";
 import { interruptedBy, onOrderlyStop, phase, requestPhase, trackTarget } from "./interrupt.js";
@@ -243,7 +243,8 @@ export async function runMirror(
       ? undefined
       : new DeletionGuard({
           logId: log.logId,
-          sourceReplicated: sourceHasReplicated(log),
+          sourceReplicated: log.hasReplicated(),
+          accepted: () => log.recordTargetAccepted(),
           fs,
           sourceRoot,
           isExcluded,

@@ -457,9 +457,27 @@ export class OperationLog {
     });
   }
 
-  /** True when any epoch has logged an operation (the log keeps every one it logged). */
-  hasOperations(): boolean {
-    return this.guarded(() => this.db.prepare("SELECT EXISTS (SELECT 1 FROM operations)").pluck().get() === 1);
+  /**
+   * Records that the target's whole manifest was judged and held nothing the source lacks (cli/deletionSafety.ts):
+   * a first sync into a target that was already a copy logs no operation, and is replicated to all the same.
+   */
+  recordTargetAccepted(): void {
+    this.guarded(() =>
+      this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('target_accepted', '1')").run(),
+    );
+  }
+
+  /** True once any epoch has logged an operation (the log keeps every one it logged) or the target was accepted. */
+  hasReplicated(): boolean {
+    return this.guarded(
+      () =>
+        this.db
+          .prepare(
+            "SELECT EXISTS (SELECT 1 FROM operations) OR EXISTS (SELECT 1 FROM meta WHERE key = 'target_accepted')",
+          )
+          .pluck()
+          .get() === 1,
+    );
   }
 
   /** Where `epoch` stands: last logged seq, last answered seq, operations still without a result. */

@@ -87,6 +87,26 @@ describe("deletion safety: the first sync into a non-empty DST", () => {
     expectMirrored(src, dst);
   });
 
+  it("a first sync into a DST that already was a copy makes the pair known, though it logged nothing", async () => {
+    // A user coming from rsync: DST is SRC's copy already, so the first sync has nothing to do.
+    const { src, dst, env } = workspace();
+    writeFileSync(join(src, "a.txt"), "a");
+    mkdirSync(dst);
+    writeFileSync(join(dst, "a.txt"), "a");
+    for (const dir of [src, dst])
+      for (const path of [join(dir, "a.txt"), dir]) utimesSync(path, 1_700_000_000, 1_700_000_000);
+    const first = await runMirrorlog(["sync", "--json", src, dst], { env });
+    expect(first.code, first.stderr).toBe(0);
+    expect(summaryOf(first).operationsLogged).toBe(0);
+
+    // Known now: a later sync mirrors exactly without --delete (it was refused, the pair judged unknown again).
+    writeFileSync(join(dst, "stray.txt"), "appeared on the target");
+    const again = await runMirrorlog(["sync", "--json", src, dst], { env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(summaryOf(again).filesDeleted).toBe(1);
+    expectMirrored(src, dst);
+  });
+
   it("another source's mirror is an unknown DST: a second SRC aimed at it is refused", async () => {
     const { base, src, dst, env } = workspace();
     writeFileSync(join(src, "a.txt"), "a");

@@ -131,7 +131,7 @@ for (const makeBackend of [memoryBackend, fileBackend]) {
       try {
         const checked = checkOperation(operation);
         expect(checked.success && checked.data).toBe(operation); // the object itself, not a parsed copy
-        expect(log.append([{ operation, detectedBy: "scan" }], 2)[0]!.operation).toBe(operation);
+        expect(log.append([{ operation, detectedBy: "initial" }], 2)[0]!.operation).toBe(operation);
         expect(parse).toHaveBeenCalledTimes(1);
       } finally {
         parse.mockRestore();
@@ -139,7 +139,7 @@ for (const makeBackend of [memoryBackend, fileBackend]) {
       const invalid = { type: "remove", path: "a/../b" } as Operation;
       expect(checkOperation(invalid).success).toBe(false);
       expect(checkOperation(invalid).success).toBe(false);
-      expect(() => log.append([{ operation: invalid, detectedBy: "scan" }], 3)).toThrow(/unsafe path/);
+      expect(() => log.append([{ operation: invalid, detectedBy: "initial" }], 3)).toThrow(/unsafe path/);
     });
 
     it("keeps every field of an operation exactly: attributes, links, byte-escaped names and targets", () => {
