@@ -129,6 +129,7 @@ export function checkOperation(operation: Operation): z.ZodSafeParseResult<Opera
   // The operation itself: the schema has no transforms or defaults, so what passed is what it returns.
   return { success: true, data: operation };
 }
+
 /** A directory-ensured operation. */
 export type EnsureDir = z.infer<typeof EnsureDirSchema>;
 /** A file-written operation. */
