@@ -35,6 +35,7 @@ import {
   type StagedFile,
 } from "../fs/fileSystem.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
+import { FreshDirectories } from "./freshDirectories.js";
 import { entriesDescribed, ManifestWalk } from "./manifestWalk.js";
 import { describeError, indexEntry, indexedHash, isMirrorFileSystem, STREAM_PIECE } from "./scan.js";
 import { ContentError, type FreeSpace, TargetContent } from "./targetContent.js";
@@ -99,6 +100,8 @@ export class ReplicatorTarget {
   private manifestWalk: ManifestWalk | undefined;
   /** Directories of this request (relative paths) already checked to be real directories below the root. */
   private readonly verifiedDirs = new Set<string>();
+  /** Directories created during this burst: a new name in one needs no lookup (not with a backup: see there). */
+  private readonly fresh: FreshDirectories | undefined;
   /** The decoded pack of the request being applied, or why it could not be decoded. */
   private pack: Uint8Array | undefined;
   private packProblem: string | undefined;
@@ -148,6 +151,8 @@ export class ReplicatorTarget {
     if (!fs.exists(this.root)) fs.makeDirs(this.root);
     this.canSetOwner = options.canSetOwner ?? process.getuid?.() === 0;
     this.backup = options.backup;
+    // A replaced file must be found to be kept: with a backup, every name is looked up.
+    this.fresh = options.backup === undefined ? new FreshDirectories() : undefined;
     this.dirs = this.mirror === undefined ? undefined : new TargetDirectories(this.mirror, this.root);
     this.content =
       this.mirror === undefined || this.dirs === undefined
@@ -187,6 +192,7 @@ export class ReplicatorTarget {
 
   /** Unfinished uploads and files set aside for reuse are removed; cached handles let go. */
   private dropKept(): void {
+    this.fresh?.forget();
     try {
       this.content?.close();
     } finally {
@@ -427,6 +433,7 @@ export class ReplicatorTarget {
       this.flush();
     }
     this.session = { logId: request.logId, epoch: request.epoch };
+    this.fresh?.forget();
     return { type: "hello", version: PROTOCOL_VERSION, applied: before, canSetOwner: this.canSetOwner };
   }
 
@@ -566,8 +573,14 @@ export class ReplicatorTarget {
   }
 
   private applyOperation(operation: Operation, absolute: string, entry: ApplyEntry): Omit<ApplyResult, "seq"> {
+    const knownAbsent = operation.type !== "remove" && this.fresh?.isAbsent(operation.path) === true;
+    this.fresh?.named(operation.path);
     // One lookup: a missing entry must not be asked about again through the plain interface.
-    const existing = this.mirror !== undefined ? this.mirror.lstatIfExists(absolute) : this.plainStat(absolute);
+    const existing = knownAbsent
+      ? undefined
+      : this.mirror !== undefined
+        ? this.mirror.lstatIfExists(absolute)
+        : this.plainStat(absolute);
     // Removing or replacing anything may remove a directory verified earlier in this request.
     if (existing !== undefined && operation.type !== "writeFile") this.verifiedDirs.clear();
     switch (operation.type) {
@@ -615,6 +628,7 @@ export class ReplicatorTarget {
     if (existing !== undefined) this.replaceEntry(operation.path, absolute, existing.kind);
     else this.dirs?.willChangeEntry(operation.path);
     this.fs.makeDir(absolute);
+    this.fresh?.created(operation.path);
     if (this.mirror !== undefined && Object.keys(owner).length > 0) this.mirror.setMetadata(absolute, owner);
     this.dirs?.state(operation.path, final);
     return done();
@@ -768,6 +782,7 @@ export class ReplicatorTarget {
    * until the session ends. Its directory's metadata is kept; nothing below it is restored any more.
    */
   private replaceEntry(path: string, absolute: string, kind: EntryKind): void {
+    this.fresh?.forget();
     this.backup?.keep(path, absolute);
     this.dirs?.willChangeEntry(path);
     this.dirs?.forget(path);

@@ -14,8 +14,8 @@ afterAll(() => {
 });
 
 /**
- * The calls of `mirrorlog sync SRC DST` (every process, the given calls only) that name an entry below DST
- * (through a descriptor, shown as its path by strace -y, or by path), one per line; the pid and the
+ * The calls of `mirrorlog sync SRC DST` (every process, the given calls only) that name DST or an entry below
+ * it (through a descriptor, shown as its path by strace -y, or by path), one per line; the pid and the
  * descriptor's number left out.
  */
 function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: string, traceFile: string): string[] {
@@ -32,7 +32,7 @@ function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: st
   );
   return readFileSync(traceFile, "utf8")
     .split("\n")
-    .filter((line) => line.includes(`${dst}/`))
+    .filter((line) => line.includes(`${dst}/`) || line.includes(`${dst}>`))
     .map((line) =>
       line
         .replace(/^\d+\s+/, "")
@@ -68,19 +68,27 @@ it("a new file's temp is created with its mode and owner: no fchown or fchmod ch
   ).toEqual([]);
 });
 
-it("the target looks a new file's name up twice, before applying it and once renamed: not again before staging", () => {
+it("the target looks a new file's name up once renamed, and before applying it only where it did not create the directory", () => {
   const { base, src, dst, env } = makeWorkspace("syscalls-lookups", created);
   const names = Array.from({ length: 10 }, (_, i) => `new-${i}`);
   mkdirSync(join(src, "dir"));
-  for (const name of names) writeFileSync(join(src, "dir", name), `${name}\n`);
+  for (const name of names) {
+    writeFileSync(join(src, "dir", name), `${name}\n`);
+    writeFileSync(join(src, name), `${name}\n`);
+  }
+  mkdirSync(dst); // there before the run, unlike DST/dir
 
   const trace = traceMirror(src, dst, env, "statx,newfstatat,lstat", join(base, "trace"));
 
   const differences = compareTrees(src, dst);
   expect(differences, formatDifferences(differences)).toEqual([]);
   // By the parent's descriptor (…<DST/dir>, "new-3", …) or by path ("DST/dir/new-3"): the final name only.
-  const lookups = names.map(
-    (name) => trace.filter((line) => line.includes(`/dir>, "${name}"`) || line.includes(`/dir/${name}"`)).length,
-  );
-  expect(lookups, trace.join("\n")).toEqual(names.map(() => 2));
+  const lookupsIn = (dir: string) =>
+    names.map(
+      (name) => trace.filter((line) => line.includes(`${dir}>, "${name}"`) || line.includes(`${dir}/${name}"`)).length,
+    );
+  // In DST/dir, which this run created: nothing can be there yet, so only the renamed file's own lookup.
+  expect(lookupsIn("/dir"), trace.join("\n")).toEqual(names.map(() => 1));
+  // In DST, which was there: each name is looked up before it is written too.
+  expect(lookupsIn(dst), trace.join("\n")).toEqual(names.map(() => 2));
 });
