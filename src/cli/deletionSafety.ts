@@ -4,7 +4,7 @@
 import { posix } from "node:path";
 import { escapeForDisplay } from "../events/paths.js";
 import type { ManifestEntry, Request, Response } from "../events/protocol.js";
-import { type MirrorFileSystem, RESERVED_PREFIX } from "../fs/fileSystem.js";
+import { type MirrorFileSystem, pathUnder, RESERVED_PREFIX } from "../fs/fileSystem.js";
 import { CliError } from "./cliError.js";
 import { EXIT } from "./exitCodes.js";
 import { type ExclusionPredicate, isExcludedPath } from "./ignoreRules.js";
@@ -103,7 +103,7 @@ export class DeletionGuard {
     if (isExcluded !== undefined && isExcludedPath(isExcluded, entry.path, isDir)) return;
     let present: string | undefined;
     try {
-      present = fs.lstatIfExists(posix.join(sourceRoot, entry.path))?.kind;
+      present = fs.lstatIfExists(pathUnder(sourceRoot, entry.path))?.kind;
     } catch {
       present = undefined; // below a source file (ENOTDIR) or unreadable: the planner removes it too
     }

@@ -10,6 +10,8 @@
 import { lstat, readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import type cliProgress from "cli-progress";
+import { childOf } from "../events/paths.js";
+import { pathUnder } from "../fs/fileSystem.js";
 import { onTerminalRestore } from "./interrupt.js";
 import { bytes, rate } from "./report.js";
 
@@ -126,13 +128,13 @@ export async function countTree(
     const dir = stack.pop()!;
     let names: { name: string; isDirectory(): boolean; isFile(): boolean }[];
     try {
-      names = await readdir(dir === "" ? root : `${root}/${dir}`, { withFileTypes: true });
+      names = await readdir(pathUnder(root, dir), { withFileTypes: true });
     } catch {
       continue;
     }
     const files: string[] = [];
     for (const entry of names) {
-      const path = dir === "" ? entry.name : `${dir}/${entry.name}`;
+      const path = childOf(dir, entry.name);
       const isDir = entry.isDirectory();
       if (isExcluded?.(path, isDir)) continue;
       count.entries++;
@@ -143,7 +145,7 @@ export async function countTree(
     for (let at = 0; at < files.length; at += 64) {
       const sizes = await Promise.all(
         files.slice(at, at + 64).map((path) =>
-          lstat(`${root}/${path}`).then(
+          lstat(pathUnder(root, path)).then(
             (stat) => (stat.isFile() ? stat.size : -1),
             () => -1,
           ),

@@ -7,6 +7,7 @@
  */
 
 import { byteLengthOfName, isCanonicalName } from "../fs/byteNames.js";
+import { isDotSegment } from "../fs/fileSystem.js";
 
 export { RESERVED_PREFIX } from "../fs/fileSystem.js";
 
@@ -33,9 +34,7 @@ export function relativePathProblem(path: string): string | null {
     const end = slash === -1 ? path.length : slash;
     const length = end - start;
     if (length === 0) return "has an empty segment";
-    if (path.charCodeAt(start) === 0x2e && (length === 1 || (length === 2 && path.charCodeAt(start + 1) === 0x2e))) {
-      return `has a "${path.slice(start, end)}" segment`;
-    }
+    if (isDotSegment(path, start, length)) return `has a "${path.slice(start, end)}" segment`;
     if (length * 3 > MAX_SEGMENT_BYTES && byteLengthOfName(path.slice(start, end)) > MAX_SEGMENT_BYTES) {
       return `has a segment over ${MAX_SEGMENT_BYTES} bytes`;
     }

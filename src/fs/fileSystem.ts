@@ -262,11 +262,15 @@ function isNormal(path: string): boolean {
     if (i < path.length && path.charCodeAt(i) !== 0x2f) continue;
     const length = i - start;
     if (length === 0) return path.length === 1;
-    if (path.charCodeAt(start) === 0x2e && (length === 1 || (length === 2 && path.charCodeAt(start + 1) === 0x2e)))
-      return false;
+    if (isDotSegment(path, start, length)) return false;
     start = i + 1;
   }
   return true;
+}
+
+/** True when the `length` characters of `path` from `start` (one segment) are "." or "..". */
+export function isDotSegment(path: string, start: number, length: number): boolean {
+  return path.charCodeAt(start) === 0x2e && (length === 1 || (length === 2 && path.charCodeAt(start + 1) === 0x2e));
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   type FileSystem,
   FileSystemError,
   type MirrorFileSystem,
+  pathUnder,
 } from "../fs/fileSystem.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
@@ -101,8 +102,7 @@ function scanEntry(
   listedHash?: string,
 ): TreeNode | undefined {
   const { fs } = options;
-  // `path` is a normalised relative path and the root a normalised absolute one: no join needs normalising.
-  const absolute = path === "" ? options.root : options.root === "/" ? `/${path}` : `${options.root}/${path}`;
+  const absolute = pathUnder(options.root, path);
   try {
     if (isMirrorFileSystem(fs)) {
       const stat = listed ?? fs.lstat(absolute);

@@ -4,7 +4,7 @@ import type { LogEntry } from "../events/operationLog.js";
 import { childOf } from "../events/paths.js";
 import type { ApplyRequest, Request, Response, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
-import { type EntryStat, type FileSystemEvent, FileSystemEventType } from "../fs/fileSystem.js";
+import { type EntryStat, type FileSystemEvent, FileSystemEventType, pathUnder } from "../fs/fileSystem.js";
 import type { ScanResult } from "./scan.js";
 import { requestContentBytes, SessionRefusedError, type SourceSession } from "./sourceSession.js";
 
@@ -561,7 +561,7 @@ export class StreamingSource {
       // Through planEvent, not planPath: it plans from the nearest directory present on both sides, so a
       // path whose parent was deleted and re-created meanwhile gets its parent ensured too.
       for (const path of paths) {
-        const absolute = path === "" ? this.session.root : `${this.session.root}/${path}`;
+        const absolute = pathUnder(this.session.root, path);
         this.enqueue(
           this.session.planEvent({ path: absolute, eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, "retry"),
         );

@@ -235,7 +235,8 @@ export class TargetContent {
    * Stages the bytes `content` describes for `operation` beside its final path, verified to be exactly
    * `operation.size` bytes hashing to `operation.hash`. Throws ContentError when they cannot be had, or
    * when they would pass a limit (checked before anything is decoded, copied or written). The caller has
-   * looked at the final path and replaced a directory there: the temp is not checked against one again.
+   * looked at the final path and replaced a directory there, or knows it absent (FreshDirectories): the temp
+   * is not checked against one again; one that appears meanwhile fails the commit's rename.
    */
   stage(operation: WriteFile, content: Content | undefined, metadata: EntryMetadata): StagedFile {
     const absolute = pathUnder(this.root, operation.path);
