@@ -2,9 +2,11 @@
 // file, dist/bundle/main.cjs, and records V8's code cache for it, which bin/mirrorlog hands back to V8:
 // a start then reads two files instead of hundreds of modules (zod alone is hundreds) and deserializes
 // compiled bytecode instead of parsing and compiling ~1 MB of JavaScript — most of a small job's start-up
-// (a one-file no-change sync: ~355 -> ~295 ms beside `node -e 0` at ~110 ms). Native packages stay outside
-// the bundle and are loaded from node_modules as usual. Lazily imported modules stay lazy: esbuild wraps
-// each in an init function that runs at its first `import()`.
+// (a one-file no-change sync: ~355 -> ~295 ms beside `node -e 0` at ~110 ms). Packages with native addons
+// stay outside the bundle and are loaded from node_modules as usual, except better-sqlite3's JavaScript,
+// which every command loads: bundled, it is in the code cache too (its addon is named by nativeBinding,
+// src/events/sqliteBinding.ts). Lazily imported modules stay lazy: esbuild wraps each in an init function
+// that runs at its first `import()`.
 //
 // Modules import zod as `import * as z from "zod"`: esbuild tree-shakes that namespace (~200 KB of zod
 // bundled), where `import { z } from "zod"` hands it zod's `z` object whole (every locale, JSON Schema).
@@ -34,7 +36,7 @@ await build({
   platform: "node",
   target: "node20",
   outfile: BUNDLE,
-  external: ["better-sqlite3", "koffi", "zstd-napi", "msgpackr-extract"],
+  external: ["koffi", "zstd-napi", "msgpackr-extract"],
   // The modules locate files (bin/mirrorlog, native packages) from import.meta.url; a CommonJS bundle has
   // __filename instead, and dist/bundle/ is as deep as dist/cli/, so relative paths still resolve alike.
   define: { "import.meta.url": "__bundleUrl" },

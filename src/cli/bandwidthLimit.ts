@@ -2,6 +2,7 @@
 
 import { Transform, type TransformCallback, type Writable } from "node:stream";
 import { InvalidArgumentError } from "commander";
+import { monotonicMs } from "../fs/clock.js";
 
 const UNITS: Record<string, number> = { "": 1024, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
@@ -27,7 +28,7 @@ const SLICE_BYTES = 16 * 1024;
  * the writer meanwhile. Errors of the sink end this stream too.
  */
 export function paced(sink: Writable, bytesPerSecond: number): Writable {
-  const started = performance.now();
+  const started = monotonicMs();
   let sent = 0;
   const pacer = new Transform({
     transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
@@ -41,7 +42,7 @@ export function paced(sink: Writable, bytesPerSecond: number): Writable {
         offset += slice.length;
         // When the slice may leave: once the average over the run, this slice included, stays within the rate.
         const due = started + ((sent + slice.length) / bytesPerSecond) * 1000 - SLICE_BYTES / bytesPerSecond;
-        const wait = due - performance.now();
+        const wait = due - monotonicMs();
         sent += slice.length;
         const go = (): void => {
           this.push(slice);

@@ -7,6 +7,7 @@ import type { Position } from "../events/operation.js";
 import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
 import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
+import { monotonicMs } from "../fs/clock.js";
 import { isWithin } from "../fs/fileSystem.js";
 import { keepFreedBuffersForReuse } from "../fs/nativeCalls.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
@@ -167,7 +168,7 @@ export async function runMirror(
   options: MirrorOptions,
   output: MirrorOutput = defaultOutput,
 ): Promise<number> {
-  const started = performance.now();
+  const started = monotonicMs();
   const file = singleFileSource(src);
   if (file !== undefined) {
     if (mode === "watch")
@@ -382,7 +383,7 @@ export async function runMirror(
       failure = error;
     }
     await letTargetGo();
-    const summary = summarize(session.stats, wire(), performance.now() - started);
+    const summary = summarize(session.stats, wire(), monotonicMs() - started);
     failure ??= closeQuietly(log, state, fs);
     if (failure !== undefined) throw failure;
     return summary;
@@ -419,7 +420,7 @@ export async function runMirror(
     if (mode === "sync") return report(await finish(), options, output);
     service.watching(() => driver.rescan("rescan"));
     await followChanges(driver, options, output, fatal.stopped, () =>
-      summarize(session.stats, wire(), performance.now() - started),
+      summarize(session.stats, wire(), monotonicMs() - started),
     );
     if (fatal.error !== undefined) throw fatal.error;
     return report(await finish(), options, output);

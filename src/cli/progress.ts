@@ -7,10 +7,10 @@
 // target) out of those totals, like rsync's --info=progress2. Done never runs ahead of the target: what
 // the walk planned but the target has not answered yet is subtracted. The percentage and the ETA count
 // work as bytes plus a fixed cost per file (workOf), at the rate of the last few seconds.
-import { lstat, readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import type cliProgress from "cli-progress";
 import { childOf } from "../events/paths.js";
+import { monotonicMs } from "../fs/clock.js";
 import { pathUnder } from "../fs/fileSystem.js";
 import { onTerminalRestore } from "./interrupt.js";
 import { bytes, rate } from "./report.js";
@@ -122,6 +122,9 @@ export async function countTree(
   isExcluded: ((path: string, isDir: boolean) => boolean) | undefined,
   onEntry: (count: TreeCount) => void,
 ): Promise<TreeCount> {
+  // Loaded here, not with the module: fs/promises costs every start ≈ 2 ms, and few runs count a tree.
+  // (require: the bundle runs as a vm.Script, which has no dynamic import of node's modules.)
+  const { lstat, readdir } = createRequire(import.meta.url)("node:fs/promises") as typeof import("node:fs/promises");
   const count: TreeCount = { entries: 0, files: 0, bytes: 0 };
   const stack: string[] = [""];
   while (stack.length > 0) {
@@ -225,7 +228,7 @@ class TreeProgress implements ProgressDisplay {
     }).then((count) => {
       this.counted = count;
       this.totals = count;
-      this.barStarted = performance.now();
+      this.barStarted = monotonicMs();
     });
   }
 
@@ -306,7 +309,7 @@ class TreeProgress implements ProgressDisplay {
       this.doneBytes = Math.max(this.doneBytes, clamp(this.checkedBytes - pending.bytes, totals.bytes));
     }
     const { doneFiles, doneBytes } = this;
-    const now = performance.now();
+    const now = monotonicMs();
     const work = workOf(doneFiles, doneBytes);
     this.samples.push({ at: now, work, bytes: doneBytes });
     while (this.samples.length > 2 && now - this.samples[0]!.at > RATE_WINDOW_MS) this.samples.shift();

@@ -19,6 +19,7 @@ import {
 } from "node:fs";
 import { posix } from "node:path";
 import { contentIdOf } from "../content/contentId.js";
+import { monotonicMs } from "../fs/clock.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { BackupDir } from "../replicator/backupDir.js";
 import { parseTargetSpec } from "../transport/sshCommand.js";
@@ -49,7 +50,7 @@ export function singleFileDestination(source: string, dst: string): { dir: strin
 
 /** Copies the file `source` (real path) onto DST as `sync` does; returns the exit code. */
 export function copySingleFile(source: string, dst: string, options: MirrorOptions, output: MirrorOutput): number {
-  const started = performance.now();
+  const started = monotonicMs();
   const { dir, file } = singleFileDestination(source, dst);
   if (file === source) throw new CliError(`source ${source} and target ${file} are the same file`);
   // DST/ itself may be created; the parent of the directory that holds the file must exist unless --mkpath.
@@ -117,7 +118,7 @@ export function copySingleFile(source: string, dst: string, options: MirrorOptio
     wireBytesReceived: 0,
     operationsLogged: 0,
     content: { literal: 0, compressed: 0, matched: 0, reused: 0 },
-    durationMs: Math.round(performance.now() - started),
+    durationMs: Math.round(monotonicMs() - started),
     problems: [],
   };
   if (options.json) output.stdout(`${JSON.stringify(summary)}\n`);

@@ -8,6 +8,7 @@ import { stateDirectory, statePathProblem } from "../cli/statePaths.js";
 import { quoteText } from "../cli/terminalText.js";
 import { OperationLog, StateFileError } from "../events/operationLog.js";
 import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
+import { monotonicMs } from "../fs/clock.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import type { ChunkLists } from "../replicator/contentShipping.js";
 import { SourceSession } from "../replicator/sourceSession.js";
@@ -78,7 +79,7 @@ const SNAPSHOT_CHECK_MS = 5_000;
  * snapshot at the end (and every --snapshot-every operations while watching). Returns the exit code.
  */
 export async function runPublish(src: string, url: string, options: PublishOptions): Promise<number> {
-  const started = performance.now();
+  const started = monotonicMs();
   const address = parseAddress(url);
   const sourceRoot = resolveSource(src);
   const statePath = options.state
@@ -147,7 +148,7 @@ export async function runPublish(src: string, url: string, options: PublishOptio
       bytesUploaded: fanout.nc.stats().outBytes,
       streamSeq: target.position,
       snapshotSeq,
-      durationMs: Math.round(performance.now() - started),
+      durationMs: Math.round(monotonicMs() - started),
       problems: stats.problems,
     };
     report(summary, options.json);

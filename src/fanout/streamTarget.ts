@@ -14,6 +14,7 @@ import {
   type Response,
 } from "../events/protocol.js";
 import { type DirNode, nodeAt } from "../events/tree.js";
+import { monotonicMs } from "../fs/clock.js";
 import { pathUnder } from "../fs/fileSystem.js";
 import { foldExpectedTree, listingEntries, manifestFromTree } from "../projections/expectedTree.js";
 import type { TargetConnection } from "../replicator/streamingSource.js";
@@ -308,14 +309,14 @@ export class StreamTarget implements TargetConnection {
       if (result.status === "fulfilled") this.streamSeq = Math.max(this.streamSeq, result.value.seq);
     }
     if (next === -1) next = payloads.length;
-    const deadline = performance.now() + PUBLISH_DEADLINE_MS;
+    const deadline = monotonicMs() + PUBLISH_DEADLINE_MS;
     for (let i = next; i < payloads.length; ) {
       try {
         const ack = await send(i);
         this.streamSeq = Math.max(this.streamSeq, ack.seq);
         i++;
       } catch (error) {
-        if (performance.now() > deadline) {
+        if (monotonicMs() > deadline) {
           throw new Error(
             `publishing operation ${ids[i]} to ${this.fanout.names.stream} failed: ${(error as Error).message}`,
           );

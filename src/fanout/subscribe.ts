@@ -21,6 +21,7 @@ import {
 } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
 import type { TreeNode } from "../events/tree.js";
+import { monotonicMs } from "../fs/clock.js";
 import { NodeFileSystem } from "../fs/nodeFileSystem.js";
 import { ManifestTreeBuilder } from "../projections/expectedTree.js";
 import { ReplicatorTarget } from "../replicator/target.js";
@@ -107,7 +108,7 @@ interface Incoming {
  * cursor left the retained stream, starts from the newest snapshot. Returns the exit code.
  */
 export async function runSubscribe(url: string, dst: string, options: SubscribeOptions): Promise<number> {
-  const started = performance.now();
+  const started = monotonicMs();
   const address = parseAddress(url);
   const root = posix.resolve(dst);
   if (existsSync(root) && !lstatSync(root).isDirectory())
@@ -152,7 +153,7 @@ export async function runSubscribe(url: string, dst: string, options: SubscribeO
       operationsApplied: subscriber.operationsApplied,
       chunksFetched: subscriber.store.traffic.chunksFetched,
       chunkBytesFetched: subscriber.store.traffic.bytesFetched,
-      durationMs: Math.round(performance.now() - started),
+      durationMs: Math.round(monotonicMs() - started),
       problems,
     };
     if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { type FSWatcher, lstatSync, readdirSync, readFileSync, type Stats, watch } from "node:fs";
 import { posix } from "node:path";
 import { bytesOfName, hasByteEscapes, nameOfBytes } from "./byteNames.js";
+import { monotonicMs } from "./clock.js";
 import { type FileSystemEvent, FileSystemEventType, type WatchCallback } from "./fileSystem.js";
 
 /** A per-path condition worth telling the operator about; it never stops the rest of the work. */
@@ -129,7 +130,7 @@ export interface DiskWatcherOptions {
   watchFactory: WatchFactory;
   /** Names the watcher must never report: the temps and stash of the file system instance it serves. */
   isInternalName: (name: string) => boolean;
-  /** Monotonic milliseconds, for the polling budget (default `performance.now`). */
+  /** Monotonic milliseconds, for the polling budget (default `monotonicMs`). */
   clock?: () => number;
 }
 
@@ -179,7 +180,7 @@ export class DiskWatcher {
   private closed = false;
 
   constructor(private readonly options: DiskWatcherOptions) {
-    this.clock = options.clock ?? (() => performance.now());
+    this.clock = options.clock ?? monotonicMs;
   }
 
   /** Number of watched directories, including those only polled. */

@@ -1,5 +1,7 @@
 import { Buffer } from "node:buffer";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { getSystemErrorMap } from "node:util";
 import type { Timestamp } from "./fileSystem.js";
 
@@ -94,6 +96,26 @@ interface Koffi {
   errno(): number;
 }
 
+/**
+ * koffi itself. Its entry finds its addon by reading node's ELF header (glibc or musl) and compiles two
+ * scripts on the way, and resolving it goes through its package exports: ≈ 12 ms of every start against
+ * ≈ 3 ms for the addon alone, which is all that is used here. These calls are glibc's (libc.so.6), so
+ * the glibc build of koffi's platform package is loaded by name where npm put it beside koffi (as
+ * sqliteBinding.ts names better-sqlite3's addon); any other layout is left to the entry.
+ */
+function loadKoffi(): Koffi {
+  const require = createRequire(import.meta.url);
+  try {
+    const build = `${process.platform}-${process.arch}`;
+    const platformPackage = require.resolve(`@koromix/koffi-${build}/package.json`);
+    const addon = join(dirname(platformPackage), `${process.platform}_${process.arch}`, "koffi.node");
+    if (existsSync(addon)) return require(addon) as Koffi;
+  } catch {
+    // Not beside koffi: its entry knows where to look.
+  }
+  return require("koffi") as Koffi;
+}
+
 type LibcFunction = (...args: unknown[]) => number;
 
 let loaded: NativeCalls | null | undefined;
@@ -116,7 +138,7 @@ function tryLoad(): NativeCalls | null {
   let fcntl: LibcFunction;
   let mallopt: LibcFunction;
   try {
-    koffi = createRequire(import.meta.url)("koffi") as Koffi;
+    koffi = loadKoffi();
     const libc = koffi.load("libc.so.6");
     // Anonymous: a named koffi type is process-wide, and this module may be loaded more than once.
     const times = koffi.pointer(koffi.struct({ tv_sec: "int64", tv_nsec: "long" }));

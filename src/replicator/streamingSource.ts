@@ -4,6 +4,7 @@ import type { LogEntry } from "../events/operationLog.js";
 import { childOf } from "../events/paths.js";
 import type { ApplyRequest, Request, Response, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
+import { monotonicMs } from "../fs/clock.js";
 import { type EntryStat, type FileSystemEvent, FileSystemEventType, pathUnder } from "../fs/fileSystem.js";
 import type { ScanResult } from "./scan.js";
 import { requestContentBytes, SessionRefusedError, type SourceSession } from "./sourceSession.js";
@@ -124,7 +125,7 @@ export class StreamingSource {
   private pendingHints = new Map<string, DetectedBy>();
   private running: Promise<void> = Promise.resolve();
   private flushScheduled = false;
-  /** performance.now() of the latest hint (see `burstQuiet`). */
+  /** monotonicMs() of the latest hint (see `burstQuiet`). */
   private lastHintAt = 0;
   private buffer: LogEntry[] = [];
   private readonly inFlight: {
@@ -206,7 +207,7 @@ export class StreamingSource {
   /** Queues a watch hint; hints arriving together are planned and shipped as one batch. */
   hint(event: FileSystemEvent, detectedBy: DetectedBy = "watch"): void {
     this.pendingHints.set(event.path, detectedBy);
-    this.lastHintAt = performance.now();
+    this.lastHintAt = monotonicMs();
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     this.running = this.running.then(() => this.flushHints()).catch((error) => this.options.onError?.(error));
@@ -243,7 +244,7 @@ export class StreamingSource {
     // walk does): otherwise each turn closes them and the next file opens its path from the root again.
     const release = this.session.holdHandles();
     try {
-      const started = performance.now();
+      const started = monotonicMs();
       do {
         const hints = this.pendingHints;
         this.pendingHints = new Map();
@@ -253,7 +254,7 @@ export class StreamingSource {
         // Planning is synchronous: the notifications that queued meanwhile are let in first.
         await nextTurn();
         await this.untilBurstQuiet();
-      } while (this.pendingHints.size > 0 && performance.now() - started < BATCH_JOIN_MS);
+      } while (this.pendingHints.size > 0 && monotonicMs() - started < BATCH_JOIN_MS);
     } finally {
       release();
     }
@@ -294,9 +295,9 @@ export class StreamingSource {
   private async untilBurstQuiet(): Promise<void> {
     const burst = this.options.burstQuiet;
     if (burst === undefined || this.pendingHints.size < burst.hints) return;
-    const started = performance.now();
+    const started = monotonicMs();
     for (;;) {
-      const now = performance.now();
+      const now = monotonicMs();
       const wait = Math.min(burst.quietMs - (now - this.lastHintAt), burst.maxWaitMs - (now - started));
       if (wait <= 0) return;
       await new Promise((resolve) => setTimeout(resolve, wait));
@@ -489,7 +490,7 @@ export class StreamingSource {
   private async sendWhenPlanned(operations: number, contentBytes: number, maxAgeMs = Infinity): Promise<void> {
     const planned = this.session.unloggedSize();
     if (planned.operations === 0) return;
-    const now = performance.now();
+    const now = monotonicMs();
     this.plannedSince ??= now;
     if (planned.operations >= operations || planned.contentBytes >= contentBytes || now - this.plannedSince >= maxAgeMs)
       await this.sendBuffer();

@@ -13,6 +13,7 @@ import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { checkLimits, DEFAULT_LIMITS, type Limits } from "../events/limits.js";
+import { monotonicMs } from "../fs/clock.js";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameError } from "./frames.js";
 
 /** The protocol name every hello frame carries; anything else on the stream is not us. */
@@ -111,7 +112,7 @@ export class StreamClient<Req, Res> {
   private readonly timeoutMs: number | undefined;
   private readonly answersInOrder: boolean;
   private readonly idleTimeoutMs: number | undefined;
-  private lastReceivedAt = performance.now();
+  private lastReceivedAt = monotonicMs();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly closeTimeoutMs: number;
   private readonly diagnose: StreamClientOptions<Res>["diagnose"];
@@ -250,7 +251,7 @@ export class StreamClient<Req, Res> {
   private readonly onData = (chunk: Buffer): void => {
     if (this.failure) return;
     this.stats.bytesReceived += chunk.length;
-    this.lastReceivedAt = performance.now();
+    this.lastReceivedAt = monotonicMs();
     if (!this.greeted && this.streamStartBytes < QUOTED_PREFIX_BYTES) {
       this.streamStart.push(chunk.subarray(0, QUOTED_PREFIX_BYTES - this.streamStartBytes));
       this.streamStartBytes += Math.min(chunk.length, QUOTED_PREFIX_BYTES - this.streamStartBytes);
@@ -414,7 +415,7 @@ export class StreamClient<Req, Res> {
   private watchIdle(): void {
     const limit = this.idleTimeoutMs;
     if (limit === undefined || this.idleTimer !== undefined) return;
-    this.lastReceivedAt = performance.now();
+    this.lastReceivedAt = monotonicMs();
     this.idleTimer = setInterval(
       () => {
         if (this.pending.size === 0) {
@@ -422,7 +423,7 @@ export class StreamClient<Req, Res> {
           this.idleTimer = undefined;
           return;
         }
-        const silent = performance.now() - this.lastReceivedAt;
+        const silent = monotonicMs() - this.lastReceivedAt;
         if (silent >= limit) {
           this.fail(`peer sent nothing for ${Math.round(silent)} ms while ${this.pending.size} requests waited`);
         }

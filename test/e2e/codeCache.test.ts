@@ -52,6 +52,39 @@ describe("start-up from the recorded code cache", () => {
     expect(buildProgram().version()).toBe(version);
   });
 
+  it("a small sync loads no script it can do without: koffi's entry, better-sqlite3's files, perf_hooks, fs/promises", async () => {
+    // Each was milliseconds of every start (src/fs/nativeCalls.ts loadKoffi, scripts/bundle.mjs, src/fs/clock.ts,
+    // src/cli/progress.ts countTree); nothing else would notice one coming back.
+    const ws = makeWorkspace("code-cache-modules", created);
+    writeFileSync(join(ws.src, "note.txt"), "one small file\n");
+    const loaded = join(ws.base, "loaded.json");
+    const recorder = join(ws.base, "recorder.cjs");
+    writeFileSync(
+      recorder,
+      `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(loaded)}, JSON.stringify({ scripts: Object.keys(require.cache), builtins: process.moduleLoadList })));`,
+    );
+    const env: NodeJS.ProcessEnv = { ...ws.env, NODE_OPTIONS: `--require ${recorder}` };
+    for (const expectWritten of [1, 0]) {
+      // The first run starts a serve child, the second serves the target in-process: the recording is the sync's.
+      const sync = await runMirrorlog(["sync", "--json", ws.src, ws.dst], { env });
+      expect(sync.code, sync.stderr).toBe(0);
+      expect(summaryOf(sync).filesWritten).toBe(expectWritten);
+      const { scripts, builtins } = JSON.parse(readFileSync(loaded, "utf8")) as {
+        scripts: string[];
+        builtins: string[];
+      };
+      const fromNodeModules = scripts.filter((path) => path.includes("/node_modules/"));
+      expect(
+        fromNodeModules.filter((path) => !path.endsWith(".node")),
+        fromNodeModules.join("\n"),
+      ).toEqual([]);
+      expect(fromNodeModules.some((path) => path.endsWith("/koffi.node"))).toBe(true);
+      expect(fromNodeModules.some((path) => path.endsWith("/better_sqlite3.node"))).toBe(true);
+      expect(builtins).not.toContain("NativeModule perf_hooks");
+      expect(builtins).not.toContain("NativeModule fs/promises");
+    }
+  });
+
   it("a `mirrorlog` started by name gets the flags the cache was recorded under, and so does its local target", async () => {
     // bin/mirrorlog's #! line passes V8 flags (src/cli/nodeCommand.ts); a cache recorded under others is refused.
     const ws = makeWorkspace("code-cache-by-name", created);
