@@ -435,6 +435,9 @@ export class OperationLog {
 
   /** Records which source root and target this log replicates between (audit commands find logs by it). */
   describePair(sourceRoot: string, target: string): void {
+    // Recorded once per pair, not at every run: an unchanged pair costs no commit.
+    const recorded = this.pair();
+    if (recorded?.sourceRoot === sourceRoot && recorded.target === target) return;
     this.guarded(() => {
       const put = this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
       this.db.transaction(() => {

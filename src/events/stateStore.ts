@@ -149,6 +149,8 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
   private readonly dirtyListings = new Map<string, ListingRow>();
   /** Digests recorded and not yet written, by directory. */
   private readonly dirtyDigests = new Map<string, DigestRow>();
+  /** The applied position the file holds, as `load` read it or `save` wrote it (see save). */
+  private storedPosition: AppliedPosition | undefined;
   private readonly writeAheadAfter: number;
   private readonly statements!: {
     get: Database.Statement<[string], IndexRow>;
@@ -358,8 +360,7 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
 
   /** Writes buffered index changes in one transaction. */
   flush(): void {
-    const buffered = this.dirty.size + this.dirtyChunks.size + this.dirtyListings.size + this.dirtyDigests.size;
-    if (buffered === 0) return;
+    if (this.buffered() === 0) return;
     const [upsert, remove, putChunks, putListing, putDigest] = this.guarded(() => [
       this.db.prepare(
         "INSERT OR REPLACE INTO file_index (path, size, mtime_ms, ctime_ms, ino, hash) VALUES (?, ?, ?, ?, ?, ?)",
@@ -404,14 +405,28 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
     );
     if (row === undefined) return null;
     try {
-      return AppliedPositionSchema.parse({ logId: row.log_id, epoch: row.epoch, seq: row.seq });
+      this.storedPosition = AppliedPositionSchema.parse({ logId: row.log_id, epoch: row.epoch, seq: row.seq });
     } catch (error) {
       throw asStateFileError(error, this.path, true);
     }
+    return { ...this.storedPosition };
   }
 
-  /** Durably records the applied position, with any buffered index changes, in one transaction. */
+  /**
+   * Durably records the applied position, with any buffered index changes, in one transaction. The
+   * position the file already holds, with nothing buffered, is not written again: a run that changes
+   * nothing commits nothing (each commit is an fsync of the WAL, and the first one's directory).
+   */
   save(position: AppliedPosition): void {
+    const stored = this.storedPosition;
+    if (
+      this.buffered() === 0 &&
+      stored?.logId === position.logId &&
+      stored.epoch === position.epoch &&
+      stored.seq === position.seq
+    ) {
+      return;
+    }
     this.guarded(() =>
       this.db.transaction(() => {
         this.db
@@ -420,6 +435,12 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
         this.flush();
       })(),
     );
+    this.storedPosition = { ...position };
+  }
+
+  /** Index changes held for the next flush. */
+  private buffered(): number {
+    return this.dirty.size + this.dirtyChunks.size + this.dirtyListings.size + this.dirtyDigests.size;
   }
 
   /** Flushes and closes the file; the file is closed even when the flush fails (which is then thrown). */

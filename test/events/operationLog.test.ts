@@ -3,7 +3,8 @@
 // the file log must also come back whole after being closed and reopened.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { checkOperation, type Operation, OperationSchema } from "../../src/events/operation.js";
 import { type LoggedResult, type NewEntry, OperationLog } from "../../src/events/operationLog.js";
@@ -275,3 +276,22 @@ for (const makeBackend of [memoryBackend, fileBackend]) {
     }
   });
 }
+
+describe("describePair", () => {
+  it("records the pair once: describing the same pair again commits nothing, another pair replaces it", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "mirrorlog-pair-")), "log.db");
+    const log = new OperationLog(file);
+    log.describePair("/src", "/dst");
+    const watcher = new Database(file);
+    const version = () => watcher.pragma("data_version", { simple: true });
+    const before = version();
+    log.describePair("/src", "/dst");
+    expect(version()).toBe(before);
+    log.describePair("/src", "/elsewhere");
+    expect(version()).not.toBe(before);
+    expect(log.pair()).toEqual({ sourceRoot: "/src", target: "/elsewhere" });
+    watcher.close();
+    log.close();
+    rmSync(dirname(file), { recursive: true, force: true });
+  });
+});

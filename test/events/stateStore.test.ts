@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { compareWalkOrder } from "../../src/events/paths.js";
@@ -178,6 +179,31 @@ describe("StateStore content index", () => {
     expect(later.prefetch("d", listed)).toEqual(["h", "h"]);
     later.close();
     reader.close();
+    target.close();
+  });
+
+  it("an unchanged applied position with nothing buffered is not committed again; a changed one or buffered rows are", () => {
+    const LOG_ID = "0123abcd-4567";
+    const file = stateFile();
+    const store = new StateStore(file);
+    store.save({ logId: LOG_ID, epoch: 1, seq: 1 });
+    store.close();
+    const target = new StateStore(file);
+    // data_version changes, for this other connection, at each commit another one makes.
+    const watcher = new Database(file);
+    const version = () => watcher.pragma("data_version", { simple: true });
+    const before = version();
+    expect(target.load()).toEqual({ logId: LOG_ID, epoch: 1, seq: 1 });
+    target.save({ logId: LOG_ID, epoch: 1, seq: 1 });
+    expect(version()).toBe(before);
+    target.set("d/f", entry("h"));
+    target.save({ logId: LOG_ID, epoch: 1, seq: 1 });
+    const afterRows = version();
+    expect(afterRows).not.toBe(before);
+    target.save({ logId: LOG_ID, epoch: 1, seq: 2 });
+    expect(version()).not.toBe(afterRows);
+    expect(new StateStore(file).load()).toEqual({ logId: LOG_ID, epoch: 1, seq: 2 });
+    watcher.close();
     target.close();
   });
 
