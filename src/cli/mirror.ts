@@ -189,7 +189,7 @@ export async function runMirror(
   const connecting = connectTarget(spec, dst, {
     ...options,
     mkpath: options.mkpath === true,
-    inProcess: targetInProcess(mode, spec, options.dryRun ? undefined : peekLogHead(statePath)),
+    inProcess: targetInProcess(mode, spec, () => (options.dryRun ? undefined : peekLogHead(statePath))),
   }).then(
     (made) => {
       connection = made;
@@ -501,9 +501,11 @@ const IN_PROCESS_MAX_OPERATIONS = 2_000;
  * a child would double it (a second node process that loads every module again). A large or first sync,
  * and a watch, keep the child: it works beside the source on another core, which pays once there is work.
  */
-function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, head: Position | undefined): boolean {
+function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, logHead: () => Position | undefined): boolean {
   // MIRRORLOG_LOCAL_TARGET=child keeps the child always (the fault suite kills the target alone through it).
   if (mode !== "sync" || spec.kind !== "local" || process.env.MIRRORLOG_LOCAL_TARGET === "child") return false;
+  // Read only here: an ssh target (or a watch) starts without opening the log first.
+  const head = logHead();
   return head !== undefined && head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS;
 }
 

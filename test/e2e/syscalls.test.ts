@@ -92,3 +92,38 @@ it("the target looks a new file's name up once renamed, and before applying it o
   // In DST, which was there: each name is looked up before it is written too.
   expect(lookupsIn(dst), trace.join("\n")).toEqual(names.map(() => 2));
 });
+
+it("a sync over ssh starts ssh before it opens its own state file: the connection's set-up is not kept waiting", () => {
+  const { base, src, dst, env } = makeWorkspace("syscalls-ssh-first", created);
+  writeFileSync(join(src, "file"), "content\n");
+  // An ssh that runs the remote command here: `ssh [options] -T -- HOST 'COMMAND'`.
+  const ssh = join(base, "ssh");
+  writeFileSync(ssh, '#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done\nexec sh -c "$3"\n', { mode: 0o755 });
+  const remote = [process.execPath, ...mirrorlogArgs([])].join(" ");
+  const trace = join(base, "trace");
+  const run = (): string[] => {
+    execFileSync(
+      "strace",
+      [
+        "-f",
+        "-qq",
+        "-e",
+        "trace=execve,openat",
+        "-o",
+        trace,
+        process.execPath,
+        ...mirrorlogArgs(["sync", "--remote-command", remote, src, `localhost:${dst}`]),
+      ],
+      { env: { ...env, MIRRORLOG_SSH: ssh }, timeout: 60_000, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    return readFileSync(trace, "utf8").split("\n");
+  };
+  run(); // the first sync makes the pair's log; the second is the one that could read it before connecting
+  const lines = run();
+  const sshStarted = lines.findIndex((line) => line.includes(`execve("${ssh}"`));
+  const logOpened = lines.findIndex((line) => /openat\(.*\/source-[^"]*\.db"/.test(line));
+  expect(sshStarted, lines.join("\n")).toBeGreaterThan(-1);
+  expect(logOpened, lines.join("\n")).toBeGreaterThan(sshStarted);
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+});
