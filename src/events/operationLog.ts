@@ -378,23 +378,34 @@ export class OperationLog {
     });
   }
 
-  /** Records what the target did with logged operations (one transaction). */
+  /**
+   * Records what the target did with logged operations (one transaction), committed without an fsync
+   * of its own: a result is what the target answered, not something a resume relies on (the target's
+   * applied position is), so it becomes durable with the next append's commit, or the checkpoint at
+   * close. A crash of the process loses none (committed to the WAL); a power cut may lose the last
+   * answers, which then read as not yet answered, as they would be had the cut come a moment earlier.
+   */
   recordResults(results: readonly LoggedResult[]): void {
     this.guarded(() => {
-      this.db.transaction(() => {
-        for (const r of results) {
-          this.insertResult.run(
-            r.position.epoch,
-            r.position.seq,
-            r.outcome,
-            r.reason ?? null,
-            r.wireBytes,
-            r.bytesWritten,
-            r.appliedAt,
-            r.content === undefined ? null : JSON.stringify(r.content),
-          );
-        }
-      })();
+      this.db.pragma("synchronous = NORMAL"); // in WAL mode: this commit is not fsynced
+      try {
+        this.db.transaction(() => {
+          for (const r of results) {
+            this.insertResult.run(
+              r.position.epoch,
+              r.position.seq,
+              r.outcome,
+              r.reason ?? null,
+              r.wireBytes,
+              r.bytesWritten,
+              r.appliedAt,
+              r.content === undefined ? null : JSON.stringify(r.content),
+            );
+          }
+        })();
+      } finally {
+        this.db.pragma("synchronous = FULL");
+      }
     });
   }
 

@@ -1,9 +1,11 @@
 // One contract for both OperationLog backends (house rule 4): an in-memory SQLite log and a durable
 // file log. Positions, epochs, batches, reads, results and per-path history must behave identically;
 // the file log must also come back whole after being closed and reopened.
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { checkOperation, type Operation, OperationSchema } from "../../src/events/operation.js";
@@ -293,5 +295,59 @@ describe("describePair", () => {
     watcher.close();
     log.close();
     rmSync(dirname(file), { recursive: true, force: true });
+  });
+});
+
+describe("recordResults", () => {
+  const OPERATION_LOG = fileURLToPath(new URL("../../src/events/operationLog.ts", import.meta.url));
+  const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+
+  it("commits without an fsync of its own, readable at once, and leaves appends durable (synchronous=FULL)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mirrorlog-results-"));
+    const file = join(dir, "log.db");
+    // A child appends one batch, then records 20 answers (as 20 responses would) between two marks, under strace.
+    const script = `
+      const { OperationLog } = await import(${JSON.stringify(OPERATION_LOG)});
+      const log = new OperationLog(${JSON.stringify(file)});
+      log.startEpoch("test", 1);
+      const entries = log.append([{ operation: { type: "ensureDir", path: "d" }, detectedBy: "initial" }], 2);
+      process.stderr.write("answers begin\\n");
+      for (let i = 0; i < 20; i++)
+        log.recordResults([{ position: entries[0].position, outcome: "applied", wireBytes: i, bytesWritten: 0, appliedAt: 3 }]);
+      process.stderr.write("answers end\\n");
+      console.log(JSON.stringify({ synchronous: log.db.pragma("synchronous", { simple: true }) }));
+    `;
+    const trace = join(dir, "trace");
+    const output = execFileSync(
+      "strace",
+      [
+        "-f",
+        "-qq",
+        "-y",
+        "-e",
+        "trace=fsync,fdatasync,write",
+        "-o",
+        trace,
+        process.execPath,
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+      ],
+      { cwd: REPOSITORY, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+    );
+    expect(JSON.parse(output)).toEqual({ synchronous: 2 }); // FULL again once the answers are in
+    const lines = readFileSync(trace, "utf8").split("\n");
+    const begin = lines.findIndex((line) => line.includes("answers begin"));
+    const end = lines.findIndex((line) => line.includes("answers end"));
+    expect(begin, lines.join("\n")).toBeGreaterThan(-1);
+    expect(end).toBeGreaterThan(begin);
+    const syncs = lines.slice(begin, end).filter((line) => /fsync|fdatasync/.test(line));
+    expect(syncs, syncs.join("\n")).toEqual([]);
+    const reader = new Database(file, { readonly: true });
+    expect(reader.prepare("SELECT wire_bytes FROM results").pluck().get()).toBe(19);
+    reader.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 });
