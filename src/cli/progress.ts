@@ -66,11 +66,17 @@ export interface ProgressOptions {
 }
 
 /**
+ * Loads what only a display or a count needs, when it is first needed. (require: the bundle runs as a
+ * vm.Script, which has no dynamic import of node's modules.)
+ */
+const requireLater = createRequire(import.meta.url);
+
+/**
  * cli-progress, loaded when a display is first drawn rather than at start-up: most runs (--json, not a
  * terminal) draw none and need not pay for loading it.
  */
 function loadCliProgress(): typeof cliProgress {
-  return createRequire(import.meta.url)("cli-progress") as typeof cliProgress;
+  return requireLater("cli-progress") as typeof cliProgress;
 }
 
 /** Redraws per second on a terminal. */
@@ -123,8 +129,7 @@ export async function countTree(
   onEntry: (count: TreeCount) => void,
 ): Promise<TreeCount> {
   // Loaded here, not with the module: fs/promises costs every start ≈ 2 ms, and few runs count a tree.
-  // (require: the bundle runs as a vm.Script, which has no dynamic import of node's modules.)
-  const { lstat, readdir } = createRequire(import.meta.url)("node:fs/promises") as typeof import("node:fs/promises");
+  const { lstat, readdir } = requireLater("node:fs/promises") as typeof import("node:fs/promises");
   const count: TreeCount = { entries: 0, files: 0, bytes: 0 };
   const stack: string[] = [""];
   while (stack.length > 0) {

@@ -576,11 +576,7 @@ export class ReplicatorTarget {
     const knownAbsent = operation.type !== "remove" && this.fresh?.isAbsent(operation.path) === true;
     this.fresh?.named(operation.path);
     // One lookup: a missing entry must not be asked about again through the plain interface.
-    const existing = knownAbsent
-      ? undefined
-      : this.mirror !== undefined
-        ? this.mirror.lstatIfExists(absolute)
-        : this.plainStat(absolute);
+    const existing = knownAbsent ? undefined : this.entryAt(absolute);
     // Removing or replacing anything may remove a directory verified earlier in this request.
     if (existing !== undefined && operation.type !== "writeFile") this.verifiedDirs.clear();
     switch (operation.type) {
@@ -795,8 +791,12 @@ export class ReplicatorTarget {
   }
 
   private kindOf(absolute: string): EntryKind | undefined {
-    if (this.mirror !== undefined) return this.mirror.lstatIfExists(absolute)?.kind;
-    return this.plainStat(absolute)?.kind;
+    return this.entryAt(absolute)?.kind;
+  }
+
+  /** The entry at `absolute`, as much of it as the file system can tell; undefined when there is none. */
+  private entryAt(absolute: string): EntryStat | undefined {
+    return this.mirror !== undefined ? this.mirror.lstatIfExists(absolute) : this.plainStat(absolute);
   }
 
   /** What the seed's plain FileSystem can tell of an entry: its kind (no metadata). */
