@@ -1,5 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
-import { ContentHasher, type ContentId, contentIdOf } from "./contentId.js";
+import { ContentHasher, type ContentId, contentIdOf, type WholeContentHasher } from "./contentId.js";
 
 /*
  * FastCDC content-defined chunking (Xia et al., 2016/2020) with a 32-bit gear hash and
@@ -220,13 +220,15 @@ export function chunkContent(bytes: Uint8Array, options?: Partial<ChunkerOptions
  */
 export class HashingChunker {
   readonly #chunker: Chunker;
-  readonly #contentHasher = new ContentHasher();
+  readonly #contentHasher: WholeContentHasher;
   /** Running hash of the chunk in progress, created only when a chunk spans read buffers. */
   #chunkHash: Hash | null = null;
   #contentId: ContentId | null = null;
 
-  constructor(options?: Partial<ChunkerOptions>) {
+  /** `contentHasher` hashes the whole content (another thread's, say); a ContentHasher by default. */
+  constructor(options?: Partial<ChunkerOptions>, contentHasher: WholeContentHasher = new ContentHasher()) {
     this.#chunker = new Chunker(options);
+    this.#contentHasher = contentHasher;
   }
 
   /** The resolved chunk size limits. */

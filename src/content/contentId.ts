@@ -18,11 +18,21 @@ export function isContentId(value: unknown): value is ContentId {
   return typeof value === "string" && CONTENT_ID_PATTERN.test(value);
 }
 
+/** A streaming content id: bytes in order, then the id once (ContentHasher, or one on another thread). */
+export interface WholeContentHasher {
+  /** Adds the next bytes; the caller may reuse its buffer once this returns. */
+  update(bytes: Uint8Array): unknown;
+  /** The content id of everything added; callable once. */
+  digest(): ContentId;
+  /** Number of bytes added so far. */
+  readonly size: number;
+}
+
 /**
  * Streaming sha256 for content too large to hold in memory: feed it read buffers in order,
  * then take the id once. Reusing it after `digest()` is a programming error and throws.
  */
-export class ContentHasher {
+export class ContentHasher implements WholeContentHasher {
   #hash: Hash = createHash("sha256");
   #size = 0;
   #digested = false;

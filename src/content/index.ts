@@ -29,7 +29,14 @@ export {
   encodeLiteral,
   type LiteralEncoding,
 } from "./compression.js";
-export { ContentHasher, type ContentId, contentIdOf, EMPTY_CONTENT_ID, isContentId } from "./contentId.js";
+export {
+  ContentHasher,
+  type ContentId,
+  contentIdOf,
+  EMPTY_CONTENT_ID,
+  isContentId,
+  type WholeContentHasher,
+} from "./contentId.js";
 export {
   type ApplyDeltaOptions,
   applyDelta,

@@ -12,6 +12,7 @@ import {
   type MirrorFileSystem,
   pathUnder,
 } from "../fs/fileSystem.js";
+import { withWholeContentHasher } from "./hashingThread.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
 export interface Problem {
@@ -270,16 +271,19 @@ function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: numbe
     const chunked = chunkContent(bytes, replicationChunking(bytes.length));
     return { hash: chunked.contentId, size: bytes.length, bytes, chunks: chunked.chunks };
   }
-  const chunker = new HashingChunker(chunking);
-  const chunks: Chunk[] = [];
-  const scratch = new Uint8Array(STREAM_PIECE); // one buffer per file: memory stays flat whatever its size
-  for (let offset = 0; ; offset += STREAM_PIECE) {
-    const piece = fs.readFileRange(absolute, offset, STREAM_PIECE, scratch);
-    if (piece.length > 0) chunks.push(...chunker.push(piece));
-    if (piece.length < STREAM_PIECE) break;
-  }
-  chunks.push(...chunker.finish());
-  return { hash: chunker.contentId, size: chunker.size, chunks };
+  // The whole-content hash of a large file runs on a helper thread beside the chunking (hashingThread.ts).
+  return withWholeContentHasher(expectedSize, (contentHasher) => {
+    const chunker = new HashingChunker(chunking, contentHasher);
+    const chunks: Chunk[] = [];
+    const scratch = new Uint8Array(STREAM_PIECE); // one buffer per file: memory stays flat whatever its size
+    for (let offset = 0; ; offset += STREAM_PIECE) {
+      const piece = fs.readFileRange(absolute, offset, STREAM_PIECE, scratch);
+      if (piece.length > 0) chunks.push(...chunker.push(piece));
+      if (piece.length < STREAM_PIECE) break;
+    }
+    chunks.push(...chunker.finish());
+    return { hash: chunker.contentId, size: chunker.size, chunks };
+  });
 }
 
 function keepContent(options: ScanOptions, out: ScanResult, path: string, bytes: Uint8Array): void {
