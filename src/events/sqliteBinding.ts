@@ -1,6 +1,4 @@
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { packagedFile } from "../fs/packagedFile.js";
 
 /*
  * better-sqlite3 finds its native addon through the `bindings` package, which builds an Error to read
@@ -13,16 +11,6 @@ let resolved: { path: string | undefined } | undefined;
 
 /** The better-sqlite3 addon's file, for the `nativeBinding` option of `new Database`; resolved once. */
 export function sqliteNativeBinding(): string | undefined {
-  resolved ??= { path: findAddon() };
+  resolved ??= { path: packagedFile("better-sqlite3", "build", "Release", "better_sqlite3.node") };
   return resolved.path;
-}
-
-function findAddon(): string | undefined {
-  try {
-    const packageJson = createRequire(import.meta.url).resolve("better-sqlite3/package.json");
-    const addon = join(dirname(packageJson), "build", "Release", "better_sqlite3.node");
-    return existsSync(addon) ? addon : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,9 +1,8 @@
 import { Buffer } from "node:buffer";
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { getSystemErrorMap } from "node:util";
 import type { Timestamp } from "./fileSystem.js";
+import { packagedFile } from "./packagedFile.js";
 
 /**
  * The libc calls Node 20 lacks and mirrorlog needs, through koffi (an FFI whose npm package ships
@@ -105,13 +104,12 @@ interface Koffi {
  */
 function loadKoffi(): Koffi {
   const require = createRequire(import.meta.url);
+  const { platform, arch } = process;
+  const addon = packagedFile(`@koromix/koffi-${platform}-${arch}`, `${platform}_${arch}`, "koffi.node");
   try {
-    const build = `${process.platform}-${process.arch}`;
-    const platformPackage = require.resolve(`@koromix/koffi-${build}/package.json`);
-    const addon = join(dirname(platformPackage), `${process.platform}_${process.arch}`, "koffi.node");
-    if (existsSync(addon)) return require(addon) as Koffi;
+    if (addon !== undefined) return require(addon) as Koffi;
   } catch {
-    // Not beside koffi: its entry knows where to look.
+    // Not loadable as it stands: koffi's entry knows where else to look.
   }
   return require("koffi") as Koffi;
 }

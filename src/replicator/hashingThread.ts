@@ -134,7 +134,6 @@ class HelperHasher implements WholeContentHasher {
 
   /** Frees the helper; one given up before its digest starts over for the next file. */
   release(): void {
-    if (!this.#helper.busy) return;
     if (!this.#digested) this.#helper.worker.postMessage({ reset: true });
     this.#helper.busy = false;
   }
