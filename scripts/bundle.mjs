@@ -12,7 +12,7 @@
 // bundled), where `import { z } from "zod"` hands it zod's `z` object whole (every locale, JSON Schema).
 //
 // The code cache holds bytecode for the functions a run compiled, so it is taken from a real run: a
-// one-file sync into a fresh local target, served on the sync's own thread. V8 refuses a cache made
+// one-file sync into a fresh local target (the source and its serve child). V8 refuses a cache made
 // by another V8 version or with other V8 flags (the bundle is then compiled as usual; the recording run
 // starts with mirrorlog's own, src/cli/nodeCommand.ts), and bin/mirrorlog
 // only offers one whose name carries the bundle's current size and mtime, so a bundle changed after the
@@ -66,14 +66,7 @@ try {
     process.execPath,
     mirrorlogArgs(["sync", "--json", join(scratch, "source"), join(scratch, "target")]),
     {
-      // The target served on the sync's own thread: one isolate compiles both sides' code, so the cache
-      // holds it all (a local target's worker thread loads the same cache).
-      env: {
-        ...process.env,
-        XDG_STATE_HOME: join(scratch, "state"),
-        MIRRORLOG_WRITE_CODE_CACHE: "1",
-        MIRRORLOG_LOCAL_TARGET: "this-thread",
-      },
+      env: { ...process.env, XDG_STATE_HOME: join(scratch, "state"), MIRRORLOG_WRITE_CODE_CACHE: "1" },
       stdio: ["ignore", "ignore", "pipe"],
     },
   );

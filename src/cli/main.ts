@@ -416,12 +416,6 @@ function endQuietlyOnBrokenPipe(): void {
   }
 }
 
-/** A local target's worker thread (serve.ts, serveInThread): bin/mirrorlog calls this there instead of main. */
-export async function serveThread(): Promise<void> {
-  const { serveAsThread } = await import("./serve.js");
-  await serveAsThread();
-}
-
 /** Runs the program; a CliError becomes one line on stderr and its exit code (failureLine.ts). */
 export async function main(argv: string[]): Promise<void> {
   endQuietlyOnBrokenPipe();

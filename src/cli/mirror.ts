@@ -189,7 +189,7 @@ export async function runMirror(
   const connecting = connectTarget(spec, dst, {
     ...options,
     mkpath: options.mkpath === true,
-    localHost: localTargetHost(mode, spec, () => (options.dryRun ? undefined : peekLogHead(statePath))),
+    inProcess: targetInProcess(mode, spec, () => (options.dryRun ? undefined : peekLogHead(statePath))),
   }).then(
     (made) => {
       connection = made;
@@ -492,35 +492,21 @@ function openSourceState(
   }
 }
 
-/** Operations in the log's current epoch up to which a sync serves its local target on its own thread. */
+/** Operations in the log's current epoch up to which a sync serves its local target in this process. */
 const IN_PROCESS_MAX_OPERATIONS = 2_000;
 
 /**
- * Where a local target is served: a `mirrorlog serve` child process, this process's own thread, or a
- * worker thread of this process (see serve.ts serveInProcess, targetThread.ts serveInThread).
+ * Whether a run serves its local target in this process rather than in a child: a sync of a known pair
+ * whose log's current epoch is short (a small tree, few changes since). Such a run is mostly start-up, and
+ * a child would double it (a second node process that loads every module again). A large or first sync,
+ * and a watch, keep the child: it works beside the source on another core, which pays once there is work.
  */
-export type LocalTargetHost = "child" | "this-thread" | "worker";
-
-/**
- * Where a run serves its local target. A sync of a known pair whose log's current epoch is short (a small
- * tree, few changes since) serves it on its own thread: such a run is mostly start-up, and a second
- * thread would load every module again. Any other sync serves it on a worker thread, which works beside the
- * source on another core (that pays once there is work) without a second process to start. A watch keeps
- * the child (a long life of its own, its niceness, and what the fault suite kills).
- */
-function localTargetHost(
-  mode: "sync" | "watch",
-  spec: TargetSpec,
-  logHead: () => Position | undefined,
-): LocalTargetHost {
-  // MIRRORLOG_LOCAL_TARGET=child keeps the child always (the fault suite kills the target alone through it);
-  // =this-thread always serves on the source's thread (the build records the code cache so: both sides' code).
-  const forced = process.env.MIRRORLOG_LOCAL_TARGET;
-  if (mode !== "sync" || spec.kind !== "local" || forced === "child") return "child";
-  if (forced === "this-thread") return "this-thread";
+function targetInProcess(mode: "sync" | "watch", spec: TargetSpec, logHead: () => Position | undefined): boolean {
+  // MIRRORLOG_LOCAL_TARGET=child keeps the child always (the fault suite kills the target alone through it).
+  if (mode !== "sync" || spec.kind !== "local" || process.env.MIRRORLOG_LOCAL_TARGET === "child") return false;
   // Read only here: an ssh target (or a watch) starts without opening the log first.
   const head = logHead();
-  return head !== undefined && head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS ? "this-thread" : "worker";
+  return head !== undefined && head.epoch > 0 && head.seq <= IN_PROCESS_MAX_OPERATIONS;
 }
 
 /**
@@ -630,8 +616,7 @@ export interface TargetProcess {
 
 /**
  * Starts the target for `spec` (read-only when `dryRun`): `mirrorlog serve` locally or through ssh, or, for
- * a local target, served by this process on its thread or a worker thread (`localHost`). Then completes the
- * handshake.
+ * a local `inProcess` target, served by this process (see serveInProcess). Then completes the handshake.
  * The target's stderr is forwarded once connected; an unreachable target is a CliError.
  */
 export async function connectTarget(
@@ -648,8 +633,8 @@ export async function connectTarget(
     checksum?: boolean;
     /** Bytes per second written to the target at most. */
     bwlimit?: number;
-    /** Where a local target is served (see localTargetHost); a child when not given. */
-    localHost?: LocalTargetHost;
+    /** Serve a local target in this process instead of a child (see targetInProcess). */
+    inProcess?: boolean;
   },
 ): Promise<TargetProcess> {
   // A dry run's target serves read-only: it creates neither the target directory nor its state file.
@@ -666,11 +651,7 @@ export async function connectTarget(
   if (interrupted !== undefined) throw new CliError(`interrupted by ${interrupted}`, EXIT.interrupted);
   const targetStderr = new HeldStderr();
   let child: RunningTarget;
-  const host = spec.kind === "local" ? (options.localHost ?? "child") : "child";
-  if (host === "worker") {
-    const { serveInThread } = await import("./targetThread.js");
-    child = serveInThread(serveOptions(spec.path), targetStderr);
-  } else if (host === "this-thread") {
+  if (options.inProcess && spec.kind === "local") {
     const { serveInProcess } = await import("./serve.js");
     child = serveInProcess(serveOptions(spec.path), targetStderr);
   } else {

@@ -1,7 +1,6 @@
 import { existsSync, lstatSync, mkdirSync } from "node:fs";
 import { posix } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { StateFileError } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
 import { type AppliedPosition, PROTOCOL_VERSION } from "../events/protocol.js";
@@ -22,7 +21,6 @@ import { onStopSignals } from "./interrupt.js";
 import { makeStateDirectory, openStateFile, STATE_UNUSABLE_EXIT, stateFileAdvice } from "./stateFiles.js";
 import { defaultTargetStatePath } from "./statePaths.js";
 import { lockTarget, type TargetLock } from "./targetLock.js";
-import { THREAD_OPTIONS, THREAD_STOP } from "./targetThread.js";
 
 /** Options of `mirrorlog serve`. */
 export interface ServeOptions {
@@ -175,41 +173,6 @@ export function serveInProcess(options: ServeOptions, forwardStderr?: Writable):
     forceKill: kill,
     running: () => !ended,
   };
-}
-
-/**
- * The worker thread's side of serveInThread (targetThread.ts) (bin/mirrorlog calls it on a worker thread instead of main):
- * serves the options it was given on the thread's stdin and stdout until the input ends or it is told to
- * stop; a failure ends it with serve's line on its stderr and serve's exit code.
- */
-export async function serveAsThread(): Promise<void> {
-  if (isMainThread || parentPort === null) throw new Error("serveAsThread runs on a target's worker thread");
-  const port = parentPort;
-  const options = (workerData as Record<string, ServeOptions>)[THREAD_OPTIONS]!;
-  const io: TargetIo = {
-    input: process.stdin,
-    output: process.stdout,
-    stderr: (text) => process.stderr.write(text),
-  };
-  const onStop = (stop: () => void) => {
-    const onMessage = (message: unknown) => {
-      if (message === THREAD_STOP) stop();
-    };
-    port.on("message", onMessage);
-    return () => {
-      port.off("message", onMessage);
-    };
-  };
-  try {
-    process.exitCode = (await serveUntilStopped(options, io, onStop)) ? EXIT.interrupted : EXIT.ok;
-  } catch (error) {
-    const { line, exitCode } = failureLine(error);
-    process.stderr.write(line);
-    process.exitCode = exitCode;
-  } finally {
-    // Input not read to its end (a failure before or during serving) would keep the thread alive.
-    process.stdin.destroy();
-  }
 }
 
 /** `serve` once its stop is handled: lock the root and serve it. */

@@ -65,8 +65,7 @@ describe("start-up from the recorded code cache", () => {
     );
     const env: NodeJS.ProcessEnv = { ...ws.env, NODE_OPTIONS: `--require ${recorder}` };
     for (const expectWritten of [1, 0]) {
-      // The first run serves the target on a worker thread, the second on the sync's own: the recording is the
-      // last to end's (the sync's), and the worker loads what the sync does.
+      // The first run starts a serve child, the second serves the target in-process: the recording is the sync's.
       const sync = await runMirrorlog(["sync", "--json", ws.src, ws.dst], { env });
       expect(sync.code, sync.stderr).toBe(0);
       expect(summaryOf(sync).filesWritten).toBe(expectWritten);
@@ -98,7 +97,7 @@ describe("start-up from the recorded code cache", () => {
     delete env.NODE_OPTIONS;
 
     const { stdout, stderr } = await promisify(execFile)(MIRRORLOG_BIN, ["sync", "--json", ws.src, ws.dst], { env });
-    // One line from the sync, one from the worker thread serving its local target (it loads the bundle too).
+    // One line from the sync, one from the serve child it started for the local target.
     const reports = stderr.split("\n").filter((line) => line.startsWith("mirrorlog: code cache "));
     expect(reports, stderr).toHaveLength(2);
     expect(
