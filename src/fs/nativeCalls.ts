@@ -45,6 +45,13 @@ export interface NativeCalls {
    * Returns the descriptor; throws an errno error.
    */
   openAt(dirFd: number, name: string | Buffer, flags: number, mode?: number): number;
+  /**
+   * The names in the directory `dirFd` (getdents64 from its start, without "." and ".."), in the order the
+   * file system gives them: a string where the name is ASCII, else its bytes. Reads through the handle, not
+   * through /proc/self/fd/N as Node's readdir must (a procfs lookup and an open and close per directory).
+   * Throws an errno error.
+   */
+  namesIn(dirFd: number): (string | Buffer)[];
   /** renameat(fromDirFd, from, toDirFd, to): renames an entry between held directories. Throws an errno error. */
   renameAt(fromDirFd: number, from: string | Buffer, toDirFd: number, to: string | Buffer): void;
   /**
@@ -135,6 +142,8 @@ function tryLoad(): NativeCalls | null {
   let renameat: LibcFunction;
   let fcntl: LibcFunction;
   let mallopt: LibcFunction;
+  let getdents64: LibcFunction;
+  let lseek: LibcFunction;
   try {
     koffi = loadKoffi();
     const libc = koffi.load("libc.so.6");
@@ -149,6 +158,8 @@ function tryLoad(): NativeCalls | null {
     renameat = libc.func("renameat", "int", ["int", "const char *", "int", "const char *"]);
     fcntl = libc.func("fcntl", "int", ["int", "int", "..."]);
     mallopt = libc.func("mallopt", "int", ["int", "int"]);
+    getdents64 = libc.func("getdents64", "long", ["int", "void *", "size_t"]);
+    lseek = libc.func("lseek", "long", ["int", "long", "int"]);
   } catch (error) {
     // Not fatal: every caller has a Node fallback. Say once why exact times are unavailable.
     process.emitWarning(
@@ -185,6 +196,19 @@ function tryLoad(): NativeCalls | null {
     },
     openAt: (dirFd, name, flags, mode = 0) =>
       checked(openat(dirFd, cString(name), flags | O_CLOEXEC, "uint32", mode), "openat"),
+    namesIn: (dirFd) => {
+      // A held handle may have been read before: from its start again.
+      checked(lseek(dirFd, 0, SEEK_SET), "lseek");
+      const names: (string | Buffer)[] = [];
+      for (;;) {
+        const filled = checked(getdents64(dirFd, direntBuffer, direntBuffer.length), "getdents64");
+        if (filled === 0) return names;
+        for (let at = 0; at < filled; at += direntBuffer.readUInt16LE(at + DIRENT_RECLEN)) {
+          const name = nameOfDirent(at);
+          if (name !== "." && name !== "..") names.push(name);
+        }
+      }
+    },
     renameAt: (fromDirFd, from, toDirFd, to) =>
       void checked(renameat(fromDirFd, cString(from), toDirFd, cString(to)), "renameat"),
     setPipeSize: (fd, bytes) => checked(fcntl(fd, F_SETPIPE_SZ, "int", bytes), "fcntl"),
@@ -201,9 +225,25 @@ const F_SETPIPE_SZ = 1031;
 const M_TRIM_THRESHOLD = -1;
 const M_MMAP_THRESHOLD = -3;
 
+const SEEK_SET = 0;
+/** struct linux_dirent64: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), then the name and its NUL. */
+const DIRENT_RECLEN = 16;
+const DIRENT_NAME = 19;
+/** getdents64's buffer, reused by every call (a thread has its own instance of this module). */
+const direntBuffer = Buffer.alloc(32 * 1024);
+
+/** The name of the dirent at `at` in `direntBuffer`: a string when it is ASCII, else a copy of its bytes. */
+function nameOfDirent(at: number): string | Buffer {
+  const start = at + DIRENT_NAME;
+  let end = start;
+  let ascii = true;
+  for (let byte = direntBuffer[end]!; byte !== 0; byte = direntBuffer[++end]!) if (byte >= 0x80) ascii = false;
+  return ascii ? direntBuffer.toString("latin1", start, end) : Buffer.from(direntBuffer.subarray(start, end));
+}
+
 /** statx's mask for what stat(2) says (type, mode, nlink, uid, gid, times, ino, size, blocks). */
 const STATX_BASIC_STATS = 0x7ff;
-/** One struct statx (256 bytes), reused by every call: the process has one thread that calls it. */
+/** One struct statx (256 bytes), reused by every call (a thread has its own instance of this module). */
 const statxBuffer = Buffer.alloc(256);
 /** ...read as 32-bit words in the machine's byte order, which is the struct's. */
 const statxWords = new Uint32Array(statxBuffer.buffer, statxBuffer.byteOffset, 64);

@@ -552,14 +552,14 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   listDir(path: string): string[] {
     const p = normalizePath(path);
-    return this.withDirectory(p, (dir) => this.childNames(dir)).sort(compareNames);
+    return this.withDirectory(p, (dir, fd) => this.childNames(dir, fd)).sort(compareNames);
   }
 
   listDirStats(path: string): DirEntryStat[] {
     const p = normalizePath(path);
     return this.withDirectory(p, (dir, fd) => {
       const entries: DirEntryStat[] = [];
-      for (const name of this.childNames(dir)) {
+      for (const name of this.childNames(dir, fd)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
         const stat = this.entryStat(fd, name, () =>
           fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name),
@@ -576,7 +576,16 @@ export class NodeFileSystem implements MirrorFileSystem {
    * The usual case reads them as UTF-8 (no Buffer per name); a name that did not decode cleanly, or that
    * holds a code point the byte mapping escapes, makes the listing be read again as bytes.
    */
-  private childNames(dir: SyscallPath): string[] {
+  private childNames(dir: SyscallPath, fd: number | undefined): string[] {
+    if (fd !== undefined && this.native !== undefined) {
+      // Read through the held handle; a name that is not ASCII comes as bytes.
+      const names: string[] = [];
+      for (const name of this.native.namesIn(fd)) {
+        const text = typeof name === "string" ? name : nameOfBytes(name);
+        if (!this.isInternalName(text)) names.push(text);
+      }
+      return names;
+    }
     let names = readdirSync(dir, { encoding: "utf8" });
     if (!names.every(isPlainName)) names = readdirSync(dir, { encoding: "buffer" }).map(nameOfBytes);
     return names.filter((name) => !this.isInternalName(name));
@@ -873,6 +882,10 @@ export class NodeFileSystem implements MirrorFileSystem {
   /** open(O_DIRECTORY|O_NOFOLLOW) of `dir`, with the error a caller of an operation on `reportedPath` expects. */
   private openDirectory(address: SyscallPath, dir: string, reportedPath: string, parentFd?: number): number {
     try {
+      // Through the parent's handle where koffi is loaded: no procfs lookup of /proc/self/fd/N/NAME.
+      if (parentFd !== undefined && this.native !== undefined) {
+        return this.native.openAt(parentFd, plainAddress(posix.basename(dir)), DIRECTORY_FLAGS);
+      }
       return openSync(address, DIRECTORY_FLAGS);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;

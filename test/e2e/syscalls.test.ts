@@ -127,3 +127,27 @@ it("a sync over ssh starts ssh before it opens its own state file: the connectio
   const differences = compareTrees(src, dst);
   expect(differences, formatDifferences(differences)).toEqual([]);
 });
+
+it("a walk lists each directory through the handle it holds: no /proc/self/fd path opened, getdents64 on the handle", () => {
+  const { base, src, dst, env } = makeWorkspace("syscalls-listing", created);
+  const dirs = ["a", "a/b", "c", "c/d", "c/d/e"];
+  for (const dir of dirs) {
+    mkdirSync(join(src, dir), { recursive: true });
+    for (let i = 0; i < 3; i++) writeFileSync(join(src, dir, `f${i}`), `${dir} ${i}\n`);
+  }
+  traceMirror(src, dst, env, "openat", join(base, "first")); // the initial mirror
+  // A run with nothing to do: both sides list both trees, every directory of them.
+  const trace = traceMirror(src, dst, env, "openat,getdents64", join(base, "trace"));
+  const all = readFileSync(join(base, "trace"), "utf8").split("\n");
+  expect(
+    all.filter((line) => line.includes('"/proc/self/fd/')),
+    all.join("\n"),
+  ).toEqual([]);
+  // The target's listings: each directory read by getdents64 on a descriptor naming it (strace -y).
+  for (const dir of ["", ...dirs].map((d) => (d === "" ? dst : `${dst}/${d}`))) {
+    expect(
+      trace.some((line) => line.startsWith(`getdents64(<${dir}>`)),
+      `${dir}\n${trace.join("\n")}`,
+    ).toBe(true);
+  }
+});
