@@ -13,7 +13,7 @@ import { childOf } from "../events/paths.js";
 import { monotonicMs } from "../fs/clock.js";
 import { pathUnder } from "../fs/fileSystem.js";
 import { onTerminalRestore } from "./interrupt.js";
-import { bytes, rate } from "./report.js";
+import { bytes, count, rate } from "./report.js";
 
 /** What the run has planned or sent that the target has not applied yet (subtracted from "done"). */
 export interface PendingWork {
@@ -383,10 +383,6 @@ function barOf(fraction: number, size: number): string {
 
 function clamp(value: number, max: number): number {
   return Math.min(Math.max(value, 0), max);
-}
-
-function count(n: number): string {
-  return n.toLocaleString("en-US");
 }
 
 /** Seconds as m:ss or h:mm:ss. */
