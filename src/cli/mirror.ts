@@ -256,6 +256,7 @@ export async function runMirror(
     root: sourceRoot,
     log,
     index: options.checksum ? rehashingIndex(state) : state,
+    ...(options.checksum || options.hardLinks || isExcluded !== undefined ? {} : { digestCache: state }),
     chunkLists: state.chunkLists,
     refuseEmptySource: !options.allowEmptySource,
     preserveOwner: options.owner ?? true,

@@ -1,11 +1,11 @@
 import type { AttributeKey } from "../events/operation.js";
 import { childOf, listedChildProblem } from "../events/paths.js";
 import type { ManifestEntry, ManifestPageEntry } from "../events/protocol.js";
-import { type ContentIndex, type DigestCache, signatureOf } from "../events/stateStore.js";
+import type { ContentIndex, DigestCache } from "../events/stateStore.js";
 import { type DirNode, emptyDir } from "../events/tree.js";
 import { type DirEntryStat, type FileSystem, pathUnder } from "../fs/fileSystem.js";
 import { listingDigest, listingEntries, manifestEntryOf } from "../projections/expectedTree.js";
-import { isMirrorFileSystem, scanPath } from "./scan.js";
+import { isMirrorFileSystem, listingSignature, scanPath } from "./scan.js";
 
 /** What a manifest walk reads. */
 export interface ManifestWalkOptions {
@@ -154,12 +154,7 @@ export class ManifestWalk {
     } catch {
       return undefined;
     }
-    const fields: (string | number)[] = [digests.key];
-    for (const { name, stat } of listing) {
-      const { kind, size, mtime, ctimeMs, ino, mode, uid, gid } = stat;
-      fields.push(name, kind, size, mtime.sec, mtime.nsec, ctimeMs, ino, mode, uid, gid);
-    }
-    return { signature: signatureOf(fields), listing };
+    return { signature: listingSignature(digests.key, listing), listing };
   }
 
   private hold(entry: ManifestPageEntry): void {

@@ -2,7 +2,7 @@ import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationCh
 import { contentIdOf } from "../content/contentId.js";
 import type { Attributes } from "../events/operation.js";
 import { childOf, listedChildProblem, relativePathProblem } from "../events/paths.js";
-import type { ContentIndex, IndexedFile, ListedFile } from "../events/stateStore.js";
+import { type ContentIndex, type IndexedFile, type ListedFile, SignatureBuilder } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
 import {
   type DirEntryStat,
@@ -44,6 +44,8 @@ export interface ScanOptions {
   onLinkedFile?: (path: string, inode: string) => string | undefined;
   /** The listing of directory `path`, when it was read already (for its signature): not read again. */
   listing?: { path: string; entries: DirEntryStat[] };
+  /** When given, each directory listed has its listing's signature under this key in `signatures`. */
+  signListings?: string;
 }
 
 /** The observed state of one path, the bytes read on the way, and the problems met. */
@@ -58,6 +60,8 @@ export interface ScanResult {
   linked: { path: string; inode: string; hash: string; attributes: Attributes }[];
   /** The directories a one-level scan found, with their stats as listed (a walk scans each next with it). */
   listedDirs: Map<string, EntryStat>;
+  /** The signatures of the directories listed (see listingSignature), with `signListings`. */
+  signatures: Map<string, string>;
 }
 
 /** How often a file that keeps changing while read is retried before it is reported. */
@@ -85,6 +89,7 @@ export function scanPath(options: ScanOptions, path: string, recursive = true, l
     problems: [],
     linked: [],
     listedDirs: new Map(),
+    signatures: new Map(),
   };
   result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1, listed);
   return result;
@@ -150,15 +155,21 @@ function scanDir(
   const dir = emptyDir(stat === undefined ? {} : attributesOf(stat, options));
   const { fs } = options;
   options.onDirectory?.(path, stat?.ino);
-  const listing: { name: string; stat?: EntryStat }[] =
+  const stats =
     options.listing?.path === path
       ? options.listing.entries
       : isMirrorFileSystem(fs)
         ? fs.listDirStats(absolute)
-        : fs
-            .listDir(absolute)
-            .sort()
-            .map((name) => ({ name }));
+        : undefined;
+  if (stats !== undefined && options.signListings !== undefined) {
+    out.signatures.set(path, listingSignature(options.signListings, stats));
+  }
+  const listing: { name: string; stat?: EntryStat }[] =
+    stats ??
+    fs
+      .listDir(absolute)
+      .sort()
+      .map((name) => ({ name }));
   const files = listing.filter((e): e is ListedFile & { stat: EntryStat } => e.stat?.kind === "file");
   const recorded = options.index?.prefetch?.(path, files);
   const hashes = recorded === undefined ? undefined : new Map(files.map((file, i) => [file.name, recorded[i]!]));
@@ -300,6 +311,21 @@ export function indexedHash(index: ContentIndex | undefined, path: string, stat:
     indexed.ctimeMs === stat.ctimeMs &&
     indexed.ino === stat.ino;
   return unchanged ? indexed.hash : undefined;
+}
+
+/**
+ * The signature of a directory's listing under `key`: each child's name and what its lstat says that a
+ * listing's digest depends on or the content index trusts (kind, size, mtime, ctime, inode, mode, owner,
+ * group). A listing with the same signature has the same digest again (its files' hashes trusted as the
+ * index trusts them); see DigestCache.
+ */
+export function listingSignature(key: string, listing: readonly DirEntryStat[]): string {
+  const signature = new SignatureBuilder().text(key);
+  for (const { name, stat } of listing) {
+    signature.text(name).text(stat.kind).number(stat.size).number(stat.mtime.sec).number(stat.mtime.nsec);
+    signature.number(stat.ctimeMs).number(stat.ino).number(stat.mode).number(stat.uid).number(stat.gid);
+  }
+  return signature.digest();
 }
 
 /** The index entry for a file with `stat` whose bytes hash to `hash`. */

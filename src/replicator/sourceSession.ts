@@ -17,7 +17,7 @@ import {
   type Response,
   type UploadRequest,
 } from "../events/protocol.js";
-import type { ContentIndex } from "../events/stateStore.js";
+import type { ContentIndex, DigestCache } from "../events/stateStore.js";
 import { attributesMatch, type DirNode, dirPaths, emptyDir, nodeAt, type TreeNode } from "../events/tree.js";
 import {
   type EntryStat,
@@ -76,6 +76,13 @@ export interface SourceSessionOptions {
   log?: OperationLog;
   now?: () => number;
   index?: ContentIndex;
+  /**
+   * The digests of the source's own listings (see digestDiffers), each recorded with its listing's
+   * signature: a listing that states as then has the same digest. Only where nothing else decides what a
+   * listing holds: not with `isExcluded` (rules may change between runs), `hardLinks`, or an index that
+   * trusts no stat (--checksum).
+   */
+  digestCache?: DigestCache;
   /** Chunk lists of content versions (persisted across runs by the CLI); in memory when not given. */
   chunkLists?: ChunkLists;
   isExcluded?: (path: string, isDir: boolean) => boolean;
@@ -399,12 +406,39 @@ export class SourceSession {
     const digest = listings.queued().find((listing) => listing.dir === dir)?.digest;
     if (digest === undefined) return false;
     const own = scan.node?.kind === "dir" ? scan.node.children : undefined;
-    if (own !== undefined && own.size === digest.count && listingDigest(own, this.stated) === digest.digest) {
+    if (own !== undefined && own.size === digest.count && this.ownDigest(dir, scan, own) === digest.digest) {
       listings.standIn(dir, own);
       return false;
     }
     this.digestsDiffering.add(dir);
     return true;
+  }
+
+  /**
+   * The digest of the source's own listing of `dir` (its children `own` as `scan` found them): recalled when
+   * the listing has the signature it had when recorded (the stats the content index trusts, and the
+   * attributes stated), else computed and recorded. A scan with problems in `dir` is not recorded.
+   */
+  private ownDigest(dir: string, scan: ScanResult, own: ReadonlyMap<string, TreeNode>): string {
+    const cache = this.options.digestCache;
+    const listed = scan.signatures.get(dir);
+    if (
+      cache === undefined ||
+      listed === undefined ||
+      this.options.isExcluded !== undefined ||
+      this.options.hardLinks
+    ) {
+      return listingDigest(own, this.stated);
+    }
+    // What is stated is known from the hello on, which a scan may precede: keyed here, not in the scan.
+    const signature = `${listed};${this.stated.join()}`;
+    const recalled = cache.recallDigest(dir, signature);
+    if (recalled !== undefined && recalled.count === own.size) return recalled.digest;
+    const digest = listingDigest(own, this.stated);
+    if (!scan.problems.some((problem) => isAtOrBelow(dir, problem.path))) {
+      cache.recordDigest(dir, signature, digest, own.size);
+    }
+    return digest;
   }
 
   /**
@@ -591,6 +625,8 @@ export class SourceSession {
         // Scans may run before the hello (a walk starts while the target answers): they observe what the
         // options ask for, and plans state only what the target can set.
         owners: this.owners,
+        // A walk's levels, whose digests are compared (see ownDigest).
+        ...(this.options.digestCache !== undefined && !recursive ? { signListings: "source" } : {}),
         onLinkedFile: (file, inode) => {
           const leader = this.links.add(file, inode);
           return this.options.hardLinks ? leader : undefined;

@@ -258,7 +258,7 @@ describe("content travels only when the target lacks it", () => {
     expect(wire(changed)).toBeLessThan(24 * entries + 2 * KiB);
 
     // A source file rewritten with its size and mtime kept: its ctime moved, so neither its index row nor
-    // its directory's recorded listing vouches for the old hash.
+    // its directory's recorded listing vouches for the old hash, nor the source's recorded digest of it.
     const rewritten = join(ws.src, "d5/e5/f2.txt");
     writeRandomFile(rewritten, statSync(rewritten).size);
     utimesSync(rewritten, WHOLE_SECOND, WHOLE_SECOND);

@@ -8,7 +8,7 @@ import { expect } from "vitest";
 import { DEFAULT_LIMITS } from "../../src/events/limits.js";
 import { OperationLog } from "../../src/events/operationLog.js";
 import { type Request, type Response, ResponseSchema } from "../../src/events/protocol.js";
-import { StateStore } from "../../src/events/stateStore.js";
+import { type DigestCache, StateStore } from "../../src/events/stateStore.js";
 import type { DirNode, TreeNode } from "../../src/events/tree.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { manifestFromTree } from "../../src/projections/expectedTree.js";
@@ -159,16 +159,33 @@ test.prop([generatedDir(3), generatedDir(3), generatedDir(3), fc.integer({ min: 
       },
     };
     const isExcluded = exclude ? (path: string) => path.split("/").at(-1) === "keep" : undefined;
+    // The source's own digests, recalled where its listing states as when recorded (the CLI keeps them too,
+    // without exclusions): which directories' digests were recalled and how many were recorded, per run.
+    const recalled = new Set<string>();
+    let recorded = 0;
+    const sourceDigests: DigestCache = {
+      recallDigest: (dir, signature) => {
+        const digest = sourceState.recallDigest(dir, signature);
+        if (digest !== undefined) recalled.add(dir);
+        return digest;
+      },
+      recordDigest: (...args) => {
+        recorded++;
+        sourceState.recordDigest(...args);
+      },
+    };
     // Each run a new session and log, as a run of another source would: the whole tree is compared.
     const run = async () => {
       requests.length = 0;
       digests = 0;
+      recalled.clear();
+      recorded = 0;
       const session = new SourceSession({
         fs: sourceFs,
         root: "/src",
         log: new OperationLog(),
         index: sourceState,
-        ...(isExcluded === undefined ? {} : { isExcluded }),
+        ...(isExcluded === undefined ? { digestCache: sourceDigests } : { isExcluded }),
       });
       await new StreamingSource(session, connection).establish();
       const want = render(sourceFs, "/src", exclude).join("\n");
@@ -191,6 +208,13 @@ test.prop([generatedDir(3), generatedDir(3), generatedDir(3), fc.integer({ min: 
       return children > 0 && children <= page;
     });
     expect(digests).toBe(fitting.length);
+    // Once more: the source now recalls its own digest of each of them (recorded when last compared)
+    // instead of computing it again.
+    await run();
+    if (!exclude) {
+      expect(recalled.size).toBe(digests);
+      expect(recorded).toBe(0);
+    }
     // Changed on the target alone (contents rewritten, entries added): recorded digests must not hide it.
     reshape(targetFs, "/dst", tamper);
     await run();
