@@ -4,7 +4,7 @@ import { posix } from "node:path";
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type { Position } from "../events/operation.js";
-import { OperationLog, StateFileError } from "../events/operationLog.js";
+import { OperationLog, recordClosedStateFile, StateFileError } from "../events/operationLog.js";
 import { PROTOCOL_VERSION, type Request, type Response, ResponseSchema } from "../events/protocol.js";
 import { SOURCE_WRITE_AHEAD, StateStore } from "../events/stateStore.js";
 import { monotonicMs } from "../fs/clock.js";
@@ -387,6 +387,7 @@ export async function runMirror(
     const summary = summarize(session.stats, wire(), monotonicMs() - started);
     failure ??= closeQuietly(log, state, fs);
     if (failure !== undefined) throw failure;
+    if (!options.dryRun) recordClosedStateFile(statePath);
     return summary;
   };
 

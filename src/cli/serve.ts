@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, mkdirSync } from "node:fs";
 import { posix } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import { StateFileError } from "../events/operationLog.js";
+import { recordClosedStateFile, StateFileError } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
 import { type AppliedPosition, PROTOCOL_VERSION } from "../events/protocol.js";
 import { StateStore } from "../events/stateStore.js";
@@ -318,6 +318,7 @@ async function serveLocked(
   let closeFailure: unknown;
   try {
     state.close();
+    if (!options.dryRun && stateFailure === undefined) recordClosedStateFile(statePath);
   } catch (error) {
     closeFailure = error;
   }

@@ -2,7 +2,7 @@
 // change a state file: each is opened read-only, so a running `watch` and its log are left alone.
 import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, unlinkSync } from "node:fs";
 import { posix } from "node:path";
-import { OperationLog, type ReplicationPair, StateFileError } from "../events/operationLog.js";
+import { closedRecordPath, OperationLog, type ReplicationPair, StateFileError } from "../events/operationLog.js";
 import { escapeForDisplay } from "../events/paths.js";
 import { CliError } from "./cliError.js";
 import { pairConfigPath } from "./pairConfig.js";
@@ -61,7 +61,8 @@ export function isRebuildable(error: StateFileError): boolean {
 
 /**
  * Moves a damaged state file aside as FILE.corrupt-TIMESTAMP (with its -wal beside it, so the pair still
- * opens for a post-mortem; the -shm is only a cache and is removed). Returns the new name.
+ * opens for a post-mortem; the -shm is only a cache and its closed record no longer true: both are removed).
+ * Returns the new name.
  */
 export function moveStateAside(statePath: string, now: Date = new Date()): string {
   const aside = `${statePath}.corrupt-${now.toISOString().replaceAll(/[:.]/g, "-")}`;
@@ -69,10 +70,12 @@ export function moveStateAside(statePath: string, now: Date = new Date()): strin
   for (const suffix of ["-wal", "-journal"]) {
     if (existsSync(`${statePath}${suffix}`)) renameSync(`${statePath}${suffix}`, `${aside}${suffix}`);
   }
-  try {
-    unlinkSync(`${statePath}-shm`);
-  } catch {
-    // none
+  for (const companion of [`${statePath}-shm`, closedRecordPath(statePath)]) {
+    try {
+      unlinkSync(companion);
+    } catch {
+      // none
+    }
   }
   return aside;
 }
@@ -218,11 +221,23 @@ export function idMatches(statePath: string, id: string): boolean {
  * The caller has closed the log. Returns the files removed.
  */
 export function forgetPair(statePath: string, target: string | null): string[] {
-  const files = [statePath, `${statePath}-wal`, `${statePath}-shm`, `${statePath}-journal`];
+  const files = [
+    statePath,
+    `${statePath}-wal`,
+    `${statePath}-shm`,
+    `${statePath}-journal`,
+    closedRecordPath(statePath),
+  ];
   files.push(pairConfigPath(statePath));
   if (target !== null && posix.isAbsolute(target) && !existsSync(target)) {
     const targetState = defaultTargetStatePath(target);
-    files.push(targetState, `${targetState}-wal`, `${targetState}-shm`, `${targetState}.lock`);
+    files.push(
+      targetState,
+      `${targetState}-wal`,
+      `${targetState}-shm`,
+      `${targetState}.lock`,
+      closedRecordPath(targetState),
+    );
   }
   const removed: string[] = [];
   for (const file of files) {

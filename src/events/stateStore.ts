@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 import Database from "better-sqlite3";
 import type { Chunk } from "../content/chunker.js";
-import { asStateFileError, boundPageCache, checkStateFile } from "./operationLog.js";
+import { asStateFileError, boundPageCache, checkStateFile, closedAsRecorded } from "./operationLog.js";
 import { parentOf } from "./paths.js";
 import { type AppliedPosition, AppliedPositionSchema } from "./protocol.js";
 import { sqliteNativeBinding } from "./sqliteBinding.js";
@@ -188,13 +188,15 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
   constructor(path?: string, options: { verify?: boolean; writeAheadAfter?: number } = {}) {
     this.path = path ?? ":memory:";
     this.writeAheadAfter = options.writeAheadAfter ?? Number.POSITIVE_INFINITY;
+    // Asked before connecting: a connection's first statement opens the WAL beside the file.
+    const verify = options.verify === true && path !== undefined && !closedAsRecorded(path);
     let db: Database.Database | undefined;
     try {
       db = new Database(this.path, { nativeBinding: sqliteNativeBinding() });
       this.db = db;
       boundPageCache(db);
       if (path !== undefined) {
-        if (options.verify === true) checkStateFile(db, this.path);
+        if (verify) checkStateFile(db, this.path);
         db.pragma("journal_mode = WAL");
         db.pragma("synchronous = FULL");
       }

@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readdirSync, statfsSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { closedAsRecorded } from "../../src/events/operationLog.js";
 import { pollUntil, runMirrorlog } from "../support/cliRunner.js";
 import { compareTrees, findTempFiles, formatDifferences } from "../support/treeOracle.js";
 import {
@@ -68,7 +69,11 @@ describe("broken state is a clear, recoverable condition", () => {
       const first = await runMirrorlog(["sync", ws.src, ws.dst], { env: ws.env });
       expect(first.code, first.stderr).toBe(0);
       const damaged = stateFile(ws, kind);
+      // The clean run recorded how it left the file (the next open would not read it whole)...
+      expect(closedAsRecorded(damaged)).toBe(true);
       damageMiddle(damaged, 7);
+      // ...which the damage no longer matches: it is read whole, and refused below.
+      expect(closedAsRecorded(damaged)).toBe(false);
       writeFileSync(join(ws.src, "d0", "changed"), "a change after the damage");
 
       const refused = await runMirrorlog(["sync", ws.src, ws.dst], { env: ws.env, timeoutMs: 30_000 });
