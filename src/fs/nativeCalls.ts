@@ -49,9 +49,9 @@ export interface NativeCalls {
    * The names in the directory `dirFd` (getdents64 from its start, without "." and ".."), in the order the
    * file system gives them: a string where the name is ASCII, else its bytes. Reads through the handle, not
    * through /proc/self/fd/N as Node's readdir must (a procfs lookup and an open and close per directory).
-   * Throws an errno error.
+   * Throws an errno error. Absent where glibc has no getdents64 (before 2.30): Node's readdir then.
    */
-  namesIn(dirFd: number): (string | Buffer)[];
+  namesIn?(dirFd: number): (string | Buffer)[];
   /** renameat(fromDirFd, from, toDirFd, to): renames an entry between held directories. Throws an errno error. */
   renameAt(fromDirFd: number, from: string | Buffer, toDirFd: number, to: string | Buffer): void;
   /**
@@ -142,7 +142,7 @@ function tryLoad(): NativeCalls | null {
   let renameat: LibcFunction;
   let fcntl: LibcFunction;
   let mallopt: LibcFunction;
-  let getdents64: LibcFunction;
+  let getdents64: LibcFunction | undefined;
   let lseek: LibcFunction;
   try {
     koffi = loadKoffi();
@@ -158,8 +158,12 @@ function tryLoad(): NativeCalls | null {
     renameat = libc.func("renameat", "int", ["int", "const char *", "int", "const char *"]);
     fcntl = libc.func("fcntl", "int", ["int", "int", "..."]);
     mallopt = libc.func("mallopt", "int", ["int", "int"]);
-    getdents64 = libc.func("getdents64", "long", ["int", "void *", "size_t"]);
     lseek = libc.func("lseek", "long", ["int", "long", "int"]);
+    try {
+      getdents64 = libc.func("getdents64", "long", ["int", "void *", "size_t"]);
+    } catch {
+      // An older glibc: listings go through Node's readdir.
+    }
   } catch (error) {
     // Not fatal: every caller has a Node fallback. Say once why exact times are unavailable.
     process.emitWarning(
@@ -196,19 +200,7 @@ function tryLoad(): NativeCalls | null {
     },
     openAt: (dirFd, name, flags, mode = 0) =>
       checked(openat(dirFd, cString(name), flags | O_CLOEXEC, "uint32", mode), "openat"),
-    namesIn: (dirFd) => {
-      // A held handle may have been read before: from its start again.
-      checked(lseek(dirFd, 0, SEEK_SET), "lseek");
-      const names: (string | Buffer)[] = [];
-      for (;;) {
-        const filled = checked(getdents64(dirFd, direntBuffer, direntBuffer.length), "getdents64");
-        if (filled === 0) return names;
-        for (let at = 0; at < filled; at += direntBuffer.readUInt16LE(at + DIRENT_RECLEN)) {
-          const name = nameOfDirent(at);
-          if (name !== "." && name !== "..") names.push(name);
-        }
-      }
-    },
+    ...(getdents64 === undefined ? {} : { namesIn: namesInWith(getdents64, lseek, checked) }),
     renameAt: (fromDirFd, from, toDirFd, to) =>
       void checked(renameat(fromDirFd, cString(from), toDirFd, cString(to)), "renameat"),
     setPipeSize: (fd, bytes) => checked(fcntl(fd, F_SETPIPE_SZ, "int", bytes), "fcntl"),
@@ -231,6 +223,27 @@ const DIRENT_RECLEN = 16;
 const DIRENT_NAME = 19;
 /** getdents64's buffer, reused by every call (a thread has its own instance of this module). */
 const direntBuffer = Buffer.alloc(32 * 1024);
+
+/** NativeCalls.namesIn over glibc's getdents64 and lseek. */
+function namesInWith(
+  getdents64: LibcFunction,
+  lseek: LibcFunction,
+  checked: (result: number, syscall: string) => number,
+): (dirFd: number) => (string | Buffer)[] {
+  return (dirFd) => {
+    // A held handle may have been read before: from its start again.
+    checked(lseek(dirFd, 0, SEEK_SET), "lseek");
+    const names: (string | Buffer)[] = [];
+    for (;;) {
+      const filled = checked(getdents64(dirFd, direntBuffer, direntBuffer.length), "getdents64");
+      if (filled === 0) return names;
+      for (let at = 0; at < filled; at += direntBuffer.readUInt16LE(at + DIRENT_RECLEN)) {
+        const name = nameOfDirent(at);
+        if (name !== "." && name !== "..") names.push(name);
+      }
+    }
+  };
+}
 
 /** The name of the dirent at `at` in `direntBuffer`: a string when it is ASCII, else a copy of its bytes. */
 function nameOfDirent(at: number): string | Buffer {

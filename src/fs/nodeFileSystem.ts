@@ -577,7 +577,7 @@ export class NodeFileSystem implements MirrorFileSystem {
    * holds a code point the byte mapping escapes, makes the listing be read again as bytes.
    */
   private childNames(dir: SyscallPath, fd: number | undefined): string[] {
-    if (fd !== undefined && this.native !== undefined) {
+    if (fd !== undefined && this.native?.namesIn !== undefined) {
       // Read through the held handle; a name that is not ASCII comes as bytes.
       const names: string[] = [];
       for (const name of this.native.namesIn(fd)) {
