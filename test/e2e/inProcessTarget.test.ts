@@ -1,11 +1,12 @@
-// A sync of a known pair whose log is short serves its local target in its own process instead of a
-// `serve` child (mirror.ts, targetInProcess): such a run is mostly start-up, and a second node process
-// would double it. What must not change with it: the mirror is exact, the target root is locked while the
+// A sync of a known pair whose log is short, or whose last sync was small, serves its local target in its
+// own process instead of a `serve` child (mirror.ts, targetInProcess): such a run is mostly start-up and
+// walking, and a second node process would add its own start. What must not change with it: the mirror is exact, the target root is locked while the
 // run holds it (a second source is refused, naming this run's pid), the lock is free once it ends, and a
 // target state file that cannot be used ends the run with its one line and exit 2.
 // (Interruption in every phase: interrupt.test.ts.)
 import { mkdirSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   makeWorkspace,
@@ -56,6 +57,51 @@ describe("a target served in process", () => {
     expect(summary.filesWritten, run.stdout).toBe(2);
     expect(summary.filesDeleted, run.stdout).toBe(1);
     expect(summary.problems).toEqual([]);
+    expectMirrored(ws);
+  });
+
+  it("with a long log, serves in process once the last sync was small; a large last sync keeps the child", async () => {
+    const ws = makeWorkspace("in-process-last-sync", created);
+    // More files than a short epoch holds operations: the first sync alone makes the log long.
+    for (let d = 0; d < 21; d++) {
+      mkdirSync(join(ws.src, `d${d}`));
+      for (let f = 0; f < 100; f++) writeFileSync(join(ws.src, `d${d}`, `f${f}`), `${d}/${f}\n`);
+    }
+    const first = await runMirrorlog(["sync", ws.src, ws.dst], { env: ws.env });
+    expect(first.code, first.stderr).toBe(0);
+    /** Whether a sync held in its manifest phase has a serve child for the target; the run is then stopped. */
+    const servedByChild = async (): Promise<boolean> => {
+      const env = { ...ws.env, MIRRORLOG_TEST_PHASES: "1", MIRRORLOG_TEST_HOLD: "manifest" };
+      const run = spawnMirrorlog(["sync", ws.src, ws.dst], env);
+      await pollUntil(() => run.stderr().includes("mirrorlog: phase manifest\n"), {
+        deadlineMs: 30_000,
+        describe: () => `no manifest phase; stderr:\n${run.stderr()}`,
+      });
+      const child = processesMentioning(`--root=${ws.dst}`).length > 0;
+      run.child.kill("SIGTERM");
+      expect((await run.exited).code, run.stderr()).toBe(20);
+      return child;
+    };
+    // The last sync logged 2,100 operations and more: a child (an interrupted run records nothing).
+    expect(await servedByChild()).toBe(true);
+    const small = await runMirrorlog(["sync", ws.src, ws.dst], { env: ws.env });
+    expect(small.code, small.stderr).toBe(0);
+    // The last sync scanned 2,100 files and logged nothing: in process.
+    expect(await servedByChild()).toBe(false);
+    // As if the last sync had scanned a tree too large to walk twice on one thread: a child again.
+    const statePath = join(
+      ws.stateHome,
+      "mirrorlog",
+      readdirSync(join(ws.stateHome, "mirrorlog")).find((name) => name.startsWith("source-") && name.endsWith(".db"))!,
+    );
+    const db = new Database(statePath);
+    db.prepare("UPDATE service SET value = ? WHERE key = 'last-sync-size'").run(
+      JSON.stringify({ files: 30_000, operations: 0 }),
+    );
+    db.close();
+    expect(await servedByChild()).toBe(true);
+    const resumed = await runMirrorlog(["sync", ws.src, ws.dst], { env: ws.env });
+    expect(resumed.code, resumed.stderr).toBe(0);
     expectMirrored(ws);
   });
 
