@@ -66,7 +66,9 @@ describe("mirrorlog over ssh", () => {
     expect(differences, formatDifferences(differences)).toEqual([]);
     expect(JSON.parse(first.stdout)).toMatchObject({ filesWritten: 3, dirsCreated: 2, problems: [] });
     // The far side kept its state where --remote-command told it to.
-    expect(readdirSync(join(remoteStateHome, "mirrorlog")).filter((n) => n.startsWith("target-"))).toHaveLength(1);
+    expect(
+      readdirSync(join(remoteStateHome, "mirrorlog")).filter((n) => n.startsWith("target-") && n.endsWith(".db")),
+    ).toHaveLength(1);
 
     const second = await runMirrorlog(["sync", "--json", ...args, src, target], { env });
     expect(second.code, second.stderr).toBe(0);
