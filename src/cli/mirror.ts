@@ -501,9 +501,9 @@ function openSourceState(
 const IN_PROCESS_MAX_OPERATIONS = 2_000;
 /**
  * Files a small run's tree holds at most. A no-change run of 20,000 files served in process took
- * 0.91 s against 0.96 s with a child, 100 modified files 1.21 against 1.28 s; of 100,000 files 2.8
- * against 2.3 s (6 and 5 interleaved runs): two walks on one thread cost more than a second process's
- * start somewhere between.
+ * 0.91–0.92 s against 0.96–0.97 s with a child (100 modified files: 1.21 against 1.28 s in one series, no
+ * difference in another); of 100,000 files 2.8 against 2.3 s (5–10 interleaved runs each): two walks on
+ * one thread cost more than a second process's start somewhere between.
  */
 const IN_PROCESS_MAX_FILES = 25_000;
 /** The service record of a sync's size, for the next run's choice (see targetInProcess). */

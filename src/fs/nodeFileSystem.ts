@@ -573,8 +573,10 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   /**
    * Names of a directory's children, as strings that stand for their bytes, without this instance's temps.
-   * The usual case reads them as UTF-8 (no Buffer per name); a name that did not decode cleanly, or that
-   * holds a code point the byte mapping escapes, makes the listing be read again as bytes.
+   * Through the held handle `fd` where koffi offers getdents64 (NativeCalls.namesIn: ASCII names as strings,
+   * others as bytes mapped by nameOfBytes). Otherwise Node's readdir of `dir`: the usual case reads the names
+   * as UTF-8 (no Buffer per name); a name that did not decode cleanly, or that holds a code point the byte
+   * mapping escapes, makes the listing be read again as bytes.
    */
   private childNames(dir: SyscallPath, fd: number | undefined): string[] {
     if (fd !== undefined && this.native?.namesIn !== undefined) {
