@@ -215,29 +215,21 @@ export function idMatches(statePath: string, id: string): boolean {
   return own === id || (/^[0-9a-f]{8,}$/.test(id) && own.endsWith(`-${id}`));
 }
 
+/** A state file and the files SQLite and mirrorlog keep beside it (WAL, shared memory, journal, closed record). */
+function stateFileWithCompanions(statePath: string): string[] {
+  return [statePath, `${statePath}-wal`, `${statePath}-shm`, `${statePath}-journal`, closedRecordPath(statePath)];
+}
+
 /**
  * Removes a pair's state: its source state file (with -wal, -shm), its pair config and, for a local target
  * that no longer exists, the target's own state file in the state directory (nothing else can use it).
  * The caller has closed the log. Returns the files removed.
  */
 export function forgetPair(statePath: string, target: string | null): string[] {
-  const files = [
-    statePath,
-    `${statePath}-wal`,
-    `${statePath}-shm`,
-    `${statePath}-journal`,
-    closedRecordPath(statePath),
-  ];
-  files.push(pairConfigPath(statePath));
+  const files = [...stateFileWithCompanions(statePath), pairConfigPath(statePath)];
   if (target !== null && posix.isAbsolute(target) && !existsSync(target)) {
     const targetState = defaultTargetStatePath(target);
-    files.push(
-      targetState,
-      `${targetState}-wal`,
-      `${targetState}-shm`,
-      `${targetState}.lock`,
-      closedRecordPath(targetState),
-    );
+    files.push(...stateFileWithCompanions(targetState), `${targetState}.lock`);
   }
   const removed: string[] = [];
   for (const file of files) {
