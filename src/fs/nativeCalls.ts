@@ -66,6 +66,11 @@ export interface NativeCalls {
    * False when glibc refused either (it sets no errno).
    */
   setAllocatorThresholds(mmapBytes: number, trimBytes: number): boolean;
+  /**
+   * sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writing back the dirty pages of that
+   * range of the open file, without waiting for them. Throws an errno error.
+   */
+  startWriteback(fd: number, offset: number, length: number): void;
 }
 
 /** What statx says about an entry, as Node's BigInt lstat would say it (Numbers; `dev` as glibc's makedev). */
@@ -144,6 +149,7 @@ function tryLoad(): NativeCalls | null {
   let mallopt: LibcFunction;
   let getdents64: LibcFunction | undefined;
   let lseek: LibcFunction;
+  let syncFileRange: LibcFunction;
   try {
     koffi = loadKoffi();
     const libc = koffi.load("libc.so.6");
@@ -159,6 +165,7 @@ function tryLoad(): NativeCalls | null {
     fcntl = libc.func("fcntl", "int", ["int", "int", "..."]);
     mallopt = libc.func("mallopt", "int", ["int", "int"]);
     lseek = libc.func("lseek", "long", ["int", "long", "int"]);
+    syncFileRange = libc.func("sync_file_range", "int", ["int", "int64", "int64", "uint"]);
     try {
       getdents64 = libc.func("getdents64", "long", ["int", "void *", "size_t"]);
     } catch {
@@ -207,10 +214,14 @@ function tryLoad(): NativeCalls | null {
     // mallopt says 1 for done and 0 for refused.
     setAllocatorThresholds: (mmapBytes, trimBytes) =>
       mallopt(M_MMAP_THRESHOLD, mmapBytes) === 1 && mallopt(M_TRIM_THRESHOLD, trimBytes) === 1,
+    startWriteback: (fd, offset, length) =>
+      void checked(syncFileRange(fd, offset, length, SYNC_FILE_RANGE_WRITE), "sync_file_range"),
   };
 }
 
 const ENOENT = 2;
+/** sync_file_range's flag that starts writeback of the range's dirty pages and does not wait. */
+const SYNC_FILE_RANGE_WRITE = 2;
 /** fcntl's command that resizes a pipe (Linux). */
 const F_SETPIPE_SZ = 1031;
 /** mallopt's parameters (glibc's malloc.h). */

@@ -68,6 +68,8 @@ import { AT_FDCWD, loadNativeCalls, type NativeCalls, type RawStat } from "./nat
  */
 export type Durability = "full" | "batched" | "none";
 
+/** A staged file's bytes are handed to the disk's writeback in steps of this size while it is written. */
+const WRITEBACK_BYTES = 8 * 1024 * 1024;
 /** From this many files on, a commit flushes the whole file system once instead of fsyncing each file. */
 const SYNCFS_MIN_FILES = 8;
 
@@ -364,6 +366,8 @@ export class NodeFileSystem implements MirrorFileSystem {
     let fd: number | undefined = created.fd;
     const tempPath = created.temp.path;
     let size = 0;
+    let writtenBack = 0;
+    const native = this.durable ? this.native : undefined;
     // The temp is addressed by path again only to remove it: by then the parent handle may be released.
     const removeTemp = () => this.discardStaged([{ path: at.path, tempPath }]);
     const fail = (error: unknown): never => {
@@ -390,6 +394,15 @@ export class NodeFileSystem implements MirrorFileSystem {
           fail(error);
         }
         size += bytes.length;
+        if (native !== undefined && size - writtenBack >= WRITEBACK_BYTES) {
+          // The disk starts on what is written while the rest arrives: the flush that makes the file
+          // durable then waits for the last few MiB, not for the whole file (best effort: that flush
+          // reports any failure to write).
+          try {
+            native.startWriteback(handle, writtenBack, size - writtenBack);
+          } catch {}
+          writtenBack = size;
+        }
       },
       finish: (metadata) => {
         const handle = open();

@@ -9,7 +9,7 @@ import type { ContentSplit } from "../events/operationLog.js";
 import type { ApplyEntry, ApplyRequest, Content, Piece, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
 import { type FileSystem, pathUnder } from "../fs/fileSystem.js";
-import { isMirrorFileSystem } from "./scan.js";
+import { isMirrorFileSystem, type ReadContent } from "./scan.js";
 
 /** Chunk lists of content versions by hash: what a delta is computed against. A Map fits. */
 export interface ChunkLists {
@@ -30,7 +30,7 @@ export interface ContentBasis {
  * Literal bytes are read and sent in pieces of this size (several per upload request): small pieces
  * keep the short-lived buffers of reading, compressing and framing small, so memory stays flat.
  */
-const PIECE_BYTES = 1024 * 1024;
+export const PIECE_BYTES = 1024 * 1024;
 /** Literal bytes per upload request: a few pieces, so little is held per request in flight. */
 const UPLOAD_REQUEST_BYTES = DEFAULT_LIMITS.uploadRequestBytes;
 /** zstd level of a pack of small files (it compresses across files, so a little more effort pays)... */
@@ -75,6 +75,11 @@ export class ContentShipping {
   private compressionMisses = 0;
   private skippedCompressions = 0;
   private nextUpload = 0;
+  /** Sizes of the files the target holds (counted as `held` is), and of the content it set aside. */
+  private readonly heldSizes = new HashCounts();
+  private readonly stashedSizes = new Set<number>();
+  /** Uploads sent ahead of their writes (see uploadAhead), by path: the content's hash and what it cost. */
+  private readonly uploadedAhead = new Map<string, { uploadId: string; hash: string; content: ContentBytes }>();
   private pack: Uint8Array[] = [];
   private packSize = 0;
 
@@ -88,6 +93,9 @@ export class ContentShipping {
   resetTarget(): void {
     this.held.clear();
     this.stashed.clear();
+    this.heldSizes.clear();
+    this.stashedSizes.clear();
+    this.uploadedAhead.clear();
   }
 
   /**
@@ -97,11 +105,47 @@ export class ContentShipping {
   countHeld(node: TreeNode | undefined, delta: 1 | 0 | -1, stashed = false): void {
     if (node === undefined) return;
     if (node.kind === "file") {
-      if (delta !== 0) this.held.add(node.hash, delta);
-      if (stashed) this.stashed.add(node.hash);
+      if (delta !== 0) {
+        this.held.add(node.hash, delta);
+        this.heldSizes.add(String(node.size), delta);
+      }
+      if (stashed) {
+        this.stashed.add(node.hash);
+        this.stashedSizes.add(node.size);
+      }
     } else if (node.kind === "dir") {
       for (const child of node.children.values()) this.countHeld(child, delta, stashed);
     }
+  }
+
+  /**
+   * True when the target may hold content of `size` bytes (at any path, or set aside): a file of that size
+   * may then travel as a reference, and is not uploaded before its hash is known.
+   */
+  mayHoldSize(size: number): boolean {
+    return this.heldSizes.get(String(size)) > 0 || this.stashedSizes.has(size);
+  }
+
+  /**
+   * Uploads a file while it is read (`pieces`, which returns what reading it gave), before its write is
+   * planned: a large new file then travels while it is hashed and cut instead of after. The write that names it
+   * with the hash read ships as that upload (see ship); its bytes count there.
+   */
+  *uploadAhead(path: string, pieces: Generator<Uint8Array, ReadContent>): Generator<UploadRequest, ReadContent> {
+    const uploadId = (this.nextUpload++).toString(36);
+    const before = { ...this.totals };
+    let read: ReadContent | undefined;
+    const self = this;
+    const literals = (function* (): Generator<Piece> {
+      let step = pieces.next();
+      for (; !step.done; step = pieces.next()) yield self.literalPiece(step.value);
+      read = step.value;
+    })();
+    yield* this.uploads(uploadId, path, undefined, literals);
+    const content = splitSince(before, this.totals);
+    for (const key of CONTENT_KEYS) this.totals[key] -= content[key];
+    this.uploadedAhead.set(path, { uploadId, hash: read!.hash, content });
+    return read!;
   }
 
   /** Marks content the target reported missing: it is sent in full from now on. */
@@ -123,6 +167,12 @@ export class ContentShipping {
    */
   *ship(seq: number, operation: WriteFile, basis: ContentBasis | undefined): Generator<UploadRequest, ApplyEntry> {
     if (basis?.hash === operation.hash) return { seq, operation };
+    const ahead = this.uploadedAhead.get(operation.path);
+    this.uploadedAhead.delete(operation.path);
+    if (ahead?.hash === operation.hash) {
+      for (const key of CONTENT_KEYS) this.totals[key] += ahead.content[key];
+      return { seq, operation, content: { kind: "upload", uploadId: ahead.uploadId } };
+    }
     if (operation.size > 0 && this.targetHolds(operation.hash)) {
       this.dropContent(operation.path);
       this.totals.reused += operation.size;
@@ -146,23 +196,37 @@ export class ContentShipping {
       return content === undefined ? { seq, operation } : { seq, operation, content };
     }
     const uploadId = (this.nextUpload++).toString(36);
+    // A piece undefined: changed since scanned, the target answers "missing".
+    if (!(yield* this.uploads(uploadId, operation.path, pieces.baseHash, pieces))) return { seq, operation };
+    return { seq, operation, content: { kind: "upload", uploadId } };
+  }
+
+  /**
+   * The upload requests carrying `pieces` (about UPLOAD_REQUEST_BYTES of literals each, at least one); false
+   * when a piece is undefined (the file no longer reads as scanned): the upload stops there.
+   */
+  private *uploads(
+    uploadId: string,
+    path: string,
+    baseHash: string | undefined,
+    pieces: Iterable<Piece | undefined>,
+  ): Generator<UploadRequest, boolean> {
     let offset = 0;
     let batch: Piece[] = [];
     let batchBytes = 0;
-    const baseHash = pieces.baseHash;
     for (const piece of pieces) {
-      if (piece === undefined) return { seq, operation }; // changed since scanned: the target answers "missing"
+      if (piece === undefined) return false;
       batch.push(piece);
       batchBytes += piece.kind === "literal" ? piece.data.length : 0;
       if (batchBytes >= UPLOAD_REQUEST_BYTES) {
-        yield this.upload(uploadId, operation.path, offset, baseHash, batch);
+        yield this.upload(uploadId, path, offset, baseHash, batch);
         offset += sizeOfPieces(batch);
         batch = [];
         batchBytes = 0;
       }
     }
-    if (batch.length > 0 || offset === 0) yield this.upload(uploadId, operation.path, offset, baseHash, batch);
-    return { seq, operation, content: { kind: "upload", uploadId } };
+    if (batch.length > 0 || offset === 0) yield this.upload(uploadId, path, offset, baseHash, batch);
+    return true;
   }
 
   /** Drops a pack left by requests that were never sent (a refused or broken pass). */
@@ -337,6 +401,18 @@ export class ContentShipping {
     this.contents.delete(path);
     this.contentBytes -= kept.length;
   }
+}
+
+const CONTENT_KEYS = ["literal", "compressed", "matched", "reused"] as const;
+
+/** What `after` counts beyond `before`. */
+export function splitSince(before: ContentBytes, after: ContentBytes): ContentBytes {
+  return {
+    literal: after.literal - before.literal,
+    compressed: after.compressed - before.compressed,
+    matched: after.matched - before.matched,
+    reused: after.reused - before.reused,
+  };
 }
 
 /** Pieces of one file, produced lazily; undefined marks a read that no longer matches the scan. */

@@ -11,8 +11,8 @@ import { ContentHasher, type ContentId, type WholeContentHasher } from "../conte
  * shared memory and named to the helper by message; the scan's thread waits (Atomics.wait, with a
  * deadline) only when every slot is still being hashed, and for the digest at the end. One helper per
  * process, started by the first large file and kept (unreferenced: it never holds the process open).
- * One file at a time: a file hashed while another one is (never so in the synchronous scan) hashes on
- * the calling thread.
+ * One file at a time: a file hashed while another one is (a file uploaded as it is read holds the
+ * helper across turns, see readInPieces) hashes on the calling thread.
  */
 
 /**
@@ -78,20 +78,29 @@ export function bytesHashedOnHelper(): number {
 }
 
 /**
- * Runs `work` with a whole-content hasher for a file of `size` bytes: on the helper thread from
- * HASHING_THREAD_MIN_BYTES on (when it can start and is free), else on this thread; the same sha256 either
- * way. The helper is free again once `work` returns or throws.
+ * Runs `work` with a whole-content hasher for a file of `size` bytes (see wholeContentHasher); the helper is
+ * free again once `work` returns or throws.
  */
 export function withWholeContentHasher<T>(size: number, work: (hasher: WholeContentHasher) => T): T {
-  const usable = size >= HASHING_THREAD_MIN_BYTES && !helperBroken && helper?.busy !== true;
-  const started = usable ? (helper ?? startHelper()) : undefined;
-  if (started === undefined) return work(new ContentHasher());
-  const hasher = new HelperHasher(started);
+  const { hasher, release } = wholeContentHasher(size);
   try {
     return work(hasher);
   } finally {
-    hasher.release();
+    release();
   }
+}
+
+/**
+ * A whole-content hasher for a file of `size` bytes: on the helper thread from HASHING_THREAD_MIN_BYTES on
+ * (when it can start and is free), else on this thread; the same sha256 either way. `release` frees the
+ * helper (a file read across turns holds it until then).
+ */
+export function wholeContentHasher(size: number): { hasher: WholeContentHasher; release(): void } {
+  const usable = size >= HASHING_THREAD_MIN_BYTES && !helperBroken && helper?.busy !== true;
+  const started = usable ? (helper ?? startHelper()) : undefined;
+  if (started === undefined) return { hasher: new ContentHasher(), release: () => {} };
+  const hasher = new HelperHasher(started);
+  return { hasher, release: () => hasher.release() };
 }
 
 function startHelper(): Helper | undefined {

@@ -1,7 +1,7 @@
 import { type Chunk, chunkContent, DELTA_MIN_SIZE, HashingChunker, replicationChunking } from "../content/chunker.js";
 import { contentIdOf } from "../content/contentId.js";
 import type { Attributes } from "../events/operation.js";
-import { childOf, listedChildProblem, relativePathProblem } from "../events/paths.js";
+import { childOf, listedChildProblem, parentOf, relativePathProblem } from "../events/paths.js";
 import { type ContentIndex, type IndexedFile, type ListedFile, SignatureBuilder } from "../events/stateStore.js";
 import { type DirNode, emptyDir, type TreeNode } from "../events/tree.js";
 import {
@@ -12,7 +12,7 @@ import {
   type MirrorFileSystem,
   pathUnder,
 } from "../fs/fileSystem.js";
-import { withWholeContentHasher } from "./hashingThread.js";
+import { wholeContentHasher } from "./hashingThread.js";
 
 /** A per-path problem: reported next to results, never stopping the rest. */
 export interface Problem {
@@ -46,6 +46,18 @@ export interface ScanOptions {
   listing?: { path: string; entries: DirEntryStat[] };
   /** When given, each directory listed has its listing's signature under this key in `signatures`. */
   signListings?: string;
+  /**
+   * Regular files (one link) larger than this whose hash is not known are not read: they are left out of
+   * the result's node and listed in `deferred`, for the caller to read (see completeDeferred). Their
+   * directory's listing gets no signature (its digest cannot be known yet).
+   */
+  deferFilesOver?: number;
+}
+
+/** A file a scan left unread (see ScanOptions.deferFilesOver): its relative path and its stat as listed. */
+export interface DeferredFile {
+  path: string;
+  stat: EntryStat;
 }
 
 /** The observed state of one path, the bytes read on the way, and the problems met. */
@@ -62,6 +74,8 @@ export interface ScanResult {
   listedDirs: Map<string, EntryStat>;
   /** The signatures of the directories listed (see listingSignature), with `signListings`. */
   signatures: Map<string, string>;
+  /** Files left unread, with `deferFilesOver`. */
+  deferred: DeferredFile[];
 }
 
 /** How often a file that keeps changing while read is retried before it is reported. */
@@ -90,6 +104,7 @@ export function scanPath(options: ScanOptions, path: string, recursive = true, l
     linked: [],
     listedDirs: new Map(),
     signatures: new Map(),
+    deferred: [],
   };
   result.node = scanEntry(options, path, result, recursive ? Number.POSITIVE_INFINITY : 1, listed);
   return result;
@@ -208,26 +223,72 @@ function scanFile(
   let before = file.stat;
   const known = file.listedHash ?? indexedHash(options.index, path, before);
   if (known !== undefined) return fileNode(options, out, path, before, known);
+  if (options.deferFilesOver !== undefined && before.size > options.deferFilesOver && before.nlink <= 1) {
+    out.deferred.push({ path, stat: before });
+    out.signatures.delete(parentOf(path));
+    return undefined;
+  }
   for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
     const read = readContent(fs, absolute, before.size);
     const after = fs.lstat(absolute);
-    const steady =
-      after.kind === "file" &&
-      after.size === read.size &&
-      after.size === before.size &&
-      after.mtimeMs === before.mtimeMs &&
-      after.ino === before.ino;
-    if (steady) {
-      options.index?.set(path, indexEntry(after, read.hash));
-      if (read.bytes !== undefined) keepContent(options, out, path, read.bytes);
-      if (read.chunks !== undefined) out.chunks.set(read.hash, read.chunks);
-      return fileNode(options, out, path, after, read.hash);
-    }
+    if (readSteadily(before, after, read)) return readFileNode(options, out, path, after, read);
     if (after.kind !== "file") return scanEntry(options, path, out, depth); // replaced by another kind
     before = after;
   }
   out.problems.push({ path, reason: `changed while being read (${TORN_READ_ATTEMPTS} attempts); will retry` });
   return UNREADABLE;
+}
+
+/** True when a file stated `before` and `after` reading it (`read`) did not change meanwhile. */
+function readSteadily(before: EntryStat, after: EntryStat, read: ReadContent): boolean {
+  return (
+    after.kind === "file" &&
+    after.size === read.size &&
+    after.size === before.size &&
+    after.mtimeMs === before.mtimeMs &&
+    after.ino === before.ino
+  );
+}
+
+/** The node of a file read steadily (stated `after`), with what its read gave kept in the index and `out`. */
+function readFileNode(options: ScanOptions, out: ScanResult, path: string, after: EntryStat, read: ReadContent) {
+  options.index?.set(path, indexEntry(after, read.hash));
+  if (read.bytes !== undefined) keepContent(options, out, path, read.bytes);
+  if (read.chunks !== undefined) out.chunks.set(read.hash, read.chunks);
+  return fileNode(options, out, path, after, read.hash);
+}
+
+/**
+ * Puts a file a one-level scan deferred into its node: as `read` gave it (a read in pieces the caller made,
+ * see readInPieces) when the file did not change meanwhile, else read again here as a scan reads (a
+ * changed or vanished file, a failed read: `read` undefined). Returns the node added, if any.
+ */
+export function completeDeferred(
+  options: ScanOptions,
+  out: ScanResult,
+  file: DeferredFile,
+  read: ReadContent | undefined,
+): TreeNode | undefined {
+  const { fs } = options;
+  const absolute = pathUnder(options.root, file.path);
+  const after = read === undefined || !isMirrorFileSystem(fs) ? undefined : lstatIfThere(fs, absolute);
+  const { deferFilesOver: _deferred, onFileScanned: _counted, ...again } = options;
+  const node =
+    after !== undefined && read !== undefined && readSteadily(file.stat, after, read)
+      ? readFileNode(options, out, file.path, after, read)
+      : scanEntry(again, file.path, out, 0);
+  if (node !== undefined && out.node?.kind === "dir") {
+    out.node.children.set(file.path.slice(file.path.lastIndexOf("/") + 1), node);
+  }
+  return node;
+}
+
+function lstatIfThere(fs: MirrorFileSystem, absolute: string): EntryStat | undefined {
+  try {
+    return fs.lstat(absolute);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The node of a regular file with `stat` whose bytes hash to `hash` (a link to its group's leader, if stated so). */
@@ -264,7 +325,7 @@ export const STREAM_THRESHOLD = 8 * 1024 * 1024;
 export const STREAM_PIECE = 4 * 1024 * 1024;
 
 /** What reading a file gave: its hash and size, its bytes when small, its chunks when large enough for deltas. */
-interface ReadContent {
+export interface ReadContent {
   hash: string;
   size: number;
   bytes?: Uint8Array;
@@ -276,25 +337,48 @@ function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: numbe
     const bytes = fs.readFile(absolute);
     return { hash: contentIdOf(bytes), size: bytes.length, bytes };
   }
-  const chunking = replicationChunking(expectedSize);
   if (expectedSize <= STREAM_THRESHOLD) {
     const bytes = fs.readFile(absolute);
     const chunked = chunkContent(bytes, replicationChunking(bytes.length));
     return { hash: chunked.contentId, size: bytes.length, bytes, chunks: chunked.chunks };
   }
-  // The whole-content hash of a large file runs on a helper thread beside the chunking (hashingThread.ts).
-  return withWholeContentHasher(expectedSize, (contentHasher) => {
-    const chunker = new HashingChunker(chunking, contentHasher);
+  const pieces = readInPieces(fs, absolute, expectedSize, STREAM_PIECE, new Uint8Array(STREAM_PIECE));
+  for (;;) {
+    const step = pieces.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * Reads a large file in pieces of `pieceBytes`, each yielded as read (into `scratch`, valid until the next,
+ * when given: memory stays flat whatever the size; else each a new buffer), and cuts and hashes them as
+ * they pass: returns its hash, size and chunk list. The whole-content hash runs on a helper thread beside
+ * the chunking (hashingThread.ts), held until the generator ends.
+ */
+export function* readInPieces(
+  fs: MirrorFileSystem,
+  absolute: string,
+  expectedSize: number,
+  pieceBytes: number,
+  scratch?: Uint8Array,
+): Generator<Uint8Array, ReadContent> {
+  const { hasher, release } = wholeContentHasher(expectedSize);
+  try {
+    const chunker = new HashingChunker(replicationChunking(expectedSize), hasher);
     const chunks: Chunk[] = [];
-    const scratch = new Uint8Array(STREAM_PIECE); // one buffer per file: memory stays flat whatever its size
-    for (let offset = 0; ; offset += STREAM_PIECE) {
-      const piece = fs.readFileRange(absolute, offset, STREAM_PIECE, scratch);
-      if (piece.length > 0) chunks.push(...chunker.push(piece));
-      if (piece.length < STREAM_PIECE) break;
+    for (let offset = 0; ; offset += pieceBytes) {
+      const piece = fs.readFileRange(absolute, offset, pieceBytes, scratch);
+      if (piece.length > 0) {
+        chunks.push(...chunker.push(piece));
+        yield piece;
+      }
+      if (piece.length < pieceBytes) break;
     }
     chunks.push(...chunker.finish());
     return { hash: chunker.contentId, size: chunker.size, chunks };
-  });
+  } finally {
+    release();
+  }
 }
 
 function keepContent(options: ScanOptions, out: ScanResult, path: string, bytes: Uint8Array): void {

@@ -45,9 +45,22 @@ import {
   type ContentBytes,
   ContentShipping,
   INLINE_MAX,
+  PIECE_BYTES,
+  splitSince,
 } from "./contentShipping.js";
 import { LinkGroups } from "./linkGroups.js";
-import { attributesOf, isMirrorFileSystem, type Problem, type ScanResult, scanPath } from "./scan.js";
+import {
+  attributesOf,
+  completeDeferred,
+  isMirrorFileSystem,
+  type Problem,
+  type ReadContent,
+  readInPieces,
+  type ScanOptions,
+  type ScanResult,
+  STREAM_THRESHOLD,
+  scanPath,
+} from "./scan.js";
 import { WatchedDirs } from "./watchedDirs.js";
 import { type WireEntry, wireShares } from "./wireShares.js";
 
@@ -405,7 +418,8 @@ export class SourceSession {
     if (this.digestsDiffering.has(dir)) return true;
     const digest = listings.queued().find((listing) => listing.dir === dir)?.digest;
     if (digest === undefined) return false;
-    const own = scan.node?.kind === "dir" ? scan.node.children : undefined;
+    // Files left unread are not in the source's listing yet: it cannot stand in for the target's.
+    const own = scan.node?.kind === "dir" && scan.deferred.length === 0 ? scan.node.children : undefined;
     if (own !== undefined && own.size === digest.count && this.ownDigest(dir, scan, own) === digest.digest) {
       listings.standIn(dir, own);
       return false;
@@ -613,35 +627,67 @@ export class SourceSession {
     return stat;
   }
 
-  /** Reads relative `path` (recursively, or one directory level) without planning anything yet. */
-  scan(path: string, recursive: boolean, listed?: EntryStat): ScanResult {
+  /**
+   * Reads relative `path` (recursively, or one directory level) without planning anything yet. A level read
+   * with `deferLargeFiles` leaves its large files unknown so far unread (see readDeferred).
+   */
+  scan(path: string, recursive: boolean, listed?: EntryStat, deferLargeFiles = false): ScanResult {
     this.links.forgetScanned(path, recursive);
-    const scan = scanPath(
-      {
-        ...this.options,
-        root: this.root,
-        // A directory is watched before it is listed: a change made while it is read still raises an event.
-        onDirectory: (dir, ino) => this.watch(dir, ino),
-        // Scans may run before the hello (a walk starts while the target answers): they observe what the
-        // options ask for, and plans state only what the target can set.
-        owners: this.owners,
-        // A walk's levels, whose digests are compared (see ownDigest).
-        ...(this.options.digestCache !== undefined && !recursive ? { signListings: "source" } : {}),
-        onLinkedFile: (file, inode) => {
-          const leader = this.links.add(file, inode);
-          return this.options.hardLinks ? leader : undefined;
-        },
-      },
-      path,
-      recursive,
-      listed,
-    );
+    const options = this.scanOptions(recursive);
+    if (deferLargeFiles && !recursive) options.deferFilesOver = STREAM_THRESHOLD;
+    const scan = scanPath(options, path, recursive, listed);
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     for (const p of [...this.readProblems.keys()]) if (isAtOrBelow(path, p)) this.readProblems.delete(p);
     for (const problem of scan.problems) this.readProblems.set(problem.path, problem.reason);
     this.counts.filesScanned += countFiles(scan.node);
     for (const [hash, chunks] of scan.chunks) this.shipping.chunkLists.set(hash, chunks);
     return scan;
+  }
+
+  private scanOptions(recursive: boolean): ScanOptions {
+    return {
+      ...this.options,
+      root: this.root,
+      // A directory is watched before it is listed: a change made while it is read still raises an event.
+      onDirectory: (dir, ino) => this.watch(dir, ino),
+      // Scans may run before the hello (a walk starts while the target answers): they observe what the
+      // options ask for, and plans state only what the target can set.
+      owners: this.owners,
+      // A walk's levels, whose digests are compared (see ownDigest).
+      ...(this.options.digestCache !== undefined && !recursive ? { signListings: "source" } : {}),
+      onLinkedFile: (file, inode) => {
+        const leader = this.links.add(file, inode);
+        return this.options.hardLinks ? leader : undefined;
+      },
+    };
+  }
+
+  /**
+   * Reads the files a level's scan left unread (see `scan`), once the target's listing of the level is
+   * adopted. One the target cannot hold yet (no file at its path to be a delta's basis, no content of its
+   * size anywhere) is uploaded while it is read: the uploads are yielded to be sent as they come, and its
+   * write, planned with the level, names them (ContentShipping.uploadAhead). Others are read at once.
+   * The caller sends what is planned before, so the directories above an upload exist when it arrives.
+   */
+  *readDeferred(scan: ScanResult): Generator<UploadRequest, void> {
+    const fs = this.options.fs;
+    for (const file of scan.deferred) {
+      let read: ReadContent | undefined;
+      const basis = nodeAt(this.expected, file.path);
+      if (isMirrorFileSystem(fs) && basis?.kind !== "file" && !this.shipping.mayHoldSize(file.stat.size)) {
+        const pieces = readInPieces(fs, this.absolute(file.path), file.stat.size, PIECE_BYTES);
+        try {
+          read = yield* this.shipping.uploadAhead(file.path, pieces);
+        } catch {
+          read = undefined; // read again below, as a scan reads: a problem is reported there
+        }
+      }
+      const node = completeDeferred(this.scanOptions(false), scan, file, read);
+      for (const problem of scan.problems) this.readProblems.set(problem.path, problem.reason);
+      this.counts.filesScanned += countFiles(node);
+      for (const [hash, chunks] of scan.chunks) this.shipping.chunkLists.set(hash, chunks);
+    }
+    scan.deferred = [];
   }
 
   /** Plans what an earlier `scan` of `path` found (see planUnlogged). */
@@ -1061,15 +1107,6 @@ export class SourceSession {
 }
 
 /** The content bytes counted between two snapshots of the totals. */
-function splitSince(before: ContentBytes, after: ContentBytes): ContentBytes {
-  return {
-    literal: after.literal - before.literal,
-    compressed: after.compressed - before.compressed,
-    matched: after.matched - before.matched,
-    reused: after.reused - before.reused,
-  };
-}
-
 /** Bytes of file content an apply entry carries. */
 function contentSize(entry: ApplyEntry): number {
   const content = entry.content;

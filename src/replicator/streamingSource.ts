@@ -413,6 +413,16 @@ export class StreamingSource {
   /** Plans one directory level the walk read, against its listing, and lets a one-shot run forget its files. */
   private async planLevel(dir: string, scan: ScanResult, detectedBy: DetectedBy): Promise<void> {
     await this.adoptListings(dir, scan);
+    if (scan.deferred.length > 0) {
+      // What is planned goes first: an upload is staged beside its final name, in a directory made so far.
+      await this.sendBuffer();
+      for (const upload of this.session.readDeferred(scan)) {
+        if (this.refused !== undefined) break;
+        await this.send(upload);
+      }
+      // Refused: the pass starts again, and this level, its files not all read, is not planned.
+      if (this.refused !== undefined) return;
+    }
     this.session.planScanned(dir, scan, detectedBy, false);
     this.session.forgetFilesOf(dir);
   }
@@ -461,7 +471,9 @@ export class StreamingSource {
     const stack: [string, EntryStat | undefined][] = [[root, undefined]];
     while (stack.length > 0 && this.refused === undefined) {
       const [dir, listed] = stack.pop()!;
-      const scan = this.session.scan(dir, false, listed);
+      // Large files unknown so far are read when their level is planned: one the target lacks is uploaded
+      // as it is read (see SourceSession.readDeferred), and the walk reads on past it meanwhile.
+      const scan = this.session.scan(dir, false, listed, true);
       let bytes = 0;
       for (const content of scan.contents.values()) bytes += content.length;
       scanned.push({ dir, scan, bytes });
@@ -514,17 +526,22 @@ export class StreamingSource {
     const maxRequests = this.wholeTree ? this.maxInFlight : Math.min(this.maxInFlight, BURST_MAX_IN_FLIGHT);
     for (const request of this.session.requestsFor(entries)) {
       if (this.refused !== undefined) return;
-      const contentBytes = requestContentBytes(request);
-      this.progress.contentBytesShipped += contentBytes;
-      const before = this.connection.bytesSent?.() ?? 0;
-      const response = this.connection.request(request);
-      // Awaited in order by settleOldest; a connection lost meanwhile must not be an unhandled rejection.
-      response.catch(() => {});
-      this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before, contentBytes });
-      this.inFlightBytes += contentBytes;
-      while (this.inFlight.length >= maxRequests || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) {
-        await this.settleOldest();
-      }
+      await this.send(request, maxRequests);
+    }
+  }
+
+  /** Sends one request, then waits for the oldest responses while the window is full. */
+  private async send(request: ApplyRequest | UploadRequest, maxRequests = this.maxInFlight): Promise<void> {
+    const contentBytes = requestContentBytes(request);
+    this.progress.contentBytesShipped += contentBytes;
+    const before = this.connection.bytesSent?.() ?? 0;
+    const response = this.connection.request(request);
+    // Awaited in order by settleOldest; a connection lost meanwhile must not be an unhandled rejection.
+    response.catch(() => {});
+    this.inFlight.push({ request, response, wireBytes: (this.connection.bytesSent?.() ?? 0) - before, contentBytes });
+    this.inFlightBytes += contentBytes;
+    while (this.inFlight.length >= maxRequests || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES) {
+      await this.settleOldest();
     }
   }
 

@@ -151,3 +151,23 @@ it("a walk lists each directory through the handle it holds: no /proc/self/fd pa
     ).toBe(true);
   }
 });
+
+it("a large file's bytes go to the disk as they are written: writeback starts every 8 MiB, not at the final flush", () => {
+  const { base, src, dst, env } = makeWorkspace("syscalls-writeback", created);
+  const size = 20 * 1024 * 1024 + 3;
+  writeFileSync(join(src, "big.bin"), Buffer.alloc(size, 7));
+  writeFileSync(join(src, "small"), "small\n");
+
+  const trace = traceMirror(src, dst, env, "sync_file_range", join(base, "trace"));
+
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+  // On the upload's temp beside big.bin: 0-8 MiB and 8-16 MiB while the rest was still coming.
+  const ranges = trace
+    .filter((line) => /^sync_file_range\(<[^>]*\/\.mirrorlog-tmp-[^>]*>/.test(line))
+    .map((line) => line.replace(/<[^>]*>/, "TEMP"));
+  expect(ranges, trace.join("\n")).toEqual([
+    "sync_file_range(TEMP, 0, 8388608, SYNC_FILE_RANGE_WRITE) = 0",
+    "sync_file_range(TEMP, 8388608, 8388608, SYNC_FILE_RANGE_WRITE) = 0",
+  ]);
+});
