@@ -191,6 +191,11 @@ export interface MirrorFileSystem extends FileSystem {
    * instead of from the root). The cache stays bounded; `releaseHandles` still empties it.
    */
   holdHandles(): () => void;
+  /**
+   * Closes the cached handles of directory `path` and of those below it: what is at those paths now may not
+   * be the directory a handle was opened on (another process replaced or moved it while handles were held).
+   */
+  forgetHandlesAt(path: string): void;
   /** rename(2) within the same file system. */
   rename(from: string, to: string): void;
 }

@@ -535,6 +535,8 @@ export class MemoryFileSystem implements MirrorFileSystem {
   /** Memory caches no directory handles. */
   releaseHandles(): void {}
 
+  forgetHandlesAt(_path: string): void {}
+
   holdHandles(): () => void {
     return () => {};
   }

@@ -942,10 +942,10 @@ export class NodeFileSystem implements MirrorFileSystem {
     }).unref();
   }
 
-  /** Closes the cached handles of `path` and of every directory below it (it was moved or removed). */
-  private forgetHandlesAt(path: string): void {
+  forgetHandlesAt(path: string): void {
+    const p = normalizePath(path);
     for (const [dir, fd] of this.handles) {
-      if (!isWithin(path, dir)) continue;
+      if (!isWithin(p, dir)) continue;
       this.handles.delete(dir);
       closeSync(fd);
     }

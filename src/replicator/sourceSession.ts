@@ -575,6 +575,10 @@ export class SourceSession {
   planEventUnlogged(event: FileSystemEvent, detectedBy: DetectedBy = "watch"): void {
     const absolute = posix.normalize(event.path);
     if (!isWithin(this.root, absolute)) return;
+    // Handles held across a batch's turns may be of a directory since replaced or moved at this path (whose
+    // replacement is this event): listed through them, its new entries would be missed, or another's seen.
+    const { fs } = this.options;
+    if (isMirrorFileSystem(fs)) fs.forgetHandlesAt(absolute);
     this.planUnlogged(this.planRootFor(posix.relative(this.root, absolute)), detectedBy);
   }
 
