@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { ReplicatorSource } from "../../src/replicator/source.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
 import { connectInProcess } from "../../src/transport/inProcess.js";
+import { fixedRandomBytes } from "../support/fixedBytes.js";
 import { renderedTrees, seedMachines, startReplication } from "../support/seedHarness.js";
 
 const { FILE_OR_SUBDIR_ADDED: ADDED, FILE_OR_SUBDIR_REMOVED: REMOVED, FILE_MODIFIED: MODIFIED } = FileSystemEventType;
@@ -17,18 +18,6 @@ const { FILE_OR_SUBDIR_ADDED: ADDED, FILE_OR_SUBDIR_REMOVED: REMOVED, FILE_MODIF
 function expectMirrored(m: ReturnType<typeof seedMachines>): void {
   const { source, target } = renderedTrees(m);
   expect(target === source, "trees differ").toBe(true);
-}
-
-/**
- * Incompressible bytes that are the same on every run (sha256 in counter mode): where content-defined
- * chunk boundaries fall depends on the bytes, so a byte budget is only reproducible for fixed content.
- */
-function fixedRandomBytes(size: number, seed: string): Buffer {
-  const out = Buffer.alloc(size);
-  for (let offset = 0, i = 0; offset < size; offset += 32, i++) {
-    createHash("sha256").update(`${seed}:${i}`).digest().copy(out, offset);
-  }
-  return out;
 }
 
 describe("task 5: full content is sent only when the target lacks it (MemoryFileSystem, seed API)", () => {

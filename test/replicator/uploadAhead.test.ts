@@ -2,7 +2,6 @@
 // uploaded while the walk reads, hashes and cuts it, before its write is logged: the source reads it once,
 // not once to hash and again to ship. Files the target may hold still go as a reference or a delta, and a file
 // that changes while it is uploaded is read again: the target gets one whole version.
-import { createHash } from "node:crypto";
 import {
   closeSync,
   mkdirSync,
@@ -21,6 +20,7 @@ import type { Request, Response } from "../../src/events/protocol.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { requestContentBytes, SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
+import { fixedRandomBytes } from "../support/fixedBytes.js";
 import { localPair } from "../support/localPair.js";
 import { compareTrees, formatDifferences } from "../support/treeOracle.js";
 
@@ -31,15 +31,6 @@ afterEach(() => {
 
 const MiB = 1024 * 1024;
 const SIZE = 12 * MiB + 5; // above the scan's streaming threshold (8 MiB)
-
-/** Incompressible bytes, the same on every run (sha256 in counter mode). */
-function fixedRandomBytes(size: number, seed: string): Buffer {
-  const out = Buffer.alloc(size + 32);
-  for (let offset = 0, i = 0; offset < size; offset += 32, i++) {
-    createHash("sha256").update(`${seed}:${i}`).digest().copy(out, offset);
-  }
-  return out.subarray(0, size);
-}
 
 /** A source disk counting the bytes read of each file; `duringRead` runs once per read, before it. */
 class CountedReads extends NodeFileSystem {
