@@ -98,6 +98,81 @@ export function resolveChunkerOptions(options?: Partial<ChunkerOptions>): Readon
   return Object.freeze(resolved);
 }
 
+/** Whether a Uint32Array's words hold their bytes lowest first (x86, ARM: every usual Node platform). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * The 4-byte-aligned words of `bytes` (a word holds 4 input bytes, read with one load instead of four:
+ * the gear loop runs about twice as fast), or undefined on a big-endian machine or when no word fits;
+ * `start` is the index in `bytes` of the first word's first byte.
+ */
+function wordsOf(bytes: Uint8Array): { view: Uint32Array; start: number } | undefined {
+  if (!LITTLE_ENDIAN) return undefined;
+  const start = (4 - (bytes.byteOffset & 3)) & 3;
+  const count = (bytes.length - start) >> 2;
+  return count > 0 ? { view: new Uint32Array(bytes.buffer, bytes.byteOffset + start, count), start } : undefined;
+}
+
+/** The gear hash after `roll` returns (a second result, kept out of an allocation per call). */
+let rolled = 0;
+
+/**
+ * Rolls the gear hash `h` over bytes[from, to) and stops after the first byte that leaves (h & mask) === 0:
+ * returns that byte's index, or `to` when none does; the hash is then in `rolled`. Whole words of `words`
+ * are read at once where the range covers them; the bytes before and after them one by one.
+ */
+function roll(
+  bytes: Uint8Array,
+  words: { view: Uint32Array; start: number } | undefined,
+  from: number,
+  to: number,
+  h: number,
+  mask: number,
+): number {
+  const gear = GEAR;
+  let i = from;
+  if (words !== undefined) {
+    const { view, start } = words;
+    for (; i < to && (i < start || ((i - start) & 3) !== 0); i++) {
+      h = ((h << 1) + gear[bytes[i]!]!) | 0;
+      if ((h & mask) === 0) {
+        rolled = h;
+        return i;
+      }
+    }
+    const last = Math.min(view.length, (to - start) >> 2);
+    for (let w = (i - start) >> 2; w < last; w++, i += 4) {
+      const x = view[w]!;
+      h = ((h << 1) + gear[x & 0xff]!) | 0;
+      if ((h & mask) === 0) {
+        rolled = h;
+        return i;
+      }
+      h = ((h << 1) + gear[(x >>> 8) & 0xff]!) | 0;
+      if ((h & mask) === 0) {
+        rolled = h;
+        return i + 1;
+      }
+      h = ((h << 1) + gear[(x >>> 16) & 0xff]!) | 0;
+      if ((h & mask) === 0) {
+        rolled = h;
+        return i + 2;
+      }
+      h = ((h << 1) + gear[x >>> 24]!) | 0;
+      if ((h & mask) === 0) {
+        rolled = h;
+        return i + 3;
+      }
+    }
+  }
+  for (; i < to; i++) {
+    h = ((h << 1) + gear[bytes[i]!]!) | 0;
+    if ((h & mask) === 0) break;
+  }
+  rolled = h;
+  return i;
+}
+
 /** The top `bits` bits of a 32-bit word, as a signed 32-bit mask. */
 function topBitsMask(bits: number): number {
   return (-1 << (32 - bits)) | 0;
@@ -137,7 +212,7 @@ export class Chunker {
     const { minSize, averageSize, maxSize } = this.options;
     const maskStrict = this.#maskStrict;
     const maskLoose = this.#maskLoose;
-    const gear = GEAR;
+    const words = wordsOf(bytes);
     const boundaries: ChunkBoundary[] = [];
     const end = bytes.length;
     let pos = 0;
@@ -152,20 +227,15 @@ export class Chunker {
         continue;
       }
       // Strict phase: bytes that make the chunk length < averageSize.
-      let i = pos;
       const strictStop = Math.min(end, pos + Math.max(0, averageSize - 1 - length));
-      for (; i < strictStop; i++) {
-        h = ((h << 1) + gear[bytes[i]!]!) | 0;
-        if ((h & maskStrict) === 0) break;
-      }
+      let i = roll(bytes, words, pos, strictStop, h, maskStrict);
+      h = rolled;
       let cut = i < strictStop;
       if (!cut) {
         // Loose phase: bytes that make the chunk length averageSize .. maxSize.
         const looseStop = Math.min(end, i + (maxSize - (length + (i - pos))));
-        for (; i < looseStop; i++) {
-          h = ((h << 1) + gear[bytes[i]!]!) | 0;
-          if ((h & maskLoose) === 0) break;
-        }
+        i = roll(bytes, words, i, looseStop, h, maskLoose);
+        h = rolled;
         cut = i < looseStop;
       }
       if (cut) i++; // the matching byte belongs to the chunk it ends

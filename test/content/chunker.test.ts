@@ -287,3 +287,26 @@ describe("HashingChunker", () => {
     expect(() => chunker.contentId).toThrow();
   });
 });
+
+describe("Chunker boundaries at any alignment", () => {
+  // The gear loop reads whole 4-byte words where it can: an input at any byte offset of its buffer, split
+  // anywhere, still cuts exactly where the byte-by-byte rule does.
+  it("follow the reference rule for input at offsets 0-3 of its buffer, split anywhere", () => {
+    fc.assert(
+      fc.property(
+        // Long enough to hold many chunks (fast-check's default size would give a few bytes).
+        fc.uint8Array({ minLength: 2_000, maxLength: 12_000, size: "max" }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (bytes, shift, cuts) => {
+          const backing = new Uint8Array(bytes.length + shift);
+          backing.set(bytes, shift);
+          const shifted = backing.subarray(shift);
+          expect(boundariesWithSplits(shifted, splitPoints(shifted.length, cuts), SMALL)).toEqual(
+            referenceBoundaries(bytes, SMALL),
+          );
+        },
+      ),
+    );
+  });
+});
