@@ -91,7 +91,10 @@ export class MixedTree {
     private readonly random: Random,
   ) {}
 
-  /** Writes the initial tree: `dirs` directories of `filesPerDir` small files, and `bigFiles` files of 1-5 MiB. */
+  /**
+   * Writes the initial tree: `dirs` directories of `filesPerDir` small files, and `bigFiles` files of 1-5 MiB,
+   * the first of them 9-12 MiB instead (over 8 MiB a new file is uploaded while the source reads it).
+   */
   populate(options: { dirs?: number; filesPerDir?: number; bigFiles?: number } = {}): void {
     const dirs = options.dirs ?? 6;
     for (let d = 0; d < dirs; d++) {
@@ -102,7 +105,8 @@ export class MixedTree {
       }
     }
     for (let b = 0; b < (options.bigFiles ?? 3); b++) {
-      writeFileSync(join(this.root, `big-${this.fresh()}`), randomBytesOf(this.random, this.random.int(1, 5) * MIB));
+      const size = b === 0 ? this.random.int(9, 12) : this.random.int(1, 5);
+      writeFileSync(join(this.root, `big-${this.fresh()}`), randomBytesOf(this.random, size * MIB));
     }
   }
 
@@ -185,7 +189,9 @@ export class MixedTree {
         return `delete big ${path}`;
       }
       const path = `big-${this.fresh()}`;
-      writeFileSync(at(path), randomBytesOf(this.random, this.random.int(1, 4) * MIB));
+      // One in three over 8 MiB: uploaded while it is read (a kill can land between its upload and its write).
+      const size = this.random.next() < 1 / 3 ? this.random.int(9, 12) : this.random.int(1, 4);
+      writeFileSync(at(path), randomBytesOf(this.random, size * MIB));
       return `create big ${path}`;
     }
     if (roll < 0.85 || dirs.length === 0) {
