@@ -137,9 +137,15 @@ export class ContentShipping {
     let read: ReadContent | undefined;
     const self = this;
     const literals = (function* (): Generator<Piece> {
-      let step = pieces.next();
-      for (; !step.done; step = pieces.next()) yield self.literalPiece(step.value);
-      read = step.value;
+      try {
+        let step = pieces.next();
+        for (; !step.done; step = pieces.next()) yield self.literalPiece(step.value);
+        read = step.value;
+      } finally {
+        // Ended early (the pass was refused, the connection lost): the reader's own `finally` frees the
+        // hashing thread it holds.
+        if (read === undefined) pieces.return(undefined as unknown as ReadContent);
+      }
     })();
     yield* this.uploads(uploadId, path, undefined, literals);
     const content = splitSince(before, this.totals);

@@ -17,7 +17,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
 import type { Request, Response } from "../../src/events/protocol.js";
+import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
+import { ContentShipping } from "../../src/replicator/contentShipping.js";
+import type { ReadContent } from "../../src/replicator/scan.js";
 import { requestContentBytes, SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
 import { fixedRandomBytes } from "../support/fixedBytes.js";
@@ -164,5 +167,27 @@ describe("a large file the target may hold", () => {
     expectMirrored(p.src, p.dst);
     expect(p.sent.some((request) => request.type === "chunks")).toBe(false);
     expect(p.takeContentBytes()).toBeLessThan(1 * MiB);
+  });
+});
+
+describe("an upload ahead ended early", () => {
+  it("closes the file's reader, whose `finally` frees the hashing thread it holds", () => {
+    const shipping = new ContentShipping(new MemoryFileSystem(), "/src");
+    let readerClosed = false;
+    const reader = (function* (): Generator<Uint8Array, ReadContent> {
+      try {
+        // Incompressible: each piece is a request's worth on the wire.
+        yield fixedRandomBytes(3 * MiB, "first");
+        yield fixedRandomBytes(3 * MiB, "second");
+        return { hash: "0".repeat(64), size: 6 * MiB };
+      } finally {
+        readerClosed = true;
+      }
+    })();
+    const uploads = shipping.uploadAhead("big.bin", reader);
+    expect(uploads.next().value).toMatchObject({ type: "upload", path: "big.bin", offset: 0 });
+    // The pass is refused here: the caller stops taking uploads.
+    uploads.return(undefined as unknown as ReadContent);
+    expect(readerClosed).toBe(true);
   });
 });
