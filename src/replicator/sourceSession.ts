@@ -642,10 +642,19 @@ export class SourceSession {
     const scan = scanPath(options, path, recursive, listed);
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     for (const p of [...this.readProblems.keys()]) if (isAtOrBelow(path, p)) this.readProblems.delete(p);
-    for (const problem of scan.problems) this.readProblems.set(problem.path, problem.reason);
-    this.counts.filesScanned += countFiles(scan.node);
-    for (const [hash, chunks] of scan.chunks) this.shipping.chunkLists.set(hash, chunks);
+    this.keepScanned(scan, scan.node);
     return scan;
+  }
+
+  /**
+   * Takes in what a scan read: its problems from the `problemsFrom`-th on, its chunk lists from the
+   * `chunksFrom`-th on (each recorded once: the state file writes what is set), and the files of `node`.
+   */
+  private keepScanned(scan: ScanResult, node: TreeNode | undefined, problemsFrom = 0, chunksFrom = 0): void {
+    for (const problem of scan.problems.slice(problemsFrom)) this.readProblems.set(problem.path, problem.reason);
+    this.counts.filesScanned += countFiles(node);
+    let index = 0;
+    for (const [hash, chunks] of scan.chunks) if (index++ >= chunksFrom) this.shipping.chunkLists.set(hash, chunks);
   }
 
   private scanOptions(recursive: boolean): ScanOptions {
@@ -686,10 +695,9 @@ export class SourceSession {
           read = undefined; // read again below, as a scan reads: a problem is reported there
         }
       }
+      const [problems, chunks] = [scan.problems.length, scan.chunks.size];
       const node = completeDeferred(this.scanOptions(false), scan, file, read);
-      for (const problem of scan.problems) this.readProblems.set(problem.path, problem.reason);
-      this.counts.filesScanned += countFiles(node);
-      for (const [hash, chunks] of scan.chunks) this.shipping.chunkLists.set(hash, chunks);
+      this.keepScanned(scan, node, problems, chunks);
     }
     scan.deferred = [];
   }
