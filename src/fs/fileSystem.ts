@@ -141,6 +141,13 @@ export interface MirrorFileSystem extends FileSystem {
    */
   readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array;
   /**
+   * A regular file's bytes as it stood while open (never through a symlink): up to the size its descriptor
+   * stated when opened, and its stat through that descriptor after the read. A file that changed meanwhile
+   * shows it there (another size or mtime than the bytes read or than a listing said), so the caller can
+   * check the read without looking up the path again.
+   */
+  readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat };
+  /**
    * True for a name this instance made itself (its temps and stash): listings leave it out and no
    * operation may name it. Other names, even ones starting with RESERVED_PREFIX, are ordinary names.
    */

@@ -529,6 +529,11 @@ export class MemoryFileSystem implements MirrorFileSystem {
     return into.subarray(0, bytes.length);
   }
 
+  readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat } {
+    const bytes = this.readFile(path);
+    return { bytes, stat: this.lstat(path) };
+  }
+
   /** Memory has nothing to make durable. */
   flush(): void {}
 

@@ -300,6 +300,13 @@ export class NodeFileSystem implements MirrorFileSystem {
     });
   }
 
+  readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat } {
+    return this.withRegularFile(path, (fd, size) => {
+      const bytes = readUpTo(fd, size);
+      return { bytes, stat: this.entryStatOfOpen(fd) };
+    });
+  }
+
   /**
    * Opens a regular file without following a final symlink and without blocking on a FIFO
    * (O_NOFOLLOW | O_NONBLOCK), checks what it is through the open descriptor, and reads it with `read`.
@@ -1038,6 +1045,13 @@ export class NodeFileSystem implements MirrorFileSystem {
     return this.native?.statOf(fd) ?? fstatSync(fd);
   }
 
+  /** The EntryStat of the open file `fd`. */
+  private entryStatOfOpen(fd: number): EntryStat {
+    return this.native === undefined
+      ? toEntryStat(fstatSync(fd, { bigint: true }))
+      : entryStatOf(this.native.statOf(fd));
+  }
+
   /**
    * Creates a fresh temp beside `at` with O_CREAT|O_EXCL|O_NOFOLLOW: never opens what is there. With the
    * `mode` the file will get, the temp is created with as much of it as shows no one more than the final
@@ -1330,6 +1344,23 @@ function readAll(fd: number, expectedSize: number): Uint8Array {
     if (got === 0) return buffer.slice(0, length);
     length += got;
   }
+}
+
+/**
+ * Reads `size` bytes from the start of `fd`, or fewer where the file ends first: no probe past `size` (the
+ * caller's stat after the read shows a file that grew), except for a size of 0, which procfs states for
+ * files that hold bytes: those are read whole (their stat then disagrees with what was read).
+ */
+function readUpTo(fd: number, size: number): Uint8Array {
+  if (size === 0) return readAll(fd, 0);
+  const buffer = new Uint8Array(size);
+  let length = 0;
+  while (length < size) {
+    const got = readSync(fd, buffer, length, size - length, length);
+    if (got === 0) return buffer.slice(0, length);
+    length += got;
+  }
+  return buffer;
 }
 
 /** The syscall form of a path or name: the string itself unless it stands for bytes that are not UTF-8. */

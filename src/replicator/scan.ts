@@ -230,7 +230,7 @@ function scanFile(
   }
   for (let attempt = 1; attempt <= TORN_READ_ATTEMPTS; attempt++) {
     const read = readContent(fs, absolute, before.size);
-    const after = fs.lstat(absolute);
+    const after = read.stat ?? fs.lstat(absolute);
     if (readSteadily(before, after, read)) return readFileNode(options, out, path, after, read);
     if (after.kind !== "file") return scanEntry(options, path, out, depth); // replaced by another kind
     before = after;
@@ -330,17 +330,19 @@ export interface ReadContent {
   size: number;
   bytes?: Uint8Array;
   chunks?: Chunk[];
+  /** The file's stat through the descriptor it was read from, after the read (a read of a whole file). */
+  stat?: EntryStat;
 }
 
 function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: number): ReadContent {
   if (expectedSize < DELTA_MIN_SIZE) {
-    const bytes = fs.readFile(absolute);
-    return { hash: contentIdOf(bytes), size: bytes.length, bytes };
+    const { bytes, stat } = fs.readFileStated(absolute);
+    return { hash: contentIdOf(bytes), size: bytes.length, bytes, stat };
   }
   if (expectedSize <= STREAM_THRESHOLD) {
-    const bytes = fs.readFile(absolute);
+    const { bytes, stat } = fs.readFileStated(absolute);
     const chunked = chunkContent(bytes, replicationChunking(bytes.length));
-    return { hash: chunked.contentId, size: bytes.length, bytes, chunks: chunked.chunks };
+    return { hash: chunked.contentId, size: bytes.length, bytes, chunks: chunked.chunks, stat };
   }
   const pieces = readInPieces(fs, absolute, expectedSize, STREAM_PIECE, new Uint8Array(STREAM_PIECE));
   for (;;) {

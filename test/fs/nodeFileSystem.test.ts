@@ -400,6 +400,21 @@ describe("reading", () => {
     );
   });
 
+  it("readFileStated gives a file's bytes and its stat through the descriptor read, which shows a size that disagrees", () => {
+    const fs = makeFileSystem();
+    writeFileSync(`${root}/f`, "some bytes");
+    const read = fs.readFileStated(`${root}/f`);
+    expect(new TextDecoder().decode(read.bytes)).toBe("some bytes");
+    expect(read.stat).toEqual(fs.lstat(`${root}/f`));
+    // procfs states 0 bytes for a file that holds some: read whole, and the stat shows the difference.
+    const procfs = new NodeFileSystem();
+    opened.push(procfs);
+    const status = procfs.readFileStated("/proc/self/status");
+    expect(new TextDecoder().decode(status.bytes)).toContain("Pid:");
+    expect(status.stat.size).toBe(0);
+    expect(errorCodeOf(() => fs.readFileStated(`${root}/missing`))).toBe("ENOENT");
+  });
+
   it("a FIFO is refused with EINVAL at once, without waiting for a writer", { timeout: 5000 }, () => {
     const fs = makeFileSystem();
     execFileSync("mkfifo", [`${root}/pipe`]);
@@ -430,6 +445,7 @@ describe("symlinks are never followed", () => {
     const before = snapshot(outside);
     const outsideBefore = statSync(outside, { bigint: true });
     expect(errorCodeOf(() => fs.readFile(`${root}/to-target`))).toBe("ELOOP");
+    expect(errorCodeOf(() => fs.readFileStated(`${root}/to-target`))).toBe("ELOOP");
     expect(errorCodeOf(() => fs.listDir(`${root}/to-outside`))).toBe("ENOTDIR");
     expect(errorCodeOf(() => fs.removeDir(`${root}/to-outside`))).toBe("ENOTDIR");
     const uid = process.getuid?.() ?? 0;

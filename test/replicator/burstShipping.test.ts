@@ -38,9 +38,9 @@ class CountingStats extends NodeFileSystem {
 /** A source file system that counts the files it reads. */
 class CountingReads extends NodeFileSystem {
   reads = 0;
-  override readFile(path: string): Uint8Array {
+  override readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat } {
     this.reads++;
-    return super.readFile(path);
+    return super.readFileStated(path);
   }
 }
 

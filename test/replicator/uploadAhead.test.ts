@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { OperationLog } from "../../src/events/operationLog.js";
 import type { Request, Response } from "../../src/events/protocol.js";
+import type { EntryStat } from "../../src/fs/fileSystem.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import { ContentShipping } from "../../src/replicator/contentShipping.js";
@@ -45,10 +46,10 @@ class CountedReads extends NodeFileSystem {
     this.bytesRead.set(path, (this.bytesRead.get(path) ?? 0) + bytes.length);
     return bytes;
   }
-  override readFile(path: string): Uint8Array {
-    const bytes = super.readFile(path);
-    this.bytesRead.set(path, (this.bytesRead.get(path) ?? 0) + bytes.length);
-    return bytes;
+  override readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat } {
+    const read = super.readFileStated(path);
+    this.bytesRead.set(path, (this.bytesRead.get(path) ?? 0) + read.bytes.length);
+    return read;
   }
 }
 
