@@ -9,7 +9,7 @@ import type { ContentSplit } from "../events/operationLog.js";
 import type { ApplyEntry, ApplyRequest, Content, Piece, UploadRequest } from "../events/protocol.js";
 import type { TreeNode } from "../events/tree.js";
 import { type FileSystem, pathUnder } from "../fs/fileSystem.js";
-import { isMirrorFileSystem, type ReadContent } from "./scan.js";
+import { isMirrorFileSystem, type KeptContent, type ReadContent } from "./scan.js";
 
 /** Chunk lists of content versions by hash: what a delta is computed against. A Map fits. */
 export interface ChunkLists {
@@ -70,7 +70,7 @@ export class ContentShipping {
   private readonly stashed = new Set<string>();
   /** Content the target turned out not to hold after all: never referenced again this session. */
   private readonly missing = new Set<string>();
-  private readonly contents = new Map<string, Uint8Array>();
+  private readonly contents = new Map<string, KeptContent>();
   private contentBytes = 0;
   private compressionMisses = 0;
   private skippedCompressions = 0;
@@ -160,11 +160,11 @@ export class ContentShipping {
   }
 
   /** Keeps bytes read by a scan for shipping, within a budget; beyond it they are read again when shipped. */
-  keepContent(path: string, bytes: Uint8Array): void {
+  keepContent(path: string, kept: KeptContent): void {
     this.dropContent(path);
-    if (this.contentBytes + bytes.length > CONTENT_CACHE_BYTES) return;
-    this.contents.set(path, bytes);
-    this.contentBytes += bytes.length;
+    if (this.contentBytes + kept.bytes.length > CONTENT_CACHE_BYTES) return;
+    this.contents.set(path, kept);
+    this.contentBytes += kept.bytes.length;
   }
 
   /**
@@ -338,22 +338,24 @@ export class ContentShipping {
   }
 
   /**
-   * Reads ranges of the file as scanned: from the scan's bytes when kept, else from disk. A small file is
-   * re-hashed (it must still be the scanned version); a large one is verified by the target's final hash.
+   * Reads ranges of the file as scanned: from the scan's bytes when kept (if they are the version the write
+   * states), else from disk. A small file read again is re-hashed (it must still be the scanned version); a
+   * large one is verified by the target's final hash.
    */
   private reader(operation: WriteFile): (offset: number, length: number) => Uint8Array | undefined {
     const absolute = pathUnder(this.root, operation.path);
-    let whole = this.contents.get(operation.path);
+    let kept = this.contents.get(operation.path);
     this.dropContent(operation.path);
-    if (whole === undefined && operation.size <= INLINE_MAX) {
+    if (kept === undefined && operation.size <= INLINE_MAX) {
       try {
-        whole = this.fs.readFile(absolute);
+        const bytes = this.fs.readFile(absolute);
+        kept = { bytes, hash: contentIdOf(bytes) };
       } catch {
         return () => undefined;
       }
     }
-    if (whole !== undefined) {
-      const bytes = contentIdOf(whole) === operation.hash ? whole : undefined;
+    if (kept !== undefined) {
+      const bytes = kept.hash === operation.hash ? kept.bytes : undefined;
       return (offset, length) => bytes?.subarray(offset, offset + length);
     }
     const fs = this.fs;
@@ -405,7 +407,7 @@ export class ContentShipping {
     const kept = this.contents.get(path);
     if (kept === undefined) return;
     this.contents.delete(path);
-    this.contentBytes -= kept.length;
+    this.contentBytes -= kept.bytes.length;
   }
 }
 

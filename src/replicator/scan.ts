@@ -54,6 +54,12 @@ export interface ScanOptions {
   deferFilesOver?: number;
 }
 
+/** A file's bytes as a scan read them, with their hash (computed from these bytes). */
+export interface KeptContent {
+  bytes: Uint8Array;
+  hash: string;
+}
+
 /** A file a scan left unread (see ScanOptions.deferFilesOver): its relative path and its stat as listed. */
 export interface DeferredFile {
   path: string;
@@ -64,7 +70,7 @@ export interface DeferredFile {
 export interface ScanResult {
   /** Undefined when nothing replicable is at the path. */
   node: TreeNode | undefined;
-  contents: Map<string, Uint8Array>;
+  contents: Map<string, KeptContent>;
   /** Chunk lists of the files read that are large enough for deltas, by content hash. */
   chunks: Map<string, Chunk[]>;
   problems: Problem[];
@@ -150,8 +156,9 @@ function scanEntry(
     if (path !== "" && options.isExcluded?.(path, isDir)) return undefined;
     if (isDir) return depth === 0 ? emptyDir() : scanDir(options, path, absolute, undefined, out, depth);
     const bytes = fs.readFile(absolute);
-    keepContent(options, out, path, bytes);
-    return { kind: "file", hash: contentIdOf(bytes), size: bytes.length };
+    const hash = contentIdOf(bytes);
+    keepContent(options, out, path, { bytes, hash });
+    return { kind: "file", hash, size: bytes.length };
   } catch (error) {
     if (error instanceof FileSystemError && error.code === "ENOENT") return undefined; // vanished mid-scan
     out.problems.push({ path, reason: describeError(error) });
@@ -253,7 +260,7 @@ function readSteadily(before: EntryStat, after: EntryStat, read: ReadContent): b
 /** The node of a file read steadily (stated `after`), with what its read gave kept in the index and `out`. */
 function readFileNode(options: ScanOptions, out: ScanResult, path: string, after: EntryStat, read: ReadContent) {
   options.index?.set(path, indexEntry(after, read.hash));
-  if (read.bytes !== undefined) keepContent(options, out, path, read.bytes);
+  if (read.bytes !== undefined) keepContent(options, out, path, { bytes: read.bytes, hash: read.hash });
   if (read.chunks !== undefined) out.chunks.set(read.hash, read.chunks);
   return fileNode(options, out, path, after, read.hash);
 }
@@ -383,8 +390,8 @@ export function* readInPieces(
   }
 }
 
-function keepContent(options: ScanOptions, out: ScanResult, path: string, bytes: Uint8Array): void {
-  if (bytes.length <= (options.keepContentUpTo ?? DEFAULT_KEEP_CONTENT)) out.contents.set(path, bytes);
+function keepContent(options: ScanOptions, out: ScanResult, path: string, kept: KeptContent): void {
+  if (kept.bytes.length <= (options.keepContentUpTo ?? DEFAULT_KEEP_CONTENT)) out.contents.set(path, kept);
 }
 
 /** The hash the index holds for `path` if the file still looks as it did then (size, mtime, ctime, inode). */

@@ -730,8 +730,8 @@ export class SourceSession {
       if (this.listings !== undefined && pending.beforeKind === "dir" && operation.type !== "ensureDir")
         this.removedUnlisted.push(operation.path);
       this.unlogged.push({ operation, detectedBy, pending });
-      const bytes = pending.needsContent ? scan.contents.get(operation.path) : undefined;
-      if (bytes !== undefined) this.shipping.keepContent(operation.path, bytes);
+      const kept = pending.needsContent ? scan.contents.get(operation.path) : undefined;
+      if (kept !== undefined) this.shipping.keepContent(operation.path, kept);
     }
     this.expected = foldExpectedTree(this.expected, operations);
     this.updateWatches(path, scan.node, recursive);

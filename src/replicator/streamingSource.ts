@@ -475,7 +475,7 @@ export class StreamingSource {
       // as it is read (see SourceSession.readDeferred), and the walk reads on past it meanwhile.
       const scan = this.session.scan(dir, false, listed, true);
       let bytes = 0;
-      for (const content of scan.contents.values()) bytes += content.length;
+      for (const content of scan.contents.values()) bytes += content.bytes.length;
       scanned.push({ dir, scan, bytes });
       scannedBytes += bytes;
       for (const child of childDirs(scan.node, dir).reverse()) stack.push([child, scan.listedDirs.get(child)]);

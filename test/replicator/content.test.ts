@@ -3,10 +3,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { contentIdOf } from "../../src/content/contentId.js";
 import { DEFAULT_LIMITS } from "../../src/events/limits.js";
+import type { WriteFile } from "../../src/events/operation.js";
 import { OperationLog } from "../../src/events/operationLog.js";
 import { FileSystemEventType } from "../../src/fs/fileSystem.js";
+import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
+import { ContentShipping } from "../../src/replicator/contentShipping.js";
 import { ReplicatorSource } from "../../src/replicator/source.js";
 import { ReplicatorTarget } from "../../src/replicator/target.js";
 import { connectInProcess } from "../../src/transport/inProcess.js";
@@ -165,4 +169,33 @@ describe("uploads on a real disk", () => {
       rmSync(base, { recursive: true, force: true });
     }
   });
+});
+
+test("bytes a scan kept ship only under the hash they were read with, never under another version's", () => {
+  const shipping = new ContentShipping(new MemoryFileSystem(), "/src");
+  const older = Buffer.from("the version read first");
+  const newer = Buffer.from("the version read again later");
+  const write = (bytes: Buffer): WriteFile => ({
+    type: "writeFile",
+    path: "f",
+    hash: contentIdOf(bytes),
+    size: bytes.length,
+    mode: 0o644,
+    mtime: { sec: 1, nsec: 0 },
+  });
+  const shipped = (operation: WriteFile, seq: number) => {
+    const steps = shipping.ship(seq, operation, undefined);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  };
+  // A write planned from the first read, shipped after the file was read again: the kept bytes are not its
+  // version, and the disk has none, so it goes without content (the target answers "missing").
+  shipping.keepContent("f", { bytes: newer, hash: contentIdOf(newer) });
+  expect(shipped(write(older), 1).content).toBeUndefined();
+  expect(shipping.takePack()).toBeUndefined();
+  shipping.keepContent("f", { bytes: newer, hash: contentIdOf(newer) });
+  expect(shipped(write(newer), 2).content).toEqual({ kind: "packed", offset: 0, length: newer.length });
+  expect(Buffer.from(shipping.takePack()!.pack.data)).toEqual(newer);
 });
