@@ -69,6 +69,17 @@ export function attributesMatch(
   return true;
 }
 
+/** The attributes `wanted` states that `actual` does not hold (see attributesMatch): what is left to set. */
+export function attributesDiffering(actual: Attributes, wanted: Attributes): Attributes {
+  const out: Attributes = {};
+  for (const key of ATTRIBUTE_KEYS) {
+    if (wanted[key] !== undefined && !attributesMatch(actual, wanted, [key])) {
+      (out as Record<string, unknown>)[key] = wanted[key];
+    }
+  }
+  return out;
+}
+
 /** The node at relative `path` below `root`, or undefined when nothing is there. */
 export function nodeAt(root: TreeNode, path: string): TreeNode | undefined {
   let node: TreeNode | undefined = root;

@@ -1,6 +1,6 @@
 import type { Attributes } from "../events/operation.js";
 import { parentOf, segmentsOf } from "../events/paths.js";
-import { attributesMatch } from "../events/tree.js";
+import { attributesDiffering } from "../events/tree.js";
 import { type MirrorFileSystem, pathUnder } from "../fs/fileSystem.js";
 
 /** Owner read, write and search: what the target needs on a directory to change its entries. */
@@ -62,7 +62,9 @@ export class TargetDirectories {
       const wanted = this.final.get(dir)!;
       try {
         const stat = this.fs.lstatIfExists(this.absolute(dir));
-        if (stat?.kind === "dir" && !attributesMatch(stat, wanted)) this.fs.setMetadata(this.absolute(dir), wanted);
+        // Only what differs: writing entries moves a directory's mtime, seldom its mode (which costs a handle).
+        const differing = stat?.kind === "dir" ? attributesDiffering(stat, wanted) : {};
+        if (Object.keys(differing).length > 0) this.fs.setMetadata(this.absolute(dir), differing);
       } catch (error) {
         failures.push({ dir, error });
       }

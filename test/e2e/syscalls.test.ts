@@ -18,7 +18,14 @@ afterAll(() => {
  * it (through a descriptor, shown as its path by strace -y, or by path), one per line; the pid and the
  * descriptor's number left out.
  */
-function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: string, traceFile: string): string[] {
+function traceMirror(
+  src: string,
+  dst: string,
+  env: NodeJS.ProcessEnv,
+  calls: string,
+  traceFile: string,
+  keep: (line: string) => boolean = (line) => line.includes(`${dst}/`) || line.includes(`${dst}>`),
+): string[] {
   // Under the usual umask, whatever the test runner's: a new file's mode is then what it was created with.
   const command = ["strace", "-f", "-qq", "-y", "-e", `trace=${calls}`, "-o", traceFile];
   execFileSync(
@@ -32,7 +39,7 @@ function traceMirror(src: string, dst: string, env: NodeJS.ProcessEnv, calls: st
   );
   return readFileSync(traceFile, "utf8")
     .split("\n")
-    .filter((line) => line.includes(`${dst}/`) || line.includes(`${dst}>`))
+    .filter(keep)
     .map((line) =>
       line
         .replace(/^\d+\s+/, "")
@@ -91,6 +98,29 @@ it("the target looks a new file's name up once renamed, and before applying it o
   expect(lookupsIn("/dir"), trace.join("\n")).toEqual(names.map(() => 1));
   // In DST, which was there: each name is looked up before it is written too.
   expect(lookupsIn(dst), trace.join("\n")).toEqual(names.map(() => 2));
+});
+
+it("a directory written into gets its mtime back alone: its mode is set only where mkdir did not give it", () => {
+  const { base, src, dst, env } = makeWorkspace("syscalls-dirs", created);
+  const modes = { open: 0o755, "open/deeper": 0o755, closed: 0o700 } as const;
+  for (const [dir, mode] of Object.entries(modes)) {
+    mkdirSync(join(src, dir), { recursive: true });
+    for (let i = 0; i < 5; i++) writeFileSync(join(src, dir, `f${i}`), `${dir} ${i}\n`);
+    chmodSync(join(src, dir), mode);
+  }
+  chmodSync(src, 0o755);
+
+  // A directory's mode is set through its O_PATH handle's /proc/self/fd path (chmod has no no-follow form).
+  const trace = traceMirror(src, dst, env, "chmod,fchmodat,utimensat", join(base, "trace"), (line) =>
+    /^\d+\s+(chmod\("\/proc\/self\/fd\/|fchmodat\(|utimensat\()/.test(line),
+  );
+
+  const differences = compareTrees(src, dst);
+  expect(differences, formatDifferences(differences)).toEqual([]);
+  // mkdir under umask 022 gives 0755: only "closed" needs its mode, once; every directory gets its mtime.
+  const modeChanges = trace.filter((line) => !line.startsWith("utimensat("));
+  expect(modeChanges, trace.join("\n")).toEqual([expect.stringMatching(/, 0700\) = 0$/)]);
+  expect(trace.filter((line) => line.startsWith("utimensat(")).length).toBeGreaterThanOrEqual(4);
 });
 
 it("a sync over ssh starts ssh before it opens its own state file: the connection's set-up is not kept waiting", () => {
