@@ -228,6 +228,8 @@ export class SourceSession {
   private readonly links = new LinkGroups();
   /** Names being planned again because another name of their inode changed (guards against cycles). */
   private readonly replanning = new Set<string>();
+  /** Scan options, made once per kind of scan (a walk scans every directory with the same ones). */
+  private readonly scanOptionsBy: Partial<Record<"recursive" | "level" | "deferring", ScanOptions>> = {};
 
   constructor(private readonly options: SourceSessionOptions) {
     this.root = posix.normalize(options.root);
@@ -637,9 +639,7 @@ export class SourceSession {
    */
   scan(path: string, recursive: boolean, listed?: EntryStat, deferLargeFiles = false): ScanResult {
     this.links.forgetScanned(path, recursive);
-    const options = this.scanOptions(recursive);
-    if (deferLargeFiles && !recursive) options.deferFilesOver = STREAM_THRESHOLD;
-    const scan = scanPath(options, path, recursive, listed);
+    const scan = scanPath(this.scanOptions(recursive, deferLargeFiles && !recursive), path, recursive, listed);
     if (path === "" && scan.node?.kind !== "dir") throw new SourceRootMissingError(this.root);
     for (const p of [...this.readProblems.keys()]) if (isAtOrBelow(path, p)) this.readProblems.delete(p);
     this.keepScanned(scan, scan.node);
@@ -657,7 +657,19 @@ export class SourceSession {
     for (const [hash, chunks] of scan.chunks) if (index++ >= chunksFrom) this.shipping.chunkLists.set(hash, chunks);
   }
 
-  private scanOptions(recursive: boolean): ScanOptions {
+  /** The options of a scan, recursive or of one level (leaving large files unread with `deferLargeFiles`). */
+  private scanOptions(recursive: boolean, deferLargeFiles = false): ScanOptions {
+    const key = recursive ? "recursive" : deferLargeFiles ? "deferring" : "level";
+    let options = this.scanOptionsBy[key];
+    if (options === undefined) {
+      options = this.newScanOptions(recursive);
+      if (deferLargeFiles) options.deferFilesOver = STREAM_THRESHOLD;
+      this.scanOptionsBy[key] = options;
+    }
+    return options;
+  }
+
+  private newScanOptions(recursive: boolean): ScanOptions {
     return {
       ...this.options,
       root: this.root,
