@@ -54,6 +54,8 @@ export class ManifestWalk {
   private heldFrom = 0;
   /** How many of the tree's entries those held stand for (see entriesDescribed). */
   private heldDescribed = 0;
+  /** How many of the tree's entries every entry produced so far stands for. */
+  private describedTotal = 0;
   /** Entries before this offset are never asked for again (pages already answered). */
   private floor = 0;
   /** The first name of each hard-link group in walk order leads it; later names are stated as links to it. */
@@ -85,14 +87,18 @@ export class ManifestWalk {
   }
 
   /**
-   * Lists one more directory when the walk holds fewer than `entries` entries past the last page asked for
-   * (counted as entriesDescribed); false when it need not (or the walk is over). Lets the target list the
-   * next page while it waits.
+   * Lists directories while the walk holds fewer than `entries` entries past the last page asked for
+   * (counted as entriesDescribed), until those listed in this call stand for `turn` entries; false when it
+   * need not list more (or the walk is over). Lets the target list the next page while it waits, a few
+   * directories a turn: a turn's directory handles (let go of when it ends) then open the next ones.
    */
-  listAhead(entries: number): boolean {
-    if (this.stack.length === 0 || this.heldDescribed >= entries) return false;
-    this.listNext();
-    return true;
+  listAhead(entries: number, turn: number): boolean {
+    const until = this.describedTotal + turn;
+    while (this.stack.length > 0 && this.heldDescribed < entries) {
+      if (this.describedTotal >= until) return true;
+      this.listNext();
+    }
+    return false;
   }
 
   /** The entries of directory `dir`'s children as they stand now (none when it is not a directory). */
@@ -160,6 +166,7 @@ export class ManifestWalk {
   private hold(entry: ManifestPageEntry): void {
     this.held.push(entry);
     this.heldDescribed += entriesDescribed(entry);
+    this.describedTotal += entriesDescribed(entry);
   }
 
   /**

@@ -44,6 +44,12 @@ import { TargetDirectories } from "./targetDirectories.js";
 /** Entries of the manifest's first page at most: the source plans the top of the tree while the rest is listed. */
 const FIRST_PAGE_ENTRIES = 512;
 /**
+ * Entries listed ahead per turn (see listAhead): ≈ 1 ms of listing. One directory a turn reopened the root and
+ * the directory by path (each checked through /proc/self/fd) for every directory, a turn's handles being let
+ * go of when it ends.
+ */
+const LIST_AHEAD_TURN_ENTRIES = 128;
+/**
  * How long no request must have come for the interval's flush to run (see flushIfDue): longer than the
  * gaps between the parts of a burst (a few ms to tens of ms), short beside the interval.
  */
@@ -393,16 +399,17 @@ export class ReplicatorTarget {
   }
 
   /**
-   * While the source reads a page, the walk lists the next one a directory per turn (a request that comes
-   * meanwhile is answered between two directories), so the next page is ready when it is asked for.
-   * Stops once a page is held, when another walk replaces this one, or when the target closes.
+   * While the source reads a page, the walk lists the next one, LIST_AHEAD_TURN_ENTRIES entries' worth of
+   * directories per turn (a request that comes meanwhile is answered between two turns), so the next page
+   * is ready when it is asked for. Stops once a page is held, when another walk replaces this one, or when
+   * the target closes.
    */
   private listAhead(walk: ManifestWalk): void {
     const ahead = 2 * this.limits.manifestPageEntries;
     const step = () => {
       if (this.manifestWalk !== walk) return;
       try {
-        if (walk.listAhead(ahead)) setImmediate(step);
+        if (walk.listAhead(ahead, LIST_AHEAD_TURN_ENTRIES)) setImmediate(step);
       } catch {
         // The page that needs this listing meets the same failure and answers it.
       }
