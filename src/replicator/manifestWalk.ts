@@ -54,8 +54,8 @@ export class ManifestWalk {
   private heldFrom = 0;
   /** How many of the tree's entries those held stand for (see entriesDescribed). */
   private heldDescribed = 0;
-  /** How many of the tree's entries every entry produced so far stands for. */
-  private describedTotal = 0;
+  /** The work done so far: one per directory listed, and what each entry produced stands for. */
+  private listedWork = 0;
   /** Entries before this offset are never asked for again (pages already answered). */
   private floor = 0;
   /** The first name of each hard-link group in walk order leads it; later names are stated as links to it. */
@@ -88,15 +88,17 @@ export class ManifestWalk {
 
   /**
    * Lists directories while the walk holds fewer than `entries` entries past the last page asked for
-   * (counted as entriesDescribed), until those listed in this call stand for `turn` entries; false when it
-   * need not list more (or the walk is over). Lets the target list the next page while it waits, a few
-   * directories a turn: a turn's directory handles (let go of when it ends) then open the next ones.
+   * (counted as entriesDescribed), until the directories listed in this call and what they produced
+   * stand for `turn` entries (an empty directory for one); false when it need not list more (or the walk
+   * is over). Lets the target list the next page while it waits, a few directories a turn: a turn's
+   * directory handles (let go of when it ends) then open the next ones.
    */
   listAhead(entries: number, turn: number): boolean {
-    const until = this.describedTotal + turn;
+    const until = this.listedWork + turn;
     while (this.stack.length > 0 && this.heldDescribed < entries) {
-      if (this.describedTotal >= until) return true;
+      if (this.listedWork >= until) return true;
       this.listNext();
+      this.listedWork += 1;
     }
     return false;
   }
@@ -166,7 +168,7 @@ export class ManifestWalk {
   private hold(entry: ManifestPageEntry): void {
     this.held.push(entry);
     this.heldDescribed += entriesDescribed(entry);
-    this.describedTotal += entriesDescribed(entry);
+    this.listedWork += entriesDescribed(entry);
   }
 
   /**

@@ -124,6 +124,24 @@ describe("the manifest walk", () => {
     expect(all).toEqual(manifestFromTree(scanned.node as Parameters<typeof manifestFromTree>[0]));
   });
 
+  it("a turn of listing ahead is bounded by the directories it lists: empty ones (digests of nothing) too", () => {
+    const fs = new MemoryFileSystem();
+    for (let d = 0; d < 300; d++) fs.makeDirs(`${ROOT}/e${d}`);
+    let listings = 0;
+    const listDirStats = fs.listDirStats.bind(fs);
+    fs.listDirStats = (path: string) => {
+      listings++;
+      return listDirStats(path);
+    };
+    const digests = { attributes: ["mode", "mtime"] as const, fits: () => true, key: "test" };
+    const walk = new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap(), digests });
+    walk.entryAt(0); // the root, whose listing pushes the 300 directories
+    const before = listings;
+    expect(walk.listAhead(10_000, 16)).toBe(true);
+    // Each empty directory counts as one: 16 directories, not all 300 of them in one turn.
+    expect(listings - before).toBe(16);
+  });
+
   it("builds the source's tree page by page, leaving out what `keep` rejects but counting it", () => {
     const fs = populated(10, 3);
     const { entries } = pagesOf(new ManifestWalk({ fs, root: ROOT, index: new ContentIndexMap() }), 7);
