@@ -289,14 +289,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array {
     return this.withRegularFile(path, (fd, size) => {
       const want = Math.max(0, Math.min(length, size - offset));
-      const buffer = into === undefined ? new Uint8Array(want) : into.subarray(0, want);
-      let filled = 0;
-      while (filled < buffer.length) {
-        const n = readSync(fd, buffer, filled, buffer.length - filled, offset + filled);
-        if (n === 0) break;
-        filled += n;
-      }
-      return filled === buffer.length ? buffer : buffer.subarray(0, filled);
+      return readInto(fd, into === undefined ? new Uint8Array(want) : into.subarray(0, want), offset);
     });
   }
 
@@ -1352,15 +1345,18 @@ function readAll(fd: number, expectedSize: number): Uint8Array {
  * files that hold bytes: those are read whole (their stat then disagrees with what was read).
  */
 function readUpTo(fd: number, size: number): Uint8Array {
-  if (size === 0) return readAll(fd, 0);
-  const buffer = new Uint8Array(size);
-  let length = 0;
-  while (length < size) {
-    const got = readSync(fd, buffer, length, size - length, length);
-    if (got === 0) return buffer.slice(0, length);
-    length += got;
+  return size === 0 ? readAll(fd, 0) : readInto(fd, new Uint8Array(size), 0);
+}
+
+/** Fills `buffer` from byte `offset` of `fd`, or less where the file ends first: what was read (a view of it). */
+function readInto(fd: number, buffer: Uint8Array, offset: number): Uint8Array {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const n = readSync(fd, buffer, filled, buffer.length - filled, offset + filled);
+    if (n === 0) break;
+    filled += n;
   }
-  return buffer;
+  return filled === buffer.length ? buffer : buffer.subarray(0, filled);
 }
 
 /** The syscall form of a path or name: the string itself unless it stands for bytes that are not UTF-8. */

@@ -78,19 +78,6 @@ export function bytesHashedOnHelper(): number {
 }
 
 /**
- * Runs `work` with a whole-content hasher for a file of `size` bytes (see wholeContentHasher); the helper is
- * free again once `work` returns or throws.
- */
-export function withWholeContentHasher<T>(size: number, work: (hasher: WholeContentHasher) => T): T {
-  const { hasher, release } = wholeContentHasher(size);
-  try {
-    return work(hasher);
-  } finally {
-    release();
-  }
-}
-
-/**
  * A whole-content hasher for a file of `size` bytes: on the helper thread from HASHING_THREAD_MIN_BYTES on
  * (when it can start and is free), else on this thread; the same sha256 either way. `release` frees the
  * helper (a file read across turns holds it until then).

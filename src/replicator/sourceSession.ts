@@ -1130,7 +1130,6 @@ export class SourceSession {
   }
 }
 
-/** The content bytes counted between two snapshots of the totals. */
 /** Bytes of file content an apply entry carries. */
 function contentSize(entry: ApplyEntry): number {
   const content = entry.content;

@@ -7,16 +7,27 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import type { WholeContentHasher } from "../../src/content/contentId.js";
 import { contentIdOf } from "../../src/content/contentId.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
 import {
   bytesHashedOnHelper,
   HASHING_THREAD_MIN_BYTES,
-  withWholeContentHasher,
+  wholeContentHasher,
 } from "../../src/replicator/hashingThread.js";
 import { scanPath } from "../../src/replicator/scan.js";
 
 const MiB = 1024 * 1024;
+
+/** Runs `work` with a whole-content hasher for `size` bytes, released (the helper freed) however it ends. */
+function withWholeContentHasher<T>(size: number, work: (hasher: WholeContentHasher) => T): T {
+  const { hasher, release } = wholeContentHasher(size);
+  try {
+    return work(hasher);
+  } finally {
+    release();
+  }
+}
 const large = randomBytes(HASHING_THREAD_MIN_BYTES + 12_345);
 
 /** Hashes `bytes` in pieces of the given sizes (cycled) through withWholeContentHasher. */
