@@ -18,8 +18,10 @@ const GiB = 1024 * MiB;
 export const LARGE_FILE_BYTES = 4 * GiB;
 /** The peer's flags: no delta algorithm, as for a first copy. */
 export const RSYNC_WHOLE_FILE = ["-a", "--whole-file"];
-/** Throughput goal: mirrorlog ≥ 0.8× rsync's, i.e. its time ≤ 1.25× rsync's. */
+/** The content issue's throughput goal (bench/content.ts): mirrorlog ≥ 0.8× rsync's, its time ≤ 1.25× rsync's. */
 export const THROUGHPUT_GOAL = 0.8;
+/** Issue 9's, for run.ts's row: "4 GiB file copy throughput vs `rsync --whole-file`" ≥ 1.0×. */
+export const RUN_THROUGHPUT_GOAL = 1.0;
 
 /** One copy of the file by one tool. */
 export interface LargeCopyRun {
@@ -158,8 +160,8 @@ export async function largeScenario(
         unit: "s",
         mirrorlog: median(result.mirrorlog.map((run) => run.ms)),
         peerValue: median(result.rsync.map((run) => run.ms)),
-        goal: 1 / THROUGHPUT_GOAL,
-        note: `median of ${options.trials} interleaved trials; throughput ${(mirrorlogRate / MiB).toFixed(0)} vs ${(rsyncRate / MiB).toFixed(0)} MiB/s = ${(mirrorlogRate / rsyncRate).toFixed(2)}× (goal ≥ ${THROUGHPUT_GOAL}×)`,
+        goal: 1 / RUN_THROUGHPUT_GOAL,
+        note: `median of ${options.trials} interleaved trials; throughput ${(mirrorlogRate / MiB).toFixed(0)} vs ${(rsyncRate / MiB).toFixed(0)} MiB/s = ${(mirrorlogRate / rsyncRate).toFixed(2)}× (goal ≥ ${RUN_THROUGHPUT_GOAL}×)`,
       },
     ],
     notes: [
