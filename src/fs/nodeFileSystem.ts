@@ -42,7 +42,6 @@ import {
 import {
   type CommitFailure,
   type DirEntryStat,
-  type EntryKind,
   type EntryMetadata,
   type EntryStat,
   FileSystemError,
@@ -55,7 +54,7 @@ import {
   type Timestamp,
   type WatchCallback,
 } from "./fileSystem.js";
-import { AT_FDCWD, loadNativeCalls, type NativeCalls, type RawStat } from "./nativeCalls.js";
+import { AT_FDCWD, kindOfMode, loadNativeCalls, millisecondsOf, type NativeCalls } from "./nativeCalls.js";
 
 /**
  * "full": every change is durable when its call returns (fsync of files and parent directories).
@@ -266,10 +265,7 @@ export class NodeFileSystem implements MirrorFileSystem {
    * there is one and koffi, else Node's lstat of its address (only then made: a listing states every entry).
    */
   private entryStat(parentFd: number | undefined, name: string, address: () => SyscallPath): EntryStat | undefined {
-    if (parentFd !== undefined && this.native !== undefined) {
-      const raw = this.native.statAt(parentFd, plainAddress(name));
-      return raw === undefined ? undefined : entryStatOf(raw);
-    }
+    if (parentFd !== undefined && this.native !== undefined) return this.native.statAt(parentFd, plainAddress(name));
     const stat = lstatSync(address(), { bigint: true, throwIfNoEntry: false });
     return stat === undefined ? undefined : toEntryStat(stat);
   }
@@ -296,7 +292,7 @@ export class NodeFileSystem implements MirrorFileSystem {
   readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat } {
     return this.withRegularFile(path, (fd, size) => {
       const bytes = readUpTo(fd, size);
-      return { bytes, stat: this.entryStatOfOpen(fd) };
+      return { bytes, stat: this.statOfOpen(fd) };
     });
   }
 
@@ -313,10 +309,11 @@ export class NodeFileSystem implements MirrorFileSystem {
       throw toFileSystemError(error, at.path);
     }
     try {
-      const { mode, size } = this.statOfOpen(fd);
-      const kind = kindOfMode(mode);
+      const { kind, size } = this.statOfOpen(fd);
       if (kind === "dir") throw new FileSystemError("EISDIR", at.path);
-      if (kind !== "file") throw new FileSystemError("EINVAL", at.path, `not a regular file (${kindOfSpecial(mode)})`);
+      if (kind !== "file") {
+        throw new FileSystemError("EINVAL", at.path, `not a regular file (${kindOfSpecial(fstatSync(fd).mode)})`);
+      }
       return read(fd, size);
     } catch (error) {
       throw toFileSystemError(error, at.path);
@@ -572,11 +569,16 @@ export class NodeFileSystem implements MirrorFileSystem {
     const p = normalizePath(path);
     return this.withDirectory(p, (dir, fd) => {
       const entries: DirEntryStat[] = [];
+      const native = fd === undefined ? undefined : this.native;
       for (const name of this.childNames(dir, fd)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        const stat = this.entryStat(fd, name, () =>
-          fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name),
-        );
+        // statx through the handle directly (no address closure made for each entry) where it can.
+        const stat =
+          native !== undefined
+            ? native.statAt(fd!, plainAddress(name))
+            : this.entryStat(fd, name, () =>
+                fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name),
+              );
         // Undefined: removed since it was listed.
         if (stat !== undefined) entries.push({ name, stat });
       }
@@ -1034,15 +1036,8 @@ export class NodeFileSystem implements MirrorFileSystem {
   }
 
   /** fstat of the open file `fd`: statx through koffi (no Node `Stats` built) where it is loaded. */
-  private statOfOpen(fd: number): { mode: number; size: number; uid: number; gid: number } {
-    return this.native?.statOf(fd) ?? fstatSync(fd);
-  }
-
-  /** The EntryStat of the open file `fd`. */
-  private entryStatOfOpen(fd: number): EntryStat {
-    return this.native === undefined
-      ? toEntryStat(fstatSync(fd, { bigint: true }))
-      : entryStatOf(this.native.statOf(fd));
+  private statOfOpen(fd: number): EntryStat {
+    return this.native?.statOf(fd) ?? toEntryStat(fstatSync(fd, { bigint: true }));
   }
 
   /**
@@ -1082,7 +1077,7 @@ export class NodeFileSystem implements MirrorFileSystem {
       (metadata.uid !== undefined && metadata.uid !== created.uid) ||
       (metadata.gid !== undefined && metadata.gid !== created.gid);
     if (ownerChanges) fchownSync(fd, metadata.uid ?? -1, metadata.gid ?? -1);
-    if (metadata.mode !== undefined && (ownerChanges || (created.mode & 0o7777) !== (metadata.mode & 0o7777))) {
+    if (metadata.mode !== undefined && (ownerChanges || created.mode !== (metadata.mode & 0o7777))) {
       fchmodSync(fd, metadata.mode & 0o7777);
     }
     if (metadata.mtime !== undefined) this.setMtimeOfOpenFile(fd, metadata.mtime);
@@ -1439,11 +1434,6 @@ function timestampOf(ns: bigint): Timestamp {
   return { sec: Number(sec), nsec: Number(nsec) };
 }
 
-/** Milliseconds exactly as Node's number stats compute them, so both kinds of stat compare equal. */
-function millisecondsOf(time: Timestamp): number {
-  return time.sec * 1e3 + time.nsec / 1e6;
-}
-
 /** Seconds as a double, for Node's utimes family (the fallback without koffi: microseconds survive). */
 function secondsOf(time: Timestamp): number {
   return time.sec + time.nsec / 1e9;
@@ -1455,34 +1445,22 @@ function checkTimestamp(time: Timestamp, path: string): void {
   }
 }
 
+/** The EntryStat of what Node's lstat said, as NativeCalls.statAt states it (a listing and a single lstat agree). */
 function toEntryStat(stat: BigIntStats): EntryStat {
-  return entryStatOf({
-    mode: Number(stat.mode),
+  const mode = Number(stat.mode);
+  const mtime = timestampOf(stat.mtimeNs);
+  return {
+    kind: kindOfMode(mode),
     size: Number(stat.size),
-    mtime: timestampOf(stat.mtimeNs),
-    ctime: timestampOf(stat.ctimeNs),
+    mtimeMs: millisecondsOf(mtime),
+    ctimeMs: millisecondsOf(timestampOf(stat.ctimeNs)),
+    mtime,
+    mode: mode & 0o7777,
     ino: Number(stat.ino),
     dev: Number(stat.dev),
     nlink: Number(stat.nlink),
     uid: Number(stat.uid),
     gid: Number(stat.gid),
-  });
-}
-
-/** The EntryStat of what lstat or statx said (both reach here, so a listing and a single lstat agree). */
-function entryStatOf(raw: RawStat): EntryStat {
-  return {
-    kind: kindOfMode(raw.mode),
-    size: raw.size,
-    mtimeMs: millisecondsOf(raw.mtime),
-    ctimeMs: millisecondsOf(raw.ctime),
-    mtime: raw.mtime,
-    mode: raw.mode & 0o7777,
-    ino: raw.ino,
-    dev: raw.dev,
-    nlink: raw.nlink,
-    uid: raw.uid,
-    gid: raw.gid,
   };
 }
 
@@ -1495,19 +1473,6 @@ function entryStatOf(raw: RawStat): EntryStat {
 function creationMode(mode: number): number {
   const others = mode & 0o007;
   return (mode & 0o700) | (mode & (others << 3)) | others;
-}
-
-function kindOfMode(mode: number): EntryKind {
-  switch (mode & constants.S_IFMT) {
-    case constants.S_IFREG:
-      return "file";
-    case constants.S_IFDIR:
-      return "dir";
-    case constants.S_IFLNK:
-      return "symlink";
-    default:
-      return "special";
-  }
 }
 
 /** What a problem report calls the special file of `mode` (kindOfMode's "special"). */

@@ -5,6 +5,7 @@ import {
   chmodSync,
   closeSync,
   type FSWatcher,
+  linkSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -902,6 +903,40 @@ describe("exact mtimes", () => {
     fs.writeFileWith(`${root}/f`, Uint8Array.of(1), { mtime: { sec: 1_600_000_000, nsec: 123_456_789 } });
     expect(fs.lstat(`${root}/f`).mtimeMs).toBe(statSync(`${root}/f`).mtimeMs);
     expect(fs.lstat(`${root}/f`).ctimeMs).toBe(statSync(`${root}/f`).ctimeMs);
+  });
+
+  it("a listing, an lstat and a read state every field as Node's lstat does (statx decoded straight into EntryStat)", () => {
+    const fs = makeFileSystem();
+    fs.writeFileWith(`${root}/f`, Uint8Array.of(1, 2, 3), { mode: 0o4751, mtime: { sec: -5, nsec: 7 } });
+    linkSync(`${root}/f`, `${root}/g`);
+    fs.makeDir(`${root}/d`);
+    fs.makeSymlink(`${root}/l`, "f");
+    const expected = (name: string) => {
+      const node = lstatSync(`${root}/${name}`);
+      return {
+        kind: node.isFile() ? "file" : node.isDirectory() ? "dir" : "symlink",
+        size: node.size,
+        mtimeMs: node.mtimeMs,
+        ctimeMs: node.ctimeMs,
+        mode: node.mode & 0o7777,
+        ino: node.ino,
+        dev: node.dev,
+        nlink: node.nlink,
+        uid: node.uid,
+        gid: node.gid,
+      };
+    };
+    const listed = new Map(fs.listDirStats(root).map(({ name, stat }) => [name, stat]));
+    expect([...listed.keys()]).toEqual(["d", "f", "g", "l"]);
+    for (const name of listed.keys()) {
+      const { mtime: _listedTime, ...fromListing } = listed.get(name)!;
+      const { mtime: _time, ...fromLstat } = fs.lstat(`${root}/${name}`);
+      expect(fromListing, name).toEqual(expected(name));
+      expect(fromLstat, name).toEqual(expected(name));
+    }
+    expect(listed.get("f")).toMatchObject({ kind: "file", mode: 0o4751, nlink: 2, mtime: { sec: -5, nsec: 7 } });
+    const { mtime: _readTime, ...fromRead } = fs.readFileStated(`${root}/f`).stat;
+    expect(fromRead).toEqual(expected("f"));
   });
 
   it("refuses a time that is not whole seconds and 0 <= nsec < 1e9 with EINVAL", () => {
