@@ -476,7 +476,8 @@ function openSourceState(
   if (options.dryRun) return { log: new OperationLog(), state: new StateStore(), rebuilt: undefined };
   try {
     const opened = openStateFile(statePath, options.rebuildState === true, () => {
-      const log = new OperationLog(statePath, { verify: true });
+      // Appends reach the disk while their operations are shipped (the target is told how far they have).
+      const log = new OperationLog(statePath, { verify: true, deferDurability: true });
       try {
         return { log, state: new StateStore(statePath, { writeAheadAfter: SOURCE_WRITE_AHEAD }) };
       } catch (error) {

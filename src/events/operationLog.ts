@@ -1,5 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { existsSync, readFileSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fdatasyncSync,
+  openSync,
+  readFileSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import * as z from "zod";
@@ -286,6 +296,8 @@ export class OperationLog {
   private insertEntry!: Database.Statement;
   private insertResult!: Database.Statement;
   private head!: Position;
+  /** With `deferDurability`: appends are made durable in the background (see WalSync); else at their commit. */
+  private walSync: WalSync | undefined;
 
   /** Runs `read` against the file; SQLite's complaints about the file (and rows that no longer parse) become StateFileErrors. */
   private guarded<T>(read: () => T): T {
@@ -299,9 +311,12 @@ export class OperationLog {
   /**
    * Opens (or creates) a log; `path` undefined or ":memory:" keeps it in memory. `readOnly` opens an
    * existing file for audit without creating or changing anything (appends then throw). `verify` runs
-   * SQLite's quick_check first. A file that cannot be used throws a StateFileError naming it.
+   * SQLite's quick_check first. `deferDurability` (a file): an append commits without waiting for the disk,
+   * and its WAL is flushed on a thread of the pool meanwhile; `durablePosition` says how far that got (a
+   * source then tells the target, which never makes more durable: see ApplyRequest's `logDurableSeq`).
+   * A file that cannot be used throws a StateFileError naming it.
    */
-  constructor(path?: string, options: { readOnly?: boolean; verify?: boolean } = {}) {
+  constructor(path?: string, options: { readOnly?: boolean; verify?: boolean; deferDurability?: boolean } = {}) {
     this.path = path ?? ":memory:";
     const readOnly = options.readOnly === true && path !== undefined && path !== ":memory:";
     // Asked before connecting: a connection's first statement opens the WAL beside the file.
@@ -311,6 +326,9 @@ export class OperationLog {
       db = readOnly ? openForReading(this.path) : new Database(this.path, { nativeBinding: sqliteNativeBinding() });
       this.db = db;
       this.prepareFile(readOnly, verify);
+      if (options.deferDurability === true && !readOnly && this.path !== ":memory:") {
+        this.walSync = WalSync.open(`${this.path}-wal`, this.head);
+      }
     } catch (error) {
       db?.close();
       throw asStateFileError(error, this.path, true);
@@ -363,6 +381,19 @@ export class OperationLog {
   }
 
   /**
+   * The last position known durable on disk: the head, unless appends made with `deferDurability` are still
+   * being flushed (then an earlier one; see whenDurable).
+   */
+  durablePosition(): Position {
+    return this.walSync === undefined ? { ...this.head } : { ...this.walSync.durable };
+  }
+
+  /** Resolves once everything appended so far is durable; rejects when the flush of the WAL failed. */
+  whenDurable(): Promise<void> {
+    return this.walSync?.through(() => this.head) ?? Promise.resolve();
+  }
+
+  /**
    * Starts a new epoch with the reason continuity could not be proven, and returns its number: the next
    * one, or `atLeast` when that is higher (a target already on a later epoch must see a newer one).
    */
@@ -371,6 +402,8 @@ export class OperationLog {
       const epoch = Math.max(this.head.epoch + 1, atLeast);
       this.db.prepare("INSERT INTO epochs (epoch, started_at, reason) VALUES (?, ?, ?)").run(epoch, now, reason);
       this.head = { epoch, seq: 0 };
+      // Committed with synchronous=FULL, which flushed the WAL: everything before it is durable too.
+      this.walSync?.madeDurable(this.head);
       return epoch;
     });
   }
@@ -397,14 +430,19 @@ export class OperationLog {
       if (!checked.success) throw checked.error;
       return { position: { epoch, seq: ++seq }, loggedAt: now, operation: checked.data, detectedBy };
     });
-    this.guarded(() =>
-      this.db.transaction(() => {
-        for (const e of entries) {
-          this.insertEntry.run(epoch, e.position.seq, now, e.operation.path, JSON.stringify(e.operation), e.detectedBy);
-        }
-      })(),
-    );
+    const insert = this.db.transaction(() => {
+      for (const e of entries) {
+        this.insertEntry.run(epoch, e.position.seq, now, e.operation.path, JSON.stringify(e.operation), e.detectedBy);
+      }
+    });
+    if (this.walSync === undefined) this.guarded(() => insert());
+    else this.withoutCommitSync(() => insert());
     this.head = { epoch, seq };
+    this.walSync
+      ?.through(() => this.head)
+      .catch(() => {
+        // Reported by whenDurable, which the source awaits before a pass or a burst ends.
+      });
     return entries;
   }
 
@@ -428,23 +466,30 @@ export class OperationLog {
    * answers, which then read as not yet answered, as they would be had the cut come a moment earlier.
    */
   recordResults(results: readonly LoggedResult[]): void {
+    this.withoutCommitSync(() => {
+      this.db.transaction(() => {
+        for (const r of results) {
+          this.insertResult.run(
+            r.position.epoch,
+            r.position.seq,
+            r.outcome,
+            r.reason ?? null,
+            r.wireBytes,
+            r.bytesWritten,
+            r.appliedAt,
+            r.content === undefined ? null : JSON.stringify(r.content),
+          );
+        }
+      })();
+    });
+  }
+
+  /** Runs `write` with its commit not fsynced (in WAL mode, synchronous=NORMAL), then back to FULL. */
+  private withoutCommitSync(write: () => void): void {
     this.guarded(() => {
-      this.db.pragma("synchronous = NORMAL"); // in WAL mode: this commit is not fsynced
+      this.db.pragma("synchronous = NORMAL");
       try {
-        this.db.transaction(() => {
-          for (const r of results) {
-            this.insertResult.run(
-              r.position.epoch,
-              r.position.seq,
-              r.outcome,
-              r.reason ?? null,
-              r.wireBytes,
-              r.bytesWritten,
-              r.appliedAt,
-              r.content === undefined ? null : JSON.stringify(r.content),
-            );
-          }
-        })();
+        write();
       } finally {
         this.db.pragma("synchronous = FULL");
       }
@@ -618,8 +663,87 @@ export class OperationLog {
 
   /** Closes the database. */
   close(): void {
+    // SQLite's close checkpoints the WAL into the file and flushes both: every append is durable after it.
     this.db.close();
+    this.walSync?.close();
   }
+}
+
+/**
+ * Makes a log's appends durable off the event loop: an append commits without an fsync (synchronous=NORMAL
+ * in WAL mode: a crash of the process loses nothing, the kernel holds the WAL), and fdatasync of the WAL
+ * runs on a thread of libuv's pool, one at a time; `durable` is the head as it was when the last one that
+ * finished began. A source then ships an operation while its log reaches the disk, instead of after: the
+ * target learns how far the log is durable (ApplyRequest's `logDurableSeq`) and never makes a later
+ * position durable, so after a power cut its position never names an operation the log lost.
+ */
+class WalSync {
+  private running: Promise<void> | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly fd: number,
+    public durable: Position,
+  ) {}
+
+  /**
+   * Opens the WAL `path` and flushes it once: what a process that crashed before it had committed (and not
+   * flushed) becomes durable before anything is shipped from it again. Undefined when it cannot be opened
+   * (appends then commit with an fsync each, as without deferral).
+   */
+  static open(path: string, head: Position): WalSync | undefined {
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch {
+      return undefined;
+    }
+    try {
+      fdatasyncSync(fd);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    return new WalSync(fd, { ...head });
+  }
+
+  /** Records that everything up to `position` is durable (a commit that was fsynced). */
+  madeDurable(position: Position): void {
+    if (comparePositions(position, this.durable) > 0) this.durable = { ...position };
+  }
+
+  /** Flushes until the head (`head()` read as each flush begins) is durable; rejects with a flush's failure. */
+  async through(head: () => Position): Promise<void> {
+    while (comparePositions(head(), this.durable) > 0) {
+      if (this.failure !== undefined) throw this.failure;
+      this.running ??= this.flush(head());
+      await this.running;
+    }
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private flush(upTo: Position): Promise<void> {
+    return new Promise<void>((resolve) => {
+      fdatasync(this.fd, (error) => {
+        this.running = undefined;
+        if (error === null) this.madeDurable(upTo);
+        else this.failure ??= new Error(`could not make the operation log durable: ${error.message}`);
+        if (this.closed) closeSync(this.fd);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    // A flush still running closes the descriptor when it ends (closing it now could hand its number on).
+    if (this.running === undefined) closeSync(this.fd);
+  }
+}
+
+function comparePositions(a: Position, b: Position): number {
+  return a.epoch - b.epoch || a.seq - b.seq;
 }
 
 /**

@@ -13,9 +13,10 @@ import {
 
 /**
  * Bumped whenever a request, a response or the frame format changes; both sides must agree exactly (4: frames
- * carry a CRC-32; 5: manifests of directory digests, the listing request).
+ * carry a CRC-32; 5: manifests of directory digests, the listing request; 6: an apply states how far the
+ * source's log is durable).
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 const BytesSchema = z.custom<Uint8Array>((value) => value instanceof Uint8Array, "expected bytes");
 const SizeSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -141,6 +142,12 @@ export const ApplyRequestSchema = z.strictObject({
   entries: z.array(ApplyEntrySchema).min(1),
   /** The small files of this request, one after another; `size` bytes once decoded. */
   pack: z.strictObject({ encoding: z.enum(["raw", "zstd"]), size: SizeSchema, data: BytesSchema }).optional(),
+  /**
+   * The source's log holds this epoch's operations durably only up to this position (it ships while its log
+   * reaches the disk): the target makes no later position durable until a request says more, or a release
+   * (sent once the log is durable) says all. Absent: every operation up to this request's are durable.
+   */
+  logDurableSeq: PositionSchema.shape.seq.optional(),
 });
 
 /**

@@ -907,12 +907,13 @@ export class SourceSession {
   }
 
   private applyRequest(entries: ApplyEntry[]): ApplyRequest {
-    const request: ApplyRequest = {
-      type: "apply",
-      logId: this.log.logId,
-      epoch: this.log.lastPosition().epoch,
-      entries,
-    };
+    const epoch = this.log.lastPosition().epoch;
+    const request: ApplyRequest = { type: "apply", logId: this.log.logId, epoch, entries };
+    // Shipped before the log reached the disk (OperationLog's deferDurability): the target is told how far it has.
+    const durable = this.log.durablePosition();
+    if (durable.epoch !== epoch || durable.seq < entries.at(-1)!.seq) {
+      request.logDurableSeq = durable.epoch === epoch ? durable.seq : 0;
+    }
     const packed = this.shipping.takePack();
     if (packed === undefined) return request;
     request.pack = packed.pack;

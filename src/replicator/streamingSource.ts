@@ -553,6 +553,8 @@ export class StreamingSource {
     await this.sendBuffer();
     while (this.inFlight.length > 0) await this.settleOldest();
     if (this.refused !== undefined) return;
+    // A release tells the target the log is durable through everything shipped (see ApplyRequest's logDurableSeq).
+    await this.session.log.whenDurable();
     const answer = await this.connection.request({ type: "release", durable });
     if (answer.type === "error") this.refused = new SessionRefusedError(answer.code, answer.message);
   }

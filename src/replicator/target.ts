@@ -121,6 +121,11 @@ export class ReplicatorTarget {
   /** The last position applied (answered), and the last one made durable (what a restart resumes from). */
   private applied: AppliedPosition | null;
   private durable: AppliedPosition | null;
+  /**
+   * How far the source's log is durable in the applied epoch, when it said it is not durable through what was
+   * applied (ApplyRequest's `logDurableSeq`): no later position is made durable. Undefined: through all of it.
+   */
+  private sourceDurableSeq: number | undefined;
   private readonly flushIntervalMs: number | undefined;
   private readonly now: () => number;
   private lastFlushAt: number;
@@ -227,9 +232,23 @@ export class ReplicatorTarget {
       this.flushFailure = `could not make the applied changes durable: ${describeError(error)}`;
       throw error;
     }
-    if (this.applied !== null) this.store?.save(this.applied);
-    this.durable = this.appliedPosition();
+    const position = this.positionToMakeDurable();
+    if (position !== null) this.store?.save(position);
+    this.durable = position;
     this.lastFlushAt = this.now();
+  }
+
+  /**
+   * The applied position, or an earlier one of its epoch as far as the source's log is durable: after a power
+   * cut of the source, its log may lack the operations after that, and a target position naming one of them
+   * would let a new operation under the same number pass for it.
+   */
+  private positionToMakeDurable(): AppliedPosition | null {
+    const applied = this.applied;
+    if (applied === null || this.sourceDurableSeq === undefined || this.sourceDurableSeq >= applied.seq) {
+      return this.appliedPosition();
+    }
+    return { ...applied, seq: this.sourceDurableSeq };
   }
 
   /**
@@ -253,7 +272,8 @@ export class ReplicatorTarget {
   private flushOnceElapsed(ms: number): void {
     const now = this.now();
     if (now - this.lastFlushAt < ms) return;
-    if (this.durable?.seq === this.applied?.seq && this.durable?.epoch === this.applied?.epoch) {
+    const position = this.positionToMakeDurable();
+    if (this.durable?.seq === position?.seq && this.durable?.epoch === position?.epoch) {
       this.lastFlushAt = now;
       return;
     }
@@ -328,6 +348,8 @@ export class ReplicatorTarget {
           // A flush that fails fails the release (the pass is not durable); the cleanup after it cannot: what
           // it cannot remove now (a racer renaming inside the stash) is an ordinary entry to the next pass's
           // manifest, which the source removes.
+          // Sent once the source's log is durable through everything it shipped.
+          this.sourceDurableSeq = undefined;
           if (valid.durable === true) this.flush();
           else this.flushAfterRequest();
           try {
@@ -437,6 +459,7 @@ export class ReplicatorTarget {
       // Made durable with what came before: saving the position writes the buffered index rows, which
       // must never describe files that are not durable yet.
       this.applied = { logId: request.logId, epoch: request.epoch, seq: 0 };
+      this.sourceDurableSeq = undefined;
       this.flush();
     }
     this.session = { logId: request.logId, epoch: request.epoch };
@@ -470,6 +493,12 @@ export class ReplicatorTarget {
         return errorResponse("position-gap", `positions in the request are not consecutive at index ${i}`);
       }
     }
+    // Only ever more durable within the epoch (a request built before a later one was may arrive after it).
+    const durableSeq = request.logDurableSeq;
+    this.sourceDurableSeq =
+      durableSeq === undefined || durableSeq >= request.entries.at(-1)!.seq
+        ? undefined
+        : Math.max(durableSeq, this.sourceDurableSeq ?? 0);
     const results: ApplyResult[] = [];
     const pathsBySeq = new Map(request.entries.map((e) => [e.seq, e.operation.path]));
     this.verifiedDirs.clear();

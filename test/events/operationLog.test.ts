@@ -351,3 +351,90 @@ describe("recordResults", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe("deferDurability", () => {
+  const OPERATION_LOG = fileURLToPath(new URL("../../src/events/operationLog.ts", import.meta.url));
+  const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const logFile = () => {
+    const dir = mkdtempSync(join(tmpdir(), "mirrorlog-deferred-"));
+    dirs.push(dir);
+    return join(dir, "log.db");
+  };
+
+  it("an append is durable only once its WAL flush ends; whenDurable waits for it", async () => {
+    const log = new OperationLog(logFile(), { deferDurability: true });
+    log.startEpoch("test", 1);
+    expect(log.durablePosition()).toEqual({ epoch: 1, seq: 0 }); // the epoch's commit was fsynced
+    log.append([ensure("a"), ensure("b")], 2);
+    expect(log.durablePosition()).toEqual({ epoch: 1, seq: 0 });
+    await log.whenDurable();
+    expect(log.durablePosition()).toEqual({ epoch: 1, seq: 2 });
+    log.close();
+  });
+
+  it("without it (and in memory) an append is durable when it returns", () => {
+    for (const log of [new OperationLog(logFile()), new OperationLog(undefined, { deferDurability: true })]) {
+      log.startEpoch("test", 1);
+      log.append([ensure("a")], 2);
+      expect(log.durablePosition()).toEqual({ epoch: 1, seq: 1 });
+      log.close();
+    }
+  });
+
+  it("a log reopened after appends whose flush never ran is flushed first: all of it durable", () => {
+    const file = logFile();
+    const first = new OperationLog(file, { deferDurability: true });
+    first.startEpoch("test", 1);
+    first.append([ensure("a"), ensure("b"), ensure("c")], 2);
+    // A second connection while the first still holds the file: as after a crash, nothing was checkpointed.
+    const again = new OperationLog(file, { deferDurability: true });
+    expect(again.durablePosition()).toEqual({ epoch: 1, seq: 3 });
+    again.close();
+    first.close();
+  });
+
+  it("appends commit without an fsync on the main thread; the WAL is flushed on another thread", () => {
+    const file = logFile();
+    const script = `
+      const { OperationLog } = await import(${JSON.stringify(OPERATION_LOG)});
+      const log = new OperationLog(${JSON.stringify(file)}, { deferDurability: true });
+      log.startEpoch("test", 1);
+      process.stderr.write("appends begin\\n");
+      for (let i = 0; i < 20; i++) log.append([{ operation: { type: "ensureDir", path: "d" + i }, detectedBy: "initial" }], 2);
+      process.stderr.write("appends end\\n");
+      await log.whenDurable();
+      process.stderr.write("durable\\n");
+      console.log(JSON.stringify(log.durablePosition()));
+      log.close();
+    `;
+    const trace = `${file}.trace`;
+    const output = execFileSync(
+      "strace",
+      ["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,write", "-o", trace, process.execPath, "--import", "tsx"].concat(
+        ["--input-type=module", "-e", script],
+      ),
+      { cwd: REPOSITORY, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
+    );
+    expect(JSON.parse(output)).toEqual({ epoch: 1, seq: 20 });
+    const lines = readFileSync(trace, "utf8").split("\n");
+    const begin = lines.findIndex((line) => line.includes("appends begin"));
+    const end = lines.findIndex((line) => line.includes("appends end"));
+    expect(begin, lines.join("\n")).toBeGreaterThan(-1);
+    const mainThread = lines[begin]!.split(" ")[0];
+    const durable = lines.findIndex((line) => line.includes('"durable\\n"'));
+    expect(durable, lines.join("\n")).toBeGreaterThan(end);
+    const syncs = lines
+      .slice(begin, durable)
+      .filter((line) => /fsync|fdatasync/.test(line) && line.includes("log.db-wal"));
+    expect(syncs.length, lines.join("\n")).toBeGreaterThan(0);
+    for (const line of syncs) expect(line.split(" ")[0], line).not.toBe(mainThread);
+    const onMainDuringAppends = lines
+      .slice(begin, end)
+      .filter((line) => /fsync|fdatasync/.test(line) && line.split(" ")[0] === mainThread);
+    expect(onMainDuringAppends, onMainDuringAppends.join("\n")).toEqual([]);
+  });
+});

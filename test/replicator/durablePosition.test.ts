@@ -200,3 +200,91 @@ describe("when the interval's flush runs", () => {
     expect(durableSeq()).toBe(40);
   });
 });
+
+describe("a source whose log reaches the disk while it ships (ApplyRequest's logDurableSeq)", () => {
+  const LOG_ID = "0123456789abcdef";
+  function targetAfterHello() {
+    const fs = new MemoryFileSystem();
+    fs.makeDirs("/t");
+    const saved: number[] = [];
+    const target = new ReplicatorTarget(fs, "/t", {
+      flushIntervalMs: 1_000,
+      now: () => 0,
+      positionStore: { load: () => null, save: (position) => void saved.push(position.seq) },
+    });
+    target.handleRequest({ type: "hello", version: PROTOCOL_VERSION, logId: LOG_ID, epoch: 1 });
+    const apply = (from: number, to: number, logDurableSeq?: number) => {
+      const entries = [];
+      for (let seq = from; seq <= to; seq++)
+        entries.push({ seq, operation: { type: "ensureDir" as const, path: `d${seq}` } });
+      const request: Request = {
+        type: "apply",
+        logId: LOG_ID,
+        epoch: 1,
+        entries,
+        ...(logDurableSeq === undefined ? {} : { logDurableSeq }),
+      };
+      expect(target.handleRequest(request).type).toBe("applied");
+    };
+    return { target, apply, saved };
+  }
+
+  it("the target never makes a position durable beyond what the source said its log holds durably", () => {
+    const { target, apply, saved } = targetAfterHello();
+    apply(1, 5, 2);
+    target.flush();
+    expect(target.durablePosition()?.seq).toBe(2);
+    expect(saved.at(-1)).toBe(2);
+    apply(6, 7, 4); // a later request says more, still short of what was applied
+    target.flush();
+    expect(target.durablePosition()?.seq).toBe(4);
+    apply(8, 8); // without it: durable through this request's operations
+    target.flush();
+    expect(target.durablePosition()?.seq).toBe(8);
+  });
+
+  it("a release (sent once the source's log is durable) lets the target make everything applied durable", () => {
+    const { target, apply, saved } = targetAfterHello();
+    apply(1, 3, 0);
+    expect(target.handleRequest({ type: "release", durable: true })).toMatchObject({
+      type: "released",
+      durable: { seq: 3 },
+    });
+    expect(saved.at(-1)).toBe(3);
+  });
+
+  it("an apply shipped before the log is durable says how far it is, and the target's durable position stays within that", async () => {
+    const base = mkdtempSync(join(tmpdir(), "mirrorlog-logdurable-"));
+    dirs.push(base);
+    const statePath = join(base, "source.sqlite");
+    const fs = new MemoryFileSystem();
+    fs.makeDirs("/src");
+    fs.makeDirs("/dst");
+    for (let i = 0; i < 5; i++) fs.writeFile(`/src/f${i}`, `file ${i}`);
+    const log = new OperationLog(statePath, { deferDurability: true });
+    const target = new ReplicatorTarget(fs, "/dst", { flushIntervalMs: 60_000, now: () => 0 });
+    const session = new SourceSession({ fs, root: "/src", log });
+    const sent: Request[] = [];
+    const send = (request: Request): Response => {
+      sent.push(request);
+      return ResponseSchema.parse(target.handleRequest(request));
+    };
+    const hello = session.resume(send(session.openingHello()));
+    if ("hello" in hello) session.acceptHello(send(hello.hello));
+    session.planEventUnlogged({ path: "/src", eventType: FileSystemEventType.FILE_OR_SUBDIR_ADDED }, "initial");
+    const entries = session.logPlanned();
+    expect(entries.length).toBeGreaterThan(0);
+    // Shipped at once, while the log's flush runs: the request says how far the log is durable.
+    const durableWhenShipped = log.durablePosition().seq;
+    expect(durableWhenShipped).toBeLessThan(entries.at(-1)!.position.seq);
+    for (const request of session.requestsFor(entries)) session.settle(request, send(request));
+    const apply = sent.find((request) => request.type === "apply");
+    expect(apply).toMatchObject({ logDurableSeq: durableWhenShipped });
+    target.flush();
+    // What a power cut right now would leave: the target's durable position is within the log's durable part.
+    expect(target.durablePosition()!.seq).toBeLessThanOrEqual(durableWhenShipped);
+    await log.whenDurable();
+    expect(log.durablePosition()).toEqual(log.lastPosition());
+    log.close();
+  });
+});
