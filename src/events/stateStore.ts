@@ -363,7 +363,17 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
   /** Writes buffered index changes in one transaction. */
   flush(): void {
     if (this.buffered() === 0) return;
-    const [upsert, remove, putChunks, putListing, putDigest] = this.guarded(() => [
+    this.guarded(() => this.db.transaction(() => this.writeBuffered())());
+    this.forgetBuffered();
+  }
+
+  /**
+   * Writes the buffered changes within the caller's transaction. Not a transaction of its own: one nested in
+   * `save`'s was a savepoint, whose journal kept a copy of every page it changed (a 20,000-file initial
+   * mirror's target wrote thousands of them to a temporary file).
+   */
+  private writeBuffered(): void {
+    const [upsert, remove, putChunks, putListing, putDigest] = [
       this.db.prepare(
         "INSERT OR REPLACE INTO file_index (path, size, mtime_ms, ctime_ms, ino, hash) VALUES (?, ?, ?, ?, ?, ?)",
       ),
@@ -371,21 +381,21 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
       this.db.prepare("INSERT OR REPLACE INTO chunk_lists (hash, chunks) VALUES (?, ?)"),
       this.db.prepare("INSERT OR REPLACE INTO listing_index (dir, signature, hashes) VALUES (?, ?, ?)"),
       this.db.prepare("INSERT OR REPLACE INTO digest_index (dir, signature, digest, count) VALUES (?, ?, ?, ?)"),
-    ]);
-    this.guarded(() =>
-      this.db.transaction(() => {
-        for (const [path, entry] of this.dirty) {
-          if (entry === null) remove.run(path);
-          else {
-            upsert.run(path, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.hash);
-            this.indexedDirs?.add(parentOf(path));
-          }
-        }
-        for (const [hash, chunks] of this.dirtyChunks) putChunks.run(hash, encodeChunks(chunks));
-        for (const [dir, row] of this.dirtyListings) putListing.run(dir, row.signature, row.hashes);
-        for (const [dir, row] of this.dirtyDigests) putDigest.run(dir, row.signature, row.digest, row.count);
-      })(),
-    );
+    ];
+    for (const [path, entry] of this.dirty) {
+      if (entry === null) remove.run(path);
+      else {
+        upsert.run(path, entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.hash);
+        this.indexedDirs?.add(parentOf(path));
+      }
+    }
+    for (const [hash, chunks] of this.dirtyChunks) putChunks.run(hash, encodeChunks(chunks));
+    for (const [dir, row] of this.dirtyListings) putListing.run(dir, row.signature, row.hashes);
+    for (const [dir, row] of this.dirtyDigests) putDigest.run(dir, row.signature, row.digest, row.count);
+  }
+
+  /** Once the buffered changes are committed: nothing is buffered, and what was read before them is stale. */
+  private forgetBuffered(): void {
     if (this.indexedDirs !== undefined && this.indexedDirs.size > MAX_INDEXED_DIRS) this.indexedDirs = undefined;
     this.dirtyListings.clear();
     this.dirtyDigests.clear();
@@ -434,9 +444,10 @@ export class StateStore implements ContentIndex, DigestCache, PositionStore {
         this.db
           .prepare("INSERT OR REPLACE INTO applied_position (id, log_id, epoch, seq) VALUES (1, ?, ?, ?)")
           .run(position.logId, position.epoch, position.seq);
-        this.flush();
+        this.writeBuffered();
       })(),
     );
+    this.forgetBuffered();
     this.storedPosition = { ...position };
   }
 

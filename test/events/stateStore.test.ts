@@ -1,10 +1,13 @@
 // The state file's content index against the in-memory one (ContentIndexMap) as the model: any sequence
 // of sets and deletes, with writes to the file at any point (a flush, or buffered changes reaching the
 // limit), and with a directory's rows read ahead at any point, gives the same answers; and what was written is what a reopened file holds.
+
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
@@ -256,5 +259,51 @@ describe("StateStore content index", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe("saving the position with buffered index rows", () => {
+  const STATE_STORE = fileURLToPath(new URL("../../src/events/stateStore.ts", import.meta.url));
+  const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+
+  it("writes them in its own transaction, not a nested one whose journal goes to a temporary file", () => {
+    const path = stateFile();
+    // Two saves of 8,000 rows: the second changes pages the first wrote, which a savepoint would journal.
+    const script = `
+      const { StateStore } = await import(${JSON.stringify(STATE_STORE)});
+      const store = new StateStore(${JSON.stringify(path)});
+      for (let round = 1; round <= 2; round++) {
+        for (let i = 0; i < 8000; i++)
+          store.set("d" + (i % 97) + "/f" + i, { size: i, mtimeMs: round, ctimeMs: 1, ino: i, hash: (i * 7919 + round).toString(16).padStart(64, "0") });
+        store.save({ logId: "0123456789abcdef", epoch: 1, seq: round });
+      }
+      store.close();
+    `;
+    const trace = `${path}.trace`;
+    execFileSync(
+      "strace",
+      [
+        "-f",
+        "-qq",
+        "-e",
+        "trace=openat",
+        "-o",
+        trace,
+        process.execPath,
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+      ],
+      { cwd: REPOSITORY, stdio: "ignore" },
+    );
+    const opened = readFileSync(trace, "utf8").split("\n");
+    expect(opened.some((line) => line.includes("state.sqlite"))).toBe(true);
+    expect(opened.filter((line) => line.includes("etilqs"))).toEqual([]);
+    const reader = new Database(path, { readonly: true });
+    expect(reader.prepare("SELECT COUNT(*) FROM file_index").pluck().get()).toBe(8000);
+    expect(reader.prepare("SELECT seq FROM applied_position").pluck().get()).toBe(2);
+    reader.close();
   });
 });
