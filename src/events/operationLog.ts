@@ -663,9 +663,12 @@ export class OperationLog {
 
   /** Closes the database. */
   close(): void {
-    // SQLite's close checkpoints the WAL into the file and flushes both: every append is durable after it.
-    this.db.close();
-    this.walSync?.close();
+    try {
+      // Not left to SQLite's close: it checkpoints (and flushes) only as the file's last connection.
+      this.walSync?.close(this.head);
+    } finally {
+      this.db.close();
+    }
   }
 }
 
@@ -717,6 +720,7 @@ class WalSync {
   async through(head: () => Position): Promise<void> {
     while (comparePositions(head(), this.durable) > 0) {
       if (this.failure !== undefined) throw this.failure;
+      if (this.closed) throw new Error("the operation log is closed");
       this.running ??= this.flush(head());
       await this.running;
     }
@@ -735,10 +739,17 @@ class WalSync {
     });
   }
 
-  close(): void {
+  /** Flushes what is appended (`head`) here and now, and lets go of the WAL. */
+  close(head: Position): void {
+    if (this.closed) return;
     this.closed = true;
-    // A flush still running closes the descriptor when it ends (closing it now could hand its number on).
-    if (this.running === undefined) closeSync(this.fd);
+    try {
+      fdatasyncSync(this.fd);
+      this.madeDurable(head);
+    } finally {
+      // A flush still running closes the descriptor when it ends (closing it now could hand its number on).
+      if (this.running === undefined) closeSync(this.fd);
+    }
   }
 }
 

@@ -397,6 +397,18 @@ describe("deferDurability", () => {
     first.close();
   });
 
+  it("close flushes what was appended, also while another connection (the state store) holds the file", () => {
+    const file = logFile();
+    const log = new OperationLog(file, { deferDurability: true });
+    const other = new Database(file);
+    log.startEpoch("test", 1);
+    log.append([ensure("a"), ensure("b")], 2);
+    expect(log.durablePosition()).toEqual({ epoch: 1, seq: 0 });
+    log.close();
+    expect(log.durablePosition()).toEqual({ epoch: 1, seq: 2 });
+    other.close();
+  });
+
   it("appends commit without an fsync on the main thread; the WAL is flushed on another thread", () => {
     const file = logFile();
     const script = `
