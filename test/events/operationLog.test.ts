@@ -1,15 +1,14 @@
 // One contract for both OperationLog backends (house rule 4): an in-memory SQLite log and a durable
 // file log. Positions, epochs, batches, reads, results and per-path history must behave identically;
 // the file log must also come back whole after being closed and reopened.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { checkOperation, type Operation, OperationSchema } from "../../src/events/operation.js";
 import { type LoggedResult, type NewEntry, OperationLog } from "../../src/events/operationLog.js";
+import { repositoryModule, traceScript } from "../support/tracedScript.js";
 
 const HASH = "ab".repeat(32);
 
@@ -299,8 +298,7 @@ describe("describePair", () => {
 });
 
 describe("recordResults", () => {
-  const OPERATION_LOG = fileURLToPath(new URL("../../src/events/operationLog.ts", import.meta.url));
-  const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+  const OPERATION_LOG = repositoryModule("src/events/operationLog.ts");
 
   it("commits without an fsync of its own, readable at once, and leaves appends durable (synchronous=FULL)", () => {
     const dir = mkdtempSync(join(tmpdir(), "mirrorlog-results-"));
@@ -317,28 +315,8 @@ describe("recordResults", () => {
       process.stderr.write("answers end\\n");
       console.log(JSON.stringify({ synchronous: log.db.pragma("synchronous", { simple: true }) }));
     `;
-    const trace = join(dir, "trace");
-    const output = execFileSync(
-      "strace",
-      [
-        "-f",
-        "-qq",
-        "-y",
-        "-e",
-        "trace=fsync,fdatasync,write",
-        "-o",
-        trace,
-        process.execPath,
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        script,
-      ],
-      { cwd: REPOSITORY, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
-    );
+    const { output, lines } = traceScript(script, "fsync,fdatasync,write", join(dir, "trace"));
     expect(JSON.parse(output)).toEqual({ synchronous: 2 }); // FULL again once the answers are in
-    const lines = readFileSync(trace, "utf8").split("\n");
     const begin = lines.findIndex((line) => line.includes("answers begin"));
     const end = lines.findIndex((line) => line.includes("answers end"));
     expect(begin, lines.join("\n")).toBeGreaterThan(-1);
@@ -353,8 +331,7 @@ describe("recordResults", () => {
 });
 
 describe("deferDurability", () => {
-  const OPERATION_LOG = fileURLToPath(new URL("../../src/events/operationLog.ts", import.meta.url));
-  const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+  const OPERATION_LOG = repositoryModule("src/events/operationLog.ts");
   const dirs: string[] = [];
   afterEach(() => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -423,16 +400,8 @@ describe("deferDurability", () => {
       console.log(JSON.stringify(log.durablePosition()));
       log.close();
     `;
-    const trace = `${file}.trace`;
-    const output = execFileSync(
-      "strace",
-      ["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,write", "-o", trace, process.execPath, "--import", "tsx"].concat(
-        ["--input-type=module", "-e", script],
-      ),
-      { cwd: REPOSITORY, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
-    );
+    const { output, lines } = traceScript(script, "fsync,fdatasync,write", `${file}.trace`);
     expect(JSON.parse(output)).toEqual({ epoch: 1, seq: 20 });
-    const lines = readFileSync(trace, "utf8").split("\n");
     const begin = lines.findIndex((line) => line.includes("appends begin"));
     const end = lines.findIndex((line) => line.includes("appends end"));
     expect(begin, lines.join("\n")).toBeGreaterThan(-1);

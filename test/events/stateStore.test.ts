@@ -2,17 +2,16 @@
 // of sets and deletes, with writes to the file at any point (a flush, or buffered changes reaching the
 // limit), and with a directory's rows read ahead at any point, gives the same answers; and what was written is what a reopened file holds.
 
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { compareWalkOrder } from "../../src/events/paths.js";
 import { ContentIndexMap, compareAsUtf8, type IndexedFile, StateStore } from "../../src/events/stateStore.js";
+import { repositoryModule, traceScript } from "../support/tracedScript.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -263,8 +262,7 @@ describe("StateStore content index", () => {
 });
 
 describe("saving the position with buffered index rows", () => {
-  const STATE_STORE = fileURLToPath(new URL("../../src/events/stateStore.ts", import.meta.url));
-  const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
+  const STATE_STORE = repositoryModule("src/events/stateStore.ts");
 
   it("writes them in its own transaction, not a nested one whose journal goes to a temporary file", () => {
     const path = stateFile();
@@ -279,26 +277,7 @@ describe("saving the position with buffered index rows", () => {
       }
       store.close();
     `;
-    const trace = `${path}.trace`;
-    execFileSync(
-      "strace",
-      [
-        "-f",
-        "-qq",
-        "-e",
-        "trace=openat",
-        "-o",
-        trace,
-        process.execPath,
-        "--import",
-        "tsx",
-        "--input-type=module",
-        "-e",
-        script,
-      ],
-      { cwd: REPOSITORY, stdio: "ignore" },
-    );
-    const opened = readFileSync(trace, "utf8").split("\n");
+    const { lines: opened } = traceScript(script, "openat", `${path}.trace`);
     expect(opened.some((line) => line.includes("state.sqlite"))).toBe(true);
     expect(opened.filter((line) => line.includes("etilqs"))).toEqual([]);
     const reader = new Database(path, { readonly: true });
