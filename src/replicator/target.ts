@@ -493,12 +493,12 @@ export class ReplicatorTarget {
         return errorResponse("position-gap", `positions in the request are not consecutive at index ${i}`);
       }
     }
-    // Only ever more durable within the epoch (a request built before a later one was may arrive after it).
+    // The log's durable part only grows: what an earlier request or a release said still holds.
     const durableSeq = request.logDurableSeq;
     this.sourceDurableSeq =
       durableSeq === undefined || durableSeq >= request.entries.at(-1)!.seq
         ? undefined
-        : Math.max(durableSeq, this.sourceDurableSeq ?? 0);
+        : Math.max(durableSeq, this.sourceDurableSeq ?? applied.seq);
     const results: ApplyResult[] = [];
     const pathsBySeq = new Map(request.entries.map((e) => [e.seq, e.operation.path]));
     this.verifiedDirs.clear();

@@ -241,6 +241,9 @@ describe("a source whose log reaches the disk while it ships (ApplyRequest's log
     apply(8, 8); // without it: durable through this request's operations
     target.flush();
     expect(target.durablePosition()?.seq).toBe(8);
+    apply(9, 10, 3); // a lower word never takes back what was said before
+    target.flush();
+    expect(target.durablePosition()?.seq).toBe(8);
   });
 
   it("a release (sent once the source's log is durable) lets the target make everything applied durable", () => {
