@@ -262,11 +262,15 @@ export class NodeFileSystem implements MirrorFileSystem {
 
   /**
    * lstat of the entry `name`, undefined when it is not there: statx through its parent's held handle where
-   * there is one and koffi, else Node's lstat of its address (only then made: a listing states every entry).
+   * there is one and koffi, else Node's lstat of its address (`addressOf(name)`, only then made: a listing states every entry).
    */
-  private entryStat(parentFd: number | undefined, name: string, address: () => SyscallPath): EntryStat | undefined {
+  private entryStat(
+    parentFd: number | undefined,
+    name: string,
+    addressOf: (name: string) => SyscallPath,
+  ): EntryStat | undefined {
     if (parentFd !== undefined && this.native !== undefined) return this.native.statAt(parentFd, plainAddress(name));
-    const stat = lstatSync(address(), { bigint: true, throwIfNoEntry: false });
+    const stat = lstatSync(addressOf(name), { bigint: true, throwIfNoEntry: false });
     return stat === undefined ? undefined : toEntryStat(stat);
   }
 
@@ -569,16 +573,12 @@ export class NodeFileSystem implements MirrorFileSystem {
     const p = normalizePath(path);
     return this.withDirectory(p, (dir, fd) => {
       const entries: DirEntryStat[] = [];
-      const native = fd === undefined ? undefined : this.native;
+      // One for the listing, not a closure for each entry.
+      const addressOf = (name: string) =>
+        fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name);
       for (const name of this.childNames(dir, fd)) {
         // Resolved through the held directory: a parent swapped for a symlink meanwhile is not followed.
-        // statx through the handle directly (no address closure made for each entry) where it can.
-        const stat =
-          native !== undefined
-            ? native.statAt(fd!, plainAddress(name))
-            : this.entryStat(fd, name, () =>
-                fd === undefined ? plainAddress(joinChild(p, name)) : childAddress(fd, name),
-              );
+        const stat = this.entryStat(fd, name, addressOf);
         // Undefined: removed since it was listed.
         if (stat !== undefined) entries.push({ name, stat });
       }
