@@ -4,8 +4,9 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { posix } from "node:path";
+import { fileURLToPath } from "node:url";
 import { MIRRORLOG_BIN, NODE_FLAGS } from "../src/cli/nodeCommand.js";
-import type { TestSshServer } from "../test/support/sshd.js";
+import { quoteWord, type TestSshServer } from "../test/support/sshd.js";
 import { type MemoryRow, readRss, rssWrapper, type TimedRun, timeCommand } from "./measurement.js";
 
 /** The mirrorlog executable of this checkout (runs the compiled dist/, built by `npm run bench`). */
@@ -137,6 +138,52 @@ export function runRsync(
 /** `cp -a SRC DST` into a DST that does not exist yet (cp then creates it as the copy), timed: the floor. */
 export function runCp(context: BenchContext, source: string, targetPath: string): Promise<TimedRun> {
   return timeCommand({ argv: ["cp", "-a", source, targetPath], rssFile: freshRssFile(context) });
+}
+
+/**
+ * The durable floor of a local initial mirror, timed: `cp -a SRC DST`, then one syncfs of DST's file system
+ * (`sync -f`): the least a copy that ends durable takes here (one process, no hash, no log, one flush).
+ */
+export function runCopyAndFlush(context: BenchContext, source: string, targetPath: string): Promise<TimedRun> {
+  const argv = ["sh", "-c", 'cp -a "$1" "$2" && sync -f "$2"', "sh", source, targetPath];
+  return timeCommand({ argv, rssFile: freshRssFile(context) });
+}
+
+/**
+ * The durable floor of an initial mirror over ssh, timed: `tar -c` of SRC streamed through the same ssh into
+ * `tar -x` on the far side, then one `sync -f` there: a copy over one connection that ends durable, with
+ * nothing compared, hashed or logged.
+ */
+export function runTarOverSsh(context: BenchContext, source: string, targetPath: string): Promise<TimedRun> {
+  const far = shellLine(["sh", "-c", 'mkdir "$1" && tar -C "$1" -xf - && sync -f "$1"', "sh", targetPath]);
+  const script = `${shellLine(["tar", "-C", source, "-cf", "-", "."])} | ${shellLine([...context.ssh.sshCommand, "localhost", far])}`;
+  const target = { path: targetPath, overSsh: true };
+  return withSshDiagnosis(context, target, () =>
+    timeCommand({ argv: ["sh", "-c", script], rssFile: freshRssFile(context) }),
+  );
+}
+
+/** bench/walkFloor.mjs: node's start and a bare walk of each tree it is given. */
+const WALK_FLOOR = fileURLToPath(new URL("./walkFloor.mjs", import.meta.url));
+
+/**
+ * The floor of a no-change run, timed: node's start and a bare walk of the source and of the target
+ * (bench/walkFloor.mjs, run as mirrorlog runs). Locally one process walks both, as a local run does (its
+ * target is served in process); over ssh the source's walk runs beside `ssh localhost` walking the target,
+ * as mirrorlog walks its source during the handshake. Its stdout names each root with its entry count.
+ */
+export function runWalkFloor(context: BenchContext, source: string, target: MirrorTarget): Promise<TimedRun> {
+  const walk = [process.execPath, ...NODE_FLAGS, WALK_FLOOR];
+  const rssFile = freshRssFile(context);
+  if (!target.overSsh) return timeCommand({ argv: [...walk, source, target.path], rssFile });
+  const far = shellLine([...context.ssh.sshCommand, "localhost", shellLine([...walk, target.path])]);
+  const script = `${shellLine([...walk, source])} & ${far}; wait`;
+  return withSshDiagnosis(context, target, () => timeCommand({ argv: ["sh", "-c", script], rssFile }));
+}
+
+/** `words` as one POSIX shell command line. */
+function shellLine(words: readonly string[]): string {
+  return words.map(quoteWord).join(" ");
 }
 
 /**

@@ -164,6 +164,37 @@ export function formatResultsTable(rows: readonly ResultRow[]): string {
   return lines.join("\n");
 }
 
+/**
+ * The least time a job takes here whatever the tool, as long as it does the job's work and ends durable as
+ * mirrorlog does (e.g. `cp -a`, then one syncfs), timed in the same trials as the row's rsync: when even the
+ * floor is slower than the row's goal allows, no change to mirrorlog can meet that goal on this machine.
+ */
+export interface FloorRow {
+  /** The mirrorlog/rsync row whose goal the floor bounds. */
+  row: ResultRow;
+  /** What was timed, as a reader would run it. */
+  floor: string;
+  /** Milliseconds (median). */
+  floorValue: number;
+}
+
+/** The floors as a Markdown table: each against its row's rsync and goal. */
+export function formatFloorTable(rows: readonly FloorRow[]): string {
+  const lines = [
+    "| job | floor | floor's time | rsync | floor / rsync | goal for mirrorlog | the goal is |",
+    "|---|---|---:|---:|---:|---:|---|",
+  ];
+  for (const { row, floor, floorValue } of rows) {
+    const ratio = floorValue / row.peerValue;
+    const goal = row.goal === undefined ? "—" : `≤ ${row.goal.toFixed(1)}×`;
+    const verdict = row.goal === undefined ? "—" : ratio <= row.goal ? "above the floor" : "**below the floor**";
+    lines.push(
+      `| ${row.scenario} | ${floor} | ${(floorValue / 1000).toFixed(3)} s | ${(row.peerValue / 1000).toFixed(3)} s | ${ratio.toFixed(2)}× | ${goal} | ${verdict} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
 /** One peak-RSS observation. */
 export interface MemoryRow {
   what: string;

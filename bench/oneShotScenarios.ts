@@ -6,12 +6,15 @@ import {
   flushDirtyPages,
   freshPath,
   type MirrorTarget,
+  runCopyAndFlush,
   runCp,
   runMirrorlogSync,
   runRsync,
   runSshNoop,
+  runTarOverSsh,
+  runWalkFloor,
 } from "./contenders.js";
-import { interleave, largest, median, type ResultRow } from "./measurement.js";
+import { type FloorRow, interleave, largest, median, type ResultRow } from "./measurement.js";
 import {
   filesDifference,
   type GeneratedTree,
@@ -26,6 +29,8 @@ export interface ScenarioResult {
   rows: ResultRow[];
   /** Context lines printed under the table (baselines, what was measured how). */
   notes: string[];
+  /** Floors of some rows (see FloorRow), printed as a table of their own. */
+  floors?: FloorRow[];
 }
 
 /** The source tree every one-shot scenario mirrors. */
@@ -43,6 +48,29 @@ function assertMirrored(tool: string, source: string, target: string): void {
 /** The milliseconds of the named contender's trials. */
 function timesOf(times: Map<string, number[]>, name: string): number[] {
   return times.get(name)!;
+}
+
+/** What the floor of a no-change or modified run times (runWalkFloor), as the floor table names it. */
+const WALK_FLOOR = "node's start, a bare walk of both trees (`bench/walkFloor.mjs`)";
+
+/**
+ * A trial of the no-change floor (runWalkFloor) against `target`, an up-to-date copy of the source: fails
+ * unless both walks listed every entry of the source, so a floor that walked nothing is no result.
+ */
+function walkFloorTrial(context: BenchContext, source: OneShotSource, target: MirrorTarget): () => Promise<number> {
+  const entries = source.tree.files.length + source.tree.directories.length;
+  return async () => {
+    const run = await runWalkFloor(context, source.tree.root, target);
+    const counts = run.stdout
+      .trim()
+      .split("\n")
+      .map((line) => Number(line.split(" ").at(-1)));
+    if (counts.length !== 2 || counts.some((count) => count !== entries)) {
+      throw new Error(`the walk floor listed ${JSON.stringify(run.stdout)}, expected ${entries} entries in each tree`);
+    }
+    context.log(`  walk floor ${target.overSsh ? "over ssh" : "local"} ${(run.ms / 1000).toFixed(3)} s`);
+    return run.ms;
+  };
 }
 
 /**
@@ -86,35 +114,57 @@ export async function initialScenario(
         return run.ms;
       },
     },
+    {
+      name: "floor",
+      trial: async () => {
+        const path = freshPath(context, "initial-tar");
+        const run = await runTarOverSsh(context, root, path);
+        targets.push({ tool: "tar over ssh", path });
+        context.log(`  initial floor     ${(run.ms / 1000).toFixed(3)} s`);
+        return run.ms;
+      },
+    },
   ]);
   for (const target of targets) assertMirrored(target.tool, root, target.path);
   recordMemory(context, "mirrorlog sync (source side), initial over ssh", rssParent);
   recordMemory(context, "mirrorlog serve (target side), initial over ssh", rssServe);
   recordMemory(context, "rsync (sender, local side), initial over ssh", rssRsync);
+  const overSsh: ResultRow = {
+    scenario: `initial mirror over ssh (${source.tree.files.length} files)`,
+    peer: "rsync",
+    unit: "s",
+    mirrorlog: median(timesOf(times, "mirrorlog")),
+    peerValue: median(timesOf(times, "rsync")),
+    goal: 0.8,
+    note: `median of ${trials} interleaved trials (with the floor's)`,
+  };
+  const local = await initialLocalRows(context, source, trials);
   return {
-    rows: [
-      {
-        scenario: `initial mirror over ssh (${source.tree.files.length} files)`,
-        peer: "rsync",
-        unit: "s",
-        mirrorlog: median(timesOf(times, "mirrorlog")),
-        peerValue: median(timesOf(times, "rsync")),
-        goal: 0.8,
-        note: `median of ${trials} interleaved trials`,
-      },
-      ...(await initialLocalRows(context, source, trials)),
-    ],
+    rows: [overSsh, ...local.rows],
     notes: [],
+    floors: [
+      {
+        row: overSsh,
+        floor: "`tar -c` \\| ssh `tar -x`, then `sync -f` there",
+        floorValue: median(timesOf(times, "floor")),
+      },
+      local.floor,
+    ],
   };
 }
 
 /**
  * The local initial mirror: `mirrorlog sync SRC DST_i` against `rsync -a --delete`, the durable
- * peer `rsync -a --delete --fsync` and the floor `cp -a`, four contenders interleaved, each into a
+ * peer `rsync -a --delete --fsync`, the floor `cp -a` and the durable floor `cp -a` + `sync -f` (the
+ * FloorRow of the rsync row), five contenders interleaved, each into a
  * fresh target. An untimed `sync` precedes every trial (flushDirtyPages), so none pays for the
  * writeback of the trial before it. One row per peer, all against the same mirrorlog trials.
  */
-async function initialLocalRows(context: BenchContext, source: OneShotSource, trials: number): Promise<ResultRow[]> {
+async function initialLocalRows(
+  context: BenchContext,
+  source: OneShotSource,
+  trials: number,
+): Promise<{ rows: ResultRow[]; floor: FloorRow }> {
   const root = source.tree.root;
   const targets: { tool: string; path: string }[] = [];
   const rssMirrorlog: (number | undefined)[] = [];
@@ -151,13 +201,14 @@ async function initialLocalRows(context: BenchContext, source: OneShotSource, tr
     contender("rsync", (path) => runRsync(context, root, { path, overSsh: false }), rssRsync),
     contender("rsync --fsync", (path) => runRsync(context, root, { path, overSsh: false }, { fsync: true })),
     contender("cp -a", (path) => runCp(context, root, path)),
+    contender("cp -a, sync -f", (path) => runCopyAndFlush(context, root, path)),
   ]);
   for (const target of targets) assertMirrored(target.tool, root, target.path);
   // GNU time's %M of a process is the largest of it and its reaped children: sync or its serve child.
   recordMemory(context, "mirrorlog sync and its local serve child (the larger), initial local", rssMirrorlog);
   recordMemory(context, "rsync (largest of its processes), initial local", rssRsync);
   const mirrorlog = median(timesOf(times, "mirrorlog"));
-  const note = `median of ${trials} interleaved trials (4 tools), \`sync\` before each`;
+  const note = `median of ${trials} interleaved trials (5 tools), \`sync\` before each`;
   const row = (peer: string, goal?: number): ResultRow => ({
     scenario: `initial mirror, local (${source.tree.files.length} files)`,
     peer,
@@ -167,7 +218,15 @@ async function initialLocalRows(context: BenchContext, source: OneShotSource, tr
     ...(goal === undefined ? {} : { goal }),
     note,
   });
-  return [row("rsync", 0.8), row("rsync --fsync"), row("cp -a")];
+  const againstRsync = row("rsync", 0.8);
+  return {
+    rows: [againstRsync, row("rsync --fsync"), row("cp -a")],
+    floor: {
+      row: againstRsync,
+      floor: "`cp -a`, then `sync -f`",
+      floorValue: median(timesOf(times, "cp -a, sync -f")),
+    },
+  };
 }
 
 /** Scenario 2: re-run with nothing changed, locally and over ssh, against targets synced beforehand. */
@@ -179,6 +238,7 @@ export async function noChangeScenario(
   const root = source.tree.root;
   const rows: ResultRow[] = [];
   const notes: string[] = [];
+  const floors: FloorRow[] = [];
   for (const overSsh of [false, true]) {
     const where = overSsh ? "over ssh" : "local";
     const mirrorlogTarget: MirrorTarget = { path: freshPath(context, `nochange-mirrorlog-${where}`), overSsh };
@@ -206,25 +266,28 @@ export async function noChangeScenario(
           return run.ms;
         },
       },
+      { name: "floor", trial: walkFloorTrial(context, source, rsyncTarget) },
     ]);
     assertMirrored("mirrorlog", root, mirrorlogTarget.path);
     assertMirrored("rsync", root, rsyncTarget.path);
     recordMemory(context, `mirrorlog sync (source side), no-change ${where}`, rssParent);
-    rows.push({
+    const row: ResultRow = {
       scenario: `no-change re-run, ${where}`,
       peer: "rsync",
       unit: "s",
       mirrorlog: median(timesOf(times, "mirrorlog")),
       peerValue: median(timesOf(times, "rsync")),
       goal: overSsh ? 0.8 : 1.0,
-      note: `median of ${trials} interleaved trials`,
-    });
+      note: `median of ${trials} interleaved trials (with the floor's)`,
+    };
+    rows.push(row);
+    floors.push({ row, floor: WALK_FLOOR, floorValue: median(timesOf(times, "floor")) });
   }
   const sshTimes = await interleave(trials, [{ name: "ssh", trial: async () => (await runSshNoop(context)).ms }]);
   notes.push(
     `\`ssh localhost true\` (the connection both tools pay over ssh): median ${median(timesOf(sshTimes, "ssh")).toFixed(0)} ms of ${trials}.`,
   );
-  return { rows, notes };
+  return { rows, notes, floors };
 }
 
 /**
@@ -283,34 +346,33 @@ export async function modifiedScenario(
     { name: "rsync ssh", trial: rsyncTrial(targets.rsyncSsh) },
     { name: "mirrorlog local", trial: mirrorlogTrial(targets.mirrorlogLocal) },
     { name: "rsync local", trial: rsyncTrial(targets.rsyncLocal) },
+    // A modified run walks both trees as a no-change run does: the same floor, against these rsync trials.
+    { name: "floor ssh", trial: walkFloorTrial(context, source, targets.rsyncSsh) },
+    { name: "floor local", trial: walkFloorTrial(context, source, targets.rsyncLocal) },
   ]);
   assertMirrored("mirrorlog", root, targets.mirrorlogSsh.path);
   assertMirrored("rsync", root, targets.rsyncSsh.path);
   assertMirrored("mirrorlog", root, targets.mirrorlogLocal.path);
   assertMirrored("rsync", root, targets.rsyncLocal.path);
   const note = `median of ${trials} interleaved trials, a different ${batchSize} files each`;
+  const row = (where: "ssh" | "local", goal: number): ResultRow => ({
+    scenario: `${batchSize} files modified, ${where === "ssh" ? "over ssh" : "local"}`,
+    peer: "rsync",
+    unit: "s",
+    mirrorlog: median(timesOf(times, `mirrorlog ${where}`)),
+    peerValue: median(timesOf(times, `rsync ${where}`)),
+    goal,
+    note,
+  });
+  const rows = [row("ssh", 0.7), row("local", 1.0)];
   return {
-    rows: [
-      {
-        scenario: `${batchSize} files modified, over ssh`,
-        peer: "rsync",
-        unit: "s",
-        mirrorlog: median(timesOf(times, "mirrorlog ssh")),
-        peerValue: median(timesOf(times, "rsync ssh")),
-        goal: 0.7,
-        note,
-      },
-      {
-        scenario: `${batchSize} files modified, local`,
-        peer: "rsync",
-        unit: "s",
-        mirrorlog: median(timesOf(times, "mirrorlog local")),
-        peerValue: median(timesOf(times, "rsync local")),
-        goal: 1.0,
-        note,
-      },
-    ],
+    rows,
     notes: [],
+    floors: rows.map((modified, index) => ({
+      row: modified,
+      floor: WALK_FLOOR,
+      floorValue: median(timesOf(times, index === 0 ? "floor ssh" : "floor local")),
+    })),
   };
 }
 

@@ -15,7 +15,14 @@ import { profileScenario } from "./cpuProfile.js";
 import { fanoutScenario } from "./fanout.js";
 import { LARGE_FILE_BYTES, largeScenario } from "./largeFile.js";
 import { liveScenario } from "./liveScenarios.js";
-import { canMeasureRss, formatMemoryTable, formatResultsTable, type ResultRow } from "./measurement.js";
+import {
+  canMeasureRss,
+  type FloorRow,
+  formatFloorTable,
+  formatMemoryTable,
+  formatResultsTable,
+  type ResultRow,
+} from "./measurement.js";
 import {
   initialScenario,
   modifiedScenario,
@@ -120,6 +127,7 @@ const context: BenchContext = {
 };
 const rows: ResultRow[] = [];
 const notes: string[] = [];
+const floors: FloorRow[] = [];
 let profileLines: string[] = [];
 let fanoutLines: string[] = [];
 try {
@@ -149,6 +157,7 @@ try {
     if (result) {
       rows.push(...result.rows);
       notes.push(...result.notes);
+      floors.push(...(result.floors ?? []));
     }
   }
 } finally {
@@ -171,6 +180,14 @@ const report = [
   "",
 ];
 if (rows.length > 0) report.push(formatResultsTable(rows), "");
+if (floors.length > 0) {
+  report.push(
+    "Floors: the least each job takes on this machine for a tool that does the job's work as mirrorlog must (a copy that ends durable with one flush; a walk of both trees, on node), timed in the same trials as the row's rsync (medians). A goal below its floor is out of reach of any change to mirrorlog here:",
+    "",
+    formatFloorTable(floors),
+    "",
+  );
+}
 if (context.memory.length > 0)
   report.push("Peak RSS (largest of the observed runs):", "", formatMemoryTable(context.memory), "");
 else if (!canMeasureRss()) report.push("Peak RSS not measured: /usr/bin/time (Debian package `time`) is missing.", "");

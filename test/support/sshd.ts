@@ -224,6 +224,6 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /** Single-quotes a word for a command line read by splitCommandWords or a POSIX shell. */
-function quoteWord(word: string): string {
+export function quoteWord(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
