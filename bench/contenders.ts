@@ -140,6 +140,9 @@ export function runCp(context: BenchContext, source: string, targetPath: string)
   return timeCommand({ argv: ["cp", "-a", source, targetPath], rssFile: freshRssFile(context) });
 }
 
+/** runCopyAndFlush, as the floor table names it. */
+export const COPY_AND_FLUSH = "`cp -a`, then `sync -f`";
+
 /**
  * The durable floor of a local initial mirror, timed: `cp -a SRC DST`, then one syncfs of DST's file system
  * (`sync -f`): the least a copy that ends durable takes here (one process, no hash, no log, one flush).
@@ -148,6 +151,9 @@ export function runCopyAndFlush(context: BenchContext, source: string, targetPat
   const argv = ["sh", "-c", 'cp -a "$1" "$2" && sync -f "$2"', "sh", source, targetPath];
   return timeCommand({ argv, rssFile: freshRssFile(context) });
 }
+
+/** runTarOverSsh, as the floor table names it. */
+export const TAR_OVER_SSH = "`tar -c` \\| ssh `tar -x`, then `sync -f` there";
 
 /**
  * The durable floor of an initial mirror over ssh, timed: `tar -c` of SRC streamed through the same ssh into
@@ -164,7 +170,10 @@ export function runTarOverSsh(context: BenchContext, source: string, targetPath:
 }
 
 /** bench/walkFloor.mjs: node's start and a bare walk of each tree it is given. */
-const WALK_FLOOR = fileURLToPath(new URL("./walkFloor.mjs", import.meta.url));
+const WALK_FLOOR_SCRIPT = fileURLToPath(new URL("./walkFloor.mjs", import.meta.url));
+
+/** runWalkFloor, as the floor table names it. */
+export const WALK_FLOOR_NAME = "node's start, a bare walk of both trees (`bench/walkFloor.mjs`)";
 
 /**
  * The floor of a no-change run, timed: node's start and a bare walk of the source and of the target
@@ -173,7 +182,7 @@ const WALK_FLOOR = fileURLToPath(new URL("./walkFloor.mjs", import.meta.url));
  * as mirrorlog walks its source during the handshake. Its stdout names each root with its entry count.
  */
 export function runWalkFloor(context: BenchContext, source: string, target: MirrorTarget): Promise<TimedRun> {
-  const walk = [process.execPath, ...NODE_FLAGS, WALK_FLOOR];
+  const walk = [process.execPath, ...NODE_FLAGS, WALK_FLOOR_SCRIPT];
   const rssFile = freshRssFile(context);
   if (!target.overSsh) return timeCommand({ argv: [...walk, source, target.path], rssFile });
   const far = shellLine([...context.ssh.sshCommand, "localhost", shellLine([...walk, target.path])]);

@@ -3,6 +3,7 @@
 // every target is checked against the source after the timed part.
 import {
   type BenchContext,
+  COPY_AND_FLUSH,
   flushDirtyPages,
   freshPath,
   type MirrorTarget,
@@ -13,6 +14,8 @@ import {
   runSshNoop,
   runTarOverSsh,
   runWalkFloor,
+  TAR_OVER_SSH,
+  WALK_FLOOR_NAME,
 } from "./contenders.js";
 import { type FloorRow, interleave, largest, median, type ResultRow } from "./measurement.js";
 import {
@@ -49,9 +52,6 @@ function assertMirrored(tool: string, source: string, target: string): void {
 function timesOf(times: Map<string, number[]>, name: string): number[] {
   return times.get(name)!;
 }
-
-/** What the floor of a no-change or modified run times (runWalkFloor), as the floor table names it. */
-const WALK_FLOOR = "node's start, a bare walk of both trees (`bench/walkFloor.mjs`)";
 
 /**
  * A trial of the no-change floor (runWalkFloor) against `target`, an up-to-date copy of the source: fails
@@ -145,7 +145,7 @@ export async function initialScenario(
     floors: [
       {
         row: overSsh,
-        floor: "`tar -c` \\| ssh `tar -x`, then `sync -f` there",
+        floor: TAR_OVER_SSH,
         floorValue: median(timesOf(times, "floor")),
       },
       local.floor,
@@ -223,7 +223,7 @@ async function initialLocalRows(
     rows: [againstRsync, row("rsync --fsync"), row("cp -a")],
     floor: {
       row: againstRsync,
-      floor: "`cp -a`, then `sync -f`",
+      floor: COPY_AND_FLUSH,
       floorValue: median(timesOf(times, "cp -a, sync -f")),
     },
   };
@@ -281,7 +281,7 @@ export async function noChangeScenario(
       note: `median of ${trials} interleaved trials (with the floor's)`,
     };
     rows.push(row);
-    floors.push({ row, floor: WALK_FLOOR, floorValue: median(timesOf(times, "floor")) });
+    floors.push({ row, floor: WALK_FLOOR_NAME, floorValue: median(timesOf(times, "floor")) });
   }
   const sshTimes = await interleave(trials, [{ name: "ssh", trial: async () => (await runSshNoop(context)).ms }]);
   notes.push(
@@ -370,7 +370,7 @@ export async function modifiedScenario(
     notes: [],
     floors: rows.map((modified, index) => ({
       row: modified,
-      floor: WALK_FLOOR,
+      floor: WALK_FLOOR_NAME,
       floorValue: median(timesOf(times, index === 0 ? "floor ssh" : "floor local")),
     })),
   };
