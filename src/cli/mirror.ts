@@ -333,6 +333,8 @@ export async function runMirror(
         }),
       bytesSent: () =>
         connection === undefined ? 0 : connection.client.stats.bytesSent + connection.client.queuedBytes,
+      // StreamClient.request encodes at once (a test's phase hold never sends at all).
+      copiesRequests: true,
     },
     {
       wholeManifestFirst: () => guard?.judging === true,

@@ -33,6 +33,12 @@ export interface ContentBasis {
 export const PIECE_BYTES = 1024 * 1024;
 /** Literal bytes per upload request: a few pieces, so little is held per request in flight. */
 const UPLOAD_REQUEST_BYTES = DEFAULT_LIMITS.uploadRequestBytes;
+/**
+ * Pieces of PIECE_BYTES an upload request holds at most (uploads() closes a request once its literal bytes
+ * reach UPLOAD_REQUEST_BYTES): an upload read into this many buffers in turn never has a request point twice
+ * at one, as long as each request is encoded before the next piece is read (see uploadAhead).
+ */
+export const PIECES_PER_UPLOAD = Math.ceil(UPLOAD_REQUEST_BYTES / PIECE_BYTES);
 /** zstd level of a pack of small files (it compresses across files, so a little more effort pays)... */
 const PACK_LEVEL = 6;
 /** ...and of the literal pieces of larger files and deltas. */
@@ -129,7 +135,9 @@ export class ContentShipping {
   /**
    * Uploads a file while it is read (`pieces`, which returns what reading it gave), before its write is
    * planned: a large new file then travels while it is hashed and cut instead of after. The write that names it
-   * with the hash read ships as that upload (see ship); its bytes count there.
+   * with the hash read ships as that upload (see ship); its bytes count there. A request yielded points at the
+   * pieces it holds: `pieces` may reuse a piece's buffer once PIECES_PER_UPLOAD more were read, so each
+   * request must be encoded (sent) before this generator is resumed.
    */
   *uploadAhead(path: string, pieces: Generator<Uint8Array, ReadContent>): Generator<UploadRequest, ReadContent> {
     const uploadId = (this.nextUpload++).toString(36);

@@ -351,7 +351,7 @@ function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: numbe
     const chunked = chunkContent(bytes, replicationChunking(bytes.length));
     return { hash: chunked.contentId, size: bytes.length, bytes, chunks: chunked.chunks, stat };
   }
-  const pieces = readInPieces(fs, absolute, expectedSize, STREAM_PIECE, new Uint8Array(STREAM_PIECE));
+  const pieces = readInPieces(fs, absolute, expectedSize, STREAM_PIECE, [new Uint8Array(STREAM_PIECE)]);
   for (;;) {
     const step = pieces.next();
     if (step.done) return step.value;
@@ -359,24 +359,26 @@ function readContent(fs: MirrorFileSystem, absolute: string, expectedSize: numbe
 }
 
 /**
- * Reads a large file in pieces of `pieceBytes`, each yielded as read (into `scratch`, valid until the next,
- * when given: memory stays flat whatever the size; else each a new buffer), and cuts and hashes them as
- * they pass: returns its hash, size and chunk list. The whole-content hash runs on a helper thread beside
- * the chunking (hashingThread.ts), held until the generator ends.
+ * Reads a large file in pieces of `pieceBytes`, each yielded as read, and cuts and hashes them as they pass:
+ * returns its hash, size and chunk list. Given `scratch` buffers, the pieces are read into them in turn, so
+ * a piece is valid until `scratch.length` more were read and memory stays flat whatever the size; without,
+ * each is a new buffer. The whole-content hash runs on a helper thread beside the chunking
+ * (hashingThread.ts), held until the generator ends.
  */
 export function* readInPieces(
   fs: MirrorFileSystem,
   absolute: string,
   expectedSize: number,
   pieceBytes: number,
-  scratch?: Uint8Array,
+  scratch: readonly Uint8Array[] = [],
 ): Generator<Uint8Array, ReadContent> {
   const { hasher, release } = wholeContentHasher(expectedSize);
   try {
     const chunker = new HashingChunker(replicationChunking(expectedSize), hasher);
     const chunks: Chunk[] = [];
-    for (let offset = 0; ; offset += pieceBytes) {
-      const piece = fs.readFileRange(absolute, offset, pieceBytes, scratch);
+    for (let offset = 0, turn = 0; ; offset += pieceBytes, turn++) {
+      const into = scratch.length === 0 ? undefined : scratch[turn % scratch.length];
+      const piece = fs.readFileRange(absolute, offset, pieceBytes, into);
       if (piece.length > 0) {
         chunks.push(...chunker.push(piece));
         yield piece;

@@ -46,6 +46,7 @@ import {
   ContentShipping,
   INLINE_MAX,
   PIECE_BYTES,
+  PIECES_PER_UPLOAD,
   splitSince,
 } from "./contentShipping.js";
 import { LinkGroups } from "./linkGroups.js";
@@ -194,6 +195,8 @@ export class SourceSession {
   /** Open problems applying on the target, by path; a later success at the path resolves them. */
   private readonly applyProblems = new Map<string, string>();
   private readonly shipping: ContentShipping;
+  /** The buffers large files are read into as they are uploaded (see readDeferred), made by the first. */
+  private uploadBuffers: Uint8Array[] | undefined;
   /** The expected tree (read and replaced through `expected`). */
   private expectedRoot: DirNode = emptyDir();
   /**
@@ -692,15 +695,21 @@ export class SourceSession {
    * adopted. One the target cannot hold yet (no file at its path to be a delta's basis, no content of its
    * size anywhere) is uploaded while it is read: the uploads are yielded to be sent as they come, and its
    * write, planned with the level, names them (ContentShipping.uploadAhead). Others are read at once.
-   * The caller sends what is planned before, so the directories above an upload exist when it arrives.
+   * The caller sends what is planned before, so the directories above an upload exist when it arrives. With
+   * `reuseBuffers` an upload's pieces are read into the same few buffers (PIECES_PER_UPLOAD) in turn: the
+   * caller must encode each upload before it asks for the next.
    */
-  *readDeferred(scan: ScanResult): Generator<UploadRequest, void> {
+  *readDeferred(scan: ScanResult, reuseBuffers = false): Generator<UploadRequest, void> {
     const fs = this.options.fs;
     for (const file of scan.deferred) {
       let read: ReadContent | undefined;
       const basis = nodeAt(this.expected, file.path);
       if (isMirrorFileSystem(fs) && basis?.kind !== "file" && !this.shipping.mayHoldSize(file.stat.size)) {
-        const pieces = readInPieces(fs, this.absolute(file.path), file.stat.size, PIECE_BYTES);
+        if (reuseBuffers) {
+          this.uploadBuffers ??= Array.from({ length: PIECES_PER_UPLOAD }, () => new Uint8Array(PIECE_BYTES));
+        }
+        const scratch = reuseBuffers ? this.uploadBuffers : undefined;
+        const pieces = readInPieces(fs, this.absolute(file.path), file.stat.size, PIECE_BYTES, scratch);
         try {
           read = yield* this.shipping.uploadAhead(file.path, pieces);
         } catch {

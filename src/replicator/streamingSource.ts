@@ -14,6 +14,11 @@ export interface TargetConnection {
   request(request: Request): Promise<Response>;
   /** Bytes handed to the wire so far (encoded frames), so each request's size can be logged. */
   bytesSent?(): number;
+  /**
+   * True when `request` has encoded the request (copied its bytes) by the time it returns: the buffers an
+   * upload points at may then be read into again (see SourceSession.readDeferred). Unset: each is kept.
+   */
+  copiesRequests?: boolean;
 }
 
 /** What the driver reports while it ships. */
@@ -416,7 +421,7 @@ export class StreamingSource {
     if (scan.deferred.length > 0) {
       // What is planned goes first: an upload is staged beside its final name, in a directory made so far.
       await this.sendBuffer();
-      for (const upload of this.session.readDeferred(scan)) {
+      for (const upload of this.session.readDeferred(scan, this.connection.copiesRequests === true)) {
         if (this.refused !== undefined) break;
         await this.send(upload);
       }

@@ -10,11 +10,12 @@
 // time, in arrival order, because the target applies operations sequentially.
 // Message bodies are opaque here: callers pass validators, so this file knows no schema.
 import { once } from "node:events";
+import { Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { checkLimits, DEFAULT_LIMITS, type Limits } from "../events/limits.js";
 import { monotonicMs } from "../fs/clock.js";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameError } from "./frames.js";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, encodeReusableFrame, FrameDecoder, FrameError } from "./frames.js";
 
 /** The protocol name every hello frame carries; anything else on the stream is not us. */
 export const PROTOCOL_NAME = "mirrorlog";
@@ -99,6 +100,12 @@ const DIAGNOSE_DEADLINE_MS = 2_000;
 // How much of a non-protocol stream start (an ssh banner, a shell rc file's echo) to quote.
 const QUOTED_PREFIX_BYTES = 64;
 
+/** A frame to write, with what to call once the output no longer needs its bytes (reusable frames only). */
+interface QueuedFrame {
+  frame: Buffer;
+  written?: () => void;
+}
+
 /** Client side of a stream connection: pipelined requests, responses matched by id. */
 export class StreamClient<Req, Res> {
   /** Counters since the connection started (hello frames included). */
@@ -106,6 +113,12 @@ export class StreamClient<Req, Res> {
 
   private readonly input: Readable;
   private readonly output: Writable;
+  /**
+   * Whether a request's frame may be packed over once written (encodeReusableFrame): only into a socket or a
+   * pipe, whose write completes once the kernel holds the bytes. Another stream's completes when it passed
+   * the frame on (a PassThrough hands the same buffer to its reader, to be read later).
+   */
+  private readonly reuseFrames: boolean;
   private readonly version: number;
   private readonly validateResponse: (value: unknown) => Res;
   private readonly maxFrameBytes: number;
@@ -120,7 +133,8 @@ export class StreamClient<Req, Res> {
 
   private nextId = 1;
   private readonly pending = new Map<number, PendingRequest<Res>>();
-  private writeQueue: Buffer[] = [];
+  /** Frames held back while the output waits for 'drain', each with what to call once it is written. */
+  private writeQueue: QueuedFrame[] = [];
   private queuedByteCount = 0;
   private waitingForDrain = false;
   private greeted = false;
@@ -146,6 +160,7 @@ export class StreamClient<Req, Res> {
   constructor(options: StreamClientOptions<Res>) {
     this.input = options.input;
     this.output = options.output;
+    this.reuseFrames = options.output instanceof Socket;
     this.version = options.version;
     this.validateResponse = options.validateResponse;
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -198,9 +213,12 @@ export class StreamClient<Req, Res> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new TransportError("connection is closing; no new requests"));
     const id = this.nextId++;
-    let frame: Buffer;
+    let frame: QueuedFrame;
     try {
-      frame = encodeFrame({ id, body: req }, this.maxFrameBytes);
+      const message = { id, body: req };
+      frame = this.reuseFrames
+        ? encodeReusableFrame(message, this.maxFrameBytes)
+        : { frame: encodeFrame(message, this.maxFrameBytes) };
     } catch (cause) {
       return Promise.reject(new TransportError(`cannot send request ${id}: ${describe(cause)}`, { cause }));
     }
@@ -375,21 +393,27 @@ export class StreamClient<Req, Res> {
 
   // ---- output -----------------------------------------------------------------------------
 
-  /** Writes a frame now, or queues it (in order) while the output waits for 'drain'. */
-  private send(frame: Buffer): void {
+  /**
+   * Writes a frame now, or queues it (in order) while the output waits for 'drain'. A reusable frame's
+   * `written` is called once the output is done with its bytes (see encodeReusableFrame); a frame dropped
+   * unwritten (the connection failed) keeps its buffer from reuse.
+   */
+  private send(frame: Buffer | QueuedFrame): void {
     if (this.failure) return;
+    const queued = Buffer.isBuffer(frame) ? { frame } : frame;
     if (this.waitingForDrain) {
-      this.writeQueue.push(frame);
-      this.queuedByteCount += frame.length;
+      this.writeQueue.push(queued);
+      this.queuedByteCount += queued.frame.length;
       return;
     }
-    this.write(frame);
+    this.write(queued);
   }
 
-  private write(frame: Buffer): void {
+  private write({ frame, written }: QueuedFrame): void {
     this.stats.bytesSent += frame.length;
     this.stats.framesSent++;
-    if (!this.output.write(frame)) {
+    // Called with or without an error: either way the stream no longer reads the frame.
+    if (!this.output.write(frame, written === undefined ? undefined : () => written())) {
       this.waitingForDrain = true;
       this.output.once("drain", this.onDrain);
     }
@@ -400,9 +424,9 @@ export class StreamClient<Req, Res> {
     if (this.failure) return;
     let index = 0;
     while (index < this.writeQueue.length && !this.waitingForDrain) {
-      const frame = this.writeQueue[index++]!;
-      this.queuedByteCount -= frame.length;
-      this.write(frame);
+      const queued = this.writeQueue[index++]!;
+      this.queuedByteCount -= queued.frame.length;
+      this.write(queued);
     }
     this.writeQueue = this.writeQueue.slice(index);
     if (this.closing && !this.waitingForDrain && this.writeQueue.length === 0) this.output.end();

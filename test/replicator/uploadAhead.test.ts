@@ -20,7 +20,7 @@ import type { Request, Response } from "../../src/events/protocol.js";
 import type { EntryStat } from "../../src/fs/fileSystem.js";
 import { MemoryFileSystem } from "../../src/fs/memoryFileSystem.js";
 import { NodeFileSystem } from "../../src/fs/nodeFileSystem.js";
-import { ContentShipping } from "../../src/replicator/contentShipping.js";
+import { ContentShipping, PIECE_BYTES, PIECES_PER_UPLOAD } from "../../src/replicator/contentShipping.js";
 import type { ReadContent } from "../../src/replicator/scan.js";
 import { requestContentBytes, SourceSession } from "../../src/replicator/sourceSession.js";
 import { StreamingSource } from "../../src/replicator/streamingSource.js";
@@ -39,11 +39,14 @@ const SIZE = 12 * MiB + 5; // above the scan's streaming threshold (8 MiB)
 /** A source disk counting the bytes read of each file; `duringRead` runs once per read, before it. */
 class CountedReads extends NodeFileSystem {
   readonly bytesRead = new Map<string, number>();
+  /** The buffers ranges were read into. */
+  readonly rangeBuffers = new Set<ArrayBufferLike>();
   duringRead: ((path: string, offset: number) => void) | undefined;
   override readFileRange(path: string, offset: number, length: number, into?: Uint8Array): Uint8Array {
     this.duringRead?.(path, offset);
     const bytes = super.readFileRange(path, offset, length, into);
     this.bytesRead.set(path, (this.bytesRead.get(path) ?? 0) + bytes.length);
+    this.rangeBuffers.add(bytes.buffer);
     return bytes;
   }
   override readFileStated(path: string): { bytes: Uint8Array; stat: EntryStat } {
@@ -53,8 +56,12 @@ class CountedReads extends NodeFileSystem {
   }
 }
 
-/** A StreamingSource over a local pair, recording each request and the file bytes the requests carried. */
-function pairWithSource(prefix: string) {
+/**
+ * A StreamingSource over a local pair, recording each request and the file bytes the requests carried. The
+ * target answers as each request is sent (a copy of it), or with `answerLater` on a later turn, from the
+ * request itself (as publish's stream target does); `copiesRequests` is what the connection says of that.
+ */
+function pairWithSource(prefix: string, options: { copiesRequests?: boolean; answerLater?: boolean } = {}) {
   const pair = localPair(prefix, dirs);
   const fs = new CountedReads({ root: pair.src, onProblem: () => {} });
   const log = new OperationLog();
@@ -67,8 +74,10 @@ function pairWithSource(prefix: string) {
       sent.push(request);
       if (request.type === "apply" || request.type === "upload") contentBytes += requestContentBytes(request);
       if (request.type === "upload") uploadsAfterLogged.push(log.history(request.path).length > 0);
+      if (options.answerLater) await new Promise((resolve) => setImmediate(resolve));
       return pair.answer(request);
     },
+    ...(options.copiesRequests === undefined ? {} : { copiesRequests: options.copiesRequests }),
   };
   const session = new SourceSession({ fs, root: pair.src, log });
   const source = new StreamingSource(session, connection);
@@ -168,6 +177,31 @@ describe("a large file the target may hold", () => {
     expectMirrored(p.src, p.dst);
     expect(p.sent.some((request) => request.type === "chunks")).toBe(false);
     expect(p.takeContentBytes()).toBeLessThan(1 * MiB);
+  });
+});
+
+describe("an upload's pieces", () => {
+  it("are read into the same few buffers in turn when the connection encodes each request as it is sent", async () => {
+    const p = pairWithSource("mirrorlog-ahead-reused-", { copiesRequests: true });
+    writeFileSync(join(p.src, "big.bin"), fixedRandomBytes(SIZE, "reused"));
+    await p.source.establish();
+
+    expectMirrored(p.src, p.dst);
+    // One upload, every byte right: no piece was read over before its request was encoded.
+    expect(p.takeContentBytes()).toBe(SIZE);
+    expect(p.session.stats.problems).toEqual([]);
+    expect(p.fs.rangeBuffers.size).toBe(PIECES_PER_UPLOAD);
+  });
+
+  it("keep a buffer each when the connection answers later from the request itself", async () => {
+    const p = pairWithSource("mirrorlog-ahead-later-", { answerLater: true });
+    writeFileSync(join(p.src, "big.bin"), fixedRandomBytes(SIZE, "later"));
+    await p.source.establish();
+
+    expectMirrored(p.src, p.dst);
+    expect(p.takeContentBytes()).toBe(SIZE);
+    expect(p.session.stats.problems).toEqual([]);
+    expect(p.fs.rangeBuffers.size).toBe(Math.ceil(SIZE / PIECE_BYTES));
   });
 });
 

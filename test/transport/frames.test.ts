@@ -1,10 +1,12 @@
 import { crc32 } from "node:zlib";
 import { fc, test } from "@fast-check/vitest";
+import { pack } from "msgpackr";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   decodeFramePayload,
   encodeFrame,
+  encodeReusableFrame,
   FRAME_HEADER_BYTES,
   FrameDecoder,
   FrameError,
@@ -95,6 +97,38 @@ describe("frame codec", () => {
     for (let i = 0; i < 200; i++) encodeFrame({ type: "upload", pieces: [new Uint8Array(100_000).fill(i)] });
     expect(frame.equals(copy)).toBe(true);
     expect(new FrameDecoder().push(frame)).toEqual([first]);
+  });
+
+  it("packs into a buffer again once every frame in it was said written, and never over one that was not", () => {
+    const MiB = 1024 * 1024;
+    const kept = encodeFrame({ type: "upload", pieces: [new Uint8Array(MiB).fill(1)] });
+    const pending = encodeReusableFrame({ type: "upload", pieces: [new Uint8Array(MiB).fill(2)] });
+    const [keptCopy, pendingCopy] = [Buffer.from(kept), Buffer.from(pending.frame)];
+    const buffers = new Set<ArrayBufferLike>();
+    for (let i = 0; i < 40; i++) {
+      const { frame, written } = encodeReusableFrame({ type: "upload", pieces: [new Uint8Array(MiB).fill(i)] });
+      buffers.add(frame.buffer);
+      const [decoded] = new FrameDecoder().push(frame) as [{ pieces: Uint8Array[] }];
+      // (A boolean: a failure message must not print a megabyte.)
+      expect(Buffer.from(decoded.pieces[0]!).equals(Buffer.alloc(MiB, i))).toBe(true);
+      written();
+    }
+    // 40 MiB of frames in a few buffers (msgpackr's are 4 MiB and more here): without reuse, one per 4 frames.
+    expect(buffers.size).toBeLessThanOrEqual(3);
+    expect(kept.equals(keptCopy)).toBe(true);
+    expect(pending.frame.equals(pendingCopy)).toBe(true);
+    pending.written();
+  });
+
+  it("never packs over what another packer sharing msgpackr's state put in its buffer", () => {
+    const MiB = 1024 * 1024;
+    for (let i = 0; i < 8; i++) encodeReusableFrame({ pieces: [new Uint8Array(MiB).fill(i)] }).written();
+    // msgpackr's module-wide state: this does not fit the buffer the frames above were packed into, so
+    // msgpackr takes a new one (four times its size), where the frames below are packed next.
+    const foreign = pack({ pieces: [new Uint8Array(5 * MiB).fill(9)] });
+    const foreignCopy = Buffer.from(foreign);
+    for (let i = 0; i < 40; i++) encodeReusableFrame({ pieces: [new Uint8Array(MiB).fill(i)] }).written();
+    expect(foreign.equals(foreignCopy)).toBe(true);
   });
 
   it("an upload's pieces stay views of the frame they came in (no second copy); a small array is copied", () => {

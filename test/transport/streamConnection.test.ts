@@ -1,4 +1,5 @@
-import { PassThrough, Writable } from "node:stream";
+import { spawn } from "node:child_process";
+import { PassThrough, type Readable, Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { encodeFrame, FrameError } from "../../src/transport/frames.js";
@@ -353,6 +354,47 @@ describe("StreamClient and serveStream", () => {
     expect(await client.request({ blob })).toEqual({ length: blob.length, last: blob[blob.length - 1] });
     await client.close();
     await served;
+  });
+
+  it("sends 1 MiB requests intact whether the stream passes them on at once or holds them unread", async () => {
+    // The client packs over a frame's buffer once its write completed: into a pipe (cat), once the kernel
+    // holds the bytes; into a PassThrough never (its writes complete while the frames wait in it, unread).
+    type Blob = { n: number; blob: Uint8Array };
+    const MiB = 1 << 20;
+    const serve = (input: Readable, output: PassThrough) =>
+      serveStream<Blob, { n: number; intact: boolean }>(input, output, {
+        version: VERSION,
+        validateRequest: (v) => z.object({ n: z.number(), blob: z.instanceof(Uint8Array) }).parse(v),
+        handle: (req) => ({ n: req.n, intact: req.blob.length === MiB && req.blob.every((b) => b === req.n % 256) }),
+      });
+    const cat = spawn("cat", [], { stdio: ["pipe", "pipe", "inherit"] });
+    const unread = new PassThrough({ highWaterMark: 64 * MiB });
+    for (const [output, input, readLate] of [
+      [cat.stdin, cat.stdout, false],
+      [unread, unread, true],
+    ] as const) {
+      const toClient = new PassThrough();
+      const served = readLate ? undefined : serve(input, toClient);
+      const client = new StreamClient<Blob, { n: number; intact: boolean }>({
+        input: toClient,
+        output,
+        version: VERSION,
+        validateResponse: (v) => z.object({ n: z.number(), intact: z.boolean() }).parse(v),
+      });
+      const wave = (from: number) =>
+        Array.from({ length: 20 }, (_, i) => client.request({ n: from + i, blob: new Uint8Array(MiB).fill(from + i) }));
+      const first = wave(0);
+      // The second wave is packed once the first was handed to the stream and its writes reported back.
+      await new Promise((resolve) => setImmediate(resolve));
+      await until(() => client.queuedBytes === 0, "the first wave handed to the stream", 20_000);
+      const second = wave(20);
+      const late = readLate ? serve(input, toClient) : undefined;
+      const answers = await Promise.all([...first, ...second]);
+      expect(answers).toEqual(Array.from({ length: 40 }, (_, n) => ({ n, intact: true })));
+      await client.close();
+      await (served ?? late);
+    }
+    cat.kill();
   });
 
   it("close() waits for in-flight responses, then the server resolves", async () => {
