@@ -48,7 +48,7 @@ export function encodeFrame(message: unknown, maxFrameBytes: number = DEFAULT_MA
  * Encodes one message as encodeFrame does, into a buffer that is packed into again once `written` was called
  * for every frame in it: call it once the stream no longer needs the frame's bytes (its write completed or
  * failed), and never touch the frame after. A stream's frames then stop being garbage: a 256 MiB upload
- * made 25 full collections on the source, one per ≈ 10 MiB of frames (V8 collects for its external memory).
+ * made ≈ 25 full collections on the source, one per ≈ 10 MiB of frames (V8 collects for its external memory).
  */
 export function encodeReusableFrame(
   message: unknown,

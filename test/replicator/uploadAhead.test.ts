@@ -181,27 +181,27 @@ describe("a large file the target may hold", () => {
 });
 
 describe("an upload's pieces", () => {
-  it("are read into the same few buffers in turn when the connection encodes each request as it is sent", async () => {
-    const p = pairWithSource("mirrorlog-ahead-reused-", { copiesRequests: true });
-    writeFileSync(join(p.src, "big.bin"), fixedRandomBytes(SIZE, "reused"));
+  it.each([
+    [
+      "the same few buffers in turn when the connection encodes each request as it is sent",
+      { copiesRequests: true },
+      PIECES_PER_UPLOAD,
+    ],
+    [
+      "a buffer each when the connection answers later from the request itself",
+      { answerLater: true },
+      Math.ceil(SIZE / PIECE_BYTES),
+    ],
+  ] as const)("are read into %s", async (_, options, buffers) => {
+    const p = pairWithSource("mirrorlog-ahead-pieces-", options);
+    writeFileSync(join(p.src, "big.bin"), fixedRandomBytes(SIZE, "pieces"));
     await p.source.establish();
 
     expectMirrored(p.src, p.dst);
-    // One upload, every byte right: no piece was read over before its request was encoded.
+    // One upload, every byte right: no piece was read over before the target had it.
     expect(p.takeContentBytes()).toBe(SIZE);
     expect(p.session.stats.problems).toEqual([]);
-    expect(p.fs.rangeBuffers.size).toBe(PIECES_PER_UPLOAD);
-  });
-
-  it("keep a buffer each when the connection answers later from the request itself", async () => {
-    const p = pairWithSource("mirrorlog-ahead-later-", { answerLater: true });
-    writeFileSync(join(p.src, "big.bin"), fixedRandomBytes(SIZE, "later"));
-    await p.source.establish();
-
-    expectMirrored(p.src, p.dst);
-    expect(p.takeContentBytes()).toBe(SIZE);
-    expect(p.session.stats.problems).toEqual([]);
-    expect(p.fs.rangeBuffers.size).toBe(Math.ceil(SIZE / PIECE_BYTES));
+    expect(p.fs.rangeBuffers.size).toBe(buffers);
   });
 });
 
