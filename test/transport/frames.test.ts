@@ -131,6 +131,42 @@ describe("frame codec", () => {
     expect(foreign.equals(foreignCopy)).toBe(true);
   });
 
+  test.prop([
+    fc.array(
+      fc.oneof(
+        // Mostly small frames, some large: msgpackr's buffers (four times the largest message) fill, are
+        // left and are handed back often.
+        { arbitrary: fc.record({ encode: fc.integer({ min: 0, max: 6_000 }) }), weight: 20 },
+        { arbitrary: fc.record({ encode: fc.integer({ min: 40_000, max: 200_000 }) }), weight: 1 },
+        { arbitrary: fc.record({ keep: fc.integer({ min: 0, max: 5_000 }) }), weight: 1 },
+        { arbitrary: fc.record({ foreign: fc.integer({ min: 0, max: 100_000 }) }), weight: 1 },
+        { arbitrary: fc.record({ written: fc.nat() }), weight: 24 },
+      ),
+      { minLength: 300, maxLength: 600 },
+    ),
+  ])("whatever order writes are reported in, no frame changes before it is said written", (steps) => {
+    const pending: { frame: Buffer; copy: Buffer; written: () => void }[] = [];
+    const kept: { frame: Uint8Array; copy: Buffer }[] = [];
+    steps.forEach((step, n) => {
+      if ("encode" in step) {
+        const { frame, written } = encodeReusableFrame({ n, bytes: new Uint8Array(step.encode).fill(n) });
+        pending.push({ frame, copy: Buffer.from(frame), written });
+      } else if ("keep" in step) {
+        const frame = encodeFrame({ n, bytes: new Uint8Array(step.keep).fill(n) });
+        kept.push({ frame, copy: Buffer.from(frame) });
+      } else if ("foreign" in step) {
+        const frame = pack({ n, bytes: new Uint8Array(step.foreign).fill(n) });
+        kept.push({ frame, copy: Buffer.from(frame) });
+      } else if (pending.length > 0) {
+        const [said] = pending.splice(step.written % pending.length, 1);
+        expect(said!.frame.equals(said!.copy)).toBe(true);
+        said!.written();
+      }
+    });
+    for (const { frame, copy } of [...pending, ...kept]) expect(Buffer.from(frame).equals(copy)).toBe(true);
+    for (const { written } of pending) written();
+  });
+
   it("an upload's pieces stay views of the frame they came in (no second copy); a small array is copied", () => {
     const MiB = 1024 * 1024;
     const pieces = [new Uint8Array(MiB).fill(1), new Uint8Array(MiB).fill(2)];
