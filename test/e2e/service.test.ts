@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   type CliResult,
+  describeProcessesMentioning,
   makeWorkspace,
   mirrorlogArgs,
   pollUntil,
@@ -312,7 +313,13 @@ describe("service install and Restart=on-failure", () => {
     expect(second).not.toBe(first);
 
     writeFileSync(join(w.src, "after-restart"), "a change made after the restart");
-    await waitForMirror(w.src, w.dst, { ...excludeTmp, deadlineMs: 30_000, context: () => supervisor.stderr });
+    await waitForMirror(w.src, w.dst, {
+      ...excludeTmp,
+      deadlineMs: 30_000,
+      // What the restarted watch was doing, should it never catch up (it failed so once in CI, not reproduced).
+      context: () =>
+        `${supervisor.decisions.join(", ")}; pids ${supervisor.pids.join(", ")}\n${describeProcessesMentioning(w.dst)}\n${supervisor.stderr}`,
+    });
     expect(readFileSync(join(w.dst, "after-restart"), "utf8")).toBe("a change made after the restart");
     expect(await liveAs(second)).toBe(true);
 

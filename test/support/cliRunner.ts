@@ -260,6 +260,23 @@ export async function waitForMirror(
   return Date.now() - started;
 }
 
+/** Each live process whose command line contains `text`: pid, state and where it sleeps, command line (diagnostics). */
+export function describeProcessesMentioning(text: string): string {
+  return processesMentioning(text)
+    .map((pid) => {
+      const read = (file: string) => {
+        try {
+          return readFileSync(`/proc/${pid}/${file}`, "utf8").replaceAll("\0", " ").trim();
+        } catch {
+          return "?";
+        }
+      };
+      const state = read("stat").split(") ").at(-1)?.split(" ")[0] ?? "?";
+      return `${pid} ${state} ${read("wchan")} ${read("cmdline").slice(-160)}`;
+    })
+    .join("\n");
+}
+
 /** Pids of live processes whose command line contains `text` (read from /proc; excludes this process). */
 export function processesMentioning(text: string): number[] {
   const pids: number[] = [];
