@@ -277,8 +277,8 @@ function entryStatOfStatx(): EntryStat {
   return {
     kind: kindOfMode(mode),
     size: w[0x2c / 4]! * 2 ** 32 + w[0x28 / 4]!,
-    mtimeMs: millisecondsOf(mtime),
-    ctimeMs: ctimeSec * 1e3 + w[0x68 / 4]! / 1e6,
+    mtimeMs: millisecondsOf(mtime.sec, mtime.nsec),
+    ctimeMs: millisecondsOf(ctimeSec, w[0x68 / 4]!),
     mtime,
     mode: mode & 0o7777,
     ino: w[0x24 / 4]! * 2 ** 32 + w[0x20 / 4]!,
@@ -310,8 +310,8 @@ export function kindOfMode(mode: number): EntryKind {
 }
 
 /** Milliseconds exactly as Node's number stats compute them, so both kinds of stat compare equal. */
-export function millisecondsOf(time: Timestamp): number {
-  return time.sec * 1e3 + time.nsec / 1e6;
+export function millisecondsOf(sec: number, nsec: number): number {
+  return sec * 1e3 + nsec / 1e6;
 }
 
 function timespec(time: Timestamp): { tv_sec: number; tv_nsec: number } {

@@ -1449,11 +1449,12 @@ function checkTimestamp(time: Timestamp, path: string): void {
 function toEntryStat(stat: BigIntStats): EntryStat {
   const mode = Number(stat.mode);
   const mtime = timestampOf(stat.mtimeNs);
+  const ctime = timestampOf(stat.ctimeNs);
   return {
     kind: kindOfMode(mode),
     size: Number(stat.size),
-    mtimeMs: millisecondsOf(mtime),
-    ctimeMs: millisecondsOf(timestampOf(stat.ctimeNs)),
+    mtimeMs: millisecondsOf(mtime.sec, mtime.nsec),
+    ctimeMs: millisecondsOf(ctime.sec, ctime.nsec),
     mtime,
     mode: mode & 0o7777,
     ino: Number(stat.ino),

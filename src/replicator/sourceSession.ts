@@ -195,7 +195,6 @@ export class SourceSession {
   /** Open problems applying on the target, by path; a later success at the path resolves them. */
   private readonly applyProblems = new Map<string, string>();
   private readonly shipping: ContentShipping;
-  /** The buffers large files are read into as they are uploaded (see readDeferred), made by the first. */
   private uploadBuffers: Uint8Array[] | undefined;
   /** The expected tree (read and replaced through `expected`). */
   private expectedRoot: DirNode = emptyDir();
@@ -705,10 +704,7 @@ export class SourceSession {
       let read: ReadContent | undefined;
       const basis = nodeAt(this.expected, file.path);
       if (isMirrorFileSystem(fs) && basis?.kind !== "file" && !this.shipping.mayHoldSize(file.stat.size)) {
-        if (reuseBuffers) {
-          this.uploadBuffers ??= Array.from({ length: PIECES_PER_UPLOAD }, () => new Uint8Array(PIECE_BYTES));
-        }
-        const scratch = reuseBuffers ? this.uploadBuffers : undefined;
+        const scratch = reuseBuffers ? this.uploadScratch() : undefined;
         const pieces = readInPieces(fs, this.absolute(file.path), file.stat.size, PIECE_BYTES, scratch);
         try {
           read = yield* this.shipping.uploadAhead(file.path, pieces);
@@ -721,6 +717,12 @@ export class SourceSession {
       this.keepScanned(scan, node, problems, chunks);
     }
     scan.deferred = [];
+  }
+
+  /** The buffers uploads are read into when they may be reused (see readDeferred), made by the first. */
+  private uploadScratch(): Uint8Array[] {
+    this.uploadBuffers ??= Array.from({ length: PIECES_PER_UPLOAD }, () => new Uint8Array(PIECE_BYTES));
+    return this.uploadBuffers;
   }
 
   /** Plans what an earlier `scan` of `path` found (see planUnlogged). */

@@ -55,7 +55,7 @@ export function encodeReusableFrame(
   maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES,
 ): { frame: Buffer; written: () => void } {
   const { packed, written } = frameBuffers.pack(message, FRAME_HEADER_BYTES, maxFrameBytes, true);
-  return { frame: withHeader(packed), written };
+  return { frame: withHeader(packed), written: written! };
 }
 
 /** Fills in the header msgpackr left room for: the payload's length and CRC-32. */
@@ -117,7 +117,8 @@ class FrameBuffers {
     this.#position = packr.position;
     this.#largest = Math.max(this.#largest, packed.length);
     this.#unwritten.set(buffer, (this.#unwritten.get(buffer) ?? 0) + 1);
-    let said = !reusable;
+    if (!reusable) return { packed };
+    let said = false;
     const written = (): void => {
       if (said) return;
       said = true;

@@ -190,7 +190,7 @@ export class StreamClient<Req, Res> {
     this.input.on("close", this.onInputClose);
     this.input.on("error", this.onInputError);
     this.output.on("error", this.onOutputError);
-    this.send(encodeFrame(helloFrame(this.version), this.maxFrameBytes));
+    this.send({ frame: encodeFrame(helloFrame(this.version), this.maxFrameBytes) });
   }
 
   /** Resolves once the peer's hello matched ours; rejects with TransportError otherwise. */
@@ -398,9 +398,8 @@ export class StreamClient<Req, Res> {
    * `written` is called once the output is done with its bytes (see encodeReusableFrame); a frame dropped
    * unwritten (the connection failed) keeps its buffer from reuse.
    */
-  private send(frame: Buffer | QueuedFrame): void {
+  private send(queued: QueuedFrame): void {
     if (this.failure) return;
-    const queued = Buffer.isBuffer(frame) ? { frame } : frame;
     if (this.waitingForDrain) {
       this.writeQueue.push(queued);
       this.queuedByteCount += queued.frame.length;
@@ -413,7 +412,7 @@ export class StreamClient<Req, Res> {
     this.stats.bytesSent += frame.length;
     this.stats.framesSent++;
     // Called with or without an error: either way the stream no longer reads the frame.
-    if (!this.output.write(frame, written === undefined ? undefined : () => written())) {
+    if (!this.output.write(frame, written)) {
       this.waitingForDrain = true;
       this.output.once("drain", this.onDrain);
     }
